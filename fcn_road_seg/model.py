@@ -1,0 +1,193 @@
+"""FCN-8s on VGG16 (Long, Shelhamer and Darrell, 2015): the one model for training, export and runtime.
+
+``FCN8s`` takes float RGB images in [0, 1] (N x 3 x H x W, any H and W) and returns N x 2 x H x W
+logits (0 = non-road, 1 = road). ImageNet normalisation lives inside the model, so training,
+ONNX export and every backend feed the same thing. ``RoadProbability`` wraps it for deployment:
+uint8 N x H x W x 3 RGB in, float P(road) N x H x W out, so pre- and post-processing run in the graph.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.vgg import cfgs, make_layers
+
+from .errors import ModelError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+NUM_CLASSES = 2
+STRIDE = 32
+POOL3_END, POOL4_END = 17, 24  # indices just past pool3 and pool4 in torchvision's VGG16 ``features``
+POOL4_SCALE, POOL3_SCALE = 0.01, 0.0001  # FCN-8s "at-once" skip scaling
+
+
+def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
+    """Per-channel (diagonal) transposed-convolution weight that performs bilinear upsampling."""
+    factor = (kernel_size + 1) // 2
+    center = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
+    og = torch.arange(kernel_size, dtype=torch.float32)
+    filt1d = 1 - (og - center).abs() / factor
+    weight = torch.zeros(channels, channels, kernel_size, kernel_size)
+    weight[range(channels), range(channels)] = filt1d[:, None] * filt1d[None, :]
+    return weight
+
+
+def _upsample(channels: int, factor: int) -> nn.ConvTranspose2d:
+    """A transposed convolution (kernel 2f, stride f) initialised as exact bilinear upsampling by f."""
+    layer = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, padding=factor // 2, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(bilinear_kernel(channels, 2 * factor))
+    return layer
+
+
+class FCN8s(nn.Module):
+    """VGG16 FCN-8s with convolutional fc6/fc7, scaled skips and bilinear-initialised upsampling."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES, fc_channels: int = 4096, fc6_kernel: int = 7,
+                 dropout: float = 0.5) -> None:
+        super().__init__()
+        if fc6_kernel % 2 != 1:
+            raise ValueError(f"fc6_kernel must be odd, got {fc6_kernel}")
+        self.config = {"num_classes": num_classes, "fc_channels": fc_channels, "fc6_kernel": fc6_kernel}
+        self.features = make_layers(cfgs["D"], batch_norm=False)  # torchvision's VGG16 layout and key names
+        self.fc6 = nn.Conv2d(512, fc_channels, fc6_kernel, padding=fc6_kernel // 2)
+        self.fc7 = nn.Conv2d(fc_channels, fc_channels, 1)
+        self.drop = nn.Dropout2d(dropout)
+        self.score_fr = nn.Conv2d(fc_channels, num_classes, 1)
+        self.score_pool4 = nn.Conv2d(512, num_classes, 1)
+        self.score_pool3 = nn.Conv2d(256, num_classes, 1)
+        self.upscore2 = _upsample(num_classes, 2)
+        self.upscore_pool4 = _upsample(num_classes, 2)
+        self.upscore8 = _upsample(num_classes, 8)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """torchvision's VGG initialisation for the encoder; zero score layers, as in the paper."""
+        for m in [*self.features, self.fc6, self.fc7]:
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        for m in (self.score_fr, self.score_pool4, self.score_pool3):
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits N x C x H x W for float RGB images in [0, 1]; pads to a multiple of 32, then crops."""
+        h, w = x.shape[-2:]
+        x = (x - self.mean) / self.std
+        x = F.pad(x, (0, (-w) % STRIDE, 0, (-h) % STRIDE))
+        pool3 = self.features[:POOL3_END](x)
+        pool4 = self.features[POOL3_END:POOL4_END](pool3)
+        pool5 = self.features[POOL4_END:](pool4)
+        fc7 = self.drop(F.relu(self.fc7(self.drop(F.relu(self.fc6(pool5))))))
+        up = self.upscore2(self.score_fr(fc7))
+        up = self.upscore_pool4(up + self.score_pool4(pool4 * POOL4_SCALE))
+        out = self.upscore8(up + self.score_pool3(pool3 * POOL3_SCALE))
+        return out[..., :h, :w]
+
+
+class RoadProbability(nn.Module):
+    """Deployment head: uint8 N x H x W x 3 RGB in, float32 P(road) N x H x W out."""
+
+    def __init__(self, fcn: FCN8s) -> None:
+        super().__init__()
+        self.fcn = fcn
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Normalise, run FCN-8s, and take the two-class softmax's road channel."""
+        x = image.permute(0, 3, 1, 2).float() / 255.0
+        logits = self.fcn(x).float()
+        return torch.sigmoid(logits[:, 1] - logits[:, 0])  # == softmax(logits)[:, 1] for two classes
+
+
+def _read_state_dict(path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
+    """Load a state dict from ``path``, with errors that name the file."""
+    if not os.path.isfile(path):
+        raise ModelError(f"weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt or foreign file
+        raise ModelError(f"cannot read weights file {path}: {exc}") from exc
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping):
+        raise ModelError(f"{path} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def imagenet_state_dict(weights: str) -> Mapping[str, torch.Tensor]:
+    """torchvision VGG16 ImageNet weights: ``"imagenet"`` downloads them, anything else is a local file."""
+    if weights == "imagenet":
+        from torchvision.models import VGG16_Weights
+
+        try:
+            return VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
+        except Exception as exc:  # offline: URLError, OSError, ...
+            raise ModelError(
+                f"cannot download torchvision's VGG16 ImageNet weights ({exc}); when offline, pass the path of a "
+                "local torchvision vgg16 state dict (e.g. vgg16-397923af.pth) instead") from exc
+    return _read_state_dict(weights)
+
+
+def load_vgg16_weights(model: FCN8s, weights: str) -> list[str]:
+    """Copy torchvision VGG16 weights into ``model``: features as is, classifier into fc6/fc7 reshaped.
+
+    Returns the names of the layers that were initialised. fc6/fc7 are only taken from the
+    classifier when the model has the original 4096-channel 7x7 shape.
+    """
+    state = imagenet_state_dict(weights)
+    source = weights if weights != "imagenet" else "torchvision VGG16_Weights.IMAGENET1K_V1"
+    fc = model.config["fc_channels"] == 4096 and model.config["fc6_kernel"] == 7
+    wanted = {f"features.{k}": v.shape for k, v in model.features.state_dict().items()}
+    if fc:
+        wanted.update({"classifier.0.weight": (4096, 25088), "classifier.0.bias": (4096,),
+                       "classifier.3.weight": (4096, 4096), "classifier.3.bias": (4096,)})
+    missing = sorted(k for k in wanted if k not in state)
+    wrong = sorted(f"{k}: {tuple(state[k].shape)} (expected {tuple(s)})"
+                   for k, s in wanted.items() if k in state and tuple(state[k].shape) != tuple(s))
+    if missing or wrong:
+        raise ModelError(f"{source} is not a torchvision VGG16 state dict: "
+                         + "; ".join(filter(None, [missing and f"missing keys {missing}",
+                                                   wrong and f"wrong shapes {wrong}"])))
+    with torch.no_grad():
+        model.features.load_state_dict({k[len("features."):]: state[k] for k in wanted if k.startswith("features.")})
+        loaded = ["features"]
+        if fc:
+            model.fc6.weight.copy_(state["classifier.0.weight"].view(4096, 512, 7, 7))
+            model.fc6.bias.copy_(state["classifier.0.bias"])
+            model.fc7.weight.copy_(state["classifier.3.weight"].view(4096, 4096, 1, 1))
+            model.fc7.bias.copy_(state["classifier.3.bias"])
+            loaded += ["fc6", "fc7"]
+    return loaded
+
+
+def build_model(weights: str | None = None, **config: Any) -> FCN8s:
+    """A new FCN8s with ``config``; ``weights`` is None, ``"imagenet"`` or a local VGG16 state-dict file."""
+    model = FCN8s(**config)
+    if weights:
+        load_vgg16_weights(model, weights)
+    return model
+
+
+def load_checkpoint_model(path: str | os.PathLike) -> FCN8s:
+    """The FCN8s stored in a training checkpoint (``{"model": state_dict, "model_config": {...}}``), in fp32."""
+    if not os.path.isfile(path):
+        raise ModelError(f"model file not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(ckpt, Mapping) or "model" not in ckpt or "model_config" not in ckpt:
+        raise ModelError(f"{path} is not an fcn_road_seg checkpoint (needs 'model' and 'model_config' entries)")
+    try:
+        model = FCN8s(**ckpt["model_config"])
+        model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"checkpoint {path} does not match FCN8s: {exc}") from exc
+    return model.eval()

@@ -1,0 +1,43 @@
+"""fcn_road_seg: an ament_python ROS 2 package that pip can also install (with extras)."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "fcn_road_seg"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*", "training", "training.*"]),
+    package_data={PACKAGE: ["data/*.pt"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+    ],
+    python_requires=">=3.10",
+    install_requires=["numpy", "opencv-python-headless", "torch", "torchvision", "rosbags>=0.10", "tqdm"],
+    extras_require={
+        "onnx": ["onnx", "onnxruntime", "onnxscript"],
+        "train": ["matplotlib", "tensorboard", "onnx", "onnxruntime", "onnxscript"],
+        "test": ["pytest<9", "onnx", "onnxruntime", "onnxscript", "matplotlib", "tensorboard"],
+        "tensorrt": ["tensorrt"],
+    },
+    tests_require=["pytest"],
+    zip_safe=False,
+    maintainer="fcn_road_seg developers",
+    description="Camera road segmentation (VGG16 FCN-8s) for ROS 2, with KITTI Road training and TensorRT deployment.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            f"road_seg_node = {PACKAGE}.node:main",
+            f"kitti2bag = {PACKAGE}.bags:kitti2bag_main",
+            f"segment_bag = {PACKAGE}.bags:segment_bag_main",
+            f"fcn-road-build-engine = {PACKAGE}.backends.tensorrt_backend:main",
+            "fcn-road-train = training.train:main",
+            "fcn-road-eval = training.evaluate:main",
+            "fcn-road-export = training.export:main",
+        ],
+    },
+)
