@@ -8,6 +8,7 @@ uint8 N x H x W x 3 RGB in, float P(road) N x H x W out, so pre- and post-proces
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -100,8 +101,8 @@ class RoadProbability(nn.Module):
         self.fcn = fcn
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Normalise, run FCN-8s, and take the two-class softmax's road channel."""
-        x = image.permute(0, 3, 1, 2).float() / 255.0
+        """Normalise, run FCN-8s in its own dtype, and take the two-class softmax's road channel."""
+        x = image.permute(0, 3, 1, 2).to(self.fcn.mean.dtype) / 255.0  # NHWC input: already channels_last
         logits = self.fcn(x).float()
         return torch.sigmoid(logits[:, 1] - logits[:, 0])  # == softmax(logits)[:, 1] for two classes
 
@@ -191,3 +192,8 @@ def load_checkpoint_model(path: str | os.PathLike) -> FCN8s:
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ModelError(f"checkpoint {path} does not match FCN8s: {exc}") from exc
     return model.eval()
+
+
+def default_model_path() -> Path:
+    """The default model shipped inside the package (trained on CamVid road labels; may be absent)."""
+    return Path(__file__).resolve().parent / "data" / "fcn8s_camvid.pt"

@@ -1,0 +1,247 @@
+"""Inference backends behind one interface, and ``load_backend`` to pick one.
+
+A backend turns a ``Frame`` into uint8 road mask and confidence maps at the frame's size. The shared
+``Backend.infer`` does the pre-processing (upload, channel order, fit to a fixed input shape) and the
+post-processing (crop and resize back, threshold, 8-bit confidence) with torch on the backend's device,
+so a GPU backend uploads uint8 pixels and downloads only the two uint8 maps. Subclasses only run the
+network (``_forward``). Backend modules import lazily, so a missing TensorRT or ONNX Runtime never
+breaks the others.
+"""
+from __future__ import annotations
+
+import abc
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ModelError
+from ..image import Frame
+from ..model import IMAGENET_MEAN
+
+BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
+RESIZE_POLICIES = ("letterbox", "stretch")
+SUFFIXES = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}
+_CVT_TO_RGB = {("rgb", 3): None, ("rgb", 4): cv2.COLOR_RGBA2RGB, ("bgr", 3): cv2.COLOR_BGR2RGB,
+               ("bgr", 4): cv2.COLOR_BGRA2RGB, ("mono", 1): cv2.COLOR_GRAY2RGB}
+#: pad value for letterboxing: the ImageNet mean, i.e. what the model's own padding feeds the network
+PAD_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)
+
+
+@dataclass(frozen=True)
+class RoadMaps:
+    """Per-pixel results at the input's size: ``mask`` 0/255 and ``confidence`` = round(255 * P(road))."""
+
+    mask: np.ndarray
+    confidence: np.ndarray
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How an image was fitted into a fixed network input: original size and the valid region's size."""
+
+    size: tuple[int, int]
+    valid: tuple[int, int]
+
+
+def fit(image: torch.Tensor, input_size: tuple[int, int] | None, policy: str) -> tuple[torch.Tensor, Fit]:
+    """Fit a 1 x H x W x 3 uint8 image into ``input_size``.
+
+    ``letterbox`` keeps the aspect ratio: it shrinks the image only when it does not fit, places it
+    top-left and pads with the ImageNet mean colour (a 375x1242 KITTI frame in a 384x1248 engine is
+    padded, never resampled). ``stretch`` resizes to exactly ``input_size``. Dynamic backends
+    (``input_size`` None) take the image as it is.
+    """
+    h, w = image.shape[1:3]
+    if input_size is None or (h, w) == tuple(input_size):
+        return image, Fit((h, w), (h, w))
+    H, W = input_size
+    if policy == "stretch":
+        valid = (H, W)
+    else:
+        scale = min(1.0, H / h, W / w)
+        valid = (min(H, round(h * scale)), min(W, round(w * scale)))
+    if valid != (h, w):
+        x = image.permute(0, 3, 1, 2).float()
+        x = F.interpolate(x, size=valid, mode="bilinear", align_corners=False, antialias=valid[0] < h)
+        image = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    if valid != (H, W):
+        canvas = torch.tensor(PAD_RGB, dtype=torch.uint8, device=image.device).expand(1, H, W, 3).clone()
+        canvas[:, : valid[0], : valid[1]] = image
+        image = canvas
+    return image.contiguous(), Fit((h, w), valid)
+
+
+def unfit(prob: torch.Tensor, how: Fit) -> torch.Tensor:
+    """Map P(road) (1 x H' x W') from the network input back to the original H x W."""
+    p = prob[0, : how.valid[0], : how.valid[1]]
+    if how.valid != how.size:
+        p = F.interpolate(p[None, None].float(), size=how.size, mode="bilinear", align_corners=False)[0, 0]
+    return p
+
+
+def _from_numpy(array: np.ndarray) -> torch.Tensor:
+    """torch.from_numpy without the warning for read-only message buffers (nothing writes to them)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
+def upload(frame: Frame, device: torch.device) -> torch.Tensor:
+    """The frame as a 1 x H x W x 3 uint8 RGB tensor on ``device``.
+
+    On CPU, OpenCV reorders the channels (several times faster than torch there); on a GPU the raw
+    pixels are uploaded and reordered on the device.
+    """
+    if device.type == "cpu":
+        code = _CVT_TO_RGB[frame.order, frame.pixels.shape[2]]
+        rgb = cv2.cvtColor(frame.pixels, code) if code is not None else np.ascontiguousarray(frame.pixels)
+        return _from_numpy(rgb).unsqueeze(0)
+    t = _from_numpy(frame.pixels).to(device, non_blocking=True)
+    if frame.order == "bgr":
+        t = t[..., [2, 1, 0]]
+    elif frame.order == "mono":
+        t = t.expand(-1, -1, 3)
+    else:
+        t = t[..., :3]
+    return t.unsqueeze(0).contiguous()
+
+
+def road_maps(prob: torch.Tensor, threshold: float) -> RoadMaps:
+    """Threshold and quantise H x W P(road) on its device, then download both uint8 maps at once.
+
+    mask = 255 where P >= threshold (compared in float32), confidence = round-half-even(255 * P).
+    On CPU the same two maps come from OpenCV, which is several times faster there.
+    """
+    if prob.device.type == "cpu":
+        p = prob.float().numpy()
+        below = np.nextafter(np.float32(threshold), np.float32(-np.inf))  # P > below  <=>  P >= threshold
+        mask = cv2.convertScaleAbs(cv2.threshold(p, float(below), 255, cv2.THRESH_BINARY)[1])
+        return RoadMaps(mask, cv2.convertScaleAbs(p, alpha=255))
+    mask = (prob >= threshold).to(torch.uint8).mul_(255)
+    confidence = (prob * 255).round_().to(torch.uint8)
+    both = torch.stack((mask, confidence)).cpu().numpy()
+    return RoadMaps(both[0], both[1])
+
+
+class Backend(abc.ABC):
+    """A network runner: ``infer`` a Frame into RoadMaps. Subclasses implement ``_forward``."""
+
+    name: str = "base"
+
+    def __init__(self, device: torch.device, input_size: tuple[int, int] | None = None,
+                 resize_policy: str = "letterbox") -> None:
+        if resize_policy not in RESIZE_POLICIES:
+            raise ValueError(f"resize_policy must be one of {RESIZE_POLICIES}, got '{resize_policy}'")
+        self.device = device
+        self.input_size = input_size
+        self.resize_policy = resize_policy
+
+    @abc.abstractmethod
+    def _forward(self, image: torch.Tensor) -> torch.Tensor:
+        """1 x H x W x 3 uint8 RGB on ``self.device`` -> 1 x H x W float P(road)."""
+
+    def _sync(self) -> None:
+        """Wait for queued device work (only used when timing stages)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def infer(self, frame: Frame, threshold: float = 0.5, timings: dict[str, float] | None = None) -> RoadMaps:
+        """Road mask and confidence for ``frame``; fills ``timings`` (ms per stage) when given."""
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            image, how = fit(upload(frame, self.device), self.input_size, self.resize_policy)
+            if timings is not None:
+                self._sync()
+                t1 = time.perf_counter()
+            prob = self._forward(image)
+            if timings is not None:
+                self._sync()
+                t2 = time.perf_counter()
+            maps = road_maps(unfit(prob, how), threshold)
+        if timings is not None:
+            t3 = time.perf_counter()
+            timings.update(preprocess=1e3 * (t1 - t0), inference=1e3 * (t2 - t1), postprocess=1e3 * (t3 - t2))
+        return maps
+
+    def warmup(self, height: int, width: int, iterations: int = 3) -> float:
+        """Run a few blank frames of the given size (autotuning, lazy init); returns the seconds taken."""
+        start = time.perf_counter()
+        frame = Frame(np.zeros((height, width, 3), np.uint8), "rgb8")
+        for _ in range(iterations):
+            self.infer(frame)
+        return time.perf_counter() - start
+
+    def describe(self) -> str:
+        """One line for logs: backend, device and input shape."""
+        shape = "dynamic" if self.input_size is None else f"{self.input_size[0]}x{self.input_size[1]}"
+        return f"{self.name} on {self.device} (input {shape}, {self.resize_policy})"
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> the first CUDA device when there is one, else CPU; otherwise a checked torch device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ModelError(f"invalid device '{device}': {exc}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device '{device}' requested but CUDA is not available")
+    return dev
+
+
+def backend_for(model_path: str | Path, backend: str = "auto") -> str:
+    """Which backend serves ``model_path``: by file type, or the one asked for if it can read that file."""
+    if backend not in BACKENDS:
+        raise ModelError(f"unknown backend '{backend}'; choose one of {BACKENDS}")
+    suffix = Path(model_path).suffix.lower()
+    kind = SUFFIXES.get(suffix)
+    if kind is None:
+        raise ModelError(f"cannot tell the model type of {model_path}: expected one of {sorted(SUFFIXES)}")
+    if backend == "auto":
+        if kind == "onnxruntime" and _tensorrt_usable():
+            return "tensorrt"
+        return kind
+    if backend != kind and not (backend == "tensorrt" and kind == "onnxruntime"):
+        raise ModelError(f"backend '{backend}' cannot run {model_path} (a {suffix} file needs '{kind}')")
+    return backend
+
+
+def _tensorrt_usable() -> bool:
+    """TensorRT importable and a CUDA device present."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def load_backend(model_path: str | Path, backend: str = "auto", device: str = "auto",
+                 resize_policy: str = "letterbox", **options) -> Backend:
+    """Open ``model_path`` with the named backend (or the fastest that can run it, for ``auto``).
+
+    ``options`` go to the backend's constructor (e.g. ``precision`` for torch).
+    """
+    if not Path(model_path).is_file():
+        raise ModelError(f"model file not found: {model_path}")
+    kind = backend_for(model_path, backend)
+    if kind == "torch":
+        from .torch_backend import TorchBackend
+
+        return TorchBackend(model_path, resolve_device(device), resize_policy=resize_policy, **options)
+    if kind == "onnxruntime":
+        from .onnx_backend import OnnxBackend
+
+        return OnnxBackend(model_path, resolve_device(device), resize_policy=resize_policy, **options)
+    from .tensorrt_backend import TensorRTBackend
+
+    return TensorRTBackend(model_path, resolve_device("cuda" if device == "auto" else device),
+                           resize_policy=resize_policy, **options)

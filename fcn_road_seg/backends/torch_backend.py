@@ -1,0 +1,42 @@
+"""PyTorch backend: a training checkpoint run eagerly (or compiled), fp16/bf16 + channels_last on CUDA."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelError
+from ..model import RoadProbability, load_checkpoint_model
+from . import Backend
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class TorchBackend(Backend):
+    """Runs ``RoadProbability`` over a checkpoint's FCN8s on any torch device, with any input size."""
+
+    name = "torch"
+
+    def __init__(self, model_path: str | Path, device: torch.device, precision: str = "auto",
+                 compile: bool = False, resize_policy: str = "letterbox") -> None:
+        super().__init__(device, None, resize_policy)
+        if precision == "auto":
+            precision = "fp16" if device.type == "cuda" else "fp32"
+        if precision not in PRECISIONS:
+            raise ModelError(f"unknown precision '{precision}'; choose one of {sorted(PRECISIONS)} or 'auto'")
+        if device.type == "cpu" and precision != "fp32":
+            raise ModelError(f"precision '{precision}' needs CUDA; use fp32 on CPU")
+        self.precision = precision
+        net = RoadProbability(load_checkpoint_model(model_path)).eval()
+        net = net.to(device=device, dtype=PRECISIONS[precision])
+        if device.type == "cuda":
+            net = net.to(memory_format=torch.channels_last)
+        self.net = torch.compile(net, mode="reduce-overhead", dynamic=False) if compile else net
+
+    def _forward(self, image: torch.Tensor) -> torch.Tensor:
+        """The network in the chosen precision; P(road) comes back as float32."""
+        return self.net(image)
+
+    def describe(self) -> str:
+        """Adds the precision to the base description."""
+        return f"{super().describe()} {self.precision}"

@@ -1,0 +1,101 @@
+"""sensor_msgs/Image fields <-> numpy, without ROS: zero-copy views in, contiguous arrays out.
+
+Works with any object that has the Image fields (rclpy messages, rosbags messages, test doubles).
+Every rejection is an ``ImageError`` whose text says what is wrong with the image.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .errors import ImageError
+
+#: encoding -> (channels, channel order handed to the backend)
+ENCODINGS: dict[str, tuple[int, str]] = {
+    "rgb8": (3, "rgb"),
+    "bgr8": (3, "bgr"),
+    "rgba8": (4, "rgb"),
+    "bgra8": (4, "bgr"),
+    "mono8": (1, "mono"),
+}
+_SIXTEEN_BIT = ("mono16", "rgb16", "bgr16", "rgba16", "bgra16", "16UC1", "16UC3", "16SC1")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """An image as H x W x C uint8 pixels (often a view into the message) and its ROS encoding."""
+
+    pixels: np.ndarray
+    encoding: str
+
+    @property
+    def order(self) -> str:
+        """Channel order of the first three channels: ``rgb``, ``bgr`` or ``mono``."""
+        return ENCODINGS[self.encoding][1]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width)."""
+        return self.pixels.shape[0], self.pixels.shape[1]
+
+
+def _buffer(data: Any) -> np.ndarray:
+    """A flat uint8 view over a message's ``data`` (array.array, bytes, numpy, or a list)."""
+    if isinstance(data, np.ndarray):
+        return data.reshape(-1).view(np.uint8)
+    try:
+        return np.frombuffer(data, dtype=np.uint8)
+    except TypeError:
+        return np.asarray(data, dtype=np.uint8)
+
+
+def from_msg(msg: Any) -> Frame:
+    """Validate an Image message and return a zero-copy ``Frame`` over its data."""
+    encoding, height, width, step = msg.encoding, int(msg.height), int(msg.width), int(msg.step)
+    if encoding not in ENCODINGS:
+        if encoding in _SIXTEEN_BIT and msg.is_bigendian:
+            raise ImageError(f"big-endian 16-bit image ({encoding}) is not supported; "
+                             f"supported encodings: {', '.join(ENCODINGS)}")
+        raise ImageError(f"unsupported encoding '{encoding}'; supported: {', '.join(ENCODINGS)}")
+    if height == 0 or width == 0:
+        raise ImageError(f"empty image ({width}x{height})")
+    channels = ENCODINGS[encoding][0]
+    if step < width * channels:
+        raise ImageError(f"step {step} is smaller than width*channels = {width * channels} for {encoding}")
+    buf = _buffer(msg.data)
+    if buf.size != step * height:
+        raise ImageError(f"data length {buf.size} does not match step*height = {step}*{height} = {step * height}")
+    pixels = buf.reshape(height, step)[:, : width * channels].reshape(height, width, channels)
+    return Frame(pixels, encoding)
+
+
+def from_compressed(msg: Any) -> Frame:
+    """Decode a CompressedImage (JPEG/PNG) into a bgr8 ``Frame``."""
+    buf = _buffer(msg.data)
+    pixels = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    if pixels is None:
+        raise ImageError(f"cannot decode compressed image (format '{msg.format}', {buf.size} bytes)")
+    return Frame(pixels, "bgr8")
+
+
+def from_array(pixels: np.ndarray, encoding: str) -> Frame:
+    """A ``Frame`` over a numpy image (H x W, or H x W x C matching ``encoding``)."""
+    if encoding not in ENCODINGS:
+        raise ImageError(f"unsupported encoding '{encoding}'; supported: {', '.join(ENCODINGS)}")
+    pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+    channels = ENCODINGS[encoding][0]
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != channels or 0 in pixels.shape:
+        raise ImageError(f"expected a non-empty uint8 H x W x {channels} array for {encoding}, "
+                         f"got {pixels.dtype} {pixels.shape}")
+    return Frame(pixels, encoding)
+
+
+def to_fields(pixels: np.ndarray, encoding: str) -> dict[str, Any]:
+    """Image message fields (all but header) for H x W or H x W x C uint8 pixels; ``data`` is a flat array."""
+    pixels = np.ascontiguousarray(pixels)
+    height, width = pixels.shape[:2]
+    return {"height": height, "width": width, "encoding": encoding, "is_bigendian": 0,
+            "step": pixels.strides[0], "data": pixels.reshape(-1)}

@@ -1,0 +1,110 @@
+"""The per-frame core shared by the node, the bag tool and the benchmarks. No ROS import.
+
+message -> Frame -> backend -> mask / confidence / overlay -> output messages with the input's header.
+Output messages are built by a ``make_image(header, fields)`` factory, the only thing that differs
+between rclpy messages and rosbags messages.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Collection, Sequence
+
+import cv2
+import numpy as np
+
+from . import image
+from .backends import Backend
+from .image import Frame
+
+OUTPUTS = ("mask", "confidence", "overlay")
+MakeImage = Callable[[Any, dict], Any]
+
+
+def _is_int(value: Any) -> bool:
+    """An integer that is not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_setting(name: str, value: Any) -> str | None:
+    """Why ``value`` is invalid for the run-time setting ``name``, or None when it is fine."""
+    if name in ("threshold", "overlay_alpha"):
+        ok = (_is_int(value) or isinstance(value, float)) and 0.0 <= value <= 1.0
+        return None if ok else f"{name} must be a number in [0, 1], got {value!r}"
+    if name == "overlay_color":
+        ok = (isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, str) and len(value) == 3
+              and all(_is_int(v) and 0 <= v <= 255 for v in value))
+        return None if ok else f"overlay_color must be three integers [R, G, B] in 0..255, got {value!r}"
+    return f"unknown setting '{name}'"
+
+
+def overlay(frame: Frame, mask: np.ndarray, color_rgb: Sequence[int], alpha: float) -> np.ndarray:
+    """The frame in its own encoding with road pixels blended towards ``color_rgb`` by ``alpha``."""
+    r, g, b = color_rgb
+    color = {"rgb": (r, g, b), "bgr": (b, g, r), "mono": (0.299 * r + 0.587 * g + 0.114 * b,)}[frame.order]
+    pixels = frame.pixels[..., 0] if frame.order == "mono" else frame.pixels
+    tint = cv2.add(cv2.convertScaleAbs(pixels, alpha=1.0 - alpha), (*(alpha * c for c in color), 0.0, 0.0, 0.0)[:4])
+    out = cv2.copyTo(tint, mask, np.array(pixels, order="C"))
+    if out.ndim == 3 and out.shape[2] == 4:
+        out[..., 3] = pixels[..., 3]
+    return out.reshape(frame.pixels.shape)
+
+
+@dataclass
+class SegResult:
+    """One frame's outputs (uint8, input size) and the milliseconds each stage took."""
+
+    mask: np.ndarray
+    confidence: np.ndarray
+    overlay: np.ndarray | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Segmenter:
+    """A backend plus the run-time settings (threshold, overlay colour and alpha)."""
+
+    def __init__(self, backend: Backend, threshold: float = 0.5, overlay_color: Sequence[int] = (0, 255, 0),
+                 overlay_alpha: float = 0.5) -> None:
+        self.backend = backend
+        self.threshold = threshold
+        self.overlay_color = tuple(overlay_color)
+        self.overlay_alpha = overlay_alpha
+        for name in ("threshold", "overlay_color", "overlay_alpha"):
+            self.update(name, getattr(self, name))
+
+    def update(self, name: str, value: Any) -> None:
+        """Change one setting; raises ValueError with the reason when the value is invalid."""
+        reason = check_setting(name, value)
+        if reason:
+            raise ValueError(reason)
+        setattr(self, name, tuple(value) if name == "overlay_color" else float(value))
+
+    def segment(self, frame: Frame, want_overlay: bool = True, profile: bool = False) -> SegResult:
+        """Mask, confidence and (if wanted) overlay for one frame; per-stage timings when ``profile``."""
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        maps = self.backend.infer(frame, self.threshold, timings if profile else None)
+        t = time.perf_counter()
+        tinted = overlay(frame, maps.mask, self.overlay_color, self.overlay_alpha) if want_overlay else None
+        timings["overlay"] = 1e3 * (time.perf_counter() - t)
+        timings["segment"] = 1e3 * (time.perf_counter() - start)
+        return SegResult(maps.mask, maps.confidence, tinted, timings)
+
+    def process(self, msg: Any, make_image: MakeImage, outputs: Collection[str] = OUTPUTS,
+                compressed: bool = False, profile: bool = False) -> tuple[SegResult, dict[str, Any]]:
+        """Segment one Image (or CompressedImage) message into output messages carrying its header.
+
+        Raises ``ImageError`` for a message that cannot be segmented. Only the ``outputs`` asked for
+        are built (the overlay is not even computed when nobody wants it).
+        """
+        start = time.perf_counter()
+        frame = image.from_compressed(msg) if compressed else image.from_msg(msg)
+        to_array = 1e3 * (time.perf_counter() - start)
+        result = self.segment(frame, want_overlay="overlay" in outputs, profile=profile)
+        t = time.perf_counter()
+        arrays = {"mask": (result.mask, "mono8"), "confidence": (result.confidence, "mono8"),
+                  "overlay": (result.overlay, frame.encoding)}
+        messages = {name: make_image(msg.header, image.to_fields(*arrays[name])) for name in outputs}
+        result.timings.update(to_array=to_array, to_msg=1e3 * (time.perf_counter() - t),
+                              total=1e3 * (time.perf_counter() - start))
+        return result, messages
