@@ -1,0 +1,527 @@
+"""rosbag2 tools on the rosbags library (no ROS needed): ``kitti2bag`` and ``segment_bag``.
+
+``kitti2bag`` turns a KITTI folder (see ``kitti.py``) into a bag with the left colour camera's
+``sensor_msgs/Image`` (bgr8) and, when calibration is there, ``sensor_msgs/CameraInfo``.
+``segment_bag`` runs the node's per-frame core (``Segmenter.process``) on every image of a bag and
+writes a new bag: the input copied unchanged plus mask, confidence and overlay topics with the same
+stamps; overlays can also go to an MP4, PNG frames and a contact sheet.
+
+Bags are written in rosbag2 metadata version 8 (sqlite3 by default), which Humble and newer play.
+Every output appears only when the run succeeds: it is written beside its final name and renamed.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sqlite3
+import struct
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import apsw
+import cv2
+import numpy as np
+from rosbags.interfaces import Connection, MessageDefinitionFormat
+from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
+from rosbags.serde import SerdeError
+from rosbags.typesys import Stores, TypesysError, get_typestore
+from rosbags.typesys.store import Typestore
+from tqdm import tqdm
+
+from . import image
+from .atomic import atomic_path
+from .backends import BACKENDS, RESIZE_POLICIES, load_backend
+from .errors import DataError, ImageError, ModelError, RoadSegError
+from .kitti import LAYOUTS, CameraModel, KittiFrame, camera_model, kitti_frames, parse_stamp
+from .model import default_model_path
+from .segmenter import OUTPUTS, Segmenter, check_setting
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+IMAGE_TOPIC = "/kitti/camera_color_left/image_raw"
+INFO_TOPIC = "/kitti/camera_color_left/camera_info"
+FRAME_ID = "camera_color_left"
+SEG_NAMESPACE = "/road_seg"
+#: rosbag2 metadata version: rosbags writes 8 or 9; Humble reads 8 (QoS as a YAML string) but not 9
+BAG_VERSION = 8
+STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
+DEFAULT_START = "2011-09-26 00:00:00"  # road layout: stamps start on the first KITTI recording day (UTC)
+SHEET_TILES, SHEET_COLUMNS, THUMB_WIDTH = 24, 4, 320
+#: what rosbags and its storage back ends raise for a missing, truncated or corrupt bag
+BAG_ERRORS = (ReaderError, SerdeError, OSError, apsw.Error, sqlite3.Error, struct.error, KeyError, IndexError,
+              ValueError)
+
+
+@lru_cache(maxsize=1)
+def typestore() -> Typestore:
+    """The ROS 2 Humble message types (Image, CameraInfo and headers are the same in later distros)."""
+    return get_typestore(Stores.ROS2_HUMBLE)
+
+
+def refuse_existing(*paths: Path | None) -> None:
+    """DataError naming every output path that exists already (nothing is ever overwritten)."""
+    existing = [str(p) for p in paths if p is not None and (p.exists() or p.is_symlink())]
+    if existing:
+        raise DataError(f"refusing to overwrite existing output: {', '.join(existing)}")
+
+
+@contextlib.contextmanager
+def bag_writer(path: Path, storage: str = "sqlite3") -> Iterator[Writer]:
+    """An open rosbag2 Writer for a new bag at ``path``, which appears there only if the block succeeds.
+
+    The bag is written as ``<tmp>/<name>`` and its files are then moved up into ``<tmp>``, so the
+    storage file is ``<name>.db3`` (or ``.mcap``) as the metadata inside it says, before the rename.
+    """
+    if storage not in STORAGES:
+        raise DataError(f"unknown storage '{storage}'; choose one of {sorted(STORAGES)}")
+    with atomic_path(path, directory=True) as tmp:
+        tmp.mkdir()
+        inner = tmp / path.name
+        with Writer(inner, version=BAG_VERSION, storage_plugin=STORAGES[storage]) as writer:
+            yield writer
+        for item in inner.iterdir():
+            item.rename(tmp / item.name)
+        inner.rmdir()
+
+
+@contextlib.contextmanager
+def atomic_file(target: Path) -> Iterator[Path]:
+    """Like ``atomic_path`` for a file, but the temporary path ends in ``target``'s suffix (encoders need it)."""
+    with atomic_path(target) as tmp:
+        staged = tmp.with_name(tmp.name + target.suffix)
+        try:
+            yield staged
+            os.replace(staged, tmp)
+        finally:
+            staged.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- kitti2bag
+
+def header(stamp_ns: int, frame_id: str = FRAME_ID) -> Any:
+    """A std_msgs/Header for ``stamp_ns``."""
+    types = typestore().types
+    stamp = types["builtin_interfaces/msg/Time"](sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+    return types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id)
+
+
+def header_ns(hdr: Any) -> int:
+    """A header's stamp in ns."""
+    return int(hdr.stamp.sec) * 10**9 + int(hdr.stamp.nanosec)
+
+
+def make_image(hdr: Any, fields: dict) -> Any:
+    """A rosbags sensor_msgs/Image from a header and ``image.to_fields`` output (the core's factory)."""
+    return typestore().types[IMAGE](header=hdr, **fields)
+
+
+def camera_info(hdr: Any, model: CameraModel, width: int, height: int) -> Any:
+    """A rosbags sensor_msgs/CameraInfo for ``model`` at ``width`` x ``height``."""
+    types = typestore().types
+    roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    return types[CAMERA_INFO](header=hdr, height=height, width=width, distortion_model=model.distortion_model,
+                              d=np.asarray(model.d, np.float64), k=np.asarray(model.k, np.float64),
+                              r=np.asarray(model.r, np.float64), p=np.asarray(model.p, np.float64),
+                              binning_x=0, binning_y=0, roi=roi)
+
+
+def frame_messages(frame: KittiFrame, layout: str) -> tuple[Any, Any | None]:
+    """The Image (bgr8) and CameraInfo (None without calibration) of one KITTI frame; DataError naming the file."""
+    pixels = cv2.imread(str(frame.image), cv2.IMREAD_COLOR)
+    if pixels is None:
+        raise DataError(f"{frame.image}: cannot read the image (missing, truncated or not an image)")
+    hdr = header(frame.stamp_ns)
+    height, width = pixels.shape[:2]
+    info = camera_info(hdr, camera_model(layout, frame.calib, width, height), width, height) if frame.calib else None
+    return make_image(hdr, image.to_fields(pixels, "bgr8")), info
+
+
+def kitti2bag(source: str | os.PathLike, output: str | os.PathLike, layout: str | None = None,
+              storage: str = "sqlite3", rate_hz: float | None = None, start_ns: int = parse_stamp(DEFAULT_START),
+              limit: int | None = None, skip_bad: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Convert a KITTI folder into a new rosbag2 bag; returns a summary (frames, skipped files, stamps).
+
+    Road folders get stamps at ``rate_hz`` (default 10 Hz) from ``start_ns``; raw drives keep theirs.
+    Unreadable frames (image or calibration) fail the run, listing every one, unless ``skip_bad``
+    is set, in which case they are left out and listed in the summary.
+    """
+    source, output = Path(source), Path(output)
+    refuse_existing(output)
+    layout, frames = kitti_frames(source, layout, start_ns, rate_hz or 10.0)
+    if rate_hz is not None and layout == "raw":
+        raise DataError("--rate only applies to the road layout; KITTI raw drives keep their recorded timestamps")
+    frames = frames[:limit] if limit is not None else frames
+    ts, bad, stamps = typestore(), [], []
+    with bag_writer(output, storage) as writer:
+        image_conn = writer.add_connection(IMAGE_TOPIC, IMAGE, typestore=ts)
+        calibrated = any(f.calib for f in frames)
+        info_conn = writer.add_connection(INFO_TOPIC, CAMERA_INFO, typestore=ts) if calibrated else None
+        for frame in tqdm(frames, desc="kitti2bag", unit="frame", disable=not progress):
+            try:
+                img, info = frame_messages(frame, layout)
+            except DataError as exc:
+                bad.append(str(exc))
+                continue
+            writer.write(image_conn, frame.stamp_ns, ts.serialize_cdr(img, IMAGE))
+            if info_conn is not None:
+                writer.write(info_conn, frame.stamp_ns, ts.serialize_cdr(info, CAMERA_INFO))
+            stamps.append(frame.stamp_ns)
+        if bad and (not skip_bad or not stamps):
+            hint = "" if skip_bad else "; pass --skip-bad to convert the others"
+            raise DataError(f"{len(bad)} of {len(frames)} frames in {source} could not be read (no bag written"
+                            f"{hint}):\n  " + "\n  ".join(bad))
+    return {"bag": output, "layout": layout, "storage": storage, "frames": len(stamps), "skipped": bad,
+            "camera_info": info_conn is not None, "stamps_ns": stamps}
+
+
+# --------------------------------------------------------------------------- segment_bag
+
+def default_model() -> Path:
+    """The shipped default model, or a ModelError saying plainly that it is missing."""
+    path = default_model_path()
+    if not path.is_file():
+        raise ModelError(f"the default model {path} does not exist (it is not trained/shipped yet); "
+                         "pass --model with a checkpoint (.pt), ONNX model or TensorRT engine")
+    return path
+
+
+def make_segmenter(model: str | os.PathLike | None = None, backend: str = "auto", device: str = "auto",
+                   resize_policy: str = "letterbox", threshold: float = 0.5,
+                   overlay_color: Sequence[int] = (0, 255, 0), overlay_alpha: float = 0.5) -> Segmenter:
+    """A Segmenter like the node's: ``model`` None means the shipped default model."""
+    backend_ = load_backend(model or default_model(), backend, device, resize_policy)
+    return Segmenter(backend_, threshold, overlay_color, overlay_alpha)
+
+
+def to_bgr(pixels: np.ndarray, encoding: str) -> np.ndarray:
+    """H x W x 3 BGR for pixels of any supported encoding (for video and PNG export)."""
+    code = {"rgb8": cv2.COLOR_RGB2BGR, "rgba8": cv2.COLOR_RGBA2BGR, "bgra8": cv2.COLOR_BGRA2BGR,
+            "mono8": cv2.COLOR_GRAY2BGR}.get(encoding)
+    return cv2.cvtColor(pixels, code) if code is not None else pixels
+
+
+def stamp_label(index: int, stamp_ns: int) -> str:
+    """``#index  sec.nanosec`` for tiles and file names."""
+    return f"#{index}  {stamp_ns // 10**9}.{stamp_ns % 10**9:09d}"
+
+
+def thumbnail(bgr: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
+    """``bgr`` scaled to ``width`` pixels wide, keeping the aspect ratio."""
+    height = max(1, round(bgr.shape[0] * width / bgr.shape[1]))
+    return cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def contact_sheet(tiles: list[tuple[str, np.ndarray]], columns: int = SHEET_COLUMNS,
+                  width: int = THUMB_WIDTH) -> np.ndarray:
+    """A grid of BGR images scaled to ``width``, each under its label on a dark band."""
+    thumbs = []
+    for label, pixels in tiles:
+        band = np.zeros((22, width, 3), np.uint8)
+        cv2.putText(band, label, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        thumbs.append(np.vstack([band, thumbnail(pixels, width)]))
+    cell_h = max(t.shape[0] for t in thumbs)
+    columns = min(columns, len(thumbs))
+    rows = -(-len(thumbs) // columns)
+    sheet = np.full((rows * cell_h, columns * width, 3), 32, np.uint8)
+    for i, thumb in enumerate(thumbs):
+        r, c = divmod(i, columns)
+        sheet[r * cell_h: r * cell_h + thumb.shape[0], c * width: (c + 1) * width] = thumb
+    return sheet
+
+
+class OverlayExports:
+    """Optional overlay exports (MP4, PNG frames, contact sheet), each renamed into place on success."""
+
+    def __init__(self, stack: contextlib.ExitStack, total: int, video: Path | None = None,
+                 frames_dir: Path | None = None, sheet: Path | None = None, fps: float = 10.0) -> None:
+        self.video_tmp = stack.enter_context(atomic_file(video)) if video else None
+        self.frames_tmp = stack.enter_context(atomic_path(frames_dir, directory=True)) if frames_dir else None
+        self.sheet_tmp = stack.enter_context(atomic_file(sheet)) if sheet else None
+        if self.frames_tmp:
+            self.frames_tmp.mkdir()
+        self.fps = fps
+        self.writer: cv2.VideoWriter | None = None
+        self.size: tuple[int, int] | None = None
+        self.sheet_indices = set(np.linspace(0, total - 1, min(total, SHEET_TILES)).round().astype(int).tolist())
+        self.tiles: list[tuple[str, np.ndarray]] = []
+        stack.callback(self.release)
+
+    def add(self, index: int, stamp_ns: int, bgr: np.ndarray) -> None:
+        """Export one overlay frame (the video takes the first frame's size)."""
+        if self.video_tmp:
+            self._video_frame(bgr)
+        if self.frames_tmp:
+            path = self.frames_tmp / f"{index:06d}_{stamp_ns}.png"
+            if not cv2.imwrite(str(path), bgr):
+                raise DataError(f"cannot write {path}")
+        if self.sheet_tmp and index in self.sheet_indices:
+            self.tiles.append((stamp_label(index, stamp_ns), thumbnail(bgr)))
+
+    def _video_frame(self, bgr: np.ndarray) -> None:
+        """Append a frame to the MP4, opening it on the first frame."""
+        if self.writer is None:
+            self.size = (bgr.shape[1] // 2 * 2, bgr.shape[0] // 2 * 2)  # MPEG-4 wants even sizes
+            self.writer = cv2.VideoWriter(str(self.video_tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
+            if not self.writer.isOpened():
+                raise DataError(f"cannot open an MP4 writer (OpenCV FFmpeg, mp4v) for {self.video_tmp}")
+        if (bgr.shape[1], bgr.shape[0]) != self.size:
+            bgr = cv2.resize(bgr, self.size, interpolation=cv2.INTER_AREA)
+        self.writer.write(bgr)
+
+    def finish(self) -> None:
+        """Close the video and write the contact sheet (the renames follow when the stack closes)."""
+        self.release()
+        if self.sheet_tmp and self.tiles:
+            ok, png = cv2.imencode(".png", contact_sheet(self.tiles))
+            if not ok:
+                raise DataError(f"cannot encode the contact sheet for {self.sheet_tmp}")
+            self.sheet_tmp.write_bytes(png.tobytes())
+
+    def release(self) -> None:
+        """Close the video writer (idempotent)."""
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+
+
+@contextlib.contextmanager
+def open_bag(path: Path) -> Iterator[Reader]:
+    """An open rosbags Reader; DataError naming the bag when it is missing, truncated or corrupt."""
+    if not path.exists():
+        raise DataError(f"input bag not found: {path}")
+    try:
+        reader = Reader(path)
+        reader.open()
+    except BAG_ERRORS as exc:
+        raise DataError(f"cannot read bag {path}: {exc}") from exc
+    try:
+        yield reader
+    finally:
+        with contextlib.suppress(*BAG_ERRORS):
+            reader.close()
+
+
+def bag_messages(reader: Reader, path: Path) -> Iterator[tuple[Connection, int, bytes]]:
+    """Every message of the bag in time order; storage errors become a DataError naming the bag."""
+    try:
+        yield from reader.messages()
+    except BAG_ERRORS as exc:
+        raise DataError(f"cannot read bag {path} (truncated or corrupt?): {exc}") from exc
+
+
+def copy_connection(writer: Writer, conn: Connection) -> Connection:
+    """Add ``conn`` to ``writer`` as it is: topic, type, QoS and (when the bag has them) definition and hash."""
+    msgdef = conn.msgdef.data if conn.msgdef.format != MessageDefinitionFormat.NONE else None
+    known = msgdef is not None and bool(conn.digest)
+    try:
+        return writer.add_connection(conn.topic, conn.msgtype, typestore=None if known else typestore(),
+                                     msgdef=msgdef if known else None, rihs01=conn.digest if known else None,
+                                     serialization_format=conn.ext.serialization_format,
+                                     offered_qos_profiles=conn.ext.offered_qos_profiles)
+    except (TypesysError, WriterError) as exc:
+        raise DataError(f"cannot copy topic {conn.topic}: the bag has no definition of {conn.msgtype} and "
+                        f"rosbags does not know the type ({exc})") from exc
+
+
+def deserialize(raw: bytes, msgtype: str, path: Path, stamp_ns: int) -> Any:
+    """A rosbags message from CDR bytes; DataError naming the bag for corrupt data."""
+    try:
+        return typestore().deserialize_cdr(raw, msgtype)
+    except BAG_ERRORS as exc:
+        raise DataError(f"bag {path}: corrupt {msgtype} message at {stamp_ns} ns: {exc}") from exc
+
+
+def check_input(reader: Reader, path: Path, topic: str, namespace: str) -> tuple[set[int], bool, int]:
+    """The image connection ids of ``topic``, whether they are compressed and their message count.
+
+    DataError when the topic is missing, not an image, empty, or the output topics exist already.
+    """
+    conns = [c for c in reader.connections if c.topic == topic]
+    types = {c.msgtype for c in conns}
+    if not conns or not types <= {IMAGE, COMPRESSED} or len(types) > 1:
+        found = sorted(f"{c.topic} ({c.msgtype})" for c in reader.connections if c.msgtype in (IMAGE, COMPRESSED))
+        what = f"has type {', '.join(sorted(types))}" if conns else "is not in it"
+        raise DataError(f"bag {path}: topic {topic} {what}; image topics in the bag: {', '.join(found) or 'none'}")
+    clash = sorted({c.topic for c in reader.connections if c.topic.startswith(namespace + "/")})
+    if clash:
+        raise DataError(f"bag {path} already has {', '.join(clash)}; choose another namespace")
+    total = sum(c.msgcount for c in conns)
+    if total == 0:
+        raise DataError(f"bag {path}: topic {topic} has no messages")
+    return {c.id for c in conns}, types == {COMPRESSED}, total
+
+
+def segment_bag(input_bag: str | os.PathLike, output_bag: str | os.PathLike, segmenter: Segmenter,
+                topic: str = IMAGE_TOPIC, namespace: str = SEG_NAMESPACE, storage: str = "sqlite3",
+                video: str | os.PathLike | None = None, frames_dir: str | os.PathLike | None = None,
+                sheet: str | os.PathLike | None = None, fps: float = 10.0, progress: bool = True) -> dict[str, Any]:
+    """Segment every image of ``topic`` into a new bag (input copied plus ``<namespace>/{mask,confidence,overlay}``).
+
+    Returns a summary: frames segmented, messages copied, skipped frames with their reasons, seconds,
+    frames per second end to end and the core's mean milliseconds per frame.
+    """
+    src, dst = Path(input_bag), Path(output_bag)
+    outputs = {name: Path(p) if p else None for name, p in (("video", video), ("frames_dir", frames_dir),
+                                                            ("contact_sheet", sheet))}
+    refuse_existing(dst, *outputs.values())
+    namespace = "/" + namespace.strip("/")
+    start, skipped, core_ms, frames, copied = time.perf_counter(), [], 0.0, 0, 0
+    with open_bag(src) as reader, contextlib.ExitStack() as stack:
+        image_ids, compressed, total = check_input(reader, src, topic, namespace)
+        writer = stack.enter_context(bag_writer(dst, storage))
+        copies = {c.id: copy_connection(writer, c) for c in reader.connections}
+        seg_conns = {name: writer.add_connection(f"{namespace}/{name}", IMAGE, typestore=typestore())
+                     for name in OUTPUTS}
+        exports = OverlayExports(stack, total, outputs["video"], outputs["frames_dir"], outputs["contact_sheet"], fps)
+        index = -1
+        for conn, stamp, raw in tqdm(bag_messages(reader, src), total=reader.message_count, desc="segment_bag",
+                                     unit="msg", disable=not progress):
+            writer.write(copies[conn.id], stamp, raw)
+            copied += 1
+            if conn.id not in image_ids:
+                continue
+            index += 1
+            msg = deserialize(raw, conn.msgtype, src, stamp)
+            try:
+                result, messages = segmenter.process(msg, make_image, OUTPUTS, compressed=compressed)
+            except ImageError as exc:
+                skipped.append({"index": index, "stamp_ns": stamp, "reason": str(exc)})
+                continue
+            for name, out in messages.items():
+                writer.write(seg_conns[name], stamp, typestore().serialize_cdr(out, IMAGE))
+            exports.add(index, header_ns(msg.header), to_bgr(result.overlay, messages["overlay"].encoding))
+            core_ms += result.timings["total"]
+            frames += 1
+        if frames == 0:
+            reasons = "; ".join(sorted({s["reason"] for s in skipped}))
+            raise DataError(f"bag {src}: none of the {total} images on {topic} could be segmented: {reasons}")
+        exports.finish()
+    seconds = time.perf_counter() - start
+    return {"input": src, "output": dst, "topic": topic, "frames": frames, "copied": copied, "skipped": skipped,
+            "seconds": seconds, "fps": frames / seconds, "core_ms": core_ms / frames,
+            "outputs": {name: p for name, p in outputs.items() if p}}
+
+
+# --------------------------------------------------------------------------- command lines
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def start_time(text: str) -> int:
+    """argparse type: integer ns since the epoch, or a UTC 'YYYY-MM-DD HH:MM:SS[.ns]' timestamp."""
+    try:
+        return int(text) if text.isdigit() else parse_stamp(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def run_cli(func: Any, args: argparse.Namespace) -> int:
+    """Run a tool; errors and Ctrl-C become one clear line on stderr and an exit status."""
+    try:
+        func(args)
+    except RoadSegError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: no output written", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _kitti2bag(args: argparse.Namespace) -> None:
+    """kitti2bag's body: convert and print the summary."""
+    summary = kitti2bag(args.source, args.output, args.layout, args.storage, args.rate, args.start, args.limit,
+                        args.skip_bad, not args.no_progress)
+    info = f" and {INFO_TOPIC}" if summary["camera_info"] else " (no calibration: no camera_info)"
+    print(f"wrote {summary['bag']} ({summary['storage']}, rosbag2 version {BAG_VERSION}): {summary['frames']} "
+          f"frames of the KITTI {summary['layout']} layout on {IMAGE_TOPIC}{info}")
+    for reason in summary["skipped"]:
+        print(f"skipped: {reason}")
+
+
+def kitti2bag_main(argv: Sequence[str] | None = None) -> int:
+    """``kitti2bag SOURCE OUTPUT``: a KITTI Road or raw folder -> a rosbag2 bag."""
+    p = argparse.ArgumentParser(prog="kitti2bag", description="Convert a KITTI Road folder (image_2/, calib/) or "
+                                "a KITTI raw drive (image_02/, timestamps.txt, calib_cam_to_cam.txt) to a rosbag2 "
+                                "bag, without ROS.")
+    p.add_argument("source", help="KITTI Road folder (e.g. data_road/testing), raw drive folder or its date folder")
+    p.add_argument("output", help="output bag folder (must not exist)")
+    p.add_argument("--layout", choices=LAYOUTS, help="source layout (default: detected)")
+    p.add_argument("--storage", choices=sorted(STORAGES), default="sqlite3", help="storage plugin (default sqlite3)")
+    p.add_argument("--rate", type=positive_float, metavar="HZ", help="road layout: stamp rate (default 10 Hz)")
+    p.add_argument("--start", type=start_time, default=DEFAULT_START,
+                   help=f"road layout: first stamp, 'YYYY-MM-DD HH:MM:SS[.ns]' UTC or integer ns "
+                        f"(default '{DEFAULT_START}')")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="convert only the first N frames")
+    p.add_argument("--skip-bad", action="store_true", help="leave out unreadable frames (listed) instead of failing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return run_cli(_kitti2bag, p.parse_args(argv))
+
+
+def print_segment_summary(summary: dict[str, Any]) -> None:
+    """Where everything went, the frame rate, and every skipped message with its reason."""
+    print(f"wrote {summary['output']}: {summary['copied']} input messages copied, {summary['frames']} frames "
+          f"segmented in {summary['seconds']:.1f} s = {summary['fps']:.2f} FPS end to end "
+          f"(core {summary['core_ms']:.0f} ms/frame)")
+    for name, path in summary["outputs"].items():
+        print(f"{name}: {path}")
+    for s in summary["skipped"]:
+        print(f"skipped frame #{s['index']} at {s['stamp_ns']} ns: {s['reason']}")
+
+
+def _segment_bag(args: argparse.Namespace) -> None:
+    """segment_bag's body: load the model, segment, print the summary."""
+    refuse_existing(*(Path(p) for p in (args.output, args.video, args.frames_dir, args.contact_sheet) if p))
+    segmenter = make_segmenter(args.model, args.backend, args.device, args.resize_policy, args.threshold,
+                               args.overlay_color, args.overlay_alpha)
+    print(f"model {args.model or default_model_path()}: {segmenter.backend.describe()}")
+    print_segment_summary(segment_bag(args.input, args.output, segmenter, args.topic, args.ns, args.storage,
+                                      args.video, args.frames_dir, args.contact_sheet, args.video_fps,
+                                      not args.no_progress))
+
+
+def segment_bag_main(argv: Sequence[str] | None = None) -> int:
+    """``segment_bag INPUT OUTPUT``: segment a bag's images offline with the node's per-frame core."""
+    p = argparse.ArgumentParser(prog="segment_bag", description="Run road segmentation on every image of a rosbag2 "
+                                "bag and write a new bag with the input plus mask, confidence and overlay topics.")
+    p.add_argument("input", help="input bag folder (or .db3 / .mcap file)")
+    p.add_argument("output", help="output bag folder (must not exist)")
+    p.add_argument("--topic", default=IMAGE_TOPIC, help=f"Image or CompressedImage topic (default {IMAGE_TOPIC})")
+    p.add_argument("--ns", default=SEG_NAMESPACE, help=f"namespace of the output topics (default {SEG_NAMESPACE})")
+    p.add_argument("--model", help=f"checkpoint, ONNX model or TensorRT engine (default {default_model_path()})")
+    p.add_argument("--backend", choices=BACKENDS, default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--resize-policy", choices=RESIZE_POLICIES, default="letterbox")
+    p.add_argument("--threshold", type=float, default=0.5, help="road if P(road) >= threshold")
+    p.add_argument("--overlay-color", type=int, nargs=3, default=[0, 255, 0], metavar=("R", "G", "B"))
+    p.add_argument("--overlay-alpha", type=float, default=0.5)
+    p.add_argument("--storage", choices=sorted(STORAGES), default="sqlite3", help="output storage (default sqlite3)")
+    p.add_argument("--video", help="also write the overlays as an MP4 (mp4v)")
+    p.add_argument("--video-fps", type=positive_float, default=10.0, help="frame rate of --video (default 10)")
+    p.add_argument("--frames-dir", help="also write every overlay as a PNG into this new folder")
+    p.add_argument("--contact-sheet", help=f"also write a PNG grid of up to {SHEET_TILES} overlays")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    for name in ("threshold", "overlay_color", "overlay_alpha"):
+        reason = check_setting(name, getattr(args, name))
+        if reason:
+            p.error(reason)
+    return run_cli(_segment_bag, args)
