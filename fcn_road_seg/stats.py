@@ -1,0 +1,92 @@
+"""Health numbers for the node's diagnostics: FPS and latency over a sliding window, plus counters.
+
+Pure and thread-safe: the worker records frames, the diagnostics timer reads a ``Summary``.
+``health`` turns a summary into a level, a message and key/value pairs (DiagnosticStatus fields).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The numbers over the last ``window_s`` seconds (latencies in ms; None without frames) and totals."""
+
+    window_s: float
+    fps: float
+    latency_median_ms: float | None
+    latency_p99_ms: float | None
+    frames: int
+    bad: int
+    dropped: int
+
+
+class Stats:
+    """Per-frame latencies in a sliding time window, and counts of frames and bad messages."""
+
+    def __init__(self, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        if window_s <= 0:
+            raise ValueError(f"window_s must be positive, got {window_s}")
+        self.window_s = window_s
+        self._clock = clock
+        self._start = clock()
+        self._lock = threading.Lock()
+        self._recent: deque[tuple[float, float]] = deque()  # (finish time, latency in s)
+        self._frames = 0
+        self._bad = 0
+
+    def frame(self, latency_s: float, now: float | None = None) -> None:
+        """Record one segmented frame that took ``latency_s`` from arrival to published, finishing at ``now``."""
+        now = self._clock() if now is None else now
+        with self._lock:
+            self._recent.append((now, latency_s))
+            self._frames += 1
+            self._prune(now)
+
+    def bad_message(self) -> None:
+        """Count one message that could not be segmented."""
+        with self._lock:
+            self._bad += 1
+
+    def summary(self, dropped: int = 0, now: float | None = None) -> Summary:
+        """The window's FPS and latency percentiles at ``now``; ``dropped`` is passed through.
+
+        FPS is the frames finished in the window divided by the window, or by the time since the
+        start while that is shorter.
+        """
+        now = self._clock() if now is None else now
+        with self._lock:
+            self._prune(now)
+            latencies = np.array([lat for _, lat in self._recent]) * 1e3
+            frames, bad = self._frames, self._bad
+        span = min(self.window_s, now - self._start)
+        fps = len(latencies) / span if span > 0 else 0.0
+        median, p99 = (np.percentile(latencies, [50, 99]).tolist() if latencies.size else (None, None))
+        return Summary(self.window_s, fps, median, p99, frames, bad, dropped)
+
+    def _prune(self, now: float) -> None:
+        """Forget frames that finished before the window (caller holds the lock)."""
+        while self._recent and self._recent[0][0] <= now - self.window_s:
+            self._recent.popleft()
+
+
+def _ms(value: float | None) -> str:
+    """Milliseconds with one decimal, or ``n/a``."""
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def health(summary: Summary, backend: str) -> tuple[str, str, list[tuple[str, str]]]:
+    """(level ``OK``/``WARN``, message, key/value pairs) for a DiagnosticStatus."""
+    values = [("FPS", f"{summary.fps:.1f}"), ("latency median (ms)", _ms(summary.latency_median_ms)),
+              ("latency p99 (ms)", _ms(summary.latency_p99_ms)), ("frames segmented", str(summary.frames)),
+              ("dropped frames", str(summary.dropped)), ("bad messages", str(summary.bad)),
+              ("window (s)", f"{summary.window_s:g}"), ("backend", backend)]
+    if summary.latency_median_ms is None:
+        return "WARN", f"no frame segmented in the last {summary.window_s:g} s", values
+    return "OK", f"{summary.fps:.1f} FPS, median latency {summary.latency_median_ms:.1f} ms", values

@@ -1,0 +1,277 @@
+"""segmenter.py: the per-frame core fed with rosbags sensor_msgs, on a real KITTI frame and a small model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from rosbags.typesys import Stores, get_typestore
+
+from fcn_road_seg.backends import Backend, load_backend
+from fcn_road_seg.errors import ImageError
+from fcn_road_seg.model import FCN8s, RoadProbability, load_checkpoint_model
+from fcn_road_seg.segmenter import Segmenter, check_setting
+
+TYPES = get_typestore(Stores.ROS2_HUMBLE).types
+Image, CompressedImage = TYPES["sensor_msgs/msg/Image"], TYPES["sensor_msgs/msg/CompressedImage"]
+Header, Time = TYPES["std_msgs/msg/Header"], TYPES["builtin_interfaces/msg/Time"]
+ROOT = Path(__file__).resolve().parent.parent
+KITTI_DIRS = [ROOT / "data" / "kitti" / "image_2",
+              ROOT.parent / "shared" / "data" / "kitti_road_samples" / "testing" / "image_2"]
+KITTI_FRAME = "um_000005.png"
+COLOR_FROM_BGR = {"bgr8": None, "rgb8": cv2.COLOR_BGR2RGB, "bgra8": cv2.COLOR_BGR2BGRA, "rgba8": cv2.COLOR_BGR2RGBA}
+
+
+def make_image(header: Header, fields: dict) -> Image:
+    """The core's output factory for rosbags messages."""
+    return Image(header=header, **fields)
+
+
+def header(sec: int = 1_700_000_000, nanosec: int = 987_654_321) -> Header:
+    """A header with a non-trivial stamp and frame."""
+    return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id="camera_color_left")
+
+
+def image_msg(pixels: np.ndarray, encoding: str, pad: int = 0) -> Image:
+    """An Image message over H x W (x C) uint8 pixels, each row followed by ``pad`` junk bytes."""
+    h, w = pixels.shape[:2]
+    rows = np.full((h, pixels[0].size + pad), 0x5A, np.uint8)
+    rows[:, : pixels[0].size] = pixels.reshape(h, -1)
+    return Image(header=header(), height=h, width=w, encoding=encoding, is_bigendian=0, step=rows.shape[1],
+                 data=rows.reshape(-1))
+
+
+@pytest.fixture(scope="module")
+def kitti_bgr() -> np.ndarray:
+    """A real 1242x375 KITTI Road frame (BGR)."""
+    path = next((d / KITTI_FRAME for d in KITTI_DIRS if (d / KITTI_FRAME).is_file()), None)
+    if path is None:
+        pytest.skip(f"KITTI sample {KITTI_FRAME} not found in {' or '.join(map(str, KITTI_DIRS))}")
+    return cv2.imread(str(path), cv2.IMREAD_COLOR)
+
+
+@pytest.fixture(scope="module")
+def small_bgr(kitti_bgr: np.ndarray) -> np.ndarray:
+    """The KITTI frame at a quarter of its size (310x93), for the many-encodings tests."""
+    return cv2.resize(kitti_bgr, (kitti_bgr.shape[1] // 4, kitti_bgr.shape[0] // 4), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small FCN8s checkpoint (fc 32 channels, 3x3 fc6) whose zero-initialised score layers are perturbed."""
+    torch.manual_seed(0)
+    model = FCN8s(fc_channels=32, fc6_kernel=3)
+    with torch.no_grad():
+        for layer in (model.score_fr, model.score_pool4, model.score_pool3):
+            layer.weight.normal_(0.0, 0.2)
+            layer.bias.normal_(0.0, 0.2)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    torch.save({"model": model.state_dict(), "model_config": model.config}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def segmenter(tiny_model: Path) -> Segmenter:
+    """The core on the torch CPU backend with default settings."""
+    return Segmenter(load_backend(tiny_model, "torch", "cpu"))
+
+
+class FixedProbability(Backend):
+    """A backend whose P(road) is a given H x W map, whatever the image."""
+
+    name = "fixed"
+
+    def __init__(self, prob: np.ndarray) -> None:
+        super().__init__(torch.device("cpu"))
+        self.prob = torch.from_numpy(prob.astype(np.float32))[None]
+
+    def _forward(self, image: torch.Tensor) -> torch.Tensor:
+        """The fixed map."""
+        return self.prob
+
+
+def test_golden_mask_and_confidence_on_a_full_kitti_frame(segmenter: Segmenter, tiny_model: Path,
+                                                          kitti_bgr: np.ndarray) -> None:
+    net = RoadProbability(load_checkpoint_model(tiny_model))
+    with torch.inference_mode():
+        prob = net(torch.from_numpy(cv2.cvtColor(kitti_bgr, cv2.COLOR_BGR2RGB))[None])[0].numpy()
+    result, messages = segmenter.process(image_msg(kitti_bgr, "bgr8"), make_image)
+    expected = np.where(prob >= 0.5, 255, 0).astype(np.uint8)
+    assert 0.05 < (expected > 0).mean() < 0.95  # a non-trivial mask
+    np.testing.assert_array_equal(result.mask, expected)
+    np.testing.assert_array_equal(messages["mask"].data.reshape(375, 1242), expected)
+    np.testing.assert_array_equal(result.confidence, np.rint(prob * 255))
+
+
+@pytest.mark.parametrize("encoding", list(COLOR_FROM_BGR))
+@pytest.mark.parametrize("pad", [0, 5])
+def test_every_color_encoding_gives_the_same_mask(segmenter: Segmenter, small_bgr: np.ndarray,
+                                                  encoding: str, pad: int) -> None:
+    reference, _ = segmenter.process(image_msg(small_bgr, "bgr8"), make_image, ("mask",))
+    code = COLOR_FROM_BGR[encoding]
+    pixels = small_bgr if code is None else cv2.cvtColor(small_bgr, code)
+    result, messages = segmenter.process(image_msg(pixels, encoding, pad), make_image, ("mask",))
+    assert 0 < reference.mask.mean() < 255
+    np.testing.assert_array_equal(result.mask, reference.mask)
+    np.testing.assert_array_equal(result.confidence, reference.confidence)
+
+
+@pytest.mark.parametrize("pad", [0, 3])
+def test_mono8_gives_the_mask_of_the_gray_picture_in_color(segmenter: Segmenter, small_bgr: np.ndarray,
+                                                           pad: int) -> None:
+    gray = cv2.cvtColor(small_bgr, cv2.COLOR_BGR2GRAY)
+    as_color, _ = segmenter.process(image_msg(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), "bgr8"), make_image)
+    result, _ = segmenter.process(image_msg(gray, "mono8", pad), make_image)
+    np.testing.assert_array_equal(result.mask, as_color.mask)
+
+
+@pytest.mark.parametrize("encoding, channels", [("bgr8", 3), ("rgba8", 4), ("mono8", 1)])
+def test_every_output_has_the_input_header_and_the_right_fields(segmenter: Segmenter, small_bgr: np.ndarray,
+                                                                encoding: str, channels: int) -> None:
+    pixels = {"bgr8": small_bgr, "rgba8": cv2.cvtColor(small_bgr, cv2.COLOR_BGR2RGBA),
+              "mono8": cv2.cvtColor(small_bgr, cv2.COLOR_BGR2GRAY)}[encoding]
+    msg = image_msg(pixels, encoding, pad=2)
+    _, messages = segmenter.process(msg, make_image)
+    assert set(messages) == {"mask", "confidence", "overlay"}
+    h, w = 93, 310
+    expected = {"mask": ("mono8", w), "confidence": ("mono8", w), "overlay": (encoding, w * channels)}
+    for name, out in messages.items():
+        assert (out.header.stamp.sec, out.header.stamp.nanosec, out.header.frame_id) == (
+            1_700_000_000, 987_654_321, "camera_color_left"), name
+        assert (out.height, out.width, out.is_bigendian) == (h, w, 0), name
+        assert (out.encoding, out.step) == expected[name], name
+        assert out.data.dtype == np.uint8 and out.data.size == out.step * h, name
+    assert set(np.unique(messages["mask"].data)) <= {0, 255}
+
+
+def test_only_the_outputs_asked_for_are_built(segmenter: Segmenter, small_bgr: np.ndarray) -> None:
+    result, messages = segmenter.process(image_msg(small_bgr, "bgr8"), make_image, ("mask",))
+    assert set(messages) == {"mask"}
+    assert result.overlay is None
+
+
+@pytest.mark.parametrize("fmt, ext", [("png", ".png"), ("jpeg", ".jpg")])
+def test_compressed_input_gives_the_mask_of_the_decoded_picture(segmenter: Segmenter, small_bgr: np.ndarray,
+                                                                fmt: str, ext: str) -> None:
+    data = np.frombuffer(cv2.imencode(ext, small_bgr)[1], np.uint8)
+    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if fmt == "png":
+        np.testing.assert_array_equal(decoded, small_bgr)
+    reference, _ = segmenter.process(image_msg(decoded, "bgr8"), make_image)
+    result, messages = segmenter.process(CompressedImage(header=header(), format=fmt, data=data), make_image,
+                                         compressed=True)
+    np.testing.assert_array_equal(result.mask, reference.mask)
+    np.testing.assert_array_equal(result.overlay, reference.overlay)
+    assert messages["overlay"].encoding == "bgr8"
+    assert all(out.header.stamp.nanosec == 987_654_321 for out in messages.values())
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"encoding": "yuv422"}, "unsupported encoding 'yuv422'"),
+    ({"encoding": "rgb16", "is_bigendian": 1}, r"big-endian 16-bit image \(rgb16\) is not supported"),
+    ({"height": 0, "width": 0, "step": 0, "data": np.zeros(0, np.uint8)}, r"empty image \(0x0\)"),
+    ({"step": 31}, r"data length 30 does not match step\*height = 31\*2 = 62"),
+])
+def test_bad_messages_raise_image_error_with_the_reason(segmenter: Segmenter, overrides: dict,
+                                                        message: str) -> None:
+    msg = image_msg(np.zeros((2, 5, 3), np.uint8), "bgr8")
+    for name, value in overrides.items():
+        setattr(msg, name, value)
+    with pytest.raises(ImageError, match=message):
+        segmenter.process(msg, make_image)
+
+
+def test_undecodable_compressed_message_raises_image_error(segmenter: Segmenter) -> None:
+    msg = CompressedImage(header=header(), format="jpeg", data=np.arange(64, dtype=np.uint8))
+    with pytest.raises(ImageError, match=r"cannot decode compressed image \(format 'jpeg', 64 bytes\)"):
+        segmenter.process(msg, make_image, compressed=True)
+
+
+PROB = np.array([[0.9, 0.1], [0.6, 0.4]])
+ROAD = np.array([[True, False], [True, False]])
+
+
+@pytest.mark.parametrize("encoding, pixel, tinted", [
+    # alpha 0.25, colour RGB (200, 100, 0): road = round(0.75 * pixel) + round(0.25 * colour) per channel
+    ("rgb8", (40, 80, 120), (80, 85, 90)),
+    ("bgr8", (40, 80, 120), (30, 85, 140)),
+    ("rgba8", (40, 80, 120, 7), (80, 85, 90, 7)),
+    ("bgra8", (40, 80, 120, 7), (30, 85, 140, 7)),
+    # gray of the colour: 0.299 * 200 + 0.587 * 100 = 118.5; round(0.75 * 40) + round(0.25 * 118.5) = 30 + 30
+    ("mono8", (40,), (60,)),
+])
+def test_overlay_pixels_match_hand_computed_values(encoding: str, pixel: tuple, tinted: tuple) -> None:
+    seg = Segmenter(FixedProbability(PROB), threshold=0.5, overlay_color=(200, 100, 0), overlay_alpha=0.25)
+    pixels = np.tile(np.array(pixel, np.uint8), (2, 2, 1))
+    result, messages = seg.process(image_msg(pixels, encoding, pad=1), make_image)
+    np.testing.assert_array_equal(result.mask, np.where(ROAD, 255, 0))
+    np.testing.assert_array_equal(result.overlay[ROAD], np.tile(np.array(tinted, np.uint8), (2, 1)))
+    np.testing.assert_array_equal(result.overlay[~ROAD], pixels[~ROAD])
+    overlay_msg = messages["overlay"]
+    assert (overlay_msg.encoding, overlay_msg.step) == (encoding, 2 * len(pixel))
+    np.testing.assert_array_equal(overlay_msg.data, result.overlay.reshape(-1))
+
+
+def test_confidence_is_255_p_rounded() -> None:
+    result, _ = Segmenter(FixedProbability(PROB)).process(image_msg(np.zeros((2, 2, 3), np.uint8), "rgb8"), make_image)
+    np.testing.assert_array_equal(result.confidence, [[230, 26], [153, 102]])
+
+
+@pytest.mark.parametrize("threshold, road", [(0.0, [[1, 1], [1, 1]]), (0.4, [[1, 0], [1, 1]]),
+                                             (0.6, [[1, 0], [1, 0]]), (0.95, [[0, 0], [0, 0]])])
+def test_threshold_update_changes_the_mask(threshold: float, road: list) -> None:
+    seg = Segmenter(FixedProbability(PROB))
+    seg.update("threshold", threshold)
+    result, _ = seg.process(image_msg(np.zeros((2, 2, 3), np.uint8), "rgb8"), make_image, ("mask",))
+    np.testing.assert_array_equal(result.mask, 255 * np.array(road, np.uint8))
+
+
+def test_colour_and_alpha_updates_change_the_overlay() -> None:
+    seg = Segmenter(FixedProbability(PROB))
+    seg.update("overlay_color", [0, 0, 255])
+    seg.update("overlay_alpha", 1)
+    assert (seg.overlay_color, seg.overlay_alpha) == ((0, 0, 255), 1.0)
+    result, _ = seg.process(image_msg(np.full((2, 2, 3), 9, np.uint8), "rgb8"), make_image)
+    np.testing.assert_array_equal(result.overlay[ROAD], [[0, 0, 255], [0, 0, 255]])
+    np.testing.assert_array_equal(result.overlay[~ROAD], [[9, 9, 9], [9, 9, 9]])
+
+
+@pytest.mark.parametrize("name, value", [
+    ("threshold", 0.0), ("threshold", 1.0), ("threshold", 1), ("threshold", np.float64(0.3)), ("overlay_alpha", 0.5),
+    ("overlay_color", [0, 255, 0]), ("overlay_color", (1, 2, 3)), ("overlay_color", np.array([255, 0, 7])),
+])
+def test_check_setting_accepts(name: str, value) -> None:
+    assert check_setting(name, value) is None
+
+
+@pytest.mark.parametrize("name, value, reason", [
+    ("threshold", 1.5, "threshold must be a number in [0, 1], got 1.5"),
+    ("threshold", -0.1, "threshold must be a number in [0, 1], got -0.1"),
+    ("threshold", "0.5", "threshold must be a number in [0, 1], got '0.5'"),
+    ("threshold", True, "threshold must be a number in [0, 1], got True"),
+    ("overlay_alpha", 2, "overlay_alpha must be a number in [0, 1], got 2"),
+    ("overlay_color", [0, 255], "overlay_color must be three integers [R, G, B] in 0..255, got [0, 255]"),
+    ("overlay_color", [0, 256, 0], "overlay_color must be three integers [R, G, B] in 0..255, got [0, 256, 0]"),
+    ("overlay_color", [0.0, 1.0, 2.0], "overlay_color must be three integers [R, G, B] in 0..255, got [0.0, 1.0, 2.0]"),
+    ("overlay_color", "red", "overlay_color must be three integers [R, G, B] in 0..255, got 'red'"),
+    ("model_path", "x.pt", "unknown setting 'model_path'"),
+])
+def test_check_setting_rejects_with_the_reason(name: str, value, reason: str) -> None:
+    assert check_setting(name, value) == reason
+
+
+def test_update_rejects_and_keeps_the_old_value() -> None:
+    seg = Segmenter(FixedProbability(PROB), threshold=0.3)
+    with pytest.raises(ValueError, match=r"threshold must be a number in \[0, 1\], got 7"):
+        seg.update("threshold", 7)
+    assert seg.threshold == 0.3
+
+
+@pytest.mark.parametrize("kwargs, message", [({"threshold": 2.0}, "threshold must be"),
+                                             ({"overlay_alpha": -1.0}, "overlay_alpha must be"),
+                                             ({"overlay_color": (1, 2)}, "overlay_color must be")])
+def test_constructor_rejects_invalid_settings(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Segmenter(FixedProbability(PROB), **kwargs)
