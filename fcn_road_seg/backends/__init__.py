@@ -10,6 +10,8 @@ breaks the others.
 from __future__ import annotations
 
 import abc
+import hashlib
+import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..atomic import atomic_path
 from ..errors import ModelError
 from ..image import Frame
 from ..model import IMAGENET_MEAN
@@ -55,7 +58,8 @@ def fit(image: torch.Tensor, input_size: tuple[int, int] | None, policy: str) ->
     ``letterbox`` keeps the aspect ratio: it shrinks the image only when it does not fit, places it
     top-left and pads with the ImageNet mean colour (a 375x1242 KITTI frame in a 384x1248 engine is
     padded, never resampled). ``stretch`` resizes to exactly ``input_size``. Dynamic backends
-    (``input_size`` None) take the image as it is.
+    (``input_size`` None) take the image as it is. Resampling is antialiased when shrinking; on CPU
+    OpenCV does the work (area averaging / bilinear), many times faster than torch there.
     """
     h, w = image.shape[1:3]
     if input_size is None or (h, w) == tuple(input_size):
@@ -66,23 +70,43 @@ def fit(image: torch.Tensor, input_size: tuple[int, int] | None, policy: str) ->
     else:
         scale = min(1.0, H / h, W / w)
         valid = (min(H, round(h * scale)), min(W, round(w * scale)))
-    if valid != (h, w):
+    fitted = _fit_cpu(image, valid, (H, W)) if image.device.type == "cpu" else _fit_torch(image, valid, (H, W))
+    return fitted, Fit((h, w), valid)
+
+
+def _fit_cpu(image: torch.Tensor, valid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    """``fit`` with OpenCV: resize to ``valid`` if needed, then pad bottom/right to ``size``."""
+    array = image[0].numpy()
+    if valid != array.shape[:2]:
+        shrink = valid[0] <= array.shape[0] and valid[1] <= array.shape[1]
+        array = cv2.resize(array, valid[::-1], interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    if valid != size:
+        array = cv2.copyMakeBorder(array, 0, size[0] - valid[0], 0, size[1] - valid[1], cv2.BORDER_CONSTANT,
+                                   value=PAD_RGB)
+    return torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(0)
+
+
+def _fit_torch(image: torch.Tensor, valid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    """``fit`` with torch on the image's (GPU) device."""
+    if valid != tuple(image.shape[1:3]):
         x = image.permute(0, 3, 1, 2).float()
-        x = F.interpolate(x, size=valid, mode="bilinear", align_corners=False, antialias=valid[0] < h)
+        x = F.interpolate(x, size=valid, mode="bilinear", align_corners=False, antialias=valid[0] < image.shape[1])
         image = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-    if valid != (H, W):
-        canvas = torch.tensor(PAD_RGB, dtype=torch.uint8, device=image.device).expand(1, H, W, 3).clone()
+    if valid != size:
+        canvas = torch.tensor(PAD_RGB, dtype=torch.uint8, device=image.device).expand(1, *size, 3).clone()
         canvas[:, : valid[0], : valid[1]] = image
         image = canvas
-    return image.contiguous(), Fit((h, w), valid)
+    return image.contiguous()
 
 
 def unfit(prob: torch.Tensor, how: Fit) -> torch.Tensor:
-    """Map P(road) (1 x H' x W') from the network input back to the original H x W."""
+    """Map P(road) (1 x H' x W') from the network input back to the original H x W (bilinear where resized)."""
     p = prob[0, : how.valid[0], : how.valid[1]]
-    if how.valid != how.size:
-        p = F.interpolate(p[None, None].float(), size=how.size, mode="bilinear", align_corners=False)[0, 0]
-    return p
+    if how.valid == how.size:
+        return p
+    if p.device.type == "cpu":
+        return torch.from_numpy(cv2.resize(p.float().numpy(), how.size[::-1], interpolation=cv2.INTER_LINEAR))
+    return F.interpolate(p[None, None].float(), size=how.size, mode="bilinear", align_corners=False)[0, 0]
 
 
 def _from_numpy(array: np.ndarray) -> torch.Tensor:
@@ -169,6 +193,12 @@ class Backend(abc.ABC):
             timings.update(preprocess=1e3 * (t1 - t0), inference=1e3 * (t2 - t1), postprocess=1e3 * (t3 - t2))
         return maps
 
+    def probability(self, frame: Frame) -> torch.Tensor:
+        """P(road) at the frame's own size (H x W float32 on the backend's device): fit, network, unfit."""
+        with torch.inference_mode():
+            image, how = fit(upload(frame, self.device), self.input_size, self.resize_policy)
+            return unfit(self._forward(image), how)
+
     def warmup(self, height: int, width: int, iterations: int = 3) -> float:
         """Run a few blank frames of the given size (autotuning, lazy init); returns the seconds taken."""
         start = time.perf_counter()
@@ -181,6 +211,43 @@ class Backend(abc.ABC):
         """One line for logs: backend, device and input shape."""
         shape = "dynamic" if self.input_size is None else f"{self.input_size[0]}x{self.input_size[1]}"
         return f"{self.name} on {self.device} (input {shape}, {self.resize_policy})"
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    """The JSON metadata file that goes with an exported model or engine: ``<model>.json``."""
+    path = Path(model_path)
+    return path.with_name(path.name + ".json")
+
+
+def read_sidecar(model_path: str | Path) -> dict | None:
+    """The metadata beside ``model_path``, None when there is none; a ModelError when it is unreadable."""
+    path = sidecar_path(model_path)
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read model metadata {path}: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ModelError(f"model metadata {path} is not a JSON object")
+    return meta
+
+
+def write_sidecar(model_path: str | Path, meta: dict) -> Path:
+    """Write ``meta`` atomically as the metadata beside ``model_path``; returns its path."""
+    path = sidecar_path(model_path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def resolve_device(device: str = "auto") -> torch.device:

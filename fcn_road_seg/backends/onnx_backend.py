@@ -1,0 +1,121 @@
+"""ONNX Runtime backend: the exported ``RoadProbability`` graph (uint8 ``image`` in, float ``prob`` out).
+
+On CPU the session reads the fitted uint8 tensor's memory directly. With CUDA (onnxruntime-gpu), an
+IOBinding hands ONNX Runtime the torch CUDA tensors themselves: pixels go up as uint8 and P(road)
+stays on the GPU for the shared post-processing. The input size (fixed or dynamic) comes from the
+model's own input shape; symbolic height/width mean dynamic.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import ModelError
+from . import Backend
+
+INPUT, OUTPUT = "image", "prob"
+INPUT_TYPE, OUTPUT_TYPE = "tensor(uint8)", "tensor(float)"
+
+
+def import_onnxruntime() -> Any:
+    """The onnxruntime module, or a ModelError that says how to install it."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ModelError("ONNX Runtime is not installed: pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA), "
+                         "or pip install 'fcn_road_seg[onnx]'") from exc
+    return onnxruntime
+
+
+def _fixed(dim: Any) -> bool:
+    """A concrete (not symbolic) dimension."""
+    return isinstance(dim, int) and dim > 0
+
+
+def _nhwc_rgb(shape: Sequence[Any]) -> bool:
+    """A 1 x H x W x 3 shape (batch 1 or symbolic)."""
+    return len(shape) == 4 and shape[3] == 3 and (shape[0] == 1 or not _fixed(shape[0]))
+
+
+def io_problems(inputs: Sequence[Any], outputs: Sequence[Any]) -> list[str]:
+    """What is wrong with a session's inputs/outputs for an fcn_road_seg model (empty when nothing)."""
+    problems = []
+    if len(inputs) != 1 or inputs[0].name != INPUT or inputs[0].type != INPUT_TYPE:
+        found = ", ".join(f"'{i.name}' {i.type} {i.shape}" for i in inputs)
+        problems.append(f"expected one input '{INPUT}' {INPUT_TYPE} [1, H, W, 3], found {found or 'none'}")
+    elif not _nhwc_rgb(inputs[0].shape):
+        problems.append(f"input '{INPUT}' has shape {inputs[0].shape}, expected [1, H, W, 3]")
+    if len(outputs) != 1 or outputs[0].name != OUTPUT or outputs[0].type != OUTPUT_TYPE or len(outputs[0].shape) != 3:
+        found = ", ".join(f"'{o.name}' {o.type} {o.shape}" for o in outputs)
+        problems.append(f"expected one output '{OUTPUT}' {OUTPUT_TYPE} [1, H, W], found {found or 'none'}")
+    return problems
+
+
+def input_size(shape: Sequence[Any]) -> tuple[int, int] | None:
+    """(H, W) of a fixed N x H x W x 3 input shape, None when height and width are both symbolic."""
+    h, w = shape[1], shape[2]
+    fixed = [_fixed(h), _fixed(w)]
+    if all(fixed):
+        return int(h), int(w)
+    if any(fixed):
+        raise ValueError(f"input shape {list(shape)} fixes only one of height and width")
+    return None
+
+
+class OnnxBackend(Backend):
+    """Runs an exported ONNX model with ONNX Runtime, on CPU or (onnxruntime-gpu) CUDA."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model_path: str | Path, device: torch.device, resize_policy: str = "letterbox",
+                 threads: int = 0) -> None:
+        ort = import_onnxruntime()
+        self.model_path = Path(model_path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        # no busy-waiting after a run: the frame's post-processing (and other nodes) need those cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(str(model_path), options, providers=self._providers(ort, device))
+        except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
+            raise ModelError(f"cannot load ONNX model {model_path}: {exc}") from exc
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        problems = io_problems(inputs, outputs)
+        try:
+            size = None if problems else input_size(inputs[0].shape)
+        except ValueError as exc:
+            problems.append(str(exc))
+        if problems:
+            raise ModelError(f"{model_path} is not an fcn_road_seg ONNX model: {'; '.join(problems)} "
+                             "(export one with fcn-road-export)")
+        super().__init__(device, size, resize_policy)
+
+    @staticmethod
+    def _providers(ort: Any, device: torch.device) -> list[Any]:
+        """CPU only on a CPU device; CUDA first (then CPU for anything CUDA cannot run) on a CUDA device."""
+        if device.type == "cpu":
+            return ["CPUExecutionProvider"]
+        if device.type != "cuda" or "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ModelError(f"device '{device}' needs ONNX Runtime's CUDAExecutionProvider, which this onnxruntime "
+                             f"lacks ({', '.join(ort.get_available_providers())}): pip install onnxruntime-gpu")
+        return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+
+    def _forward(self, image: torch.Tensor) -> torch.Tensor:
+        """P(road) for the fitted uint8 image: a plain run on CPU, an IOBinding on CUDA tensors otherwise."""
+        if self.device.type == "cpu":
+            return torch.from_numpy(self.session.run([OUTPUT], {INPUT: image.numpy()})[0])
+        prob = torch.empty(image.shape[:3], dtype=torch.float32, device=self.device)
+        binding = self.session.io_binding()
+        index = self.device.index or 0
+        binding.bind_input(INPUT, "cuda", index, np.uint8, tuple(image.shape), image.data_ptr())
+        binding.bind_output(OUTPUT, "cuda", index, np.float32, tuple(prob.shape), prob.data_ptr())
+        torch.cuda.current_stream(self.device).synchronize()  # ONNX Runtime reads on its own stream
+        self.session.run_with_iobinding(binding)  # returns once the outputs are written
+        return prob
+
+    def describe(self) -> str:
+        """Adds the execution providers to the base description."""
+        return f"{super().describe()} [{', '.join(self.session.get_providers())}]"

@@ -1,0 +1,284 @@
+"""Backends: ONNX Runtime against torch on real KITTI frames, fixed/dynamic inputs, fit/unfit, load_backend."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from fcn_road_seg.backends import (PAD_RGB, Fit, backend_for, fit, load_backend, read_sidecar, sidecar_path, unfit,
+                                   write_sidecar)
+from fcn_road_seg.backends.onnx_backend import OnnxBackend, input_size
+from fcn_road_seg.backends.torch_backend import TorchBackend
+from fcn_road_seg.errors import ModelError
+from fcn_road_seg.image import Frame
+from fcn_road_seg.model import FCN8s, load_checkpoint_model
+from training.export import export_onnx
+
+ROOT = Path(__file__).resolve().parent.parent
+KITTI_DIRS = [ROOT / "data" / "kitti" / "image_2", ROOT.parent / "shared" / "data" / "kitti_road_samples" / "testing" /
+              "image_2"]
+CPU = torch.device("cpu")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+
+def kitti_frames(count: int) -> list[np.ndarray]:
+    """The first ``count`` real 1242x375 KITTI Road frames (BGR), or a skip saying where they were looked for."""
+    folder = next((d for d in KITTI_DIRS if d.is_dir() and any(d.glob("*.png"))), None)
+    if folder is None:
+        pytest.skip(f"no KITTI sample frames in {' or '.join(map(str, KITTI_DIRS))}")
+    return [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in sorted(folder.glob("*.png"))[:count]]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small FCN8s checkpoint (fc 32 channels, 3x3 fc6) whose zero-initialised score layers are perturbed."""
+    torch.manual_seed(0)
+    model = FCN8s(fc_channels=32, fc6_kernel=3)
+    with torch.no_grad():
+        for layer in (model.score_fr, model.score_pool4, model.score_pool3):
+            layer.weight.normal_(0.0, 0.2)
+            layer.bias.normal_(0.0, 0.2)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    torch.save({"model": model.state_dict(), "model_config": model.config}, path)
+    return path
+
+
+def exported(tiny_model: Path, name: str, size: tuple[int, int], dynamic: bool = False) -> Path:
+    """``tiny_model`` exported to ONNX beside it (no parity check: test_export covers that)."""
+    path = tiny_model.parent / name
+    if not path.exists():
+        export_onnx(load_checkpoint_model(tiny_model), path, size, dynamic)
+    return path
+
+
+@pytest.fixture(scope="module")
+def kitti_onnx(tiny_model: Path) -> Path:
+    """The default deployment shape: fixed 1 x 384 x 1248 x 3."""
+    return exported(tiny_model, "kitti.onnx", (384, 1248))
+
+
+@pytest.fixture(scope="module")
+def small_onnx(tiny_model: Path) -> Path:
+    """A small fixed-shape model (96 x 320), so that many odd sizes stay cheap."""
+    return exported(tiny_model, "small.onnx", (96, 320))
+
+
+@pytest.fixture(scope="module")
+def dynamic_onnx(tiny_model: Path) -> Path:
+    """Symbolic height and width."""
+    return exported(tiny_model, "dynamic.onnx", (64, 96), dynamic=True)
+
+
+@pytest.fixture(scope="module")
+def torch_cpu(tiny_model: Path) -> TorchBackend:
+    """The reference: the same checkpoint run by torch."""
+    return load_backend(tiny_model, "torch", "cpu")
+
+
+def compare(got: torch.Tensor, want: torch.Tensor) -> tuple[float, float]:
+    """max |dP| and the fraction of pixels whose mask (P >= 0.5) differs."""
+    assert got.shape == want.shape
+    return float((got - want).abs().max()), float(((got >= 0.5) != (want >= 0.5)).float().mean())
+
+
+@pytest.fixture(scope="module")
+def kitti_dynamic(dynamic_onnx: Path) -> list[tuple[Frame, torch.Tensor]]:
+    """Two real KITTI frames and P(road) from the dynamic ONNX model at their own 375x1242 size."""
+    ort = load_backend(dynamic_onnx, "onnxruntime", "cpu")
+    return [(frame, ort.probability(frame)) for frame in (Frame(bgr, "bgr8") for bgr in kitti_frames(2))]
+
+
+def test_onnx_matches_torch_on_real_kitti_frames(kitti_dynamic: list, torch_cpu: TorchBackend) -> None:
+    for frame, p_onnx in kitti_dynamic:
+        assert p_onnx.shape == (375, 1242)
+        max_abs, mask_fraction = compare(p_onnx, torch_cpu.probability(frame))
+        assert max_abs <= 1e-4 and mask_fraction <= 1e-4, (max_abs, mask_fraction)
+
+
+def test_letterbox_pads_kitti_into_384x1248_without_resampling(kitti_onnx: Path, kitti_dynamic: list) -> None:
+    frame, p_dynamic = kitti_dynamic[0]
+    bgr = frame.pixels
+    assert bgr.shape == (375, 1242, 3)
+    fixed = load_backend(kitti_onnx, "onnxruntime", "cpu")
+    assert fixed.input_size == (384, 1248)
+    rgb = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))[None]
+    padded, how = fit(rgb, fixed.input_size, "letterbox")
+    assert how == Fit((375, 1242), (375, 1242))
+    assert torch.equal(padded[:, :375, :1242], rgb)
+    assert (padded[0, 375:] == torch.tensor(PAD_RGB, dtype=torch.uint8)).all()
+    assert (padded[0, :, 1242:] == torch.tensor(PAD_RGB, dtype=torch.uint8)).all()
+    p_fixed = fixed.probability(frame)
+    # The only difference left is the padding itself: the model pads its normalised input with exact zeros,
+    # the letterbox with the nearest uint8 colour to the ImageNet mean (about 0.005 after normalisation).
+    max_abs, mask_fraction = compare(p_fixed, p_dynamic)
+    assert max_abs <= 1e-3 and mask_fraction <= 5e-4, (max_abs, mask_fraction)
+
+
+@pytest.mark.parametrize("policy", ["letterbox", "stretch"])
+def test_fixed_shape_model_returns_masks_at_the_exact_input_size(small_onnx: Path, policy: str) -> None:
+    backend = load_backend(small_onnx, "onnxruntime", "cpu", resize_policy=policy)
+    assert backend.input_size == (96, 320)
+    rng = np.random.default_rng(1)
+    for h, w in [(96, 320), (93, 310), (375, 1242), (37, 501), (101, 57), (1, 1)]:
+        maps = backend.infer(Frame(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "rgb8"))
+        assert maps.mask.shape == maps.confidence.shape == (h, w), (policy, h, w)
+        assert maps.mask.dtype == np.uint8 and set(np.unique(maps.mask)) <= {0, 255}
+
+
+def test_every_encoding_gives_the_same_mask_on_a_fixed_shape_model(small_onnx: Path) -> None:
+    backend = load_backend(small_onnx, "onnxruntime", "cpu")
+    bgr = cv2.resize(kitti_frames(1)[0], (311, 94), interpolation=cv2.INTER_AREA)
+    want = backend.infer(Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), "rgb8")).mask
+    for encoding, pixels in [("bgr8", bgr), ("bgra8", cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)),
+                             ("rgba8", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA))]:
+        assert np.array_equal(backend.infer(Frame(pixels, encoding)).mask, want), encoding
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    mono = backend.infer(Frame(gray[..., None], "mono8")).mask
+    grey_rgb = backend.infer(Frame(cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB), "rgb8")).mask
+    assert np.array_equal(mono, grey_rgb)
+
+
+def test_dynamic_model_runs_at_two_sizes_like_torch(dynamic_onnx: Path, torch_cpu: TorchBackend) -> None:
+    backend = load_backend(dynamic_onnx, "onnxruntime", "cpu")
+    assert backend.input_size is None
+    bgr = kitti_frames(1)[0]
+    for w, h in [(576, 160), (311, 94)]:
+        frame = Frame(cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA), "bgr8")
+        got = backend.probability(frame)
+        assert got.shape == (h, w)
+        max_abs, mask_fraction = compare(got, torch_cpu.probability(frame))
+        assert max_abs <= 1e-4 and mask_fraction <= 1e-4, (w, h, max_abs, mask_fraction)
+
+
+def test_fit_and_unfit_round_trips() -> None:
+    image = torch.randint(0, 256, (1, 375, 1242, 3), dtype=torch.uint8)
+    same, how = fit(image, None, "letterbox")
+    assert same is image and how == Fit((375, 1242), (375, 1242))
+    shrunk, how = fit(image, (160, 320), "letterbox")  # too big: shrunk to fit, aspect ratio kept
+    assert shrunk.shape == (1, 160, 320, 3) and how == Fit((375, 1242), (97, 320))
+    stretched, how = fit(image, (160, 576), "stretch")
+    assert stretched.shape == (1, 160, 576, 3) and how == Fit((375, 1242), (160, 576))
+    prob = torch.rand(1, 160, 576)
+    assert unfit(prob, how).shape == (375, 1242)
+    assert unfit(prob, Fit((100, 200), (100, 200))).data_ptr() == prob.data_ptr()  # crop only, no copy
+    constant = torch.full((1, 160, 576), 0.25)
+    assert torch.allclose(unfit(constant, how), torch.tensor(0.25))
+
+
+def test_corrupt_onnx_is_a_model_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(b"\x08\x07 definitely not a protobuf" * 10)
+    with pytest.raises(ModelError, match="broken.onnx"):
+        load_backend(path, "onnxruntime", "cpu")
+
+
+def foreign_model(path: Path, input_type: int = onnx.TensorProto.FLOAT, name: str = "x") -> Path:
+    """A valid ONNX model that is not ours: Identity on a 1 x 8 x 8 x 3 tensor."""
+    from onnx import helper
+
+    graph = helper.make_graph([helper.make_node("Identity", [name], ["y"])], "foreign",
+                              [helper.make_tensor_value_info(name, input_type, [1, 8, 8, 3])],
+                              [helper.make_tensor_value_info("y", input_type, [1, 8, 8, 3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    return path
+
+
+def test_foreign_onnx_is_a_model_error_saying_what_is_wrong(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"other\.onnx is not an fcn_road_seg ONNX model: expected one input "
+                                         r"'image' tensor\(uint8\).*found 'x' tensor\(float\)"):
+        load_backend(foreign_model(tmp_path / "other.onnx"), "onnxruntime", "cpu")
+    with pytest.raises(ModelError, match="expected one output 'prob'"):
+        load_backend(foreign_model(tmp_path / "named.onnx", onnx.TensorProto.UINT8, "image"), "onnxruntime", "cpu")
+
+
+def test_input_size_from_the_model_shape() -> None:
+    assert input_size([1, 384, 1248, 3]) == (384, 1248)
+    assert input_size([1, "height", "width", 3]) is None
+    assert input_size([None, None, None, 3]) is None
+    with pytest.raises(ValueError, match="only one of height and width"):
+        input_size([1, 384, "width", 3])
+
+
+def test_load_backend_picks_by_file_type(tiny_model: Path, small_onnx: Path, tmp_path: Path) -> None:
+    assert isinstance(load_backend(tiny_model, "auto", "cpu"), TorchBackend)
+    onnx_backend = load_backend(small_onnx, "onnxruntime", "cpu")
+    assert isinstance(onnx_backend, OnnxBackend) and "CPUExecutionProvider" in onnx_backend.describe()
+    assert backend_for(small_onnx, "auto") in ("onnxruntime", "tensorrt")  # tensorrt only with TensorRT and a GPU
+    assert backend_for(small_onnx, "tensorrt") == "tensorrt"  # TensorRT builds its engine from the ONNX model
+    assert backend_for("model.engine", "auto") == backend_for("model.plan", "tensorrt") == "tensorrt"
+    assert backend_for("model.pth", "auto") == "torch"
+
+
+@pytest.mark.parametrize("backend, model, message", [
+    ("torch", "small.onnx", "backend 'torch' cannot run .*small.onnx"),
+    ("onnxruntime", "tiny.pt", "backend 'onnxruntime' cannot run .*tiny.pt"),
+    ("tensorrt", "tiny.pt", "backend 'tensorrt' cannot run .*tiny.pt"),
+    ("onnxruntime", "model.engine", "backend 'onnxruntime' cannot run .*model.engine"),
+    ("auto", "weights.bin", "cannot tell the model type of .*weights.bin"),
+    ("openvino", "tiny.pt", "unknown backend 'openvino'"),
+])
+def test_load_backend_rejects_wrong_combinations(tiny_model: Path, small_onnx: Path, backend: str, model: str,
+                                                 message: str) -> None:
+    path = tiny_model.parent / model
+    if not path.exists():
+        path.write_bytes(b"x")
+    with pytest.raises(ModelError, match=message):
+        load_backend(path, backend, "cpu")
+
+
+def test_load_backend_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"model file not found: .*nothing\.onnx"):
+        load_backend(tmp_path / "nothing.onnx", "auto", "cpu")
+
+
+def test_onnx_on_cuda_without_the_cuda_provider_is_a_clear_error(small_onnx: Path) -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider")
+    with pytest.raises(ModelError, match="CUDAExecutionProvider.*onnxruntime-gpu"):
+        OnnxBackend(small_onnx, torch.device("cuda"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_onnx_on_cuda_matches_cpu(small_onnx: Path) -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("needs onnxruntime-gpu (CUDAExecutionProvider)")
+    frame = Frame(cv2.resize(kitti_frames(1)[0], (311, 94)), "bgr8")
+    gpu = load_backend(small_onnx, "onnxruntime", "cuda")
+    got = gpu.probability(frame)
+    assert got.device.type == "cuda"
+    max_abs, _ = compare(got.cpu(), load_backend(small_onnx, "onnxruntime", "cpu").probability(frame))
+    assert max_abs <= 1e-3
+
+
+def test_sidecar_round_trip_and_errors(tmp_path: Path) -> None:
+    model = tmp_path / "m.onnx"
+    assert read_sidecar(model) is None
+    assert write_sidecar(model, {"dynamic": False}) == sidecar_path(model) == tmp_path / "m.onnx.json"
+    assert read_sidecar(model) == {"dynamic": False}
+    sidecar_path(model).write_text("{not json")
+    with pytest.raises(ModelError, match=r"m\.onnx\.json"):
+        read_sidecar(model)
+
+
+def test_cpu_and_gpu_fitting_agree() -> None:
+    from fcn_road_seg.backends import _fit_cpu, _fit_torch
+
+    bgr = kitti_frames(1)[0]
+    image = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))[None].contiguous()
+    assert torch.equal(_fit_cpu(image, (375, 1242), (384, 1248)), _fit_torch(image, (375, 1242), (384, 1248)))
+    for valid, size in [((97, 320), (160, 320)), ((160, 576), (160, 576)), ((500, 1500), (512, 1536))]:
+        cpu, gpu = _fit_cpu(image, valid, size).float(), _fit_torch(image, valid, size).float()
+        assert cpu.shape == gpu.shape == (1, *size, 3)
+        assert float((cpu - gpu).abs().mean()) < 2.0  # area averaging vs antialiased bilinear: same picture
+    prob = torch.rand(1, 160, 576)
+    how = Fit((375, 1242), (160, 576))
+    reference = torch.nn.functional.interpolate(prob[None], size=(375, 1242), mode="bilinear", align_corners=False)
+    assert float((unfit(prob, how) - reference[0, 0]).abs().max()) < 1e-4

@@ -1,0 +1,342 @@
+"""TensorRT backend: metadata checks, build planning for TensorRT 10 and 11, engine I/O checks (all without
+TensorRT), and engine build/run/reject tests that need TensorRT and a CUDA GPU."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from fcn_road_seg.backends import load_backend, read_sidecar, write_sidecar
+from fcn_road_seg.backends.tensorrt_backend import (ENGINE_FORMAT, BuildPlan, OnnxInfo, TrtFeatures, _size,
+                                                    compare_metadata, engine_io_problems, inspect_onnx, main,
+                                                    onnx_source, plan_build, trt_features)
+from fcn_road_seg.errors import ModelError
+
+TRT10 = TrtFeatures("10.13.0.35", weak_typing=True, implicit_int8=True, strongly_typed_flag=True)
+TRT11 = TrtFeatures("11.4.0.106", weak_typing=False, implicit_int8=False, strongly_typed_flag=True)
+FOUND = {"tensorrt": "10.13.0.35", "gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0",
+         "engine_sha256": "ab" * 32}
+META = {"format": ENGINE_FORMAT, **FOUND, "precision": "fp16", "onnx_sha256": "cd" * 32}
+
+
+def onnx_info(fp16: bool = False, qdq: bool = False, shape: tuple = (1, 384, 1248, 3)) -> OnnxInfo:
+    """An OnnxInfo without a file."""
+    return OnnxInfo(Path("m.onnx"), "00" * 32, shape, fp16, qdq)
+
+
+# --- metadata comparison --------------------------------------------------------------------------------------
+
+def test_matching_metadata_has_no_problems() -> None:
+    assert compare_metadata(META, FOUND) == ([], [])
+    assert compare_metadata(META, {**FOUND, "onnx_sha256": "cd" * 32, "precision": "fp16"}) == ([], [])
+    assert compare_metadata(META, {**FOUND, "precision": "auto"}) == ([], [])
+
+
+def test_tensorrt_version_mismatch_is_incompatible() -> None:
+    incompatible, _ = compare_metadata({**META, "tensorrt": "10.3.0.26"}, FOUND)
+    assert incompatible == ["it was built with TensorRT 10.3.0.26 but this is TensorRT 10.13.0.35 (an engine only "
+                            "loads in the TensorRT version that built it)"]
+
+
+def test_compute_capability_mismatch_names_both_gpus() -> None:
+    incompatible, _ = compare_metadata({**META, "compute_capability": "8.6", "gpu": "NVIDIA GeForce RTX 3090"}, FOUND)
+    assert incompatible == ["it was built for compute capability 8.6 (NVIDIA GeForce RTX 3090) but this GPU "
+                            "(NVIDIA H100 80GB HBM3) is 9.0"]
+
+
+def test_engine_bytes_that_do_not_match_the_metadata_are_corrupt() -> None:
+    incompatible, _ = compare_metadata(META, {**FOUND, "engine_sha256": "ef" * 32})
+    assert len(incompatible) == 1 and "corrupt, truncated or replaced" in incompatible[0]
+
+
+def test_several_problems_are_all_reported() -> None:
+    incompatible, stale = compare_metadata({**META, "tensorrt": "11.0", "compute_capability": "7.5"}, FOUND)
+    assert len(incompatible) == 2 and stale == []
+
+
+@pytest.mark.parametrize("meta, message", [
+    ({"tensorrt": "10.13.0.35"}, "its metadata lacks format, compute_capability, engine_sha256"),
+    ({**META, "format": "something/2"}, "its metadata format is 'something/2', not 'fcn_road_seg.engine/1'"),
+])
+def test_foreign_or_incomplete_metadata_is_incompatible(meta: dict, message: str) -> None:
+    assert compare_metadata(meta, FOUND)[0] == [message]
+
+
+def test_stale_but_loadable_engines() -> None:
+    _, stale = compare_metadata({**META, "gpu": "NVIDIA H100 PCIe"}, FOUND)
+    assert stale == ["it was built on NVIDIA H100 PCIe, this is NVIDIA H100 80GB HBM3 (same compute capability: it "
+                     "loads, but tactics were tuned for the other GPU)"]
+    _, stale = compare_metadata(META, {**FOUND, "onnx_sha256": "99" * 32})
+    assert stale == ["its ONNX model has changed since it was built"]
+    _, stale = compare_metadata(META, {**FOUND, "precision": "fp32"})
+    assert stale == ["it is fp16, fp32 was asked for"]
+
+
+# --- build planning: TensorRT 10 (weak typing, implicit INT8) and TensorRT 11 (strong typing only) ------------
+
+def test_fp16_on_tensorrt_10_uses_the_builder_flag() -> None:
+    assert plan_build(onnx_info(), "fp16", TRT10) == BuildPlan("fp16", False, ("FP16",))
+    assert plan_build(onnx_info(), "auto", TRT10) == BuildPlan("fp16", False, ("FP16",))
+    assert plan_build(onnx_info(), "fp32", TRT10) == BuildPlan("fp32", False)
+
+
+def test_fp16_on_tensorrt_11_needs_an_fp16_model() -> None:
+    with pytest.raises(ModelError, match=r"TensorRT 11.4.0.106 has no FP16 builder flag.*fcn-road-export --fp16.*"
+                                         r"AutoCast"):
+        plan_build(onnx_info(), "fp16", TRT11)
+    assert plan_build(onnx_info(), "auto", TRT11) == BuildPlan("fp32", True)
+    assert plan_build(onnx_info(fp16=True), "fp16", TRT11) == BuildPlan("fp16", True)
+    assert plan_build(onnx_info(fp16=True), "auto", TRT11) == BuildPlan("fp16", True)
+    assert plan_build(onnx_info(fp16=True), "auto", TRT10) == BuildPlan("fp16", True)
+
+
+def test_int8_calibration_where_tensorrt_still_has_it() -> None:
+    assert plan_build(onnx_info(), "int8", TRT10) == BuildPlan("int8", False, ("INT8", "FP16"), calibrate=True)
+
+
+@pytest.mark.parametrize("features", [TRT11, TrtFeatures("10.16", True, False, True)])
+def test_int8_without_implicit_calibration_points_to_explicit_quantization(features: TrtFeatures) -> None:
+    with pytest.raises(ModelError, match=r"no implicit INT8 calibration.*has no Q/DQ nodes: use explicit "
+                                         r"quantization.*ModelOpt.*QuantFormat.QDQ.*--int8"):
+        plan_build(onnx_info(), "int8", features)
+
+
+def test_quantized_models_build_as_int8() -> None:
+    assert plan_build(onnx_info(qdq=True), "int8", TRT10) == BuildPlan("int8", False, ("INT8", "FP16"))
+    assert plan_build(onnx_info(qdq=True), "auto", TRT11) == BuildPlan("int8", True)
+    with pytest.raises(ModelError, match="is quantized .*build it as int8, not fp16"):
+        plan_build(onnx_info(qdq=True), "fp16", TRT10)
+
+
+def test_precision_contradicting_the_model_or_unknown() -> None:
+    with pytest.raises(ModelError, match="is an fp16 model: build it as fp16"):
+        plan_build(onnx_info(fp16=True), "fp32", TRT10)
+    with pytest.raises(ModelError, match="unknown precision 'int4'"):
+        plan_build(onnx_info(), "int4", TRT10)
+
+
+def test_trt_features_tells_tensorrt_10_from_11() -> None:
+    class Config10:
+        int8_calibrator = None
+
+    trt10 = SimpleNamespace(__version__="10.13.0.35", BuilderFlag=SimpleNamespace(FP16=1, INT8=2),
+                            IInt8EntropyCalibrator2=object, IBuilderConfig=Config10,
+                            NetworkDefinitionCreationFlag=SimpleNamespace(STRONGLY_TYPED=1))
+    trt11 = SimpleNamespace(__version__="11.4.0.106", BuilderFlag=SimpleNamespace(TF32=0), IBuilderConfig=object,
+                            NetworkDefinitionCreationFlag=SimpleNamespace())
+    assert trt_features(trt10) == TRT10
+    assert trt_features(trt11) == TrtFeatures("11.4.0.106", False, False, False)
+
+
+# --- ONNX inspection, engine I/O, paths ------------------------------------------------------------------------
+
+def small_onnx(path: Path, dims: list, cast_to: int | None = None, qdq: bool = False, name: str = "image") -> Path:
+    """A tiny stand-in graph with our I/O names: uint8 image -> Cast -> ReduceMean over channels -> prob."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Cast", [name], ["x"], to=cast_to or TensorProto.FLOAT)]
+    last = "x"
+    if qdq:
+        nodes += [helper.make_node("QuantizeLinear", ["x", "s"], ["q"]),
+                  helper.make_node("DequantizeLinear", ["q", "s"], ["dq"])]
+        last = "dq"
+    nodes += [helper.make_node("ReduceMean", [last, "axes"], ["m"], keepdims=0),
+              helper.make_node("Cast", ["m"], ["prob"], to=TensorProto.FLOAT)]
+    inits = [helper.make_tensor("axes", TensorProto.INT64, [1], [3]), helper.make_tensor("s", TensorProto.FLOAT, [], [1.0])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(name, TensorProto.UINT8, dims)],
+                              [helper.make_tensor_value_info("prob", TensorProto.FLOAT, dims[:3])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), path)
+    return path
+
+
+def test_inspect_onnx_reads_shape_and_typing(tmp_path: Path) -> None:
+    from onnx import TensorProto
+
+    fixed = inspect_onnx(small_onnx(tmp_path / "fixed.onnx", [1, 384, 1248, 3]))
+    assert fixed.input_shape == (1, 384, 1248, 3) and not fixed.dynamic and not fixed.fp16 and not fixed.qdq
+    assert len(fixed.sha256) == 64
+    dynamic = inspect_onnx(small_onnx(tmp_path / "dynamic.onnx", [1, "height", "width", 3]))
+    assert dynamic.input_shape == (1, "height", "width", 3) and dynamic.dynamic
+    assert inspect_onnx(small_onnx(tmp_path / "half.onnx", [1, 8, 8, 3], TensorProto.FLOAT16)).fp16
+    assert inspect_onnx(small_onnx(tmp_path / "q.onnx", [1, 8, 8, 3], qdq=True)).qdq
+
+
+def test_inspect_onnx_rejects_foreign_and_corrupt_files(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"other\.onnx is not an fcn_road_seg ONNX model: expected one input "
+                                         r"'image', found \['input'\]"):
+        inspect_onnx(small_onnx(tmp_path / "other.onnx", [1, 8, 8, 3], name="input"))
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\xff\x00garbage" * 5)
+    with pytest.raises(ModelError, match=r"cannot read ONNX model .*broken\.onnx"):
+        inspect_onnx(broken)
+
+
+def test_engine_io_problems() -> None:
+    good = {"image": ("INPUT", "UINT8", (1, 384, 1248, 3)), "prob": ("OUTPUT", "FLOAT", (1, 384, 1248))}
+    assert engine_io_problems(good) == []
+    assert engine_io_problems({**good, "image": ("INPUT", "UINT8", (1, -1, -1, 3))}) == []
+    assert engine_io_problems({"input": good["image"], "prob": good["prob"]}) == [
+        "expected I/O tensors ['image', 'prob'], found ['input', 'prob']"]
+    assert engine_io_problems({**good, "image": ("INPUT", "FLOAT", (1, 3, 384, 1248))}) == [
+        "'image' is INPUT FLOAT [1, 3, 384, 1248], expected INPUT UINT8 of rank 4"]
+    assert engine_io_problems({**good, "image": ("INPUT", "UINT8", (1, 3, 384, 1248))}) == [
+        "'image' has shape [1, 3, 384, 1248], expected [1, H, W, 3]"]
+
+
+def test_onnx_source_prefers_the_model_named_in_the_metadata(tmp_path: Path) -> None:
+    engine = tmp_path / "fcn.engine"
+    assert onnx_source(engine, None) is None
+    (tmp_path / "fcn.onnx").write_bytes(b"x")
+    assert onnx_source(engine, None) == tmp_path / "fcn.onnx"
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "a.onnx").write_bytes(b"x")
+    assert onnx_source(engine, {"onnx": "models/a.onnx"}) == tmp_path / "models" / "a.onnx"
+    assert onnx_source(engine, {"onnx": "gone.onnx"}) == tmp_path / "fcn.onnx"
+
+
+def test_size_argument() -> None:
+    assert _size("384x1248") == (384, 1248)
+    for bad in ("384", "0x10", "axb"):
+        with pytest.raises(Exception, match="HEIGHTxWIDTH|positive"):
+            _size(bad)
+
+
+# --- without TensorRT or a GPU: clear errors, nothing imported at package import --------------------------------
+
+def test_engine_without_gpu_or_tensorrt_is_a_clear_error(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    engine = tmp_path / "fcn.engine"
+    engine.write_bytes(b"not an engine")
+    with pytest.raises(ModelError, match="CUDA is not available"):
+        load_backend(engine, "auto", "auto")
+
+
+def test_build_cli_without_gpu_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    model = small_onnx(tmp_path / "m.onnx", [1, 8, 8, 3])
+    assert main([str(model), str(tmp_path / "m.engine"), "--fp16"]) == 1
+    assert "error: device 'cuda' requested but CUDA is not available" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+# --- with TensorRT and a CUDA GPU ------------------------------------------------------------------------------
+
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU for TensorRT")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A small FCN8s exported to ONNX at a fixed 96x320 and with dynamic height and width."""
+    pytest.importorskip("tensorrt")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU for TensorRT")
+    from fcn_road_seg.model import FCN8s
+    from training.export import export_onnx
+
+    torch.manual_seed(0)
+    model = FCN8s(fc_channels=32, fc6_kernel=3).eval()
+    with torch.no_grad():
+        for layer in (model.score_fr, model.score_pool4, model.score_pool3):
+            layer.weight.normal_(0.0, 0.2)
+            layer.bias.normal_(0.0, 0.2)
+    folder = tmp_path_factory.mktemp("trt")
+    paths = {"fixed": folder / "fixed.onnx", "dynamic": folder / "dynamic.onnx"}
+    export_onnx(model, paths["fixed"], (96, 320))
+    export_onnx(model, paths["dynamic"], (96, 320), dynamic=True)
+    return paths
+
+
+def frames() -> list:
+    """Random RGB frames at odd sizes."""
+    from fcn_road_seg.image import Frame
+
+    gen = torch.Generator().manual_seed(3)
+    return [Frame(torch.randint(0, 256, (h, w, 3), dtype=torch.uint8, generator=gen).numpy(), "rgb8")
+            for h, w in [(96, 320), (93, 311), (120, 400)]]
+
+
+@needs_gpu
+@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("fp16", 2e-2)])
+def test_built_engine_matches_onnx_runtime(exported: dict, tmp_path: Path, precision: str, tolerance: float) -> None:
+    from fcn_road_seg.backends.tensorrt_backend import build_engine
+
+    engine = tmp_path / f"{precision}.engine"
+    meta = build_engine(exported["fixed"], engine, torch.device("cuda"), precision,
+                        timing_cache=tmp_path / "timing.cache")
+    assert (tmp_path / "timing.cache").stat().st_size > 0
+    assert read_sidecar(engine) == meta and meta["precision"] == precision
+    assert meta["input"]["shape"] == [1, 96, 320, 3] and meta["output"]["shape"] == [1, 96, 320]
+    trt_backend = load_backend(engine, "tensorrt", "cuda")
+    ort = load_backend(exported["fixed"], "onnxruntime", "cpu")
+    assert trt_backend.input_size == (96, 320)
+    for frame in frames():
+        got = trt_backend.probability(frame)
+        assert got.device.type == "cuda" and got.shape == frame.shape
+        assert float((got.cpu() - ort.probability(frame)).abs().max()) <= tolerance
+        assert trt_backend.infer(frame).mask.shape == frame.shape
+
+
+@needs_gpu
+def test_dynamic_engine_runs_at_two_sizes(exported: dict, tmp_path: Path) -> None:
+    from fcn_road_seg.backends.tensorrt_backend import build_engine
+
+    engine = tmp_path / "dynamic.engine"
+    build_engine(exported["dynamic"], engine, torch.device("cuda"), "fp32",
+                 profile=((32, 32), (96, 320), (256, 512)))
+    backend = load_backend(engine, "tensorrt", "cuda")
+    assert backend.input_size is None
+    ort = load_backend(exported["dynamic"], "onnxruntime", "cpu")
+    for frame in frames()[1:]:
+        assert float((backend.probability(frame).cpu() - ort.probability(frame)).abs().max()) <= 1e-3
+
+
+@needs_gpu
+def test_onnx_given_to_tensorrt_builds_and_caches_an_engine_beside_it(exported: dict) -> None:
+    backend = load_backend(exported["fixed"], "tensorrt", "cuda", precision="fp16")
+    engine = exported["fixed"].with_suffix(".engine")
+    assert backend.engine_path == engine and engine.is_file()
+    built = engine.stat().st_mtime_ns
+    load_backend(exported["fixed"], "tensorrt", "cuda", precision="fp16")
+    assert engine.stat().st_mtime_ns == built  # current: loaded, not rebuilt
+
+
+@needs_gpu
+def test_mismatched_or_corrupt_engines_are_model_errors(exported: dict, tmp_path: Path) -> None:
+    from fcn_road_seg.backends.tensorrt_backend import build_engine
+
+    engine = tmp_path / "m.engine"
+    meta = build_engine(exported["fixed"], engine, torch.device("cuda"), "fp32")
+    write_sidecar(engine, {**meta, "tensorrt": "9.9.9"})
+    with pytest.raises(ModelError, match=r"m\.engine cannot be used here: it was built with TensorRT 9\.9\.9"):
+        load_backend(engine, "tensorrt", "cuda")
+    write_sidecar(engine, {**meta, "compute_capability": "1.0"})
+    with pytest.raises(ModelError, match="built for compute capability 1.0"):
+        load_backend(engine, "tensorrt", "cuda")
+    write_sidecar(engine, meta)
+    data = bytearray(engine.read_bytes())
+    data[len(data) // 2:] = bytes(len(data) - len(data) // 2)
+    engine.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="does not match the SHA-256"):
+        load_backend(engine, "tensorrt", "cuda")
+    (tmp_path / "m.onnx").write_bytes(exported["fixed"].read_bytes())
+    write_sidecar(engine, {**meta, "onnx": "m.onnx"})
+    backend = load_backend(engine, "tensorrt", "cuda", rebuild="if-stale")  # rebuilt from m.onnx
+    assert backend.input_size == (96, 320) and read_sidecar(engine)["engine_sha256"] != meta["engine_sha256"]
+
+
+@needs_gpu
+def test_garbage_engine_with_valid_looking_metadata_is_a_model_error(exported: dict, tmp_path: Path) -> None:
+    from fcn_road_seg.backends import sha256_file
+    from fcn_road_seg.backends.tensorrt_backend import build_engine
+
+    engine = tmp_path / "g.engine"
+    meta = build_engine(exported["fixed"], engine, torch.device("cuda"), "fp32")
+    engine.write_bytes(b"garbage" * 100)
+    write_sidecar(engine, {**meta, "engine_sha256": sha256_file(engine)})
+    with pytest.raises(ModelError, match=r"TensorRT could not deserialize .*g\.engine"):
+        load_backend(engine, "tensorrt", "cuda")

@@ -1,0 +1,214 @@
+"""Checkpoint -> ONNX of ``RoadProbability`` (uint8 NHWC RGB ``image`` in, float32 ``prob`` P(road) out).
+
+Normalisation and the softmax live in the graph, so every runtime feeds raw pixels. The default input
+is fixed at 1 x 384 x 1248 x 3 (a 375x1242 KITTI frame padded to a multiple of 32); ``--dynamic``
+makes height and width symbolic. ``--fp16`` runs the FCN in half precision inside the graph (uint8 in,
+float32 out): a strongly typed FP16 model, which is what TensorRT 11 needs for an FP16 engine.
+
+The model is written atomically, after a built-in parity check (ONNX Runtime against torch on the same
+checkpoint and the same pixels) has passed, together with ``<model>.onnx.json`` describing it.
+
+    fcn-road-export runs/best.pt -o fcn8s.onnx --check-images ../shared/data/kitti_road_samples/testing/image_2
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from fcn_road_seg.atomic import atomic_path
+from fcn_road_seg.backends import fit, sha256_file, write_sidecar
+from fcn_road_seg.backends.onnx_backend import INPUT, OUTPUT, OnnxBackend
+from fcn_road_seg.errors import ModelError, RoadSegError
+from fcn_road_seg.model import FCN8s, RoadProbability, load_checkpoint_model
+
+DEFAULT_SIZE = (384, 1248)
+DEFAULT_OPSET = 18
+MIN_OPSET = 17
+EXPORTERS = ("dynamo", "torchscript")
+MAX_DYNAMIC_SIDE = 4096
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Largest allowed max |ΔP| and fraction of pixels whose mask (P >= 0.5) may differ."""
+
+    max_abs: float
+    mask_fraction: float
+
+
+#: fp32 graphs must match torch to 1e-4 and 0.01 % of mask pixels; fp16 graphs are held to fp16 accuracy
+TOLERANCES = {"fp32": Tolerance(1e-4, 1e-4), "fp16": Tolerance(2e-2, 2e-3)}
+
+
+@dataclass(frozen=True)
+class Parity:
+    """Result of comparing ONNX Runtime with torch (the fp32 checkpoint) on the same inputs."""
+
+    frames: int
+    source: str
+    max_abs: float
+    mask_fraction: float
+
+    def report(self) -> str:
+        """One line with the numbers."""
+        return (f"parity on {self.frames} {self.source} frame(s): max |dP| = {self.max_abs:.3g}, "
+                f"masks differ on {100 * self.mask_fraction:.4f} % of pixels")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """The ``fcn-road-export`` command line."""
+    p = argparse.ArgumentParser(prog="fcn-road-export", description="Export a training checkpoint to ONNX "
+                                "(uint8 NHWC RGB 'image' in, float32 P(road) 'prob' out), with a parity check.")
+    p.add_argument("checkpoint", help="training checkpoint (.pt with 'model' and 'model_config')")
+    p.add_argument("-o", "--output", help="output .onnx (default: the checkpoint's name with .onnx)")
+    p.add_argument("--height", type=int, default=DEFAULT_SIZE[0], help=f"input height (default {DEFAULT_SIZE[0]})")
+    p.add_argument("--width", type=int, default=DEFAULT_SIZE[1], help=f"input width (default {DEFAULT_SIZE[1]})")
+    p.add_argument("--dynamic", action="store_true", help="symbolic height and width (--height/--width are then "
+                   "only the example size used for tracing and the check)")
+    p.add_argument("--fp16", action="store_true", help="run the FCN in fp16 inside the graph (strongly typed; "
+                   "TensorRT 11 builds FP16 engines only from such a model)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, >= {MIN_OPSET} "
+                   f"(default {DEFAULT_OPSET})")
+    p.add_argument("--exporter", choices=EXPORTERS, default="dynamo", help="torch.onnx.export(dynamo=True) "
+                   "(torch.export based, default) or the legacy TorchScript exporter (dynamo=False)")
+    p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                   help="compare ONNX Runtime with torch before writing the model (default on)")
+    p.add_argument("--check-images", metavar="DIR", help="folder of real frames for the check (default: random "
+                   "images)")
+    p.add_argument("--check-frames", type=int, default=3, metavar="N", help="frames used by the check (default 3)")
+    return p
+
+
+def export_onnx(model: FCN8s, path: str | Path, size: tuple[int, int] = DEFAULT_SIZE, dynamic: bool = False,
+                fp16: bool = False, opset: int = DEFAULT_OPSET, exporter: str = "dynamo") -> None:
+    """Write ``RoadProbability(model)`` to ``path`` as one self-contained ONNX file (not atomic by itself)."""
+    if opset < MIN_OPSET:
+        raise ModelError(f"opset {opset} is too old: use {MIN_OPSET} or later")
+    if exporter not in EXPORTERS:
+        raise ModelError(f"unknown exporter '{exporter}'; choose one of {EXPORTERS}")
+    net = RoadProbability(model).eval()
+    if fp16:
+        net = net.half()
+    example = torch.zeros((1, *size, 3), dtype=torch.uint8)
+    kwargs: dict[str, Any] = {}
+    if dynamic and exporter == "dynamo":
+        height, width = (torch.export.Dim(n, min=32, max=MAX_DYNAMIC_SIDE) for n in ("height", "width"))
+        kwargs["dynamic_shapes"] = {"image": {1: height, 2: width}}
+    elif dynamic:
+        kwargs["dynamic_axes"] = {INPUT: {1: "height", 2: "width"}, OUTPUT: {1: "height", 2: "width"}}
+    try:
+        torch.onnx.export(net, (example,), str(path), input_names=[INPUT], output_names=[OUTPUT],
+                          opset_version=opset, dynamo=exporter == "dynamo", external_data=False, **kwargs)
+    except Exception as exc:  # exporter failures come in many types
+        raise ModelError(f"ONNX export ({exporter}) failed: {exc}") from exc
+
+
+def load_images(folder: str | Path, count: int) -> list[np.ndarray]:
+    """The first ``count`` images of ``folder`` (sorted by name) as H x W x 3 uint8 RGB."""
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:count]
+    if not paths:
+        raise ModelError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    images = []
+    for path in paths:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ModelError(f"cannot read image {path}")
+        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return images
+
+
+def random_images(size: tuple[int, int], count: int, seed: int = 0) -> list[np.ndarray]:
+    """``count`` uniformly random H x W x 3 uint8 images."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def parity(onnx_path: str | Path, model: FCN8s, images: Sequence[np.ndarray], source: str = "given") -> Parity:
+    """Run ONNX Runtime (CPU) and the fp32 torch model on the same fitted uint8 images and compare P(road)."""
+    backend = OnnxBackend(onnx_path, torch.device("cpu"))
+    net = RoadProbability(model).eval()
+    worst, differing, pixels = 0.0, 0, 0
+    with torch.inference_mode():
+        for rgb in images:
+            image, _ = fit(torch.from_numpy(np.ascontiguousarray(rgb))[None], backend.input_size, "letterbox")
+            got, want = backend._forward(image).numpy(), net(image).numpy()
+            worst = max(worst, float(np.abs(got - want).max()))
+            differing += int(((got >= 0.5) != (want >= 0.5)).sum())
+            pixels += want.size
+    return Parity(len(images), source, worst, differing / pixels)
+
+
+def check_parity(result: Parity, precision: str) -> None:
+    """Raise a ModelError with the numbers when ``result`` is outside the tolerance for ``precision``."""
+    tol = TOLERANCES[precision]
+    if result.max_abs > tol.max_abs or result.mask_fraction > tol.mask_fraction:
+        raise ModelError(f"ONNX parity check FAILED ({precision}): {result.report()}; allowed max |dP| <= "
+                         f"{tol.max_abs:g} and <= {100 * tol.mask_fraction:.4f} % of mask pixels")
+
+
+def metadata(args: argparse.Namespace, model: FCN8s, result: Parity | None) -> dict[str, Any]:
+    """The ``<model>.onnx.json`` sidecar: I/O names and shapes, precision, opset and provenance."""
+    h, w = ("height", "width") if args.dynamic else (args.height, args.width)
+    return {
+        "format": "fcn_road_seg.onnx/1",
+        "input": {"name": INPUT, "shape": [1, h, w, 3], "dtype": "uint8", "layout": "NHWC RGB"},
+        "output": {"name": OUTPUT, "shape": [1, h, w], "dtype": "float32", "meaning": "P(road)"},
+        "dynamic": args.dynamic,
+        "example_size": [args.height, args.width],
+        "precision": "fp16" if args.fp16 else "fp32",
+        "opset": args.opset,
+        "exporter": args.exporter,
+        "checkpoint": str(Path(args.checkpoint).resolve()),
+        "checkpoint_sha256": sha256_file(args.checkpoint),
+        "model_config": model.config,
+        "parity": asdict(result) if result else None,
+        "torch": torch.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:
+    """Export, check and write the model and its sidecar atomically; returns the path and the check's result."""
+    if args.height < 1 or args.width < 1 or args.check_frames < 1:
+        raise ModelError("--height, --width and --check-frames must be positive")
+    output = Path(args.output or Path(args.checkpoint).with_suffix(".onnx"))
+    model = load_checkpoint_model(args.checkpoint)
+    size = (args.height, args.width)
+    result = None
+    with atomic_path(output) as tmp:
+        export_onnx(model, tmp, size, args.dynamic, args.fp16, args.opset, args.exporter)
+        if args.check:
+            images = (load_images(args.check_images, args.check_frames) if args.check_images
+                      else random_images(size, args.check_frames))
+            result = parity(tmp, model, images, "real" if args.check_images else "random")
+            print(result.report())
+            check_parity(result, "fp16" if args.fp16 else "fp32")
+        write_sidecar(output, metadata(args, model, result))
+    return output, result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``fcn-road-export CHECKPOINT [-o OUT.onnx]``: returns the exit status."""
+    args = get_args_parser().parse_args(argv)
+    try:
+        output, result = export(args)
+    except RoadSegError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    shape = "1 x H x W x 3 (dynamic)" if args.dynamic else f"1 x {args.height} x {args.width} x 3"
+    print(f"wrote {output} (uint8 '{INPUT}' {shape} -> float32 '{OUTPUT}', opset {args.opset}, "
+          f"{'fp16' if args.fp16 else 'fp32'}, {args.exporter}){'' if result else ' WITHOUT parity check'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
