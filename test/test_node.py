@@ -1,0 +1,235 @@
+"""node.py in-process on a real ROS 2 (skipped without rclpy): parameters, frames in and masks out, startup errors."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from builtin_interfaces.msg import Time  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from fcn_road_seg import image  # noqa: E402
+from fcn_road_seg.backends import load_backend  # noqa: E402
+from fcn_road_seg.model import FCN8s  # noqa: E402
+from fcn_road_seg.node import PARAMETERS, RoadSegNode, main, make_image  # noqa: E402
+from fcn_road_seg.segmenter import Segmenter, check_setting  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+KITTI_DIRS = [ROOT / "data" / "kitti" / "image_2",
+              ROOT.parent / "shared" / "data" / "kitti_road_samples" / "testing" / "image_2"]
+KITTI_FRAME = "um_000005.png"
+FRAME_ID = "camera_color_left"
+
+
+@pytest.fixture(scope="module")
+def context() -> Context:
+    """An rclpy context of this module's own (main() uses the default one)."""
+    ctx = Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.try_shutdown(context=ctx)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small FCN8s checkpoint (fc 32 channels, 3x3 fc6) whose zero-initialised score layers are perturbed."""
+    torch.manual_seed(0)
+    model = FCN8s(fc_channels=32, fc6_kernel=3)
+    with torch.no_grad():
+        for layer in (model.score_fr, model.score_pool4, model.score_pool3):
+            layer.weight.normal_(0.0, 0.2)
+            layer.bias.normal_(0.0, 0.2)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    torch.save({"model": model.state_dict(), "model_config": model.config}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def frame_bgr() -> np.ndarray:
+    """A real KITTI Road frame at a quarter of its size (310x93, BGR)."""
+    path = next((d / KITTI_FRAME for d in KITTI_DIRS if (d / KITTI_FRAME).is_file()), None)
+    if path is None:
+        pytest.skip(f"KITTI sample {KITTI_FRAME} not found in {' or '.join(map(str, KITTI_DIRS))}")
+    pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return cv2.resize(pixels, (pixels.shape[1] // 4, pixels.shape[0] // 4), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture
+def seg_node(context: Context, tiny_model: Path) -> RoadSegNode:
+    """The node on the tiny model, CPU, no warm-up; destroyed after the test."""
+    node = RoadSegNode(context=context, parameter_overrides=[
+        Parameter("model_path", value=str(tiny_model)), Parameter("device", value="cpu"),
+        Parameter("warmup_size", value=[0, 0])])
+    yield node
+    node.destroy_node()
+
+
+@pytest.fixture
+def probe(context: Context) -> Node:
+    """A plain node that publishes images and listens to the outputs."""
+    node = rclpy.create_node("road_seg_probe", context=context)
+    yield node
+    node.destroy_node()
+
+
+def image_msg(pixels: np.ndarray, encoding: str, sec: int, nanosec: int) -> Image:
+    """An rclpy Image over ``pixels`` with the given stamp."""
+    header = Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=FRAME_ID)
+    return make_image(header, image.to_fields(pixels, encoding))
+
+
+@pytest.fixture
+def executor(context: Context, seg_node: RoadSegNode, probe: Node) -> SingleThreadedExecutor:
+    """An executor spinning the node under test and the probe."""
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(seg_node)
+    executor.add_node(probe)
+    yield executor
+    executor.shutdown()
+
+
+def spin_until(executor: SingleThreadedExecutor, done: Callable[[], bool], timeout: float,
+               every: Callable[[], Any] = lambda: None) -> bool:
+    """Spin until ``done()`` or ``timeout`` seconds; calls ``every()`` (e.g. publish) about once a second."""
+    deadline, next_call = time.monotonic() + timeout, 0.0
+    while not done() and time.monotonic() < deadline:
+        if time.monotonic() >= next_call:
+            every()
+            next_call = time.monotonic() + 1.0
+        executor.spin_once(timeout_sec=0.05)
+    return done()
+
+
+def test_every_parameter_is_declared_with_a_descriptor(seg_node: RoadSegNode) -> None:
+    for name in PARAMETERS:
+        descriptor = seg_node.describe_parameter(name)
+        assert descriptor.description, name
+        assert descriptor.read_only == (name not in ("threshold", "overlay_alpha", "overlay_color")), name
+    threshold = seg_node.describe_parameter("threshold").floating_point_range[0]
+    assert (threshold.from_value, threshold.to_value) == (0.0, 1.0)
+    depth = seg_node.describe_parameter("qos_depth").integer_range[0]
+    assert (depth.from_value, depth.to_value) == (1, 100)
+    assert seg_node.get_parameter("qos_reliability").value == "best_effort"
+
+
+@pytest.mark.parametrize("name, value, reason", [
+    ("threshold", 1.5, None),  # out of the descriptor's range: rclpy's own reason
+    ("overlay_alpha", -0.5, None),
+    ("overlay_color", [0, 255], check_setting("overlay_color", [0, 255])),
+    ("overlay_color", [0, 256, 0], check_setting("overlay_color", [0, 256, 0])),
+    ("model_path", "/other.pt", "Trying to set a read-only parameter: model_path."),
+    ("qos_depth", 3, "Trying to set a read-only parameter: qos_depth."),
+])
+def test_invalid_or_read_only_parameters_are_rejected(seg_node: RoadSegNode, name: str, value: Any,
+                                                      reason: str | None) -> None:
+    before = seg_node.get_parameter(name).value
+    [result] = seg_node.set_parameters([Parameter(name, value=value)])
+    assert not result.successful
+    assert result.reason == reason if reason else result.reason
+    assert seg_node.get_parameter(name).value == before
+
+
+def test_a_rejected_set_changes_nothing(seg_node: RoadSegNode) -> None:
+    result = seg_node.set_parameters_atomically([Parameter("threshold", value=0.2),
+                                                 Parameter("overlay_color", value=[1, 2])])
+    assert not result.successful
+    assert seg_node.get_parameter("threshold").value == 0.5
+
+
+def test_frame_in_mask_out_with_the_header(executor: SingleThreadedExecutor, probe: Node, tiny_model: Path,
+                                           frame_bgr: np.ndarray) -> None:
+    got: dict[str, Image] = {}
+    for name in ("mask", "overlay"):
+        probe.create_subscription(Image, f"road_seg/{name}", lambda m, n=name: got.setdefault(n, m), 10)
+    publisher = probe.create_publisher(Image, "image", qos_profile_sensor_data)
+    msg = image_msg(frame_bgr, "bgr8", 1_700_000_123, 456_789)
+    assert spin_until(executor, lambda: len(got) == 2, 30.0, lambda: publisher.publish(msg))
+    expected, _ = Segmenter(load_backend(tiny_model, "torch", "cpu")).process(msg, make_image)
+    for name, out in got.items():
+        assert (out.header.stamp.sec, out.header.stamp.nanosec, out.header.frame_id) == (
+            1_700_000_123, 456_789, FRAME_ID), name
+        assert (out.height, out.width) == (93, 310), name
+    mask, overlay = got["mask"], got["overlay"]
+    assert (mask.encoding, mask.step, len(mask.data)) == ("mono8", 310, 310 * 93)
+    np.testing.assert_array_equal(np.frombuffer(mask.data, np.uint8).reshape(93, 310), expected.mask)
+    assert (overlay.encoding, overlay.step) == ("bgr8", 310 * 3)
+    np.testing.assert_array_equal(np.frombuffer(overlay.data, np.uint8).reshape(93, 310, 3), expected.overlay)
+
+
+def test_run_time_threshold_changes_the_mask(executor: SingleThreadedExecutor, seg_node: RoadSegNode, probe: Node,
+                                             frame_bgr: np.ndarray) -> None:
+    masks: list[Image] = []
+    probe.create_subscription(Image, "road_seg/mask", masks.append, 10)
+    publisher = probe.create_publisher(Image, "image", qos_profile_sensor_data)
+    for i, (threshold, value) in enumerate([(0.0, 255), (1.0, 0)]):
+        assert seg_node.set_parameters([Parameter("threshold", value=threshold)])[0].successful
+        msg = image_msg(frame_bgr, "bgr8", 100 + i, 0)
+        assert spin_until(executor, lambda: any(m.header.stamp.sec == 100 + i for m in masks),
+                          30.0, lambda: publisher.publish(msg))
+        mask = next(m for m in masks if m.header.stamp.sec == 100 + i)
+        assert set(mask.data) == {value}
+
+
+def test_a_bad_message_is_counted_and_the_node_keeps_working(executor: SingleThreadedExecutor, probe: Node,
+                                                             frame_bgr: np.ndarray) -> None:
+    masks: list[Image] = []
+    diagnostics: list[DiagnosticArray] = []
+    probe.create_subscription(Image, "road_seg/mask", masks.append, 10)
+    probe.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+    publisher = probe.create_publisher(Image, "image", qos_profile_sensor_data)
+    bad = image_msg(frame_bgr, "bgr8", 7, 0)
+    bad.step += 1  # data no longer matches step * height
+    good = image_msg(frame_bgr, "bgr8", 8, 0)
+
+    def bad_counted() -> bool:
+        return any(dict((v.key, v.value) for v in d.status[0].values).get("bad messages", "0") != "0"
+                   for d in diagnostics)
+
+    assert spin_until(executor, bad_counted, 30.0, lambda: publisher.publish(bad))
+    assert spin_until(executor, lambda: any(m.header.stamp.sec == 8 for m in masks), 30.0,
+                      lambda: publisher.publish(good))
+    assert not any(m.header.stamp.sec == 7 for m in masks)
+    status = diagnostics[-1].status[0]
+    assert status.name == "/road_segmentation"
+    assert {"FPS", "latency median (ms)", "latency p99 (ms)", "dropped frames", "bad messages", "backend"} <= {
+        v.key for v in status.values}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-p", "model_path:=/nonexistent/model.pt"], "cannot start: model file not found: /nonexistent/model.pt"),
+    (["-p", "qos_reliability:=sometimes"],
+     "cannot start: parameter qos_reliability must be one of best_effort, reliable, got 'sometimes'"),
+    (["-p", "overlay_color:=[1, 2]"],
+     "cannot start: overlay_color must be three integers [R, G, B] in 0..255, got (1, 2)"),
+    (["-p", "warmup_size:=[5]"], "cannot start: parameter warmup_size must be [height, width] >= 0, got [5]"),
+    (["-p", "threshold:=2.0"], "out of range"),
+])
+def test_main_exits_non_zero_with_a_clear_message(tiny_model: Path, capfd: pytest.CaptureFixture, args: list[str],
+                                                  message: str) -> None:
+    model = [] if "model_path" in args[1] else ["-p", f"model_path:={tiny_model}"]
+    assert main(["road_seg_node", "--ros-args", *model, "-p", "warmup_size:=[0, 0]", *args]) == 1
+    err = capfd.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_main_without_a_model_names_the_missing_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capfd: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr("fcn_road_seg.node.default_model_path", lambda: tmp_path / "default.pt")
+    assert main(["road_seg_node"]) == 1
+    assert (f"cannot start: model_path is empty and the default model is not installed ({tmp_path / 'default.pt'}); "
+            "pass model_path:=") in capfd.readouterr().err

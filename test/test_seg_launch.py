@@ -1,0 +1,170 @@
+"""launch_testing: seg.launch.py starts the node on a small model; a real KITTI frame in, its mask out.
+
+Skipped where launch_testing (ROS 2) cannot be imported. Run it with ``colcon test`` or, in a sourced
+workspace where fcn_road_seg is installed, ``python -m pytest test/test_seg_launch.py``.
+"""
+from __future__ import annotations
+
+import pytest
+
+launch_testing = pytest.importorskip("launch_testing")
+
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import unittest  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Callable  # noqa: E402
+
+import cv2  # noqa: E402
+import launch  # noqa: E402
+import launch_testing.actions  # noqa: E402
+import launch_testing.asserts  # noqa: E402
+import numpy as np  # noqa: E402
+import rclpy  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from ament_index_python.packages import get_package_share_directory  # noqa: E402
+from builtin_interfaces.msg import Time  # noqa: E402
+from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import QoSProfile  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from fcn_road_seg import image  # noqa: E402
+from fcn_road_seg.backends import load_backend  # noqa: E402
+from fcn_road_seg.model import FCN8s  # noqa: E402
+from fcn_road_seg.node import make_image  # noqa: E402
+from fcn_road_seg.segmenter import Segmenter  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+KITTI_DIRS = [ROOT / "data" / "kitti" / "image_2",
+              ROOT.parent / "shared" / "data" / "kitti_road_samples" / "testing" / "image_2"]
+KITTI_FRAME = "um_000005.png"
+NAMESPACE = "seg_launch_test"
+IMAGE_TOPIC = f"/{NAMESPACE}/camera/image_raw"
+MASK_TOPIC = f"/{NAMESPACE}/road_seg/mask"
+THRESHOLD = 0.45  # differs from the default: the mask proves the params file reached the namespaced node
+FRAME_ID = "camera_color_left"
+TIMEOUT_S = 120.0
+
+
+def kitti_frame() -> np.ndarray:
+    """A real 1242x375 KITTI Road frame (BGR); the tests skip without one."""
+    path = next((d / KITTI_FRAME for d in KITTI_DIRS if (d / KITTI_FRAME).is_file()), None)
+    if path is None:
+        raise unittest.SkipTest(f"KITTI sample {KITTI_FRAME} not found in {' or '.join(map(str, KITTI_DIRS))}")
+    return cv2.imread(str(path), cv2.IMREAD_COLOR)
+
+
+def write_tiny_model(path: Path) -> Path:
+    """A small FCN8s checkpoint (fc 32 channels, 3x3 fc6) whose zero-initialised score layers are perturbed."""
+    torch.manual_seed(0)
+    model = FCN8s(fc_channels=32, fc6_kernel=3)
+    with torch.no_grad():
+        for layer in (model.score_fr, model.score_pool4, model.score_pool3):
+            layer.weight.normal_(0.0, 0.2)
+            layer.bias.normal_(0.0, 0.2)
+    torch.save({"model": model.state_dict(), "model_config": model.config}, path)
+    return path
+
+
+def write_params(path: Path) -> Path:
+    """The installed config/seg.yaml with the test's settings: CPU, reliable input, THRESHOLD, small warm-up."""
+    params = yaml.safe_load((Path(get_package_share_directory("fcn_road_seg")) / "config" / "seg.yaml").read_text())
+    [node_params] = [entry["ros__parameters"] for entry in params.values()]
+    node_params.update(device="cpu", qos_reliability="reliable", threshold=THRESHOLD, warmup_size=[96, 320])
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.mark.launch_test
+def generate_test_description() -> tuple[launch.LaunchDescription, dict[str, Any]]:
+    """seg.launch.py in a namespace with a tiny model and a params file derived from the installed one."""
+    tmp = tempfile.TemporaryDirectory(prefix="fcn_road_seg_launch_test_")
+    model = write_tiny_model(Path(tmp.name) / "tiny.pt")
+    params = write_params(Path(tmp.name) / "params.yaml")
+    launch_file = Path(get_package_share_directory("fcn_road_seg")) / "launch" / "seg.launch.py"
+    seg_launch = launch.actions.IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(str(launch_file)),
+        launch_arguments={"model_path": str(model), "params_file": str(params), "image_topic": IMAGE_TOPIC,
+                          "namespace": NAMESPACE}.items())
+    return launch.LaunchDescription([seg_launch, launch_testing.actions.ReadyToTest()]), {"tmp": tmp, "model": model}
+
+
+def image_msg(pixels: np.ndarray, encoding: str, sec: int) -> Image:
+    """An rclpy Image over ``pixels`` stamped ``sec``.123456789 in FRAME_ID."""
+    return make_image(Header(stamp=Time(sec=sec, nanosec=123_456_789), frame_id=FRAME_ID),
+                      image.to_fields(pixels, encoding))
+
+
+class TestSegmentation(unittest.TestCase):
+    """Talks to the launched node: publishes frames, checks the masks."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.context = Context()
+        rclpy.init(context=cls.context)
+        cls.node = rclpy.create_node("seg_launch_probe", context=cls.context)
+        cls.executor = SingleThreadedExecutor(context=cls.context)
+        cls.executor.add_node(cls.node)
+        cls.masks: list[Image] = []
+        cls.node.create_subscription(Image, MASK_TOPIC, cls.masks.append, QoSProfile(depth=10))
+        cls.publisher = cls.node.create_publisher(Image, IMAGE_TOPIC, QoSProfile(depth=1))
+        cls.frame = kitti_frame()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.executor.shutdown()
+        cls.node.destroy_node()
+        rclpy.try_shutdown(context=cls.context)
+
+    def mask_for(self, msg: Image, timeout: float = TIMEOUT_S) -> Image:
+        """Publish ``msg`` about once a second until the mask with its stamp arrives."""
+        def found() -> Image | None:
+            return next((m for m in self.masks if m.header.stamp == msg.header.stamp), None)
+
+        self.spin_until(found, timeout, lambda: self.publisher.publish(msg))
+        mask = found()
+        self.assertIsNotNone(mask, f"no mask for stamp {msg.header.stamp.sec} on {MASK_TOPIC} within {timeout} s")
+        return mask
+
+    def spin_until(self, done: Callable[[], Any], timeout: float, every: Callable[[], Any]) -> None:
+        """Spin the probe until ``done()`` is truthy or ``timeout`` seconds, calling ``every()`` each second."""
+        deadline, next_call = time.monotonic() + timeout, 0.0
+        while not done() and time.monotonic() < deadline:
+            if time.monotonic() >= next_call:
+                every()
+                next_call = time.monotonic() + 1.0
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def test_a_kitti_frame_gets_its_mask_with_the_header(self, model: Path) -> None:
+        msg = image_msg(self.frame, "bgr8", 1_000)
+        expected, _ = Segmenter(load_backend(model, "torch", "cpu"), threshold=THRESHOLD).process(msg, make_image)
+        mask = self.mask_for(msg)
+        self.assertEqual((mask.header.stamp.sec, mask.header.stamp.nanosec, mask.header.frame_id),
+                         (1_000, 123_456_789, FRAME_ID))
+        self.assertEqual((mask.encoding, mask.height, mask.width, mask.step, mask.is_bigendian),
+                         ("mono8", 375, 1242, 1242, 0))
+        pixels = np.frombuffer(mask.data, np.uint8).reshape(375, 1242)
+        self.assertTrue(0 < pixels.mean() < 255, "the mask should hold road and non-road pixels")
+        np.testing.assert_array_equal(pixels, expected.mask)
+
+    def test_a_malformed_message_leaves_the_node_alive(self, proc_output: Any) -> None:
+        bad = image_msg(self.frame, "bgr8", 2_000)
+        bad.step = 1242 * 3 + 1  # data no longer matches step * height
+        self.spin_until(lambda: False, 2.0, lambda: self.publisher.publish(bad))
+        proc_output.assertWaitFor("data length 1397250 does not match step*height = 3727*375", timeout=TIMEOUT_S)
+        good = image_msg(cv2.flip(self.frame, 1), "bgr8", 2_001)
+        mask = self.mask_for(good)
+        self.assertEqual((mask.height, mask.width, mask.header.stamp.sec), (375, 1242, 2_001))
+        self.assertFalse(any(m.header.stamp.sec == 2_000 for m in self.masks))
+
+
+@launch_testing.post_shutdown_test()
+class TestShutdown(unittest.TestCase):
+    """After the launch is shut down."""
+
+    def test_clean_exit_codes(self, proc_info: Any) -> None:
+        launch_testing.asserts.assertExitCodes(proc_info)
