@@ -1,6 +1,7 @@
 """node.py in-process on a real ROS 2 (skipped without rclpy): parameters, frames in and masks out, startup errors."""
 from __future__ import annotations
 
+import array
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -19,7 +20,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from fcn_road_seg import image  # noqa: E402
@@ -69,11 +70,16 @@ def frame_bgr() -> np.ndarray:
 
 
 @pytest.fixture
-def seg_node(context: Context, tiny_model: Path) -> RoadSegNode:
-    """The node on the tiny model, CPU, no warm-up; destroyed after the test."""
-    node = RoadSegNode(context=context, parameter_overrides=[
-        Parameter("model_path", value=str(tiny_model)), Parameter("device", value="cpu"),
-        Parameter("warmup_size", value=[0, 0])])
+def overrides(request: pytest.FixtureRequest, tiny_model: Path) -> list[Parameter]:
+    """The node's parameters: the tiny model, CPU, no warm-up, plus any given by indirect parametrisation."""
+    return [Parameter("model_path", value=str(tiny_model)), Parameter("device", value="cpu"),
+            Parameter("warmup_size", value=[0, 0]), *getattr(request, "param", [])]
+
+
+@pytest.fixture
+def seg_node(context: Context, overrides: list[Parameter]) -> RoadSegNode:
+    """The node under test; destroyed after the test."""
+    node = RoadSegNode(context=context, parameter_overrides=overrides)
     yield node
     node.destroy_node()
 
@@ -168,6 +174,21 @@ def test_frame_in_mask_out_with_the_header(executor: SingleThreadedExecutor, pro
     np.testing.assert_array_equal(np.frombuffer(mask.data, np.uint8).reshape(93, 310), expected.mask)
     assert (overlay.encoding, overlay.step) == ("bgr8", 310 * 3)
     np.testing.assert_array_equal(np.frombuffer(overlay.data, np.uint8).reshape(93, 310, 3), expected.overlay)
+
+
+@pytest.mark.parametrize("overrides", [[Parameter("use_compressed", value=True)]], indirect=True)
+def test_compressed_input(executor: SingleThreadedExecutor, probe: Node, tiny_model: Path,
+                          frame_bgr: np.ndarray) -> None:
+    masks: list[Image] = []
+    probe.create_subscription(Image, "road_seg/mask", masks.append, 10)
+    publisher = probe.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
+    msg = CompressedImage(header=Header(stamp=Time(sec=42, nanosec=7), frame_id=FRAME_ID), format="png",
+                          data=array.array("B", cv2.imencode(".png", frame_bgr)[1].tobytes()))
+    assert spin_until(executor, lambda: masks, 30.0, lambda: publisher.publish(msg))
+    expected, _ = Segmenter(load_backend(tiny_model, "torch", "cpu")).process(image_msg(frame_bgr, "bgr8", 42, 7),
+                                                                              make_image, ("mask",))
+    assert (masks[0].header.stamp.sec, masks[0].header.stamp.nanosec, masks[0].header.frame_id) == (42, 7, FRAME_ID)
+    np.testing.assert_array_equal(np.frombuffer(masks[0].data, np.uint8).reshape(93, 310), expected.mask)
 
 
 def test_run_time_threshold_changes_the_mask(executor: SingleThreadedExecutor, seg_node: RoadSegNode, probe: Node,
