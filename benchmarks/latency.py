@@ -5,6 +5,9 @@ bgr8 messages, run through ``Segmenter.process(..., profile=True)`` exactly as t
 do: message -> array, pre-processing, inference, post-processing, overlay, array -> messages. Each cell
 is median / p99 in milliseconds. "CPU outside network" is everything but ``inference``; the same run
 times a naive cv_bridge-style numpy pipeline doing the same work around the network, for comparison.
+Because a CPU network takes seconds per frame, "outside, replayed" also runs every frame ``--replay``
+more times through the same ``Segmenter.process`` with the network's recorded output played back in
+place of the network: many more samples of exactly the work around it (robust on a busy machine).
 
     .venv/bin/python benchmarks/latency.py                  # small-head model, all 15 shared KITTI frames
     .venv/bin/python benchmarks/latency.py --model runs/best.pt --frames 5 --repeat 3
@@ -61,6 +64,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=15, help="frames per size (default 15)")
     p.add_argument("--repeat", type=int, default=1, help="passes over the frames (default 1)")
     p.add_argument("--warmup", type=int, default=2, help="warm-up frames per backend and size (default 2)")
+    p.add_argument("--replay", type=int, default=20, help="passes with the network's output played back "
+                   "(default 20)")
     return p
 
 
@@ -152,20 +157,52 @@ def messages(frames: Sequence[np.ndarray], size: tuple[int, int]) -> list[Any]:
     return out
 
 
-def time_core(backend: Backend, msgs: Sequence[Any], repeat: int, warmup: int) -> tuple[Row, list[np.ndarray]]:
-    """Every frame through ``Segmenter.process(profile=True)``; also returns each frame's confidence map."""
+class Recorder(Backend):
+    """Runs another backend's network and records its outputs; with ``replay`` set, plays them back instead."""
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(backend.device, backend.input_size, backend.resize_policy)
+        self.name, self.backend = backend.name, backend
+        self.outputs: list[torch.Tensor] = []
+        self.replay = False
+        self.played = 0
+
+    def _forward(self, image: torch.Tensor) -> torch.Tensor:
+        """The wrapped network's P(road), or the next recorded one when replaying."""
+        if self.replay:
+            self.played += 1
+            return self.outputs[(self.played - 1) % len(self.outputs)]
+        prob = self.backend._forward(image)
+        self.outputs.append(prob)
+        return prob
+
+
+def process_all(segmenter: Segmenter, msgs: Sequence[Any], passes: int, row: Row | None = None) -> list[np.ndarray]:
+    """``passes`` times every message through ``Segmenter.process``; timings into ``row``, confidences out."""
     image = ros_types()["sensor_msgs/msg/Image"]
-    segmenter = Segmenter(backend, overlay_color=OVERLAY_COLOR, overlay_alpha=OVERLAY_ALPHA)
     make = lambda header, fields: image(header=header, **fields)  # noqa: E731
-    for msg in msgs[:warmup]:
-        segmenter.process(msg, make)
-    row, confidences = Row(), []
-    for _ in range(repeat):
+    confidences = []
+    for _ in range(passes):
         for msg in msgs:
-            result, _ = segmenter.process(msg, make, profile=True)
-            row.add(result.timings)
+            result, _ = segmenter.process(msg, make, profile=row is not None)
+            if row is not None:
+                row.add(result.timings)
             confidences.append(result.confidence)
-    return row, confidences[:len(msgs)]
+    return confidences
+
+
+def time_core(backend: Backend, msgs: Sequence[Any], args: argparse.Namespace) -> tuple[Row, Row, list[np.ndarray]]:
+    """(real runs, runs with the network played back) through the core, and each frame's confidence map."""
+    recorder = Recorder(backend)
+    segmenter = Segmenter(recorder, overlay_color=OVERLAY_COLOR, overlay_alpha=OVERLAY_ALPHA)
+    process_all(segmenter, msgs[:args.warmup], 1)
+    recorder.outputs.clear()
+    real, replayed = Row(), Row()
+    confidences = process_all(segmenter, msgs, args.repeat, real)[:len(msgs)]
+    recorder.outputs = recorder.outputs[:len(msgs)]
+    recorder.replay = True
+    process_all(segmenter, msgs, args.replay, replayed)
+    return real, replayed, confidences
 
 
 def naive_pipeline(msg: Any, logits: np.ndarray) -> dict[str, float]:
@@ -221,19 +258,20 @@ def machine() -> str:
             f"onnxruntime {onnxruntime.__version__}, OpenCV {cv2.__version__}, {gpu}")
 
 
-def table(rows: Sequence[tuple[str, str, Row]]) -> str:
-    """A Markdown table: size, backend, stages, total, FPS and CPU work outside the network."""
-    head = ("size", "backend", *HEADINGS, "total", "FPS", "CPU outside network")
+def table(rows: Sequence[tuple[str, str, Row, Row]], replay: int) -> str:
+    """A Markdown table: size, backend, stages, total, FPS and CPU work outside the network (real and replayed)."""
+    head = ("size", "backend", *HEADINGS, "total", "FPS", "CPU outside network", f"outside, replayed x{replay}")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for size, label, row in rows:
+    for size, label, row, replayed in rows:
         fps = "-" if np.isnan(row.samples["inference"]).all() else f"{1e3 / row.median('total'):.2f}"
-        cells = (size, label, *(row.cell(s) for s in STAGES), row.cell("total"), fps, row.cell("outside"))
+        cells = (size, label, *(row.cell(s) for s in STAGES), row.cell("total"), fps, row.cell("outside"),
+                 replayed.cell("outside"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, str, Row]]:
-    """Time every backend and the naive pipeline at each size."""
+def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, str, Row, Row]]:
+    """Time every backend and the naive pipeline at each size: (size, label, real runs, replayed runs)."""
     checkpoint = Path(args.model) if args.model else small_checkpoint(workdir / "small_head.pt")
     folder, frames = load_frames(args.images, args.frames)
     print(f"frames: {len(frames)} from {folder}, {args.repeat} pass(es), model: {args.model or 'small-head FCN-8s'}",
@@ -244,11 +282,11 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, str, Row]]:
         confidences = None
         for label, factory in backends(checkpoint, size, workdir):
             print(f"{size[0]}x{size[1]}: {label} ...", file=sys.stderr)
-            row, confidence = time_core(factory(), msgs, args.repeat, args.warmup)
+            real, replayed, confidence = time_core(factory(), msgs, args)
             confidences = confidences or confidence
-            rows.append((f"{size[0]}x{size[1]}", label, row))
-        rows.append((f"{size[0]}x{size[1]}", "naive numpy (cv_bridge-style)", time_naive(msgs, confidences,
-                                                                                          args.repeat)))
+            rows.append((f"{size[0]}x{size[1]}", label, real, replayed))
+        naive = (time_naive(msgs, confidences, args.repeat), time_naive(msgs, confidences, args.replay))
+        rows.append((f"{size[0]}x{size[1]}", "naive numpy (cv_bridge-style)", *naive))
     return rows
 
 
@@ -258,13 +296,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="fcn_latency_") as tmp:
         rows = run(args, Path(tmp))
     print(f"machine: {machine()}")
-    print(table(rows))
+    print(table(rows, args.replay))
     kitti = f"{SIZES[0][0]}x{SIZES[0][1]}"
-    for size, label, row in rows:
+    for size, label, row, replayed in rows:
         if size == kitti and "cpu" in label:
-            verdict = "met" if row.median("outside") <= TARGET_MS else "NOT met"
-            print(f"{label} at {kitti}: CPU work outside the network {row.median('outside'):.2f} ms median "
-                  f"(target <= {TARGET_MS:g} ms: {verdict})")
+            median = replayed.median("outside")
+            print(f"{label} at {kitti}: CPU work outside the network {median:.2f} ms median over "
+                  f"{len(replayed.samples['outside'])} replayed frames, {row.median('outside'):.2f} ms over "
+                  f"{len(row.samples['outside'])} real ones (target <= {TARGET_MS:g} ms: "
+                  f"{'met' if median <= TARGET_MS else 'NOT met'})")
     return 0
 
 

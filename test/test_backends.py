@@ -282,3 +282,9 @@ def test_cpu_and_gpu_fitting_agree() -> None:
     how = Fit((375, 1242), (160, 576))
     reference = torch.nn.functional.interpolate(prob[None], size=(375, 1242), mode="bilinear", align_corners=False)
     assert float((unfit(prob, how) - reference[0, 0]).abs().max()) < 1e-4
+
+
+def test_missing_onnxruntime_is_a_clear_error(small_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # import now raises ImportError
+    with pytest.raises(ModelError, match="ONNX Runtime is not installed: pip install onnxruntime"):
+        load_backend(small_onnx, "onnxruntime", "cpu")

@@ -145,7 +145,8 @@ def small_onnx(path: Path, dims: list, cast_to: int | None = None, qdq: bool = F
         last = "dq"
     nodes += [helper.make_node("ReduceMean", [last, "axes"], ["m"], keepdims=0),
               helper.make_node("Cast", ["m"], ["prob"], to=TensorProto.FLOAT)]
-    inits = [helper.make_tensor("axes", TensorProto.INT64, [1], [3]), helper.make_tensor("s", TensorProto.FLOAT, [], [1.0])]
+    inits = [helper.make_tensor("axes", TensorProto.INT64, [1], [3]),
+             helper.make_tensor("s", TensorProto.FLOAT, [], [1.0])]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(name, TensorProto.UINT8, dims)],
                               [helper.make_tensor_value_info("prob", TensorProto.FLOAT, dims[:3])], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), path)
@@ -213,6 +214,14 @@ def test_engine_without_gpu_or_tensorrt_is_a_clear_error(tmp_path: Path) -> None
     engine.write_bytes(b"not an engine")
     with pytest.raises(ModelError, match="CUDA is not available"):
         load_backend(engine, "auto", "auto")
+
+
+def test_missing_tensorrt_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fcn_road_seg.backends.tensorrt_backend import import_tensorrt
+
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)  # import now raises ImportError
+    with pytest.raises(ModelError, match="TensorRT is not installed: pip install tensorrt"):
+        import_tensorrt()
 
 
 def test_build_cli_without_gpu_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

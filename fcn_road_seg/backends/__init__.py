@@ -295,7 +295,9 @@ def load_backend(model_path: str | Path, backend: str = "auto", device: str = "a
                  resize_policy: str = "letterbox", **options) -> Backend:
     """Open ``model_path`` with the named backend (or the fastest that can run it, for ``auto``).
 
-    ``options`` go to the backend's constructor (e.g. ``precision`` for torch).
+    ``options`` go to the backend's constructor: ``precision``/``compile`` for torch, ``threads`` for
+    onnxruntime, ``rebuild`` ("never" | "if-stale"), ``precision``, ``workspace_gb``, ``timing_cache`` for
+    tensorrt (given an .onnx, TensorRT builds and caches ``<model>.engine`` beside it).
     """
     if not Path(model_path).is_file():
         raise ModelError(f"model file not found: {model_path}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import logging
 import os
 import sys
@@ -294,7 +295,9 @@ class EngineBuilder:
         if self.timing_cache_path:
             data = self.timing_cache_path.read_bytes() if self.timing_cache_path.is_file() else b""
             self.timing_cache = self.config.create_timing_cache(data)
-            self.config.set_timing_cache(self.timing_cache, ignore_mismatch=False)
+            if self.timing_cache is None or not self.config.set_timing_cache(self.timing_cache, ignore_mismatch=False):
+                raise ModelError(f"TensorRT cannot use the timing cache {self.timing_cache_path} (made by another "
+                                 "TensorRT version or GPU?): delete it or pass another file")
         self.network = self.parser = None
 
     def create_network(self, onnx: OnnxInfo, strongly_typed: bool) -> None:
@@ -372,12 +375,11 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, device: torch.d
         "output": {"name": OUTPUT, "shape": shapes[OUTPUT], "dtype": "float32"},
         "profile": [list(s) for s in profile] if onnx.dynamic else None,
         "onnx": os.path.relpath(onnx.path.resolve(), engine_path.resolve().parent), "onnx_sha256": onnx.sha256,
-        "workspace_gb": workspace_gb,
+        "workspace_gb": workspace_gb, "engine_sha256": hashlib.sha256(serialized).hexdigest(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     with atomic_path(engine_path) as tmp:
         tmp.write_bytes(serialized)
-        meta["engine_sha256"] = sha256_file(tmp)
         write_sidecar(engine_path, meta)
     return meta
 
@@ -472,12 +474,13 @@ class TensorRTBackend(Backend):
         prob = torch.empty(tuple(self.context.get_tensor_shape(OUTPUT)), dtype=torch.float32, device=self.device)
         self.context.set_tensor_address(INPUT, image.data_ptr())
         self.context.set_tensor_address(OUTPUT, prob.data_ptr())
-        self.stream.wait_stream(current)
-        if not self.context.execute_async_v3(self.stream.cuda_stream):
-            raise ModelError(f"TensorRT inference failed with {self.engine_path}")
+        self.stream.wait_stream(current)  # the upload and fit are queued on the current stream
+        with torch.cuda.device(self.device):
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise ModelError(f"TensorRT inference failed with {self.engine_path}")
         image.record_stream(self.stream)
         prob.record_stream(self.stream)
-        current.wait_stream(self.stream)
+        current.wait_stream(self.stream)  # post-processing waits for the network
         return prob
 
     def describe(self) -> str:
@@ -516,12 +519,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace-gb", type=float, default=DEFAULT_WORKSPACE_GB,
                    help=f"builder workspace memory limit in GiB (default {DEFAULT_WORKSPACE_GB:g})")
     p.add_argument("--timing-cache", help="timing cache file: loaded if present, saved after the build")
-    p.add_argument("--min-size", type=_size, default="x".join(map(str, DEFAULT_PROFILE[0])), metavar="HxW", help="dynamic models: "
-                   "smallest input (default %(default)s)")
-    p.add_argument("--opt-size", type=_size, default="x".join(map(str, DEFAULT_PROFILE[1])), metavar="HxW", help="dynamic models: "
-                   "size tuned for (default %(default)s)")
-    p.add_argument("--max-size", type=_size, default="x".join(map(str, DEFAULT_PROFILE[2])), metavar="HxW", help="dynamic models: "
-                   "largest input (default %(default)s)")
+    for name, (h, w), what in zip(("min", "opt", "max"), DEFAULT_PROFILE, ("smallest", "tuned-for", "largest")):
+        p.add_argument(f"--{name}-size", type=_size, default=f"{h}x{w}", metavar="HxW",
+                       help=f"dynamic models: {what} input size (default {h}x{w})")
     p.add_argument("--device", default="cuda", help="CUDA device to build for (default cuda)")
     p.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
     p.set_defaults(precision="auto")
