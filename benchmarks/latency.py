@@ -18,6 +18,7 @@ random weights is used: latency does not depend on the weights, and the CPU runs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import sys
@@ -128,7 +129,8 @@ def backends(checkpoint: Path, size: tuple[int, int], workdir: Path) -> list[tup
     h, w = padded(size)
     model = load_checkpoint_model(checkpoint)
     onnx32 = workdir / f"fcn_{h}x{w}.onnx"
-    export_onnx(model, onnx32, (h, w))
+    with contextlib.redirect_stdout(sys.stderr):  # the exporter's progress lines stay out of the table
+        export_onnx(model, onnx32, (h, w))
     found = [("torch cpu fp32", lambda: load_backend(checkpoint, "torch", "cpu")),
              (f"onnxruntime cpu ({h}x{w})", lambda: load_backend(onnx32, "onnxruntime", "cpu"))]
     if not torch.cuda.is_available():
@@ -139,7 +141,8 @@ def backends(checkpoint: Path, size: tuple[int, int], workdir: Path) -> list[tup
     except ImportError:
         return found
     onnx16 = workdir / f"fcn_{h}x{w}_fp16.onnx"
-    export_onnx(model, onnx16, (h, w), fp16=True)  # strongly typed FP16: what TensorRT 10 and 11 both build
+    with contextlib.redirect_stdout(sys.stderr):  # strongly typed FP16: what TensorRT 10 and 11 both build
+        export_onnx(model, onnx16, (h, w), fp16=True)
     found.append((f"tensorrt fp16 ({h}x{w})", lambda: load_backend(onnx16, "tensorrt", "cuda")))
     return found
 
