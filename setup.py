@@ -22,7 +22,7 @@ setup(
         "onnx": ["onnx", "onnxruntime", "onnxscript"],
         "train": ["matplotlib", "tensorboard", "onnx", "onnxruntime", "onnxscript"],
         "test": ["pytest<9", "onnx", "onnxruntime", "onnxscript", "matplotlib", "tensorboard"],
-        "tensorrt": ["tensorrt"],
+        "tensorrt": ["tensorrt", "onnx"],
     },
     tests_require=["pytest"],
     zip_safe=False,
