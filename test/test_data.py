@@ -1,0 +1,228 @@
+"""training/data.py and training/transforms.py: KITTI Road layout, ground-truth colours, splits, paired transforms."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from fcn_road_seg.errors import DataError
+from training import data
+from training import transforms as T
+
+RGB = {"road": (255, 0, 255), "nonroad": (255, 0, 0), "ignore": (0, 0, 0)}
+
+
+def write_rgb(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def gt_rgb(labels: np.ndarray) -> np.ndarray:
+    """Labels 0/1/255 -> KITTI colours."""
+    out = np.zeros((*labels.shape, 3), np.uint8)
+    out[labels == 1] = RGB["road"]
+    out[labels == 0] = RGB["nonroad"]
+    return out
+
+
+def make_road(root: Path, stems: list[str], size: tuple[int, int] = (12, 20), testing: tuple[str, ...] = ()) -> Path:
+    """A tiny data_road folder: random images, ground truth with all three labels."""
+    rng = np.random.default_rng(0)
+    for stem in stems:
+        write_rgb(root / "training" / "image_2" / f"{stem}.png", rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+        labels = rng.choice(np.array([0, 1, 255], np.uint8), size)
+        write_rgb(root / "training" / "gt_image_2" / data.gt_name(stem), gt_rgb(labels))
+    for stem in testing:
+        write_rgb(root / "testing" / "image_2" / f"{stem}.png", rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+    return root
+
+
+# --- real data -------------------------------------------------------------------------------------------------
+
+def test_camvid_layout_and_official_splits(camvid_root: Path) -> None:
+    samples = data.list_samples(camvid_root)
+    assert len(samples) == 468
+    assert {s.category for s in samples} == {"0001TP", "0006R0", "0016E5"}
+    assert [s.stem for s in samples] == sorted(s.stem for s in samples)
+    train = data.split(camvid_root, "train", camvid_root / "train.txt")
+    val = data.split(camvid_root, "val", camvid_root / "val.txt")
+    assert (len(train), len(val)) == (367, 101)
+    assert not {s.stem for s in train} & {s.stem for s in val}
+    assert val[0].stem == "0016E5_07959" and val[0].target.name == "0016E5_road_07959.png"
+
+
+@pytest.mark.parametrize("index", [0, 200, 467])
+def test_camvid_ground_truth_decoding_matches_colours(camvid_root: Path, index: int) -> None:
+    sample = data.list_samples(camvid_root)[index]
+    image, labels = data.load_sample(sample)
+    bgr_gt = cv2.imread(str(sample.target))
+    count = {name: int((bgr_gt == rgb[::-1]).all(-1).sum()) for name, rgb in RGB.items()}
+    assert labels.shape == image.shape[:2] == (360, 480) and labels.dtype == np.uint8
+    assert int((labels == 1).sum()) == count["road"] > 0
+    assert int((labels == 0).sum()) == count["nonroad"] > 0
+    assert int((labels == 255).sum()) == count["ignore"]
+    assert sum(count.values()) == labels.size
+    assert np.array_equal(image, cv2.imread(str(sample.image))[..., ::-1])  # RGB, not BGR
+
+
+def test_seeded_split_is_deterministic_per_category(camvid_root: Path) -> None:
+    samples = data.list_samples(camvid_root)
+    train, val = data.seeded_split(samples, 0.25, seed=3)
+    again = data.seeded_split(list(reversed(samples)), 0.25, seed=3)
+    assert [s.stem for s in val] == [s.stem for s in again[1]]
+    assert sorted(s.stem for s in train + val) == [s.stem for s in samples]
+    for cat, n in {"0001TP": 62, "0006R0": 101, "0016E5": 305}.items():
+        assert sum(s.category == cat for s in samples) == n
+        assert sum(s.category == cat for s in val) == round(n * 0.25)
+    # A category's split does not depend on the other categories.
+    alone = data.seeded_split([s for s in samples if s.category == "0006R0"], 0.25, seed=3)[1]
+    assert [s.stem for s in alone] == [s.stem for s in val if s.category == "0006R0"]
+    assert [s.stem for s in data.seeded_split(samples, 0.25, seed=4)[1]] != [s.stem for s in val]
+
+
+# --- synthetic layouts and bad data ---------------------------------------------------------------------------
+
+def test_layout_lane_files_and_testing_images(tmp_path: Path) -> None:
+    root = make_road(tmp_path, ["um_000000", "umm_000003", "uu_000010"], testing=("uu_000001", "um_000002"))
+    write_rgb(root / "training" / "gt_image_2" / "um_lane_000000.png", np.zeros((12, 20, 3), np.uint8))
+    samples = data.list_samples(root)
+    assert [(s.stem, s.category) for s in samples] == [("um_000000", "um"), ("umm_000003", "umm"),
+                                                       ("uu_000010", "uu")]
+    assert samples[0].target == root / "training" / "gt_image_2" / "um_road_000000.png"
+    assert [s.stem for s in data.testing_samples(root)] == ["um_000002", "uu_000001"]
+    assert data.testing_samples(root)[0].target is None
+    dataset = data.KittiRoad(data.testing_samples(root), T.Compose([T.ToTensor()]))
+    image, target = dataset[0]
+    assert image.shape == (3, 12, 20) and target is None
+
+
+def test_unknown_colour_names_file_colour_and_count(tmp_path: Path) -> None:
+    root = make_road(tmp_path, ["um_000000"])
+    gt = root / "training" / "gt_image_2" / "um_road_000000.png"
+    rgb = gt_rgb(np.ones((12, 20), np.uint8))
+    rgb[0, :5] = (0, 255, 0)
+    rgb[3, 3] = (128, 0, 255)
+    write_rgb(gt, rgb)
+    with pytest.raises(DataError) as info:
+        data.load_sample(data.list_samples(root)[0])
+    msg = str(info.value)
+    assert str(gt) in msg and "6 pixels" in msg
+    assert "RGB(0, 255, 0) x 5" in msg and "RGB(128, 0, 255) x 1" in msg
+
+
+def test_image_without_ground_truth(tmp_path: Path) -> None:
+    root = make_road(tmp_path, ["um_000000", "um_000001"])
+    (root / "training" / "gt_image_2" / "um_road_000001.png").unlink()
+    with pytest.raises(DataError, match=r"um_000001\.png has no ground truth.*um_road_000001\.png"):
+        data.list_samples(root)
+
+
+def test_size_mismatch(tmp_path: Path) -> None:
+    root = make_road(tmp_path, ["uu_000007"])
+    write_rgb(root / "training" / "gt_image_2" / "uu_road_000007.png", gt_rgb(np.zeros((12, 21), np.uint8)))
+    with pytest.raises(DataError, match=r"uu_road_000007\.png is 21x12 but image .*uu_000007\.png is 20x12"):
+        data.load_sample(data.list_samples(root)[0])
+
+
+@pytest.mark.parametrize("which", ["image_2/um_000000.png", "gt_image_2/um_road_000000.png"])
+def test_unreadable_png(tmp_path: Path, which: str) -> None:
+    root = make_road(tmp_path, ["um_000000"])
+    (root / "training" / which).write_bytes(b"\x89PNG\r\n\x1a\n truncated garbage")
+    with pytest.raises(DataError, match=f"cannot read image .*{which}"):
+        data.KittiRoad(data.list_samples(root))[0]
+
+
+def test_split_file_with_unknown_stems(tmp_path: Path) -> None:
+    root = make_road(tmp_path, ["um_000000", "um_000001"])
+    stems = tmp_path / "val.txt"
+    stems.write_text("um_000001\n\n# comment\num_000099\nuu_000000  # trailing comment\n")
+    with pytest.raises(DataError, match=r"val\.txt: 2 stems .*'um_000099', 'uu_000000'"):
+        data.split(root, "val", stems)
+    stems.write_text("um_000001\n")
+    assert [s.stem for s in data.split(root, "val", stems)] == ["um_000001"]
+
+
+def test_missing_root_and_stem_without_category(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="image folder not found"):
+        data.list_samples(tmp_path / "nowhere")
+    with pytest.raises(DataError, match="no '_'"):
+        data.category_of("000001")
+
+
+# --- transforms -------------------------------------------------------------------------------------------------
+
+def labelled_pair(h: int = 24, w: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Image whose red channel is 100 x label, in 4x4 blocks, so alignment is checkable after transforms."""
+    rng = np.random.default_rng(1)
+    labels = np.kron(rng.choice(np.array([0, 1, 2], np.uint8), (h // 4, w // 4)), np.ones((4, 4), np.uint8))
+    image = np.stack([labels * 100, np.full_like(labels, 7), np.full_like(labels, 200)], -1).astype(np.uint8)
+    return image, labels
+
+
+def test_to_tensor_keeps_values_unnormalised() -> None:
+    image, labels = labelled_pair()
+    x, y = T.ToTensor()(image, labels)
+    assert x.dtype == torch.float32 and x.shape == (3, 24, 32) and y.dtype == torch.int64 and y.shape == (24, 32)
+    assert torch.equal(x, torch.from_numpy(image).permute(2, 0, 1).float() / 255)
+    assert torch.equal(y, torch.from_numpy(labels).long())
+
+
+def test_flip_and_crop_keep_image_and_target_aligned() -> None:
+    image, labels = labelled_pair()
+    torch.manual_seed(0)
+    x, y = T.Compose([T.RandomHorizontalFlip(1.0), T.RandomCrop((16, 20)), T.ToTensor()])(image, labels)
+    assert x.shape == (3, 16, 20) and y.shape == (16, 20)
+    assert torch.equal((x[0] * 255).round().long(), y * 100)
+    full = T.Compose([T.RandomHorizontalFlip(1.0), T.ToTensor()])(image, labels)[1]
+    assert torch.equal(full, torch.from_numpy(labels[:, ::-1].copy()).long())
+
+
+def test_crop_larger_than_image_pads_target_with_ignore() -> None:
+    image, labels = labelled_pair(8, 12)
+    x, y = T.Compose([T.RandomCrop((10, 16)), T.ToTensor()])(image, labels)
+    assert x.shape == (3, 10, 16) and y.shape == (10, 16)
+    assert int((y == 255).sum()) == 10 * 16 - 8 * 12
+    assert torch.equal(y[:8, :12], torch.from_numpy(labels).long())
+    assert x[:, 8:].abs().sum() == 0 and x[:, :, 12:].abs().sum() == 0
+
+
+def test_scale_and_resize_use_nearest_for_targets() -> None:
+    image, labels = labelled_pair()
+    labels[0, 0] = 255
+    torch.manual_seed(0)
+    for t in (T.Resize((17, 45)), T.RandomScale(0.5, 1.5)):
+        x, y = T.Compose([t, T.ToTensor()])(image, labels)
+        assert x.shape[-2:] == y.shape
+        assert set(y.unique().tolist()) <= {0, 1, 2, 255}  # no interpolated label values
+        agree = ((x[0] * 255 / 100).round().long() == y)[y != 255].float().mean()
+        assert agree > 0.85  # blocks line up away from their edges
+    y = T.Compose([T.Resize((48, 64)), T.ToTensor()])(image, labels)[1]
+    assert torch.equal(y, torch.from_numpy(np.kron(labels, np.ones((2, 2), np.uint8))).long())
+
+
+def test_random_scale_range() -> None:
+    image, labels = labelled_pair(40, 60)
+    torch.manual_seed(0)
+    heights = {T.RandomScale(0.5, 1.0)(image, labels)[0].shape[-2] for _ in range(30)}
+    assert min(heights) >= 20 and max(heights) <= 40 and len(heights) > 5
+
+
+def test_color_jitter_changes_image_only() -> None:
+    image, labels = labelled_pair()
+    torch.manual_seed(0)
+    x, y = T.Compose([T.ColorJitter(0.5, 0.5, 0.5, 0.1), T.ToTensor()])(image, labels)
+    assert not torch.equal(x, T.ToTensor()(image, labels)[0])
+    assert torch.equal(y, torch.from_numpy(labels).long())
+
+
+def test_train_transforms_output_size_and_pure_resize() -> None:
+    image, labels = labelled_pair(36, 52)
+    torch.manual_seed(0)
+    x, y = T.train_transforms((16, 24), None, (0.5, 1.5), 0.5, (0.3, 0.3, 0.3, 0.02))(image, labels)
+    assert x.shape == (3, 16, 24) and y.shape == (16, 24) and x.dtype == torch.float32
+    resize = T.train_transforms((18, 26), (18, 26), (1.0, 1.0), 0.0)
+    assert [type(t).__name__ for t in resize.transforms] == ["Resize", "RandomCrop", "ToTensor"]
+    assert torch.equal(resize(image, labels)[1], T.Compose([T.Resize((18, 26)), T.ToTensor()])(image, labels)[1])

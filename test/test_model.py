@@ -1,0 +1,169 @@
+"""model.py: FCN-8s shapes, bilinear upsampling init, skip scaling and torchvision VGG16 weight loading."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from fcn_road_seg.errors import ModelError
+from fcn_road_seg.model import POOL3_END, POOL3_SCALE, POOL4_END, POOL4_SCALE, FCN8s, build_model, load_vgg16_weights
+
+LIGHT = {"fc_channels": 16, "fc6_kernel": 3}
+
+
+@pytest.fixture(scope="module")
+def vgg16_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch.Tensor]]:
+    """torchvision's VGG16 state dict (exact keys and shapes, random values) saved as a weights file."""
+    torch.manual_seed(0)
+    state = torchvision.models.vgg16(weights=None).state_dict()
+    path = tmp_path_factory.mktemp("weights") / "vgg16-local.pth"
+    torch.save(state, path)
+    return path, state
+
+
+@pytest.fixture(scope="module")
+def features_state(vgg16_file: tuple[Path, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Only the ``features.*`` entries: all that a light-head model needs."""
+    return {k: v for k, v in vgg16_file[1].items() if k.startswith("features.")}
+
+
+def _full_shell() -> FCN8s:
+    """A full-head (4096, 7x7) model on the meta device: no cost for initialising 120M fc weights."""
+    with torch.device("meta"):
+        return FCN8s()
+
+
+@pytest.mark.parametrize("size", [(97, 131), (33, 65), (1, 1)])
+def test_output_shape_at_odd_sizes(size: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    model = FCN8s(**LIGHT).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, *size))
+    assert out.shape == (2, 2, *size)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("size", [(375, 1242), (370, 1224), (374, 1238)])
+def test_output_shape_at_kitti_resolutions(size: tuple[int, int]) -> None:
+    with torch.device("meta"):  # shapes only: the real arithmetic is covered at the smaller sizes
+        out = FCN8s().eval()(torch.empty(1, 3, *size))
+    assert out.shape == (1, 2, *size)
+
+
+@pytest.mark.parametrize("name,factor", [("upscore2", 2), ("upscore_pool4", 2), ("upscore8", 8)])
+def test_transposed_convs_start_as_bilinear_upsampling(name: str, factor: int) -> None:
+    layer = getattr(FCN8s(**LIGHT), name)
+    torch.manual_seed(1)
+    x = torch.randn(1, 2, 7, 9)
+    with torch.no_grad():
+        out = layer(x)
+    ref = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+    assert out.shape == ref.shape == (1, 2, 7 * factor, 9 * factor)
+    # Interior: away from the border, where zero padding differs from interpolate's edge clamping.
+    inner = (..., slice(factor, -factor), slice(factor, -factor))
+    torch.testing.assert_close(out[inner], ref[inner], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(out[..., 0, 0], ref[..., 0, 0])  # the border really is different
+
+
+def test_skips_are_scaled() -> None:
+    torch.manual_seed(2)
+    model = FCN8s(**LIGHT).eval()
+    seen: dict[str, torch.Tensor] = {}
+    model.features[POOL3_END - 1].register_forward_hook(lambda m, i, o: seen.__setitem__("pool3", o))
+    model.features[POOL4_END - 1].register_forward_hook(lambda m, i, o: seen.__setitem__("pool4", o))
+    model.score_pool3.register_forward_pre_hook(lambda m, i: seen.__setitem__("in3", i[0]))
+    model.score_pool4.register_forward_pre_hook(lambda m, i: seen.__setitem__("in4", i[0]))
+    with torch.no_grad():
+        model(torch.rand(1, 3, 64, 96))
+    assert (POOL4_SCALE, POOL3_SCALE) == (0.01, 0.0001)
+    assert seen["pool4"].abs().max() > 0
+    torch.testing.assert_close(seen["in4"], seen["pool4"] * 0.01)
+    torch.testing.assert_close(seen["in3"], seen["pool3"] * 0.0001)
+
+
+def test_score_layers_start_at_zero() -> None:
+    model = FCN8s(**LIGHT).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, 32, 32))
+    assert torch.count_nonzero(out) == 0  # zero-initialised score layers: P(road) = 0.5 everywhere
+
+
+def test_imagenet_format_weights_are_copied(vgg16_file: tuple[Path, dict[str, torch.Tensor]]) -> None:
+    path, state = vgg16_file
+    model = _full_shell().to_empty(device="cpu")
+    assert load_vgg16_weights(model, str(path)) == ["features", "fc6", "fc7"]
+    for k, v in model.features.state_dict().items():
+        assert torch.equal(v, state[f"features.{k}"]), k
+    assert torch.equal(model.fc6.weight, state["classifier.0.weight"].view(4096, 512, 7, 7))
+    assert torch.equal(model.fc6.bias, state["classifier.0.bias"])
+    assert torch.equal(model.fc7.weight[:, :, 0, 0], state["classifier.3.weight"])
+    assert torch.equal(model.fc7.bias, state["classifier.3.bias"])
+    # fc6 as a convolution on a 7x7 pool5 equals the classifier's first linear layer on the flattened map.
+    pool5 = torch.randn(1, 512, 7, 7)
+    with torch.no_grad():
+        conv = F.conv2d(pool5, model.fc6.weight, model.fc6.bias)[0, :, 0, 0]
+        linear = F.linear(pool5.flatten(1), state["classifier.0.weight"], state["classifier.0.bias"])[0]
+    torch.testing.assert_close(conv, linear, atol=1e-4, rtol=1e-4)
+
+
+def test_light_head_takes_features_only(tmp_path: Path, features_state: dict[str, torch.Tensor]) -> None:
+    path = tmp_path / "features.pth"
+    torch.save(features_state, path)
+    model = FCN8s(**LIGHT)
+    fc6 = model.fc6.weight.clone()
+    assert load_vgg16_weights(model, str(path)) == ["features"]
+    assert torch.equal(model.features[28].weight, features_state["features.28.weight"])
+    assert torch.equal(model.fc6.weight, fc6)
+
+
+def test_missing_key_names_file_and_key(tmp_path: Path, features_state: dict[str, torch.Tensor]) -> None:
+    path = tmp_path / "missing.pth"
+    torch.save({k: v for k, v in features_state.items() if k != "features.10.weight"}, path)
+    with pytest.raises(ModelError, match=r"missing\.pth.*features\.10\.weight"):
+        build_model(str(path), **LIGHT)
+
+
+def test_wrong_shape_names_file_key_and_shape(tmp_path: Path, features_state: dict[str, torch.Tensor]) -> None:
+    path = tmp_path / "shape.pth"
+    torch.save({**features_state, "features.0.weight": torch.zeros(64, 1, 3, 3)}, path)
+    with pytest.raises(ModelError, match=r"shape\.pth.*features\.0\.weight: \(64, 1, 3, 3\) \(expected \(64, 3, 3, 3\)\)"):
+        build_model(str(path), **LIGHT)
+
+
+def test_full_head_needs_classifier(tmp_path: Path, features_state: dict[str, torch.Tensor]) -> None:
+    path = tmp_path / "nofc.pth"
+    torch.save(features_state, path)
+    with pytest.raises(ModelError, match=r"nofc\.pth.*classifier\.0\.weight"):
+        load_vgg16_weights(_full_shell(), str(path))
+
+
+@pytest.mark.parametrize("content,pattern", [
+    (b"not a torch file at all", "cannot read weights file"),
+    (None, "holds a list, not a state dict"),
+])
+def test_bad_files_name_the_file(tmp_path: Path, content: bytes | None, pattern: str) -> None:
+    path = tmp_path / "bad.pth"
+    if content is None:
+        torch.save([1, 2, 3], path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ModelError, match=pattern) as info:
+        build_model(str(path), **LIGHT)
+    assert str(path) in str(info.value)
+
+
+def test_truncated_file_names_the_file(tmp_path: Path, features_state: dict[str, torch.Tensor]) -> None:
+    path = tmp_path / "truncated.pth"
+    torch.save(features_state, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ModelError, match="cannot read weights file") as info:
+        build_model(str(path), **LIGHT)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=f"weights file not found: {tmp_path / 'nope.pth'}"):
+        build_model(str(tmp_path / "nope.pth"), **LIGHT)

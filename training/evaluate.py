@@ -1,0 +1,291 @@
+"""KITTI Road devkit pixel evaluation in the camera (perspective) view, and the ``fcn-road-eval`` CLI.
+
+For every image, inside the valid area (target != 255), road pixels and non-road pixels are
+histogrammed by P(road) against the 256 thresholds k/255: FN[k] = #road with P < k/255 and
+FP[k] = #non-road with P >= k/255. Sums over a set (per category and all together, ``URBAN``)
+give MaxF, the devkit's 11-point average precision and PRE/REC/FPR/FNR/IoU at the MaxF threshold.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from fcn_road_seg.atomic import atomic_path
+from fcn_road_seg.errors import RoadSegError
+
+from . import data
+from .transforms import Compose, ToTensor
+
+URBAN = "URBAN"
+NUM_THRESHOLDS = 256
+THRESHOLDS = np.arange(NUM_THRESHOLDS) / 255.0  # the devkit's thresholds, float64
+METRIC_KEYS = ("MaxF", "AP", "PRE", "REC", "FPR", "FNR", "IoU", "threshold")
+
+
+class RoadEvaluator:
+    """Per-category histograms of P(road) for road and non-road pixels; torch tensors on any device.
+
+    ``hist[c, y, b]`` counts valid pixels of category c and label y whose P(road) reaches exactly b
+    thresholds (b = #{k : k/255 <= P}, 0..256), so FN[k] = sum_{b<=k} hist[c, 1, b] and
+    FP[k] = sum_{b>k} hist[c, 0, b].
+    """
+
+    def __init__(self, categories: Sequence[str], device: torch.device | str = "cpu") -> None:
+        self.categories = list(categories)
+        self.index = {c: i for i, c in enumerate(self.categories)}
+        self.hist = torch.zeros(len(self.categories), 2, NUM_THRESHOLDS + 1, dtype=torch.int64, device=device)
+        self._thresholds = torch.tensor(THRESHOLDS, dtype=torch.float64, device=device)
+
+    def update(self, prob: torch.Tensor, target: torch.Tensor, category: str) -> None:
+        """Add one image (or a batch of one category): P(road) and labels of the same shape."""
+        if prob.shape != target.shape:
+            raise ValueError(f"P(road) shape {tuple(prob.shape)} != target shape {tuple(target.shape)}")
+        valid = target != data.IGNORE_INDEX
+        # Count of thresholds <= P, compared in float64 like the devkit: exact for P == k/255.
+        b = torch.bucketize(prob[valid].double(), self._thresholds, right=True)
+        y = (target[valid] == 1).long()
+        counts = torch.bincount(y * (NUM_THRESHOLDS + 1) + b, minlength=2 * (NUM_THRESHOLDS + 1))
+        self.hist[self.index[category]] += counts.view(2, NUM_THRESHOLDS + 1)
+
+    def reduce_from_all_processes(self) -> None:
+        """Sum the histograms over DDP ranks (no-op without an initialised process group)."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(self.hist)
+
+    def counts(self, category: str = URBAN) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """(FN[256], FP[256], posNum, negNum) of a category or of all (``URBAN``), as the devkit's evalExp."""
+        hist = self.hist.sum(0) if category == URBAN else self.hist[self.index[category]]
+        neg, pos = hist.cpu().numpy()
+        fn = np.cumsum(pos)[:NUM_THRESHOLDS]
+        fp = neg.sum() - np.cumsum(neg)[:NUM_THRESHOLDS]
+        return fn, fp, int(pos.sum()), int(neg.sum())
+
+    def compute(self) -> dict[str, dict[str, float]]:
+        """Metrics per category that has valid pixels, plus ``URBAN`` over all of them."""
+        out = {}
+        for cat in [*self.categories, URBAN]:
+            fn, fp, pos, neg = self.counts(cat)
+            if pos + neg:
+                out[cat] = max_f_metrics(fn, fp, pos, neg)
+        return out
+
+
+def operating_point(tp: float, fp: float, fn: float, tn: float) -> dict[str, float]:
+    """PRE, REC, F, IoU, FPR, FNR, accuracy of one hard decision (the devkit's calcEvalMeasures)."""
+    def ratio(a: float, b: float) -> float:
+        return a / b if b else math.nan
+
+    pre, rec = ratio(tp, tp + fp), ratio(tp, tp + fn)
+    return {"PRE": pre, "REC": rec, "F": ratio(2 * pre * rec, pre + rec) if tp else 0.0,
+            "IoU": ratio(tp, tp + fp + fn), "FPR": ratio(fp, fp + tn), "FNR": ratio(fn, tp + fn),
+            "ACC": ratio(tp + tn, tp + fp + fn + tn), "TP": tp, "FP": fp, "FN": fn, "TN": tn}
+
+
+def max_f_metrics(fn: np.ndarray, fp: np.ndarray, pos: int, neg: int) -> dict[str, float]:
+    """MaxF, AP and the operating point at the MaxF threshold (the devkit's pxEval_maximizeFMeasure).
+
+    The devkit drops thresholds where recall == precision == 0 (i.e. TP == 0) from precision/recall, but then
+    indexes the unfiltered TP/FP arrays with the argmax over the filtered ones; here the filter is applied
+    consistently. Its 1e-10 guards are not needed once TP > 0, so perfect results come out as exactly 1.
+    """
+    tp, tn = pos - fn, neg - fp
+    kept = np.flatnonzero(tp > 0)
+    if not len(kept):
+        return {"MaxF": 0.0, "AP": 0.0, **{k: math.nan for k in METRIC_KEYS[2:]}, "posNum": pos, "negNum": neg}
+    precision, recall = tp[kept] / (tp[kept] + fp[kept]), tp[kept] / pos
+    ap = np.mean([precision[recall >= i * 0.1].max(initial=0.0) for i in range(11)])  # 11-point Pascal VOC
+    f = 2 * tp[kept] / (2 * tp[kept] + fp[kept] + fn[kept])  # = 2PR / (P + R)
+    k = kept[int(f.argmax())]
+    point = operating_point(float(tp[k]), float(fp[k]), float(fn[k]), float(tn[k]))
+    return {"MaxF": float(f.max()), "AP": float(ap), **{m: point[m] for m in ("PRE", "REC", "FPR", "FNR", "IoU")},
+            "threshold": float(THRESHOLDS[k]), **{m: point[m] for m in ("TP", "FP", "FN", "TN")},
+            "posNum": pos, "negNum": neg}
+
+
+def hard_metrics(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> dict[str, float]:
+    """Operating-point metrics of a hard 0/1 road prediction against labels (255 ignored), e.g. baselines."""
+    pred, target = torch.as_tensor(pred).bool(), torch.as_tensor(target)
+    valid, road = target != data.IGNORE_INDEX, target == 1
+    tp = int((pred & road & valid).sum())
+    fp = int((pred & ~road & valid).sum())
+    fn = int((~pred & road).sum())
+    return operating_point(tp, fp, fn, int(valid.sum()) - tp - fp - fn)
+
+
+def collate_lists(batch: Sequence[tuple[Any, ...]]) -> tuple[list[Any], ...]:
+    """Batches as lists: images and targets of different sizes stay separate."""
+    return tuple(map(list, zip(*batch)))
+
+
+class Indexed(torch.utils.data.Dataset):
+    """(index, *dataset[index]), so predictions can be matched to samples."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        return (index, *self.dataset[index])
+
+
+def eval_loader(samples: Sequence[data.Sample], batch_size: int = 1, workers: int = 0,
+                indices: Sequence[int] | None = None) -> torch.utils.data.DataLoader:
+    """(indices, images, targets) list batches of float [0, 1] images and int64 targets at native size."""
+    ds: torch.utils.data.Dataset = Indexed(data.KittiRoad(samples, Compose([ToTensor()])))
+    if indices is not None:
+        ds = torch.utils.data.Subset(ds, list(indices))
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_lists)
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, images: Sequence[torch.Tensor], device: torch.device,
+            size: Sequence[int] | None = None, amp_dtype: torch.dtype | None = None,
+            channels_last: bool = False) -> list[torch.Tensor]:
+    """P(road) (float32 H x W, at each image's own size) for float [0, 1] C x H x W images.
+
+    With ``size`` the images are resized (bilinear, antialiased) to it for the model and P is
+    upsampled back bilinearly. Same-size images run as one batch.
+    """
+    sizes = [tuple(im.shape[-2:]) for im in images]
+    x = [im.to(device, non_blocking=True)[None] for im in images]
+    if size is not None:
+        x = [F.interpolate(im, size=tuple(size), mode="bilinear", align_corners=False, antialias=True) for im in x]
+    groups = [torch.cat(x)] if len({im.shape for im in x}) == 1 else x
+    probs = []
+    for batch in groups:
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(batch).float()
+        probs.extend(torch.softmax(logits, 1)[:, 1:2])
+    return [p[None] if p.shape[-2:] == s else F.interpolate(p[None], size=s, mode="bilinear", align_corners=False)
+            for p, s in zip(probs, sizes)]  # type: ignore[misc]
+
+
+def evaluate(model: nn.Module, loader: torch.utils.data.DataLoader, samples: Sequence[data.Sample],
+             device: torch.device, size: Sequence[int] | None = None, amp_dtype: torch.dtype | None = None,
+             channels_last: bool = False, on_prob: Callable[[data.Sample, torch.Tensor], None] | None = None,
+             progress: bool = True) -> RoadEvaluator | None:
+    """Run ``model`` over an ``eval_loader``; returns the (not yet all-reduced) evaluator, None if unlabelled.
+
+    ``on_prob(sample, P)`` receives each float H x W P(road) (e.g. to write submission files).
+    """
+    model.eval()
+    evaluator = RoadEvaluator(sorted({s.category for s in samples}), device)
+    labelled = True
+    for indices, images, targets in tqdm(loader, desc="eval", disable=not progress, leave=False):
+        probs = predict(model, images, device, size, amp_dtype, channels_last)
+        for i, p, t in zip(indices, probs, targets):
+            p = p[0, 0]
+            if t is None:
+                labelled = False
+            else:
+                evaluator.update(p, t.to(device, non_blocking=True), samples[i].category)
+            if on_prob is not None:
+                on_prob(samples[i], p)
+    return evaluator if labelled else None
+
+
+def format_table(metrics: dict[str, dict[str, float]]) -> str:
+    """A fixed-width table: one row per category and URBAN, metrics in percent, threshold as is."""
+    head = f"{'category':<10}" + "".join(f"{k:>10}" for k in METRIC_KEYS)
+    rows = [f"{cat:<10}" + "".join(f"{100 * m[k]:>10.2f}" for k in METRIC_KEYS[:-1]) + f"{m['threshold']:>10.3f}"
+            for cat, m in metrics.items()]
+    return "\n".join([head, *rows])
+
+
+def write_confidence(path: Path, prob: torch.Tensor) -> None:
+    """KITTI submission PNG: 8-bit P(road) * 255 rounded, written atomically."""
+    png = (prob.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    with atomic_path(path) as tmp:
+        ok, buf = cv2.imencode(".png", png)
+        if not ok:
+            raise RuntimeError(f"PNG encoding failed for {path}")
+        tmp.write_bytes(buf.tobytes())
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="KITTI Road (camera view) pixel evaluation of an FCN-8s checkpoint",
+                                     add_help=add_help)
+    parser.add_argument("--data-path", required=True, help="KITTI data_road folder (holding training/ and testing/)")
+    parser.add_argument("--model", required=True, help="checkpoint (.pt) written by fcn-road-train")
+    parser.add_argument("--split", default=None, help="stems file of the images to evaluate (default: seeded split)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the per-category split without --split")
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="validation fraction without --split")
+    parser.add_argument("--testing", action="store_true",
+                        help="run on testing/image_2 (no metrics; use with --submission-dir)")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                        help="run the model at this size; P is upsampled back to the ground truth's size")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--output", default=None, help="folder for metrics.json")
+    parser.add_argument("--submission-dir", default=None,
+                        help="write KITTI submission PNGs <cat>_road_<id>.png (P(road) * 255) here")
+    return parser
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu."""
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+
+
+def run(args: argparse.Namespace) -> dict[str, dict[str, float]] | None:
+    """Evaluate (and/or write submission files) as ``args`` says; returns the metrics (None with --testing)."""
+    from fcn_road_seg.model import load_checkpoint_model
+
+    device = resolve_device(args.device)
+    if args.testing:
+        samples = data.testing_samples(args.data_path)
+    else:
+        samples = data.split(args.data_path, "val", args.split, args.val_fraction, args.split_seed)
+    model = load_checkpoint_model(args.model).to(device)
+    on_prob = None
+    if args.submission_dir:
+        out = Path(args.submission_dir)
+        on_prob = lambda s, p: write_confidence(out / data.gt_name(s.stem), p)  # noqa: E731
+    loader = eval_loader(samples, args.batch_size, args.workers)
+    evaluator = evaluate(model, loader, samples, device, args.size, on_prob=on_prob)
+    if evaluator is None:
+        print(f"wrote {len(samples)} submission files to {args.submission_dir}")
+        return None
+    metrics = evaluator.compute()
+    print(format_table(metrics))
+    if args.output:
+        target = Path(args.output) / "metrics.json"
+        report = {"model": str(args.model), "data_path": str(args.data_path), "images": len(samples),
+                  "size": args.size, "metrics": metrics}
+        with atomic_path(target) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {target}")
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    if args.testing and not args.submission_dir:
+        print("error: --testing needs --submission-dir (testing images have no ground truth)", file=sys.stderr)
+        return 2
+    try:
+        run(args)
+    except RoadSegError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,426 @@
+"""Train FCN-8s on KITTI Road (``fcn-road-train``); the same script runs under ``torchrun`` for DDP.
+
+Each epoch trains, validates with the KITTI devkit metrics and, on rank 0, writes ``log.csv``,
+TensorBoard logs, ``curves.png`` and the checkpoints ``checkpoint_last.pt``, ``checkpoint_best.pt``
+and ``model_best_fp16.pt`` (slim, for deployment) into ``--output-dir``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import random
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from fcn_road_seg.atomic import atomic_path
+from fcn_road_seg.errors import DataError, RoadSegError
+from fcn_road_seg.model import FCN8s, build_model
+
+from . import data
+from . import evaluate as ev
+from .transforms import train_transforms
+
+LOG_FIELDS = ("epoch", "step", "lr", "train_loss", "val_MaxF", "val_AP", "val_IoU", "val_PRE", "val_REC",
+              "images_per_s", "seconds")
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Train VGG16 FCN-8s road segmentation on KITTI Road", add_help=add_help)
+    p.add_argument("--data-path", required=True, help="KITTI data_road folder (holding training/)")
+    p.add_argument("--train-split", default=None, help="stems file of the training images (default: seeded split)")
+    p.add_argument("--val-split", default=None, help="stems file of the validation images (default: seeded split)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the per-category train/val split")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="validation fraction of the seeded split")
+    p.add_argument("--size", type=int, nargs=2, default=(320, 960), metavar=("H", "W"), help="training crop size")
+    p.add_argument("--base-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="resize training images to this size before scaling and cropping (default: keep)")
+    p.add_argument("--scale-range", type=float, nargs=2, default=(0.75, 1.25), metavar=("MIN", "MAX"),
+                   help="random scale range (1 1 disables)")
+    p.add_argument("--hflip-prob", type=float, default=0.5, help="horizontal flip probability")
+    p.add_argument("--color-jitter", type=float, nargs=4, default=(0.3, 0.3, 0.3, 0.02),
+                   metavar=("B", "C", "S", "H"), help="brightness, contrast, saturation, hue jitter (0s disable)")
+    p.add_argument("--val-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="run validation at this size, P upsampled back to the ground truth (default: native)")
+    p.add_argument("--weights", default=None,
+                   help="encoder init: none (default), 'imagenet' (torchvision download) or a local VGG16 state dict")
+    p.add_argument("--fc-channels", type=int, default=4096, help="fc6/fc7 width (4096 = original)")
+    p.add_argument("--fc6-kernel", type=int, default=7, help="fc6 kernel size (7 = original)")
+    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--opt", choices=("adam", "adamw"), default="adamw",
+                   help="adam: L2 weight decay (as KittiSeg); adamw: decoupled weight decay")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--wd", "--weight-decay", type=float, default=1e-4, dest="weight_decay")
+    p.add_argument("--lr-scheduler", choices=("poly", "cosine", "constant"), default="poly",
+                   help="decay after warmup, stepped every iteration over epochs x steps-per-epoch")
+    p.add_argument("--lr-warmup-epochs", type=float, default=1.0, help="linear warmup length in epochs")
+    p.add_argument("--lr-warmup-factor", type=float, default=0.01, help="warmup start lr = factor x lr")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop after this many steps in total (the LR schedule still spans --epochs)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per process and step")
+    p.add_argument("--val-batch-size", type=int, default=4)
+    p.add_argument("--workers", type=int, default=4, help="data loader processes per training process")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
+    p.add_argument("--amp", choices=tuple(AMP_DTYPES), default="bf16",
+                   help="autocast dtype on CUDA (fp16 adds a GradScaler); CPU always trains in fp32")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output-dir", default="out/train")
+    p.add_argument("--resume", default=None, help="checkpoint_last.pt to continue from")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=True)
+    return p
+
+
+@dataclass
+class Dist:
+    """This process's place in the (possibly single-process) job."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> Dist:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: then one process group (nccl on CUDA, gloo on CPU)."""
+    want = ev.resolve_device(device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist(0, 1, want)
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if want.type == "cuda":
+        torch.cuda.set_device(local)
+        want = torch.device("cuda", local)
+    dist.init_process_group("nccl" if want.type == "cuda" else "gloo")
+    return Dist(rank, world, want)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_datasets(args: argparse.Namespace) -> tuple[data.KittiRoad, list[data.Sample]]:
+    """Training dataset (augmented) and the validation samples."""
+    train = data.split(args.data_path, "train", args.train_split, args.val_fraction, args.split_seed)
+    val = data.split(args.data_path, "val", args.val_split, args.val_fraction, args.split_seed)
+    if not train or not val:
+        raise DataError(f"{args.data_path}: empty split ({len(train)} training, {len(val)} validation images)")
+    transforms = train_transforms(args.size, args.base_size, args.scale_range, args.hflip_prob, args.color_jitter)
+    return data.KittiRoad(train, transforms), val
+
+
+def make_model(weights: str | None, device: torch.device, **config: Any) -> FCN8s:
+    """``build_model`` on ``device``, channels_last on CUDA."""
+    model = build_model(weights, **config).to(device)
+    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+
+
+def to_device(images: torch.Tensor, targets: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch on ``device`` (images channels_last on CUDA)."""
+    images = images.to(device, non_blocking=True)
+    if device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, targets.to(device, non_blocking=True)
+
+
+def make_optimizer(model: nn.Module, opt: str = "adamw", lr: float = 1e-4,
+                   weight_decay: float = 1e-4) -> torch.optim.Optimizer:
+    """Adam(W) with weight decay on weights only (not on biases)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    return (torch.optim.AdamW if opt == "adamw" else torch.optim.Adam)(groups, lr=lr)
+
+
+def lr_factor(step: int, total: int, warmup: int, kind: str, warmup_factor: float) -> float:
+    """LR multiplier at ``step``: linear warmup from ``warmup_factor`` to 1, then poly(0.9)/cosine/constant."""
+    if step < warmup:
+        return warmup_factor + (1 - warmup_factor) * step / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return {"poly": (1 - t) ** 0.9, "cosine": 0.5 * (1 + math.cos(math.pi * t)), "constant": 1.0}[kind]
+
+
+def make_scheduler(args: argparse.Namespace, optimizer: torch.optim.Optimizer,
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    total = args.epochs * steps_per_epoch
+    warmup = min(total, round(args.lr_warmup_epochs * steps_per_epoch))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total, warmup, args.lr_scheduler, args.lr_warmup_factor))
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Softmax cross-entropy over valid pixels (ignore_index 255); 0 for a batch without any."""
+    loss = F.cross_entropy(logits.float(), target, ignore_index=data.IGNORE_INDEX, reduction="sum")
+    return loss / (target != data.IGNORE_INDEX).sum().clamp(min=1)
+
+
+def train_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, optimizer: torch.optim.Optimizer,
+               scaler: torch.amp.GradScaler, amp_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """One forward + backward + optimizer step; returns the detached loss."""
+    with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        logits = model(images)
+    loss = segmentation_loss(logits, targets)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
+
+
+def amp_for(name: str, device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
+    """Autocast dtype (CUDA only) and a GradScaler that is enabled for fp16 only."""
+    dtype = AMP_DTYPES[name] if device.type == "cuda" else None
+    return dtype, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+
+@dataclass
+class TrainState:
+    """Counters that a checkpoint carries forward."""
+
+    epoch: int = -1  # last finished epoch
+    step: int = 0
+    best_maxf: float = -1.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def train_one_epoch(model: nn.Module, loader: torch.utils.data.DataLoader, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, scaler: torch.amp.GradScaler, state: TrainState, run: Dist,
+                    amp_dtype: torch.dtype | None, max_steps: int | None, writer: Any,
+                    progress: bool) -> tuple[float, float, float]:
+    """Train until the loader ends or ``max_steps``; returns (mean loss, images/s over all ranks, seconds)."""
+    model.train()
+    total = torch.zeros(2, device=run.device)  # loss sum, batches
+    images_seen, start = 0, time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {state.epoch + 1}", disable=not (progress and run.main), leave=False)
+    for images, targets in bar:
+        images, targets = to_device(images, targets, run.device)
+        loss = train_step(model, images, targets, optimizer, scaler, amp_dtype)
+        scheduler.step()
+        state.step += 1
+        total += torch.stack([loss, torch.ones_like(loss)])
+        images_seen += len(images) * run.world
+        value = loss.item()
+        rate = images_seen / (time.perf_counter() - start)
+        bar.set_postfix(loss=f"{value:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", img_s=f"{rate:.1f}")
+        if writer is not None:
+            writer.add_scalar("train/loss", value, state.step)
+            writer.add_scalar("train/lr", scheduler.get_last_lr()[0], state.step)
+        if max_steps is not None and state.step >= max_steps:
+            break
+    if run.world > 1:
+        dist.all_reduce(total)
+    seconds = time.perf_counter() - start
+    return (total[0] / total[1].clamp(min=1)).item(), images_seen / max(seconds, 1e-9), seconds
+
+
+def validate(model: nn.Module, loader: torch.utils.data.DataLoader, samples: Sequence[data.Sample], run: Dist,
+             size: Sequence[int] | None, amp_dtype: torch.dtype | None, progress: bool) -> dict[str, float]:
+    """Devkit metrics (URBAN, i.e. over all validation images) summed over all ranks."""
+    evaluator = ev.evaluate(model, loader, samples, run.device, size, amp_dtype, run.device.type == "cuda",
+                            progress=progress and run.main)
+    evaluator.reduce_from_all_processes()
+    return evaluator.compute()[ev.URBAN]
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
+    """torch.save through a temporary sibling, renamed into place only when complete."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def link_checkpoint(source: Path, target: Path) -> None:
+    """Atomically make ``target`` a copy of ``source`` (a hard link when the file system allows)."""
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
+def slim_checkpoint(model: FCN8s, metrics: dict[str, float], args: argparse.Namespace) -> dict[str, Any]:
+    """Deployable checkpoint: fp16 weights, config, validation metrics and training arguments."""
+    return {"model": {k: v.half() for k, v in model.state_dict().items()}, "model_config": dict(model.config),
+            "metrics": metrics, "train_args": vars(args)}
+
+
+def write_log(history: list[dict[str, float]], out: Path) -> None:
+    with atomic_path(out / "log.csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, LOG_FIELDS)
+        w.writeheader()
+        w.writerows({k: row[k] for k in LOG_FIELDS} for row in history)
+
+
+def plot_curves(history: list[dict[str, float]], path: Path) -> None:
+    """Training loss and validation MaxF/AP/IoU per epoch (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(epochs, [r["train_loss"] for r in history], marker=".")
+    a.set(xlabel="epoch", ylabel="training loss", title="loss")
+    for key in ("val_MaxF", "val_AP", "val_IoU"):
+        b.plot(epochs, [r[key] for r in history], marker=".", label=key[4:])
+    b.set(xlabel="epoch", ylabel="validation", title="KITTI road metrics", ylim=(0, 1))
+    b.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def summary_writer(out: Path, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        warnings.warn("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+def resume(path: str, model: FCN8s, optimizer: torch.optim.Optimizer, scheduler: Any,
+           scaler: torch.amp.GradScaler, run: Dist, seed: int) -> TrainState:
+    """Restore model, optimizer, scheduler, scaler, counters and (single process) RNG from ``checkpoint_last.pt``."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+    except Exception as exc:
+        raise RoadSegError(f"cannot resume from {path}: {exc}") from exc
+    state = TrainState(ckpt["epoch"], ckpt["step"], ckpt["best_maxf"], list(ckpt["history"]))
+    if run.world == 1:
+        set_rng_state(ckpt["rng"])
+    else:  # only rank 0's RNG was saved: give each rank its own stream again
+        seed_everything(seed + run.rank + 1000 * (state.epoch + 1))
+    return state
+
+
+def train(args: argparse.Namespace) -> TrainState:
+    """The whole run; returns the final counters and per-epoch history."""
+    run = init_distributed(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seed_everything(args.seed + run.rank)
+    out = Path(args.output_dir)
+    train_set, val_samples = make_datasets(args)
+    sampler = torch.utils.data.DistributedSampler(train_set, run.world, run.rank, shuffle=True, seed=args.seed,
+                                                  drop_last=True)
+    loader = torch.utils.data.DataLoader(train_set, args.batch_size, sampler=sampler, num_workers=args.workers,
+                                         pin_memory=run.device.type == "cuda", drop_last=True,
+                                         persistent_workers=args.workers > 0)
+    if len(loader) == 0:
+        raise DataError(f"{len(train_set)} training images are fewer than one batch of {args.batch_size} "
+                        f"per process x {run.world} processes")
+    val_loader = ev.eval_loader(val_samples, args.val_batch_size, min(args.workers, 2),
+                                range(run.rank, len(val_samples), run.world))
+
+    model = make_model(args.weights, run.device, fc_channels=args.fc_channels, fc6_kernel=args.fc6_kernel,
+                       dropout=args.dropout)
+    optimizer = make_optimizer(model, args.opt, args.lr, args.weight_decay)
+    scheduler = make_scheduler(args, optimizer, len(loader))
+    amp_dtype, scaler = amp_for(args.amp, run.device)
+    state = TrainState()
+    if args.resume:
+        state = resume(args.resume, model, optimizer, scheduler, scaler, run, args.seed)
+    net = nn.parallel.DistributedDataParallel(model, [run.device] if run.device.type == "cuda" else None) \
+        if run.world > 1 else model
+    writer = summary_writer(out, args.tensorboard) if run.main else None
+    if run.main:
+        print(f"training on {run.device} x {run.world}: {len(train_set)} training / {len(val_samples)} validation "
+              f"images, {len(loader)} steps per epoch, amp={amp_dtype}, from epoch {state.epoch + 2}, "
+              f"step {state.step}", flush=True)
+
+    for epoch in range(state.epoch + 1, args.epochs):
+        if args.max_steps is not None and state.step >= args.max_steps:
+            break
+        sampler.set_epoch(epoch)
+        state.epoch = epoch
+        loss, rate, seconds = train_one_epoch(net, loader, optimizer, scheduler, scaler, state, run, amp_dtype,
+                                              args.max_steps, writer, args.progress)
+        metrics = validate(model, val_loader, val_samples, run, args.val_size, amp_dtype, args.progress)
+        row = {"epoch": epoch, "step": state.step, "lr": scheduler.get_last_lr()[0], "train_loss": loss,
+               **{f"val_{k}": metrics[k] for k in ("MaxF", "AP", "IoU", "PRE", "REC")},
+               "images_per_s": rate, "seconds": seconds}
+        state.history.append(row)
+        best = metrics["MaxF"] > state.best_maxf
+        state.best_maxf = max(state.best_maxf, metrics["MaxF"])
+        if run.main:
+            ckpt = {"model": model.state_dict(), "model_config": dict(model.config),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(), "epoch": epoch, "step": state.step, "args": vars(args),
+                    "best_maxf": state.best_maxf, "metrics": metrics, "history": state.history, "rng": rng_state()}
+            save_checkpoint(ckpt, out / "checkpoint_last.pt")
+            if best:
+                link_checkpoint(out / "checkpoint_last.pt", out / "checkpoint_best.pt")
+                save_checkpoint(slim_checkpoint(model, metrics, args), out / "model_best_fp16.pt")
+            write_log(state.history, out)
+            plot_curves(state.history, out / "curves.png")
+            if writer is not None:
+                for k in ("MaxF", "AP", "IoU", "PRE", "REC", "FPR", "FNR"):
+                    writer.add_scalar(f"val/{k}", metrics[k], state.step)
+                writer.add_scalar("train/epoch_loss", loss, state.step)
+                writer.add_scalar("train/images_per_s", rate, state.step)
+                writer.flush()
+            print(f"epoch {epoch + 1}/{args.epochs} step {state.step}: loss {loss:.4f}, "
+                  f"val MaxF {metrics['MaxF']:.4f} AP {metrics['AP']:.4f} IoU {metrics['IoU']:.4f}, "
+                  f"{rate:.1f} images/s, {seconds:.0f} s{' (best)' if best else ''}", flush=True)
+    if writer is not None:
+        writer.close()
+    if run.world > 1:
+        dist.destroy_process_group()
+    return state
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        train(args)
+    except RoadSegError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Paired (image, target) transforms in the style of torchvision's segmentation references.
+
+Images come in as uint8 H x W x 3 numpy arrays (or uint8 / float C x H x W tensors) and targets as
+uint8 H x W label maps (or None for unlabelled frames). Every transform turns numpy input into tensors
+first, resizes targets with nearest neighbour and pads them with ``IGNORE_INDEX``. ``ToTensor`` ends a
+pipeline: float image in [0, 1] (no normalisation: the model normalises) and int64 target.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from .data import IGNORE_INDEX
+
+Pair = tuple[torch.Tensor, torch.Tensor | None]
+
+
+def as_tensors(image: Any, target: Any) -> Pair:
+    """numpy H x W x 3 image -> C x H x W tensor and numpy H x W target -> 1 x H x W tensor (tensors pass)."""
+    if isinstance(image, np.ndarray):
+        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    if isinstance(target, np.ndarray):
+        target = torch.from_numpy(np.ascontiguousarray(target))
+    if target is not None and target.ndim == 2:
+        target = target[None]
+    return image, target
+
+
+def resize(image: torch.Tensor, target: torch.Tensor | None, size: Sequence[int]) -> Pair:
+    """Image bilinear (antialiased), target nearest, both to ``size`` = (H, W)."""
+    size = [int(size[0]), int(size[1])]
+    image = F.resize(image, size, InterpolationMode.BILINEAR, antialias=True)
+    if target is not None:
+        target = F.resize(target, size, InterpolationMode.NEAREST_EXACT)
+    return image, target
+
+
+class Compose:
+    """Apply transforms in order."""
+
+    def __init__(self, transforms: Sequence[Any]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, image: Any, target: Any) -> Pair:
+        for t in self.transforms:
+            image, target = t(image, target)
+        return image, target
+
+
+class Resize:
+    """Resize to a fixed (H, W)."""
+
+    def __init__(self, size: Sequence[int]) -> None:
+        self.size = tuple(size)
+
+    def __call__(self, image: Any, target: Any) -> Pair:
+        return resize(*as_tensors(image, target), self.size)
+
+
+class RandomScale:
+    """Resize by a factor drawn uniformly from [min_scale, max_scale]."""
+
+    def __init__(self, min_scale: float, max_scale: float) -> None:
+        self.min_scale, self.max_scale = min_scale, max_scale
+
+    def __call__(self, image: Any, target: Any) -> Pair:
+        image, target = as_tensors(image, target)
+        s = self.min_scale + (self.max_scale - self.min_scale) * torch.rand(()).item()
+        h, w = image.shape[-2:]
+        return resize(image, target, (max(1, round(h * s)), max(1, round(w * s))))
+
+
+class RandomCrop:
+    """Random (H, W) crop; smaller inputs are first padded (image with 0, target with ``IGNORE_INDEX``)."""
+
+    def __init__(self, size: Sequence[int]) -> None:
+        self.size = tuple(size)
+
+    def __call__(self, image: Any, target: Any) -> Pair:
+        image, target = as_tensors(image, target)
+        (th, tw), (h, w) = self.size, image.shape[-2:]
+        pad = [0, 0, max(tw - w, 0), max(th - h, 0)]  # left, top, right, bottom
+        if any(pad):
+            image = F.pad(image, pad, fill=0)
+            target = None if target is None else F.pad(target, pad, fill=IGNORE_INDEX)
+        h, w = image.shape[-2:]
+        top = int(torch.randint(h - th + 1, ())) if h > th else 0
+        left = int(torch.randint(w - tw + 1, ())) if w > tw else 0
+        image = image[..., top:top + th, left:left + tw]
+        return image, None if target is None else target[..., top:top + th, left:left + tw]
+
+
+class RandomHorizontalFlip:
+    """Mirror both with probability ``p``."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = p
+
+    def __call__(self, image: Any, target: Any) -> Pair:
+        image, target = as_tensors(image, target)
+        if torch.rand(()).item() < self.p:
+            image = image.flip(-1)
+            target = None if target is None else target.flip(-1)
+        return image, target
+
+
+class ColorJitter:
+    """Photometric jitter of the image only (torchvision's ColorJitter)."""
+
+    def __init__(self, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0, hue: float = 0.0):
+        self.jitter = v2.ColorJitter(brightness, contrast, saturation, hue)
+
+    def __call__(self, image: Any, target: Any) -> Pair:
+        image, target = as_tensors(image, target)
+        return self.jitter(image), target
+
+
+class ToTensor:
+    """Image -> float32 C x H x W in [0, 1]; target -> int64 H x W (None stays None)."""
+
+    def __call__(self, image: Any, target: Any) -> Pair:
+        image, target = as_tensors(image, target)
+        image = image.float().div_(255) if image.dtype == torch.uint8 else image.float()
+        return image.contiguous(), None if target is None else target[0].long()
+
+
+def train_transforms(size: Sequence[int], base_size: Sequence[int] | None = None,
+                     scale_range: Sequence[float] = (1.0, 1.0), hflip_prob: float = 0.5,
+                     jitter: Sequence[float] = (0.0, 0.0, 0.0, 0.0)) -> Compose:
+    """[Resize(base_size)] -> [RandomScale] -> RandomCrop(size) -> [flip] -> [ColorJitter] -> ToTensor."""
+    steps: list[Any] = [Resize(base_size)] if base_size else []
+    if tuple(scale_range) != (1.0, 1.0):
+        steps.append(RandomScale(*scale_range))
+    steps.append(RandomCrop(size))
+    if hflip_prob > 0:
+        steps.append(RandomHorizontalFlip(hflip_prob))
+    if any(jitter):
+        steps.append(ColorJitter(*jitter))
+    return Compose([*steps, ToTensor()])
