@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from fcn_road_seg.atomic import atomic_path
 from fcn_road_seg.errors import RoadSegError
+from fcn_road_seg.model import load_checkpoint_model
 
 from . import data
 from .transforms import Compose, ToTensor
@@ -240,13 +241,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda when available, else cpu."""
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def run(args: argparse.Namespace) -> dict[str, dict[str, float]] | None:
     """Evaluate (and/or write submission files) as ``args`` says; returns the metrics (None with --testing)."""
-    from fcn_road_seg.model import load_checkpoint_model
-
     device = resolve_device(args.device)
     if args.testing:
         samples = data.testing_samples(args.data_path)
