@@ -23,6 +23,10 @@ def atomic_path(target: str | os.PathLike, directory: bool = False) -> Iterator[
     tmp_path = Path(tmp)
     if directory:
         tmp_path.unlink()
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp_path.chmod(0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
     try:
         yield tmp_path
         os.replace(tmp_path, target)
