@@ -22,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fcn_road_seg.atomic import atomic_path
+from fcn_road_seg.backends import resolve_device
 from fcn_road_seg.errors import RoadSegError
 from fcn_road_seg.model import load_checkpoint_model
 
@@ -237,13 +238,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--submission-dir", default=None,
                         help="write KITTI submission PNGs <cat>_road_<id>.png (P(road) * 255) here")
     return parser
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def run(args: argparse.Namespace) -> dict[str, dict[str, float]] | None:

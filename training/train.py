@@ -27,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fcn_road_seg.atomic import atomic_path
+from fcn_road_seg.backends import resolve_device
 from fcn_road_seg.errors import DataError, RoadSegError
 from fcn_road_seg.model import FCN8s, build_model
 
@@ -102,7 +103,7 @@ class Dist:
 
 def init_distributed(device: str) -> Dist:
     """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: then one process group (nccl on CUDA, gloo on CPU)."""
-    want = ev.resolve_device(device)
+    want = resolve_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Dist(0, 1, want)
