@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from fcn_road_seg.backends import Backend, load_backend  # noqa: E402
 from fcn_road_seg.image import to_fields  # noqa: E402
-from fcn_road_seg.model import FCN8s, IMAGENET_MEAN, IMAGENET_STD, STRIDE  # noqa: E402
+from fcn_road_seg.model import IMAGENET_MEAN, IMAGENET_STD, STRIDE, save_model, untrained_model  # noqa: E402
 from fcn_road_seg.segmenter import Segmenter  # noqa: E402
 from training.export import export_onnx  # noqa: E402
 
@@ -96,14 +96,7 @@ class Row:
 
 def small_checkpoint(path: Path) -> Path:
     """A small-head FCN-8s checkpoint with random weights (non-trivial outputs: score layers perturbed)."""
-    torch.manual_seed(0)
-    model = FCN8s(fc_channels=32, fc6_kernel=3)
-    with torch.no_grad():
-        for layer in (model.score_fr, model.score_pool4, model.score_pool3):
-            layer.weight.normal_(0.0, 0.2)
-            layer.bias.normal_(0.0, 0.2)
-    torch.save({"model": model.state_dict(), "model_config": model.config}, path)
-    return path
+    return save_model(untrained_model(fc_channels=32, fc6_kernel=3), path)
 
 
 def load_frames(folder: str | None, count: int) -> tuple[Path, list[np.ndarray]]:

@@ -14,12 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 
 from .bags import (BAG_VERSION, IMAGE_TOPIC, SEG_NAMESPACE, kitti2bag, make_segmenter, print_segment_summary,
                    run_cli, segment_bag)
 from .errors import DataError
-from .model import FCN8s, default_model_path
+from .model import default_model_path, save_model, untrained_model
 
 FRAMES = Path(__file__).resolve().parent.parent / "data" / "kitti"
 INPUT_BAG, OUTPUT_BAG, VIDEO, SHEET = "kitti_bag", "segmented_bag", "overlay.mp4", "contact_sheet.png"
@@ -44,13 +43,7 @@ def untrained_checkpoint(path: Path, seed: int = SEED) -> Path:
     Its score layers get small random weights instead of the usual zeros, so that the maps vary
     over the image and the demo exercises every output; the segmentation itself is meaningless.
     """
-    torch.manual_seed(seed)
-    model = FCN8s(fc_channels=512, fc6_kernel=3)
-    with torch.no_grad():
-        for layer in (model.score_fr, model.score_pool4, model.score_pool3):
-            layer.weight.normal_(0.0, 0.01)
-    torch.save({"model": model.state_dict(), "model_config": model.config}, path)
-    return path
+    return save_model(untrained_model(seed, score_std=0.01, fc_channels=512, fc6_kernel=3), path)
 
 
 def pick_model(out: Path, model: str | None) -> tuple[Path, bool]:

@@ -197,3 +197,27 @@ def load_checkpoint_model(path: str | os.PathLike) -> FCN8s:
 def default_model_path() -> Path:
     """The default model shipped inside the package (trained on CamVid road labels; may be absent)."""
     return Path(__file__).resolve().parent / "data" / "fcn8s_camvid.pt"
+
+
+def untrained_model(seed: int = 0, score_std: float = 0.2, **config: Any) -> FCN8s:
+    """A seeded, untrained FCN8s whose score layers are random instead of zero, so its maps vary.
+
+    For tests, benchmarks and the demo's untrained fallback; the global RNG is left untouched.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = FCN8s(**config)
+        with torch.no_grad():
+            for layer in (model.score_fr, model.score_pool4, model.score_pool3):
+                layer.weight.normal_(0.0, score_std)
+                layer.bias.normal_(0.0, score_std)
+    return model.eval()
+
+
+def save_model(model: FCN8s, path: str | os.PathLike) -> Path:
+    """Write ``model`` as the minimal checkpoint ``load_checkpoint_model`` reads, atomically; returns the path."""
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "model_config": model.config}, tmp)
+    return Path(path)

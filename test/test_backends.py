@@ -14,7 +14,7 @@ from fcn_road_seg.backends.onnx_backend import OnnxBackend, input_size
 from fcn_road_seg.backends.torch_backend import TorchBackend
 from fcn_road_seg.errors import ModelError
 from fcn_road_seg.image import Frame
-from fcn_road_seg.model import FCN8s, load_checkpoint_model
+from fcn_road_seg.model import load_checkpoint_model, save_model, untrained_model
 from training.export import export_onnx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,15 +36,8 @@ def kitti_frames(count: int) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small FCN8s checkpoint (fc 32 channels, 3x3 fc6) whose zero-initialised score layers are perturbed."""
-    torch.manual_seed(0)
-    model = FCN8s(fc_channels=32, fc6_kernel=3)
-    with torch.no_grad():
-        for layer in (model.score_fr, model.score_pool4, model.score_pool3):
-            layer.weight.normal_(0.0, 0.2)
-            layer.bias.normal_(0.0, 0.2)
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    torch.save({"model": model.state_dict(), "model_config": model.config}, path)
-    return path
+    return save_model(untrained_model(fc_channels=32, fc6_kernel=3), path)
 
 
 def exported(tiny_model: Path, name: str, size: tuple[int, int], dynamic: bool = False) -> Path:

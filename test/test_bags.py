@@ -7,7 +7,6 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-import torch
 from rosbags.rosbag2 import Reader, Writer
 
 from fcn_road_seg import bags
@@ -15,7 +14,7 @@ from fcn_road_seg.backends import load_backend
 from fcn_road_seg.errors import DataError
 from fcn_road_seg.image import from_array
 from fcn_road_seg.kitti import parse_stamp
-from fcn_road_seg.model import FCN8s
+from fcn_road_seg.model import save_model, untrained_model
 from fcn_road_seg.segmenter import Segmenter
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "kitti" / "image_2"
@@ -31,15 +30,8 @@ def p2_for(i: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small FCN8s checkpoint whose score layers are perturbed so that the maps vary."""
-    torch.manual_seed(0)
-    model = FCN8s(fc_channels=32, fc6_kernel=3)
-    with torch.no_grad():
-        for layer in (model.score_fr, model.score_pool4, model.score_pool3):
-            layer.weight.normal_(0.0, 0.05)
-            layer.bias.normal_(0.0, 0.05)
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    torch.save({"model": model.state_dict(), "model_config": model.config}, path)
-    return path
+    return save_model(untrained_model(score_std=0.05, fc_channels=32, fc6_kernel=3), path)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import torch
 from fcn_road_seg.backends import read_sidecar, sha256_file
 from fcn_road_seg.backends.onnx_backend import OnnxBackend
 from fcn_road_seg.errors import ModelError
-from fcn_road_seg.model import FCN8s
+from fcn_road_seg.model import save_model, untrained_model
 from training import export as export_module
 from training.export import Parity, Tolerance, check_parity, main
 
@@ -25,15 +25,8 @@ KITTI_DIRS = [ROOT / "data" / "kitti" / "image_2", ROOT.parent / "shared" / "dat
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small FCN8s checkpoint (fc 32 channels, 3x3 fc6) whose zero-initialised score layers are perturbed."""
-    torch.manual_seed(0)
-    model = FCN8s(fc_channels=32, fc6_kernel=3)
-    with torch.no_grad():
-        for layer in (model.score_fr, model.score_pool4, model.score_pool3):
-            layer.weight.normal_(0.0, 0.2)
-            layer.bias.normal_(0.0, 0.2)
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    torch.save({"model": model.state_dict(), "model_config": model.config}, path)
-    return path
+    return save_model(untrained_model(fc_channels=32, fc6_kernel=3), path)
 
 
 def kitti_dir() -> Path:

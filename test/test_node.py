@@ -12,7 +12,6 @@ rclpy = pytest.importorskip("rclpy")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.context import Context  # noqa: E402
@@ -25,7 +24,7 @@ from std_msgs.msg import Header  # noqa: E402
 
 from fcn_road_seg import image  # noqa: E402
 from fcn_road_seg.backends import load_backend  # noqa: E402
-from fcn_road_seg.model import FCN8s  # noqa: E402
+from fcn_road_seg.model import save_model, untrained_model  # noqa: E402
 from fcn_road_seg.node import PARAMETERS, RoadSegNode, main, make_image  # noqa: E402
 from fcn_road_seg.segmenter import Segmenter, check_setting  # noqa: E402
 
@@ -48,15 +47,8 @@ def context() -> Context:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small FCN8s checkpoint (fc 32 channels, 3x3 fc6) whose zero-initialised score layers are perturbed."""
-    torch.manual_seed(0)
-    model = FCN8s(fc_channels=32, fc6_kernel=3)
-    with torch.no_grad():
-        for layer in (model.score_fr, model.score_pool4, model.score_pool3):
-            layer.weight.normal_(0.0, 0.2)
-            layer.bias.normal_(0.0, 0.2)
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    torch.save({"model": model.state_dict(), "model_config": model.config}, path)
-    return path
+    return save_model(untrained_model(fc_channels=32, fc6_kernel=3), path)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
-import torch  # noqa: E402
 import yaml  # noqa: E402
 from ament_index_python.packages import get_package_share_directory  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
@@ -34,7 +33,7 @@ from std_msgs.msg import Header  # noqa: E402
 
 from fcn_road_seg import image  # noqa: E402
 from fcn_road_seg.backends import load_backend  # noqa: E402
-from fcn_road_seg.model import FCN8s  # noqa: E402
+from fcn_road_seg.model import save_model, untrained_model  # noqa: E402
 from fcn_road_seg.node import make_image  # noqa: E402
 from fcn_road_seg.segmenter import Segmenter  # noqa: E402
 
@@ -60,14 +59,7 @@ def kitti_frame() -> np.ndarray:
 
 def write_tiny_model(path: Path) -> Path:
     """A small FCN8s checkpoint (fc 32 channels, 3x3 fc6) whose zero-initialised score layers are perturbed."""
-    torch.manual_seed(0)
-    model = FCN8s(fc_channels=32, fc6_kernel=3)
-    with torch.no_grad():
-        for layer in (model.score_fr, model.score_pool4, model.score_pool3):
-            layer.weight.normal_(0.0, 0.2)
-            layer.bias.normal_(0.0, 0.2)
-    torch.save({"model": model.state_dict(), "model_config": model.config}, path)
-    return path
+    return save_model(untrained_model(fc_channels=32, fc6_kernel=3), path)
 
 
 def write_params(path: Path) -> Path:

@@ -11,7 +11,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from fcn_road_seg.backends import Backend, load_backend
 from fcn_road_seg.errors import ImageError
-from fcn_road_seg.model import FCN8s, RoadProbability, load_checkpoint_model
+from fcn_road_seg.model import RoadProbability, load_checkpoint_model, save_model, untrained_model
 from fcn_road_seg.segmenter import Segmenter, check_setting
 
 TYPES = get_typestore(Stores.ROS2_HUMBLE).types
@@ -61,15 +61,8 @@ def small_bgr(kitti_bgr: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small FCN8s checkpoint (fc 32 channels, 3x3 fc6) whose zero-initialised score layers are perturbed."""
-    torch.manual_seed(0)
-    model = FCN8s(fc_channels=32, fc6_kernel=3)
-    with torch.no_grad():
-        for layer in (model.score_fr, model.score_pool4, model.score_pool3):
-            layer.weight.normal_(0.0, 0.2)
-            layer.bias.normal_(0.0, 0.2)
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    torch.save({"model": model.state_dict(), "model_config": model.config}, path)
-    return path
+    return save_model(untrained_model(fc_channels=32, fc6_kernel=3), path)
 
 
 @pytest.fixture(scope="module")

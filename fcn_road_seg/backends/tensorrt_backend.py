@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import cv2
-import numpy as np
 import torch
 
 from ..atomic import atomic_path
