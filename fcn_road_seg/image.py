@@ -6,6 +6,7 @@ Every rejection is an ``ImageError`` whose text says what is wrong with the imag
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -99,3 +100,20 @@ def to_fields(pixels: np.ndarray, encoding: str) -> dict[str, Any]:
     height, width = pixels.shape[:2]
     return {"height": height, "width": width, "encoding": encoding, "is_bigendian": 0,
             "step": pixels.strides[0], "data": pixels.reshape(-1)}
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp")
+
+
+def read_rgb_folder(folder: str | Path, count: int) -> list[np.ndarray]:
+    """The first ``count`` images of ``folder`` (sorted by name) as H x W x 3 uint8 RGB; errors name the file."""
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:count]
+    if not paths:
+        raise ImageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    images = []
+    for path in paths:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ImageError(f"cannot read image {path}")
+        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return images

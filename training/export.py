@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 import torch
 
@@ -27,6 +26,7 @@ from fcn_road_seg.atomic import atomic_path
 from fcn_road_seg.backends import fit, sha256_file, write_sidecar
 from fcn_road_seg.backends.onnx_backend import INPUT, OUTPUT, OnnxBackend
 from fcn_road_seg.errors import ModelError, RoadSegError
+from fcn_road_seg.image import read_rgb_folder
 from fcn_road_seg.model import FCN8s, RoadProbability, load_checkpoint_model
 
 DEFAULT_SIZE = (384, 1248)
@@ -34,7 +34,6 @@ DEFAULT_OPSET = 18
 MIN_OPSET = 17
 EXPORTERS = ("dynamo", "torchscript")
 MAX_DYNAMIC_SIDE = 4096
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp")
 
 
 @dataclass(frozen=True)
@@ -112,20 +111,6 @@ def export_onnx(model: FCN8s, path: str | Path, size: tuple[int, int] = DEFAULT_
         raise ModelError(f"ONNX export ({exporter}) failed: {exc}") from exc
 
 
-def load_images(folder: str | Path, count: int) -> list[np.ndarray]:
-    """The first ``count`` images of ``folder`` (sorted by name) as H x W x 3 uint8 RGB."""
-    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:count]
-    if not paths:
-        raise ModelError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    images = []
-    for path in paths:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ModelError(f"cannot read image {path}")
-        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    return images
-
-
 def random_images(size: tuple[int, int], count: int, seed: int = 0) -> list[np.ndarray]:
     """``count`` uniformly random H x W x 3 uint8 images."""
     rng = np.random.default_rng(seed)
@@ -187,7 +172,7 @@ def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:
     with atomic_path(output) as tmp:
         export_onnx(model, tmp, size, args.dynamic, args.fp16, args.opset, args.exporter)
         if args.check:
-            images = (load_images(args.check_images, args.check_frames) if args.check_images
+            images = (read_rgb_folder(args.check_images, args.check_frames) if args.check_images
                       else random_images(size, args.check_frames))
             result = parity(tmp, model, images, "real" if args.check_images else "random")
             print(result.report())

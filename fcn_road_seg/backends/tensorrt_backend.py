@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-import cv2
 import torch
 
 from ..atomic import atomic_path
 from ..errors import ModelError, RoadSegError
+from ..image import read_rgb_folder
 from . import Backend, fit, read_sidecar, resolve_device, sha256_file, write_sidecar
 from .onnx_backend import INPUT, OUTPUT
 
@@ -46,7 +46,6 @@ REBUILD_POLICIES = ("never", "if-stale")
 #: optimisation profile (min, opt, max) as (H, W) for ONNX models with dynamic height and width
 DEFAULT_PROFILE = ((32, 32), (384, 1248), (1536, 2048))
 DEFAULT_WORKSPACE_GB = 4.0
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp")
 EXPLICIT_QUANTIZATION = (
     "use explicit quantization instead: insert Q/DQ (QuantizeLinear/DequantizeLinear) nodes into the ONNX model, "
     "e.g. with NVIDIA ModelOpt (python -m modelopt.onnx.quantization --onnx_path model.onnx --quantize_mode int8 "
@@ -238,17 +237,8 @@ def engine_io_problems(io: Mapping[str, tuple[str, str, tuple[int, ...]]]) -> li
 def _calibration_images(folder: str | Path, size: tuple[int, int], device: torch.device,
                         limit: int) -> list[torch.Tensor]:
     """Up to ``limit`` images of ``folder`` letterboxed to ``size``, as 1 x H x W x 3 uint8 RGB CUDA tensors."""
-    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
-    if not paths:
-        raise ModelError(f"no calibration images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    batches = []
-    for path in paths:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ModelError(f"cannot read calibration image {path}")
-        rgb = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))[None].to(device)
-        batches.append(fit(rgb, size, "letterbox")[0])
-    return batches
+    return [fit(torch.from_numpy(rgb)[None].to(device), size, "letterbox")[0]
+            for rgb in read_rgb_folder(folder, limit)]
 
 
 def make_calibrator(trt: Any, batches: Sequence[torch.Tensor], cache: Path | None) -> Any:
