@@ -34,11 +34,11 @@ from tqdm import tqdm
 
 from . import image
 from .atomic import atomic_path
-from .backends import BACKENDS, RESIZE_POLICIES, load_backend
+from .backends import BACKENDS, RESIZE_POLICIES
 from .errors import DataError, ImageError, ModelError, RoadSegError
 from .kitti import LAYOUTS, CameraModel, KittiFrame, camera_model, kitti_frames, parse_stamp
 from .model import default_model_path
-from .segmenter import OUTPUTS, Segmenter, check_setting
+from .segmenter import OUTPUTS, Segmenter, check_setting, make_segmenter
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -180,22 +180,6 @@ def kitti2bag(source: str | os.PathLike, output: str | os.PathLike, layout: str 
 
 
 # --------------------------------------------------------------------------- segment_bag
-
-def default_model() -> Path:
-    """The shipped default model, or a ModelError saying plainly that it is missing."""
-    path = default_model_path()
-    if not path.is_file():
-        raise ModelError(f"the default model {path} does not exist (it is not trained/shipped yet); "
-                         "pass --model with a checkpoint (.pt), ONNX model or TensorRT engine")
-    return path
-
-
-def make_segmenter(model: str | os.PathLike | None = None, backend: str = "auto", device: str = "auto",
-                   resize_policy: str = "letterbox", threshold: float = 0.5,
-                   overlay_color: Sequence[int] = (0, 255, 0), overlay_alpha: float = 0.5) -> Segmenter:
-    """A Segmenter like the node's: ``model`` None means the shipped default model."""
-    backend_ = load_backend(model or default_model(), backend, device, resize_policy)
-    return Segmenter(backend_, threshold, overlay_color, overlay_alpha)
 
 
 def to_bgr(pixels: np.ndarray, encoding: str) -> np.ndarray:
@@ -490,8 +474,8 @@ def print_segment_summary(summary: dict[str, Any]) -> None:
 def _segment_bag(args: argparse.Namespace) -> None:
     """segment_bag's body: load the model, segment, print the summary."""
     refuse_existing(*(Path(p) for p in (args.output, args.video, args.frames_dir, args.contact_sheet) if p))
-    segmenter = make_segmenter(args.model, args.backend, args.device, args.resize_policy, args.threshold,
-                               args.overlay_color, args.overlay_alpha)
+    segmenter = make_segmenter(args.model, args.backend, args.device, args.resize_policy, args.network_size,
+                               args.threshold, args.overlay_color, args.overlay_alpha)
     print(f"model {args.model or default_model_path()}: {segmenter.backend.describe()}")
     print_segment_summary(segment_bag(args.input, args.output, segmenter, args.topic, args.ns, args.storage,
                                       args.video, args.frames_dir, args.contact_sheet, args.video_fps,
@@ -509,7 +493,10 @@ def segment_bag_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", help=f"checkpoint, ONNX model or TensorRT engine (default {default_model_path()})")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--resize-policy", choices=RESIZE_POLICIES, default="letterbox")
+    p.add_argument("--resize-policy", choices=RESIZE_POLICIES, default="letterbox",
+                   help="how frames meet a fixed-shape model exported at another size than its working size")
+    p.add_argument("--network-size", default="auto",
+                   help="size the network runs at: auto (the model's working size), native (each frame's own) or HxW")
     p.add_argument("--threshold", type=float, default=0.5, help="road if P(road) >= threshold")
     p.add_argument("--overlay-color", type=int, nargs=3, default=[0, 255, 0], metavar=("R", "G", "B"))
     p.add_argument("--overlay-alpha", type=float, default=0.5)

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
-from .bags import (BAG_VERSION, IMAGE_TOPIC, SEG_NAMESPACE, kitti2bag, make_segmenter, print_segment_summary,
-                   run_cli, segment_bag)
+from .bags import BAG_VERSION, IMAGE_TOPIC, SEG_NAMESPACE, kitti2bag, print_segment_summary, run_cli, segment_bag
 from .errors import DataError
 from .model import default_model_path, save_model, untrained_model
+from .segmenter import make_segmenter
 
 FRAMES = Path(__file__).resolve().parent.parent / "data" / "kitti"
 INPUT_BAG, OUTPUT_BAG, VIDEO, SHEET = "kitti_bag", "segmented_bag", "overlay.mp4", "contact_sheet.png"

@@ -17,9 +17,8 @@ from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
 from .errors import ModelError
+from .weights import IMAGENET_MEAN, IMAGENET_STD, encoder_state_dict
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 NUM_CLASSES = 2
 STRIDE = 32
 POOL3_END, POOL4_END = 17, 24  # indices just past pool3 and pool4 in torchvision's VGG16 ``features``
@@ -107,44 +106,15 @@ class RoadProbability(nn.Module):
         return torch.sigmoid(logits[:, 1] - logits[:, 0])  # == softmax(logits)[:, 1] for two classes
 
 
-def _read_state_dict(path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
-    """Load a state dict from ``path``, with errors that name the file."""
-    if not os.path.isfile(path):
-        raise ModelError(f"weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise ModelError(f"cannot read weights file {path}: {exc}") from exc
-    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping):
-        raise ModelError(f"{path} holds a {type(state).__name__}, not a state dict")
-    return state
-
-
-def imagenet_state_dict(weights: str) -> Mapping[str, torch.Tensor]:
-    """torchvision VGG16 ImageNet weights: ``"imagenet"`` downloads them, anything else is a local file."""
-    if weights == "imagenet":
-        from torchvision.models import VGG16_Weights
-
-        try:
-            return VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
-        except Exception as exc:  # offline: URLError, OSError, ...
-            raise ModelError(
-                f"cannot download torchvision's VGG16 ImageNet weights ({exc}); when offline, pass the path of a "
-                "local torchvision vgg16 state dict (e.g. vgg16-397923af.pth) instead") from exc
-    return _read_state_dict(weights)
-
-
 def load_vgg16_weights(model: FCN8s, weights: str) -> list[str]:
-    """Copy torchvision VGG16 weights into ``model``: features as is, classifier into fc6/fc7 reshaped.
+    """Copy VGG16 weights (``weights.encoder_state_dict``) into ``model``: features, and fc6/fc7 if present.
 
-    Returns the names of the layers that were initialised. fc6/fc7 are only taken from the
-    classifier when the model has the original 4096-channel 7x7 shape.
+    Returns the names of the layers that were initialised. fc6/fc7 are taken from a torchvision
+    classifier (reshaped) only when the model has the original 4096-channel 7x7 shape and the file
+    has one (HED's has none).
     """
-    state = imagenet_state_dict(weights)
-    source = weights if weights != "imagenet" else "torchvision VGG16_Weights.IMAGENET1K_V1"
-    fc = model.config["fc_channels"] == 4096 and model.config["fc6_kernel"] == 7
+    state, source = encoder_state_dict(weights)
+    fc = model.config["fc_channels"] == 4096 and model.config["fc6_kernel"] == 7 and not source.startswith("HED")
     wanted = {f"features.{k}": v.shape for k, v in model.features.state_dict().items()}
     if fc:
         wanted.update({"classifier.0.weight": (4096, 25088), "classifier.0.bias": (4096,),
@@ -169,15 +139,15 @@ def load_vgg16_weights(model: FCN8s, weights: str) -> list[str]:
 
 
 def build_model(weights: str | None = None, **config: Any) -> FCN8s:
-    """A new FCN8s with ``config``; ``weights`` is None, ``"imagenet"`` or a local VGG16 state-dict file."""
+    """A new FCN8s with ``config``; ``weights`` is None or a ``--weights`` value (see ``weights.py``)."""
     model = FCN8s(**config)
     if weights:
         load_vgg16_weights(model, weights)
     return model
 
 
-def load_checkpoint_model(path: str | os.PathLike) -> FCN8s:
-    """The FCN8s stored in a training checkpoint (``{"model": state_dict, "model_config": {...}}``), in fp32."""
+def read_checkpoint(path: str | os.PathLike) -> tuple[FCN8s, dict[str, Any]]:
+    """The FCN8s stored in a checkpoint (fp32, eval) and its metadata (``working_size``, ``encoder``, ...)."""
     if not os.path.isfile(path):
         raise ModelError(f"model file not found: {path}")
     try:
@@ -191,7 +161,23 @@ def load_checkpoint_model(path: str | os.PathLike) -> FCN8s:
         model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ModelError(f"checkpoint {path} does not match FCN8s: {exc}") from exc
-    return model.eval()
+    meta = {k: ckpt[k] for k in ("working_size", "encoder", "metrics") if k in ckpt}
+    size = meta.get("working_size")
+    if size is not None and not (isinstance(size, (list, tuple)) and len(size) == 2
+                                 and all(isinstance(v, int) and v >= STRIDE for v in size)):
+        raise ModelError(f"checkpoint {path}: working_size {size!r} is not [height, width] of at least {STRIDE}")
+    return model.eval(), meta
+
+
+def load_checkpoint_model(path: str | os.PathLike) -> FCN8s:
+    """The FCN8s stored in a training checkpoint (``{"model": state_dict, "model_config": {...}}``), in fp32."""
+    return read_checkpoint(path)[0]
+
+
+def working_size_of(meta: Mapping[str, Any] | None) -> tuple[int, int] | None:
+    """The (H, W) a model runs at, from checkpoint or export metadata; None = each frame's own size."""
+    size = (meta or {}).get("working_size")
+    return None if size is None else (int(size[0]), int(size[1]))
 
 
 def default_model_path() -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import array
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import rclpy
@@ -25,11 +24,10 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from .backends import BACKENDS, RESIZE_POLICIES, load_backend
-from .errors import ImageError, ModelError, RoadSegError
+from .backends import BACKENDS, RESIZE_POLICIES
+from .errors import ImageError, RoadSegError
 from .latest import Latest
-from .model import default_model_path
-from .segmenter import Segmenter, check_setting
+from .segmenter import check_setting, make_segmenter
 from .stats import Stats, health
 
 NODE_NAME = "road_segmentation"
@@ -46,8 +44,10 @@ PARAMETERS: dict[str, tuple[Any, str, dict]] = {
     "backend": ("auto", "Inference backend: auto | tensorrt | torch | onnxruntime (auto picks by file type, "
                         "TensorRT for .onnx when available)", {}),
     "device": ("auto", "torch device: auto (CUDA when available) | cpu | cuda | cuda:N", {}),
-    "resize_policy": ("letterbox", "How images meet a fixed-size engine: letterbox (keep aspect, pad) | "
-                                   "stretch", {}),
+    "network_size": ("auto", "Size the network runs at: auto (the model's working size, from its file) | "
+                              "native (each frame's own size) | HxW, e.g. 188x624", {}),
+    "resize_policy": ("letterbox", "How frames meet a fixed-shape model exported at another size than its "
+                                   "working size: letterbox (keep aspect, pad) | stretch", {}),
     "warmup_size": ([375, 1242], "[height, width] of the blank frames run at startup; [0, 0] = no warm-up",
                     {}),
     "threshold": (0.5, "A pixel is road when P(road) >= threshold; changeable at run time", _UNIT),
@@ -87,13 +87,11 @@ class RoadSegNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         p = self._declare_parameters()
-        model_path = p["model_path"] or str(default_model_path())
-        if not p["model_path"] and not Path(model_path).is_file():
-            raise ModelError(f"model_path is empty and the default model is not installed ({model_path}); "
-                             "pass model_path:=<checkpoint .pt, .onnx or .engine>")
-        backend = load_backend(model_path, p["backend"], p["device"], p["resize_policy"])
+        self._segmenter = make_segmenter(p["model_path"] or None, p["backend"], p["device"], p["resize_policy"],
+                                         p["network_size"], p["threshold"], p["overlay_color"], p["overlay_alpha"])
+        backend = self._segmenter.backend
+        model_path = p["model_path"] or "the default model"
         warmup = backend.warmup(*p["warmup_size"]) if min(p["warmup_size"]) > 0 else 0.0
-        self._segmenter = Segmenter(backend, p["threshold"], p["overlay_color"], p["overlay_alpha"])
         self._backend_info = backend.describe()
         self._compressed = p["use_compressed"]
         self._slot: Latest[tuple[Any, float]] = Latest()
@@ -149,7 +147,8 @@ class RoadSegNode(Node):
 
     def _on_diagnostics_timer(self) -> None:
         """Publish one DiagnosticStatus with FPS, latency, drops and bad messages."""
-        level, message, values = health(self._stats.summary(dropped=self._slot.dropped), self._backend_info)
+        level, message, values = health(self._stats.summary(dropped=self._slot.dropped), self._backend_info,
+                                        self._segmenter.backend.network_size_text())
         status = DiagnosticStatus(level=getattr(DiagnosticStatus, level), name=self.get_fully_qualified_name(),
                                   message=message, hardware_id=self._backend_info,
                                   values=[KeyValue(key=k, value=v) for k, v in values])

@@ -6,6 +6,7 @@ between rclpy messages and rosbags messages.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Sequence
@@ -14,8 +15,10 @@ import cv2
 import numpy as np
 
 from . import image
-from .backends import Backend
+from .backends import Backend, load_backend
+from .errors import ModelError
 from .image import Frame
+from .model import default_model_path
 
 OUTPUTS = ("mask", "confidence", "overlay")
 MakeImage = Callable[[Any, dict], Any]
@@ -108,3 +111,16 @@ class Segmenter:
         result.timings.update(to_array=to_array, to_msg=1e3 * (time.perf_counter() - t),
                               total=1e3 * (time.perf_counter() - start))
         return result, messages
+
+
+def make_segmenter(model: str | os.PathLike | None = None, backend: str = "auto", device: str = "auto",
+                   resize_policy: str = "letterbox", network_size: str = "auto", threshold: float = 0.5,
+                   overlay_color: Sequence[int] = (0, 255, 0), overlay_alpha: float = 0.5,
+                   **backend_options: Any) -> Segmenter:
+    """The one place a Segmenter is built from options (node, segment_bag, demo); ``model`` None = the default."""
+    path = model or default_model_path()
+    if not model and not os.path.isfile(path):
+        raise ModelError(f"the default model {path} is not installed; pass a model file "
+                         "(checkpoint .pt, .onnx or TensorRT .engine)")
+    backend_ = load_backend(path, backend, device, resize_policy, network_size, **backend_options)
+    return Segmenter(backend_, threshold, overlay_color, overlay_alpha)

@@ -81,12 +81,12 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-def health(summary: Summary, backend: str) -> tuple[str, str, list[tuple[str, str]]]:
+def health(summary: Summary, backend: str, network_size: str = "") -> tuple[str, str, list[tuple[str, str]]]:
     """(level ``OK``/``WARN``, message, key/value pairs) for a DiagnosticStatus."""
     values = [("FPS", f"{summary.fps:.1f}"), ("latency median (ms)", _ms(summary.latency_median_ms)),
               ("latency p99 (ms)", _ms(summary.latency_p99_ms)), ("frames segmented", str(summary.frames)),
               ("dropped frames", str(summary.dropped)), ("bad messages", str(summary.bad)),
-              ("window (s)", f"{summary.window_s:g}"), ("backend", backend)]
+              ("window (s)", f"{summary.window_s:g}"), ("backend", backend), ("network size", network_size)]
     if summary.latency_median_ms is None:
         return "WARN", f"no frame segmented in the last {summary.window_s:g} s", values
     return "OK", f"{summary.fps:.1f} FPS, median latency {summary.latency_median_ms:.1f} ms", values

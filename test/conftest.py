@@ -33,3 +33,18 @@ def camvid_root() -> Path:
 def kitti_samples_dir() -> Path:
     """Real KITTI Road test frames (1242x375, no labels): ``.../kitti_road_samples/testing/image_2``."""
     return shared_path("kitti_road_samples", "testing", "image_2")
+
+
+@pytest.fixture(scope="session")
+def kitti_road_root() -> Path:
+    """The real KITTI Road training set (231 frames) that ``../shared/data/kitti_road/build.py`` writes.
+
+    Looked for in ``$FCN_ROAD_SEG_KITTI`` or ``data/data_road``; skipped with a reason when absent.
+    """
+    import os
+
+    path = Path(os.environ.get("FCN_ROAD_SEG_KITTI", ROOT / "data" / "data_road"))
+    if not (path / "training" / "gt_image_2").is_dir():
+        pytest.skip(f"real KITTI Road set not found at {path}: build it with "
+                    "../shared/data/kitti_road/build.py (see its README)")
+    return path

@@ -281,3 +281,75 @@ def test_missing_onnxruntime_is_a_clear_error(small_onnx: Path, monkeypatch: pyt
     monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # import now raises ImportError
     with pytest.raises(ModelError, match="ONNX Runtime is not installed: pip install onnxruntime"):
         load_backend(small_onnx, "onnxruntime", "cpu")
+
+
+# --- the model's working size ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sized_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint that records its working size, 64x96, as fcn-road-train writes it."""
+    path = tmp_path_factory.mktemp("sized") / "sized.pt"
+    model = untrained_model(fc_channels=32, fc6_kernel=3)
+    torch.save({"model": model.state_dict(), "model_config": model.config, "working_size": [64, 96]}, path)
+    return path
+
+
+def network_shapes(backend) -> list[tuple[int, ...]]:
+    """Record the shape of every tensor that reaches the backend's network."""
+    seen, forward = [], backend._forward
+
+    def spy(image: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(image.shape))
+        return forward(image)
+
+    backend._forward = spy
+    return seen
+
+
+@pytest.mark.parametrize("requested,shape", [("auto", (1, 64, 96, 3)), ("native", (1, 150, 250, 3)),
+                                             ("96x160", (1, 96, 160, 3))])
+def test_network_runs_at_the_models_working_size(sized_model: Path, requested: str, shape: tuple) -> None:
+    backend = load_backend(sized_model, "torch", "cpu", network_size=requested)
+    seen = network_shapes(backend)
+    frame = Frame(np.random.default_rng(0).integers(0, 256, (150, 250, 3), dtype=np.uint8), "rgb8")
+    maps = backend.infer(frame)
+    assert seen == [shape]
+    assert maps.mask.shape == maps.confidence.shape == (150, 250)
+    assert ("64x96 (stretch)" in backend.describe()) == (requested == "auto")
+
+
+def test_working_size_maps_equal_a_manual_resize_and_back(sized_model: Path) -> None:
+    """Area-shrink the frame to the working size, run the net, bilinear P back: the backend does exactly that."""
+    backend = load_backend(sized_model, "torch", "cpu")
+    rgb = np.random.default_rng(1).integers(0, 256, (150, 250, 3), dtype=np.uint8)
+    small = cv2.resize(rgb, (96, 64), interpolation=cv2.INTER_AREA)
+    with torch.inference_mode():
+        p = backend.net(torch.from_numpy(small)[None])[0].numpy()
+    want = cv2.resize(p, (250, 150), interpolation=cv2.INTER_LINEAR)
+    got = backend.probability(Frame(rgb, "rgb8")).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_exported_model_carries_the_working_size(sized_model: Path, tmp_path: Path) -> None:
+    from training.export import main as export_main
+
+    fixed, dynamic = tmp_path / "fixed.onnx", tmp_path / "dynamic.onnx"
+    assert export_main([str(sized_model), "-o", str(fixed), "--check-frames", "1"]) == 0
+    assert export_main([str(sized_model), "-o", str(dynamic), "--dynamic", "--check-frames", "1"]) == 0
+    assert read_sidecar(fixed)["working_size"] == [64, 96] and read_sidecar(fixed)["input"]["shape"] == [1, 64, 96, 3]
+    frame = Frame(np.random.default_rng(2).integers(0, 256, (150, 250, 3), dtype=np.uint8), "rgb8")
+    want = load_backend(sized_model, "torch", "cpu").probability(frame)
+    for path in (fixed, dynamic):
+        backend = load_backend(path, "onnxruntime", "cpu")
+        seen = network_shapes(backend)
+        got = backend.probability(frame)
+        assert seen == [(1, 64, 96, 3)] and got.shape == (150, 250)
+        assert (got - want).abs().max().item() < 1e-4
+    with pytest.raises(ModelError, match=r"network_size '96x160': this model's input is fixed at 64x96"):
+        load_backend(fixed, "onnxruntime", "cpu", network_size="96x160")
+
+
+@pytest.mark.parametrize("value", ["big", "10x10", "64x"])
+def test_bad_network_size_is_named(sized_model: Path, value: str) -> None:
+    with pytest.raises(ModelError, match=f"network_size '{value}'"):
+        load_backend(sized_model, "torch", "cpu", network_size=value)

@@ -99,18 +99,53 @@ def test_layout_lane_files_and_testing_images(tmp_path: Path) -> None:
     assert image.shape == (3, 12, 20) and target is None
 
 
-def test_unknown_colour_names_file_colour_and_count(tmp_path: Path) -> None:
-    root = make_road(tmp_path, ["um_000000"])
-    gt = root / "training" / "gt_image_2" / "um_road_000000.png"
+def test_devkit_channel_rule_pixel_by_pixel() -> None:
+    """valid = red > 0, road = blue > 0: each colour against its hand-derived label."""
+    colours = np.array([[[255, 0, 255], [255, 0, 0], [0, 0, 0], [0, 0, 255],     # road, non-road, out, blue
+                         [128, 0, 1], [1, 7, 0], [0, 255, 0], [0, 9, 200]]], np.uint8)  # odd colours
+    assert data.decode_target(colours).tolist() == [[1, 0, 255, 255, 1, 0, 255, 255]]
+
+
+def test_blue_pixels_are_ignored_and_odd_colours_warn_once_per_file(tmp_path: Path) -> None:
+    root = make_road(tmp_path, ["um_000000", "um_000001"])
+    blue = root / "training" / "gt_image_2" / "um_road_000000.png"
+    odd = root / "training" / "gt_image_2" / "um_road_000001.png"
     rgb = gt_rgb(np.ones((12, 20), np.uint8))
+    rgb[2, 3:7] = (0, 0, 255)
+    write_rgb(blue, rgb)
+    labels = data.load_sample(data.list_samples(root)[0])[1]
+    assert (labels[2, 3:7] == data.IGNORE_INDEX).all() and (labels[2, 7:] == 1).all()
     rgb[0, :5] = (0, 255, 0)
     rgb[3, 3] = (128, 0, 255)
-    write_rgb(gt, rgb)
-    with pytest.raises(DataError) as info:
-        data.load_sample(data.list_samples(root)[0])
-    msg = str(info.value)
-    assert str(gt) in msg and "6 pixels" in msg
-    assert "RGB(0, 255, 0) x 5" in msg and "RGB(128, 0, 255) x 1" in msg
+    write_rgb(odd, rgb)
+    warnings = data.check_samples(data.list_samples(root))
+    assert len(warnings) == 1 and warnings[0].startswith(str(odd))
+    assert "6 pixels" in warnings[0] and "RGB(0, 255, 0) x 5" in warnings[0] and "RGB(128, 0, 255) x 1" in warnings[0]
+    assert data.load_sample(data.list_samples(root)[1])[1][3, 3] == 1  # decoded by the rule, not an error
+
+
+def test_check_samples_finds_a_bad_file_before_training(tmp_path: Path) -> None:
+    root = make_road(tmp_path, ["um_000000", "um_000001", "uu_000002"])
+    bad = root / "training" / "image_2" / "um_000001.png"
+    bad.write_bytes(b"\x89PNG truncated")
+    with pytest.raises(DataError, match=f"cannot read image {bad}"):
+        data.check_samples(data.list_samples(root))
+
+
+def test_real_kitti_ground_truth_decodes_with_blue_ignored(kitti_road_root: Path) -> None:
+    samples = data.list_samples(kitti_road_root)
+    assert len(samples) == 231
+    assert data.check_samples(samples) == []  # readable, sizes agree, only the four known colours
+    with_blue = 0
+    for s in samples:
+        rgb = data.read_image(s.target)
+        labels = data.decode_target(rgb)
+        blue = (rgb[..., 0] == 0) & (rgb[..., 2] > 0)
+        with_blue += bool(blue.any())
+        assert (labels[blue] == data.IGNORE_INDEX).all()
+        assert np.array_equal(labels == 1, (rgb[..., 0] > 0) & (rgb[..., 2] > 0))
+        assert np.array_equal(labels == 0, (rgb[..., 0] > 0) & (rgb[..., 2] == 0))
+    assert with_blue == 17
 
 
 def test_image_without_ground_truth(tmp_path: Path) -> None:
@@ -180,13 +215,15 @@ def test_flip_and_crop_keep_image_and_target_aligned() -> None:
     assert torch.equal(full, torch.from_numpy(labels[:, ::-1].copy()).long())
 
 
-def test_crop_larger_than_image_pads_target_with_ignore() -> None:
+def test_crop_larger_than_image_pads_target_with_ignore_and_image_with_mean() -> None:
+    """The image is padded with the ImageNet mean (124, 116, 104), which the model's own padding stands for."""
     image, labels = labelled_pair(8, 12)
     x, y = T.Compose([T.RandomCrop((10, 16)), T.ToTensor()])(image, labels)
     assert x.shape == (3, 10, 16) and y.shape == (10, 16)
     assert int((y == 255).sum()) == 10 * 16 - 8 * 12
     assert torch.equal(y[:8, :12], torch.from_numpy(labels).long())
-    assert x[:, 8:].abs().sum() == 0 and x[:, :, 12:].abs().sum() == 0
+    mean = torch.tensor([124, 116, 104]).view(3, 1, 1) / 255
+    assert torch.equal(x[:, 8:], mean.expand(3, 2, 16)) and torch.equal(x[:, :, 12:], mean.expand(3, 10, 4))
 
 
 def test_scale_and_resize_use_nearest_for_targets() -> None:

@@ -62,12 +62,12 @@ def test_a_non_positive_window_is_rejected() -> None:
 def test_health_ok_with_every_value() -> None:
     summary = Summary(window_s=5.0, fps=9.96, latency_median_ms=41.04, latency_p99_ms=87.25, frames=120, bad=2,
                       dropped=7)
-    level, message, values = health(summary, "torch on cpu")
+    level, message, values = health(summary, "torch on cpu", "188x624 (stretch)")
     assert level == "OK"
     assert message == "10.0 FPS, median latency 41.0 ms"
     assert values == [("FPS", "10.0"), ("latency median (ms)", "41.0"), ("latency p99 (ms)", "87.2"),
                       ("frames segmented", "120"), ("dropped frames", "7"), ("bad messages", "2"),
-                      ("window (s)", "5"), ("backend", "torch on cpu")]
+                      ("window (s)", "5"), ("backend", "torch on cpu"), ("network size", "188x624 (stretch)")]
 
 
 def test_health_warns_without_recent_frames() -> None:

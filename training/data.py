@@ -7,7 +7,8 @@ Layout under the root folder::
     testing/image_2/<cat>_<id>.png          unlabelled frames for benchmark submissions
 
 The category is the stem up to its last ``_``; no category names are hard-coded.
-Ground-truth colours (RGB): road (255, 0, 255) -> 1, non-road (255, 0, 0) -> 0, black -> 255 (ignored).
+Ground truth is read by the KITTI devkit's channel rule (``decode_target``): road (255, 0, 255) -> 1,
+non-road (255, 0, 0) -> 0, and black or blue (0, 0, 255) -> 255 (outside the evaluation area, ignored).
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ import torch
 from fcn_road_seg.errors import DataError
 
 IGNORE_INDEX = 255
-COLOURS = {(255, 0, 255): 1, (255, 0, 0): 0, (0, 0, 0): IGNORE_INDEX}  # RGB -> label
+KNOWN_COLOURS = ((255, 0, 255), (255, 0, 0), (0, 0, 0), (0, 0, 255))  # road, non-road, outside, road outside
+KNOWN_CODES = np.array([r << 16 | g << 8 | b for r, g, b in KNOWN_COLOURS])
 IMAGE_DIR, GT_DIR = "image_2", "gt_image_2"
 
 
@@ -62,26 +64,34 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def decode_target(rgb: np.ndarray, source: str | os.PathLike = "<array>") -> np.ndarray:
-    """KITTI ground-truth colours (RGB H x W x 3) -> uint8 labels 0 / 1 / 255; DataError on any other colour."""
-    code = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
-    labels = np.full(code.shape, IGNORE_INDEX, np.uint8)
-    known = np.zeros(code.shape, bool)
-    for (r, g, b), label in COLOURS.items():
-        hit = code == (r << 16 | g << 8 | b)
-        labels[hit] = label
-        known |= hit
-    if not known.all():
-        colours, counts = np.unique(code[~known], return_counts=True)
-        listed = ", ".join(f"RGB({c >> 16}, {c >> 8 & 255}, {c & 255}) x {n}" for c, n in zip(colours, counts))
-        raise DataError(f"{source}: {int((~known).sum())} pixels with colours that are not KITTI road ground "
-                        f"truth (road 255,0,255 / non-road 255,0,0 / ignore 0,0,0): {listed}")
+def decode_target(rgb: np.ndarray) -> np.ndarray:
+    """KITTI ground truth (RGB H x W x 3) -> uint8 labels by the devkit's channel rule.
+
+    The devkit evaluates where the red channel is > 0 and calls road where the blue channel is > 0.
+    So magenta is road (1), red non-road (0), and black and blue (road outside the evaluation
+    area, found in a few real files) are ignored (255), as is anything else without red.
+    """
+    valid = rgb[..., 0] > 0
+    labels = np.full(rgb.shape[:2], IGNORE_INDEX, np.uint8)
+    labels[valid] = rgb[..., 2][valid] > 0
     return labels
+
+
+def unexpected_colours(rgb: np.ndarray) -> str | None:
+    """A description of pixels in other colours than magenta, red, black and blue, or None if there are none."""
+    code = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    other = ~np.isin(code, KNOWN_CODES)
+    if not other.any():
+        return None
+    colours, counts = np.unique(code[other], return_counts=True)
+    listed = ", ".join(f"RGB({c >> 16}, {c >> 8 & 255}, {c & 255}) x {n}" for c, n in zip(colours[:8], counts[:8]))
+    return (f"{int(other.sum())} pixels in colours other than road (255,0,255), non-road (255,0,0), "
+            f"black or blue: {listed}{' ...' if len(colours) > 8 else ''}; decoded by the devkit's channel rule")
 
 
 def read_target(path: str | os.PathLike) -> np.ndarray:
     """Labels (uint8 H x W: 0 non-road, 1 road, 255 ignore) of a KITTI ground-truth PNG."""
-    return decode_target(read_image(path), path)
+    return decode_target(read_image(path))
 
 
 def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray | None]:
@@ -161,6 +171,27 @@ def split(root: str | os.PathLike, part: str, stems_file: str | os.PathLike | No
         return select(samples, read_stems(stems_file), stems_file)
     train, val = seeded_split(samples, val_fraction, seed)
     return {"train": train, "val": val}[part]
+
+
+def _check_one(sample: Sample) -> str | None:
+    """Read ``sample`` whole (image, ground truth, sizes); a warning about odd colours, or None."""
+    image = read_image(sample.image)
+    if sample.target is None:
+        return None
+    rgb = read_image(sample.target)
+    if rgb.shape[:2] != image.shape[:2]:
+        raise DataError(f"ground truth {sample.target} is {rgb.shape[1]}x{rgb.shape[0]} but image "
+                        f"{sample.image} is {image.shape[1]}x{image.shape[0]}")
+    odd = unexpected_colours(rgb)
+    return None if odd is None else f"{sample.target}: {odd}"
+
+
+def check_samples(samples: Sequence[Sample], threads: int = 4) -> list[str]:
+    """Read every file of ``samples`` before training; DataError for the first bad one, warnings for odd colours."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        return [w for w in pool.map(_check_one, samples) if w is not None]
 
 
 class KittiRoad(torch.utils.data.Dataset):

@@ -1,7 +1,8 @@
 """Checkpoint -> ONNX of ``RoadProbability`` (uint8 NHWC RGB ``image`` in, float32 ``prob`` P(road) out).
 
 Normalisation and the softmax live in the graph, so every runtime feeds raw pixels. The default input
-is fixed at 1 x 384 x 1248 x 3 (a 375x1242 KITTI frame padded to a multiple of 32); ``--dynamic``
+is fixed at the checkpoint's working size (else 1 x 384 x 1248 x 3, a 375x1242 KITTI frame padded to a
+multiple of 32); ``--dynamic``
 makes height and width symbolic. ``--fp16`` runs the FCN in half precision inside the graph (uint8 in,
 float32 out): a strongly typed FP16 model, which is what TensorRT 11 needs for an FP16 engine.
 
@@ -27,7 +28,7 @@ from fcn_road_seg.backends import fit, sha256_file, write_sidecar
 from fcn_road_seg.backends.onnx_backend import INPUT, OUTPUT, OnnxBackend
 from fcn_road_seg.errors import ModelError, RoadSegError
 from fcn_road_seg.image import read_rgb_folder
-from fcn_road_seg.model import FCN8s, RoadProbability, load_checkpoint_model
+from fcn_road_seg.model import FCN8s, RoadProbability, read_checkpoint, working_size_of
 
 DEFAULT_SIZE = (384, 1248)
 DEFAULT_OPSET = 18
@@ -69,8 +70,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                                 "(uint8 NHWC RGB 'image' in, float32 P(road) 'prob' out), with a parity check.")
     p.add_argument("checkpoint", help="training checkpoint (.pt with 'model' and 'model_config')")
     p.add_argument("-o", "--output", help="output .onnx (default: the checkpoint's name with .onnx)")
-    p.add_argument("--height", type=int, default=DEFAULT_SIZE[0], help=f"input height (default {DEFAULT_SIZE[0]})")
-    p.add_argument("--width", type=int, default=DEFAULT_SIZE[1], help=f"input width (default {DEFAULT_SIZE[1]})")
+    p.add_argument("--height", type=int, default=None, help="input height (default: the checkpoint's working "
+                   f"size, else {DEFAULT_SIZE[0]})")
+    p.add_argument("--width", type=int, default=None, help="input width (default: the checkpoint's working "
+                   f"size, else {DEFAULT_SIZE[1]})")
     p.add_argument("--dynamic", action="store_true", help="symbolic height and width (--height/--width are then "
                    "only the example size used for tracing and the check)")
     p.add_argument("--fp16", action="store_true", help="run the FCN in fp16 inside the graph (strongly typed; "
@@ -140,7 +143,8 @@ def check_parity(result: Parity, precision: str) -> None:
                          f"{tol.max_abs:g} and <= {100 * tol.mask_fraction:.4f} % of mask pixels")
 
 
-def metadata(args: argparse.Namespace, model: FCN8s, result: Parity | None) -> dict[str, Any]:
+def metadata(args: argparse.Namespace, model: FCN8s, result: Parity | None,
+             meta: dict[str, Any]) -> dict[str, Any]:
     """The ``<model>.onnx.json`` sidecar: I/O names and shapes, precision, opset and provenance."""
     h, w = ("height", "width") if args.dynamic else (args.height, args.width)
     return {
@@ -155,6 +159,8 @@ def metadata(args: argparse.Namespace, model: FCN8s, result: Parity | None) -> d
         "checkpoint": str(Path(args.checkpoint).resolve()),
         "checkpoint_sha256": sha256_file(args.checkpoint),
         "model_config": model.config,
+        "working_size": meta.get("working_size"),
+        "encoder": meta.get("encoder"),
         "parity": asdict(result) if result else None,
         "torch": torch.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -163,10 +169,12 @@ def metadata(args: argparse.Namespace, model: FCN8s, result: Parity | None) -> d
 
 def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:
     """Export, check and write the model and its sidecar atomically; returns the path and the check's result."""
+    output = Path(args.output or Path(args.checkpoint).with_suffix(".onnx"))
+    model, meta = read_checkpoint(args.checkpoint)
+    default = working_size_of(meta) or DEFAULT_SIZE
+    args.height, args.width = args.height or default[0], args.width or default[1]
     if args.height < 1 or args.width < 1 or args.check_frames < 1:
         raise ModelError("--height, --width and --check-frames must be positive")
-    output = Path(args.output or Path(args.checkpoint).with_suffix(".onnx"))
-    model = load_checkpoint_model(args.checkpoint)
     size = (args.height, args.width)
     result = None
     with atomic_path(output) as tmp:
@@ -177,7 +185,7 @@ def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:
             result = parity(tmp, model, images, "real" if args.check_images else "random")
             print(result.report())
             check_parity(result, "fp16" if args.fp16 else "fp32")
-        write_sidecar(output, metadata(args, model, result))
+        write_sidecar(output, metadata(args, model, result, meta))
     return output, result
 
 

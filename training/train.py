@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from fcn_road_seg.atomic import atomic_path
 from fcn_road_seg.backends import resolve_device
-from fcn_road_seg.errors import DataError, RoadSegError
+from fcn_road_seg.errors import DataError, RoadSegError, one_line
 from fcn_road_seg.model import FCN8s, build_model
 
 from . import data
@@ -58,7 +58,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--val-size", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="run validation at this size, P upsampled back to the ground truth (default: native)")
     p.add_argument("--weights", default=None,
-                   help="encoder init: none (default), 'imagenet' (torchvision download) or a local VGG16 state dict")
+                   help="encoder init: none (default), 'imagenet' (torchvision download), 'hed' (offline, see "
+                        "fcn-road-weights) or a local VGG16 state dict / HED .weights.h5")
     p.add_argument("--fc-channels", type=int, default=4096, help="fc6/fc7 width (4096 = original)")
     p.add_argument("--fc6-kernel", type=int, default=7, help="fc6 kernel size (7 = original)")
     p.add_argument("--dropout", type=float, default=0.5)
@@ -127,6 +128,11 @@ def make_datasets(args: argparse.Namespace) -> tuple[data.KittiRoad, list[data.S
     val = data.split(args.data_path, "val", args.val_split, args.val_fraction, args.split_seed)
     if not train or not val:
         raise DataError(f"{args.data_path}: empty split ({len(train)} training, {len(val)} validation images)")
+    start = time.perf_counter()
+    for warning in data.check_samples([*train, *val]):
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"checked {len(train) + len(val)} frames and their ground truth in {time.perf_counter() - start:.1f} s",
+          flush=True)
     transforms = train_transforms(args.size, args.base_size, args.scale_range, args.hflip_prob, args.color_jitter)
     return data.KittiRoad(train, transforms), val
 
@@ -273,10 +279,16 @@ def link_checkpoint(source: Path, target: Path) -> None:
             shutil.copyfile(source, tmp)
 
 
+def working_size(args: argparse.Namespace) -> list[int] | None:
+    """The (H, W) the model was validated at, which the runtime runs it at; None = each frame's own size."""
+    return list(args.val_size) if args.val_size else None
+
+
 def slim_checkpoint(model: FCN8s, metrics: dict[str, float], args: argparse.Namespace) -> dict[str, Any]:
-    """Deployable checkpoint: fp16 weights, config, validation metrics and training arguments."""
+    """Deployable checkpoint: fp16 weights, config, working size, validation metrics and training arguments."""
     return {"model": {k: v.half() for k, v in model.state_dict().items()}, "model_config": dict(model.config),
-            "metrics": metrics, "train_args": vars(args)}
+            "working_size": working_size(args), "encoder": args.weights or "scratch", "metrics": metrics,
+            "train_args": vars(args)}
 
 
 def write_log(history: list[dict[str, float]], out: Path) -> None:
@@ -390,6 +402,7 @@ def train(args: argparse.Namespace) -> TrainState:
             ckpt = {"model": model.state_dict(), "model_config": dict(model.config),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(), "epoch": epoch, "step": state.step, "args": vars(args),
+                    "working_size": working_size(args), "encoder": args.weights or "scratch",
                     "best_maxf": state.best_maxf, "metrics": metrics, "history": state.history, "rng": rng_state()}
             save_checkpoint(ckpt, out / "checkpoint_last.pt")
             if best:
@@ -418,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         train(args)
     except RoadSegError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
     return 0
 

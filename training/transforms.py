@@ -15,7 +15,11 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from fcn_road_seg.weights import IMAGENET_MEAN
+
 from .data import IGNORE_INDEX
+
+PAD_FILL = [round(255 * m) for m in IMAGENET_MEAN]  # the colour the model's own padding stands for
 
 Pair = tuple[torch.Tensor, torch.Tensor | None]
 
@@ -76,7 +80,8 @@ class RandomScale:
 
 
 class RandomCrop:
-    """Random (H, W) crop; smaller inputs are first padded (image with 0, target with ``IGNORE_INDEX``)."""
+    """Random (H, W) crop; smaller inputs are first padded (image with the mean colour, as the model pads
+    at inference, target with ``IGNORE_INDEX``)."""
 
     def __init__(self, size: Sequence[int]) -> None:
         self.size = tuple(size)
@@ -86,7 +91,7 @@ class RandomCrop:
         (th, tw), (h, w) = self.size, image.shape[-2:]
         pad = [0, 0, max(tw - w, 0), max(th - h, 0)]  # left, top, right, bottom
         if any(pad):
-            image = F.pad(image, pad, fill=0)
+            image = F.pad(image, pad, fill=PAD_FILL if image.dtype == torch.uint8 else [f / 255 for f in PAD_FILL])
             target = None if target is None else F.pad(target, pad, fill=IGNORE_INDEX)
         h, w = image.shape[-2:]
         top = int(torch.randint(h - th + 1, ())) if h > th else 0

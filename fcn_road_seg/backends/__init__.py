@@ -165,6 +165,27 @@ class Backend(abc.ABC):
         self.device = device
         self.input_size = input_size
         self.resize_policy = resize_policy
+        self.working_size: tuple[int, int] | None = None  # from the model's metadata; subclasses set it
+
+    def set_network_size(self, requested: str = "auto") -> None:
+        """Choose the size the network runs at: ``auto`` (the model's working size), ``native`` or ``HxW``.
+
+        A dynamic network gets frames resized (area when shrinking) to that size, and P(road) is
+        resized back (bilinear). A fixed-shape network runs at its own shape: at its working size it
+        stretches like a dynamic one; otherwise (an export at another shape) frames are fitted with
+        ``resize_policy``, and an explicit size that differs from the shape is an error.
+        """
+        size = self.working_size if requested == "auto" else parse_network_size(requested)
+        if self.input_size is None:
+            self.input_size = None if size == "native" else size
+            if self.input_size is not None:
+                self.resize_policy = "stretch"
+        elif size == tuple(self.input_size) or (requested == "auto" and self.working_size is None):
+            if size == tuple(self.input_size):
+                self.resize_policy = "stretch"
+        elif requested != "auto":
+            raise ModelError(f"network_size '{requested}': this model's input is fixed at "
+                             f"{self.input_size[0]}x{self.input_size[1]}; export it with --dynamic or at that size")
 
     @abc.abstractmethod
     def _forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -207,10 +228,28 @@ class Backend(abc.ABC):
             self.infer(frame)
         return time.perf_counter() - start
 
+    def network_size_text(self) -> str:
+        """Where the network runs, for logs and /diagnostics: ``188x624 (stretch)`` or ``each frame's size``."""
+        if self.input_size is None:
+            return "each frame's size"
+        return f"{self.input_size[0]}x{self.input_size[1]} ({self.resize_policy})"
+
     def describe(self) -> str:
-        """One line for logs: backend, device and input shape."""
-        shape = "dynamic" if self.input_size is None else f"{self.input_size[0]}x{self.input_size[1]}"
-        return f"{self.name} on {self.device} (input {shape}, {self.resize_policy})"
+        """One line for logs: backend, device and the size the network runs at."""
+        return f"{self.name} on {self.device} (network at {self.network_size_text()})"
+
+
+def parse_network_size(text: str) -> tuple[int, int] | str:
+    """``native`` or ``HxW`` (e.g. ``188x624``) -> ``"native"`` or (H, W); ModelError naming the value."""
+    if text == "native":
+        return "native"
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ModelError(f"network_size '{text}' is not auto, native or HxW (e.g. 188x624)") from None
+    if min(h, w) < 32 or max(h, w) > 8192:
+        raise ModelError(f"network_size '{text}': each side must be in [32, 8192]")
+    return h, w
 
 
 def sidecar_path(model_path: str | Path) -> Path:
@@ -292,13 +331,24 @@ def _tensorrt_usable() -> bool:
 
 
 def load_backend(model_path: str | Path, backend: str = "auto", device: str = "auto",
-                 resize_policy: str = "letterbox", **options) -> Backend:
+                 resize_policy: str = "letterbox", network_size: str = "auto", **options) -> Backend:
     """Open ``model_path`` with the named backend (or the fastest that can run it, for ``auto``).
+
+    ``network_size`` (``auto`` = the model's working size, ``native``, or ``HxW``): see
+    ``Backend.set_network_size``.
 
     ``options`` go to the backend's constructor: ``precision``/``compile`` for torch, ``threads`` for
     onnxruntime, ``rebuild`` ("never" | "if-stale"), ``precision``, ``workspace_gb``, ``timing_cache`` for
     tensorrt (given an .onnx, TensorRT builds and caches ``<model>.engine`` beside it).
     """
+    parse_network_size(network_size) if network_size != "auto" else None  # a bad value fails before loading
+    backend_ = _open_backend(model_path, backend, device, resize_policy, **options)
+    backend_.set_network_size(network_size)
+    return backend_
+
+
+def _open_backend(model_path: str | Path, backend: str, device: str, resize_policy: str, **options) -> Backend:
+    """The backend object for ``load_backend``, at the model's own input shape."""
     if not Path(model_path).is_file():
         raise ModelError(f"model file not found: {model_path}")
     kind = backend_for(model_path, backend)

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from . import Backend
+from ..model import working_size_of
+from . import Backend, read_sidecar
 
 INPUT, OUTPUT = "image", "prob"
 INPUT_TYPE, OUTPUT_TYPE = "tensor(uint8)", "tensor(float)"
@@ -92,6 +93,7 @@ class OnnxBackend(Backend):
             raise ModelError(f"{model_path} is not an fcn_road_seg ONNX model: {'; '.join(problems)} "
                              "(export one with fcn-road-export)")
         super().__init__(device, size, resize_policy)
+        self.working_size = working_size_of(read_sidecar(model_path))
 
     @staticmethod
     def _providers(ort: Any, device: torch.device) -> list[Any]:

@@ -35,6 +35,7 @@ import torch
 from ..atomic import atomic_path
 from ..errors import ModelError, RoadSegError
 from ..image import read_rgb_folder
+from ..model import working_size_of
 from . import Backend, fit, read_sidecar, resolve_device, sha256_file, write_sidecar
 from .onnx_backend import INPUT, OUTPUT
 
@@ -402,6 +403,8 @@ class TensorRTBackend(Backend):
             self.stream = torch.cuda.Stream(device)
         shape = tuple(self.engine.get_tensor_shape(INPUT))
         self.input_size = None if min(shape[1:3]) < 0 else (shape[1], shape[2])
+        sources = [self.engine_path, source or self.engine_path.with_suffix(".onnx")]
+        self.working_size = next(filter(None, (working_size_of(read_sidecar(p)) for p in sources)), None)
 
     def _problems(self, device: torch.device, meta: dict | None, source: Path | None) -> tuple[list[str], list[str]]:
         """(incompatible, stale) reasons for the engine file, from its metadata and this system."""

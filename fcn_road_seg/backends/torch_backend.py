@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelError
-from ..model import RoadProbability, load_checkpoint_model
+from ..model import RoadProbability, read_checkpoint, working_size_of
 from . import Backend
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -27,7 +27,9 @@ class TorchBackend(Backend):
         if device.type == "cpu" and precision != "fp32":
             raise ModelError(f"precision '{precision}' needs CUDA; use fp32 on CPU")
         self.precision = precision
-        net = RoadProbability(load_checkpoint_model(model_path)).eval()
+        fcn, meta = read_checkpoint(model_path)
+        self.working_size = working_size_of(meta)
+        net = RoadProbability(fcn).eval()
         net = net.to(device=device, dtype=PRECISIONS[precision])
         if device.type == "cuda":
             net = net.to(memory_format=torch.channels_last)

