@@ -10,6 +10,7 @@ import pytest
 from rosbags.rosbag2 import Reader, Writer
 
 from fcn_road_seg import bags
+from fcn_road_seg import segmenter as segmenter_module
 from fcn_road_seg.backends import load_backend
 from fcn_road_seg.errors import DataError
 from fcn_road_seg.image import from_array
@@ -303,9 +304,9 @@ def test_command_lines(road_dir: Path, tiny_model: Path, tmp_path: Path, monkeyp
     assert "2 frames of the KITTI road layout" in capsys.readouterr().out
     assert bags.kitti2bag_main([str(road_dir), bag, "--no-progress"]) == 1
     assert f"error: refusing to overwrite existing output: {bag}" in capsys.readouterr().err
-    monkeypatch.setattr(bags, "default_model_path", lambda: tmp_path / "missing.pt")
+    monkeypatch.setattr(segmenter_module, "default_model_path", lambda: tmp_path / "missing.pt")
     assert bags.segment_bag_main([bag, seg, "--no-progress"]) == 1
-    assert f"error: the default model {tmp_path / 'missing.pt'} does not exist" in capsys.readouterr().err
+    assert f"error: the default model {tmp_path / 'missing.pt'} is not installed" in capsys.readouterr().err
     assert bags.segment_bag_main([bag, seg, "--model", str(tiny_model), "--device", "cpu", "--no-progress",
                                   "--contact-sheet", str(tmp_path / "sheet.png")]) == 0
     out = capsys.readouterr().out

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from fcn_road_seg.errors import DataError, one_line
 from fcn_road_seg.model import FCN8s
 from training import evaluate as ev
 
@@ -227,7 +228,7 @@ def test_cli_resized_seeded_split_and_testing(road_dir: tuple[Path, dict], untra
                     "--model", str(untrained_checkpoint), "--device", "cpu", "--workers", "0",
                     "--output", str(out)]) == 0
     report = json.loads((out / "metrics.json").read_text())
-    assert report["images"] == 2 and report["size"] == [32, 64]  # round(2 * 0.6) um + round(1 * 0.6) uu
+    assert report["images"] == 2 and report["network_size"] == "32x64 (stretch)"  # round(2 * 0.6) um + round(1 * 0.6) uu
     sub = tmp_path / "submission_testing"
     assert ev.main(["--data-path", str(root), "--testing", "--submission-dir", str(sub), "--model",
                     str(untrained_checkpoint), "--device", "cpu", "--workers", "0"]) == 0
@@ -242,3 +243,31 @@ def test_cli_reports_bad_model_and_data(road_dir: tuple[Path, dict], tmp_path: P
     assert f"model file not found: {tmp_path / 'none.pt'}" in capsys.readouterr().err
     assert ev.main(["--data-path", str(tmp_path / "nodata"), "--model", "x.pt", "--device", "cpu"]) == 1
     assert "image folder not found" in capsys.readouterr().err
+
+
+def test_cli_bad_frame_is_one_line_naming_the_file(road_dir: tuple[Path, dict], untrained_checkpoint: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    root, _ = road_dir
+    bad = root / "training" / "image_2" / "uu_000005.png"
+    bad.write_bytes(b"not a png")
+    assert ev.main(["--data-path", str(root), "--split", str(root / "all.txt"), "--model", str(untrained_checkpoint),
+                    "--device", "cpu", "--workers", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: cannot read image {bad} (missing, not an image or corrupt)"
+
+
+class _Failing(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> int:
+        raise DataError(f"cannot read image /data/frame_{index}.png")
+
+
+def test_worker_error_reaches_the_user_as_its_own_message() -> None:
+    """torch re-raises a worker's DataError with the worker traceback inside; one_line gives the message back."""
+    loader = torch.utils.data.DataLoader(_Failing(), num_workers=1)
+    with pytest.raises(DataError) as info:
+        next(iter(loader))
+    assert "Traceback" in str(info.value)
+    assert one_line(info.value) == "cannot read image /data/frame_0.png"

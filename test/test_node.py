@@ -242,7 +242,7 @@ def test_main_exits_non_zero_with_a_clear_message(tiny_model: Path, capfd: pytes
 
 def test_main_without_a_model_names_the_missing_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         capfd: pytest.CaptureFixture) -> None:
-    monkeypatch.setattr("fcn_road_seg.node.default_model_path", lambda: tmp_path / "default.pt")
+    monkeypatch.setattr("fcn_road_seg.segmenter.default_model_path", lambda: tmp_path / "default.pt")
     assert main(["road_seg_node"]) == 1
-    assert (f"cannot start: model_path is empty and the default model is not installed ({tmp_path / 'default.pt'}); "
-            "pass model_path:=") in capfd.readouterr().err
+    assert (f"cannot start: the default model {tmp_path / 'default.pt'} is not installed; pass a model file"
+            in capfd.readouterr().err)

@@ -87,7 +87,8 @@ def test_short_camvid_run_learns_road(camvid_root: Path, tmp_path: Path) -> None
 
     # The slim fp16 model is the best epoch's, loads for deployment and re-evaluates to the logged metrics.
     slim = torch.load(out / "model_best_fp16.pt", weights_only=True)
-    assert set(slim) == {"model", "model_config", "metrics", "train_args"}
+    assert set(slim) == {"model", "model_config", "working_size", "encoder", "metrics", "train_args"}
+    assert slim["working_size"] == [72, 96] and slim["encoder"] == "scratch"
     assert all(v.dtype == torch.float16 for v in slim["model"].values() if v.is_floating_point())
     assert slim["metrics"]["MaxF"] == pytest.approx(best["val_MaxF"])
     assert slim["model_config"] == {"num_classes": 2, "fc_channels": 32, "fc6_kernel": 3}

@@ -22,9 +22,9 @@ from torch import nn
 from tqdm import tqdm
 
 from fcn_road_seg.atomic import atomic_path
-from fcn_road_seg.backends import resolve_device
-from fcn_road_seg.errors import RoadSegError
-from fcn_road_seg.model import load_checkpoint_model
+from fcn_road_seg.backends import BACKENDS, Backend, load_backend
+from fcn_road_seg.errors import RoadSegError, one_line
+from fcn_road_seg.image import Frame
 
 from . import data
 from .transforms import Compose, ToTensor
@@ -201,6 +201,25 @@ def evaluate(model: nn.Module, loader: torch.utils.data.DataLoader, samples: Seq
     return evaluator if labelled else None
 
 
+def evaluate_backend(backend: Backend, samples: Sequence[data.Sample], workers: int = 2,
+                     on_prob: Callable[[data.Sample, torch.Tensor], None] | None = None,
+                     progress: bool = True) -> RoadEvaluator | None:
+    """Evaluate the way the node runs: each uint8 frame through ``backend.probability`` (fit, network, unfit)."""
+    loader = torch.utils.data.DataLoader(Indexed(data.KittiRoad(samples)), batch_size=1, num_workers=workers,
+                                         collate_fn=collate_lists)
+    evaluator = RoadEvaluator(sorted({s.category for s in samples}), "cpu")
+    labelled = True
+    for (index,), (image,), (target,) in tqdm(loader, desc="eval", disable=not progress, leave=False):
+        p = backend.probability(Frame(image, "rgb8")).float().cpu()
+        if target is None:
+            labelled = False
+        else:
+            evaluator.update(p, torch.from_numpy(target), samples[index].category)
+        if on_prob is not None:
+            on_prob(samples[index], p)
+    return evaluator if labelled else None
+
+
 def format_table(metrics: dict[str, dict[str, float]]) -> str:
     """A fixed-width table: one row per category and URBAN, metrics in percent, threshold as is."""
     head = f"{'category':<10}" + "".join(f"{k:>10}" for k in METRIC_KEYS)
@@ -220,19 +239,22 @@ def write_confidence(path: Path, prob: torch.Tensor) -> None:
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="KITTI Road (camera view) pixel evaluation of an FCN-8s checkpoint",
+    parser = argparse.ArgumentParser(description="KITTI Road (camera view) pixel evaluation of a model, run the "
+                                     "way the node runs it (same backend, working size and resizing)",
                                      add_help=add_help)
     parser.add_argument("--data-path", required=True, help="KITTI data_road folder (holding training/ and testing/)")
-    parser.add_argument("--model", required=True, help="checkpoint (.pt) written by fcn-road-train")
+    parser.add_argument("--model", required=True, help="checkpoint (.pt), ONNX model or TensorRT engine")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="as the node's backend parameter")
     parser.add_argument("--split", default=None, help="stems file of the images to evaluate (default: seeded split)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the per-category split without --split")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="validation fraction without --split")
     parser.add_argument("--testing", action="store_true",
                         help="run on testing/image_2 (no metrics; use with --submission-dir)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--network-size", default="auto",
+                        help="auto (the model's working size, as the node), native (each frame's own) or HxW")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                        help="run the model at this size; P is upsampled back to the ground truth's size")
-    parser.add_argument("--batch-size", type=int, default=1)
+                        help="shorthand for --network-size HxW")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--output", default=None, help="folder for metrics.json")
     parser.add_argument("--submission-dir", default=None,
@@ -242,18 +264,20 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict[str, dict[str, float]] | None:
     """Evaluate (and/or write submission files) as ``args`` says; returns the metrics (None with --testing)."""
-    device = resolve_device(args.device)
     if args.testing:
         samples = data.testing_samples(args.data_path)
     else:
         samples = data.split(args.data_path, "val", args.split, args.val_fraction, args.split_seed)
-    model = load_checkpoint_model(args.model).to(device)
+    for warning in data.check_samples(samples):
+        print(f"warning: {warning}", file=sys.stderr)
+    network_size = f"{args.size[0]}x{args.size[1]}" if args.size else args.network_size
+    backend = load_backend(args.model, args.backend, args.device, network_size=network_size)
+    print(f"evaluating {len(samples)} frames with {backend.describe()}", flush=True)
     on_prob = None
     if args.submission_dir:
         out = Path(args.submission_dir)
         on_prob = lambda s, p: write_confidence(out / data.gt_name(s.stem), p)  # noqa: E731
-    loader = eval_loader(samples, args.batch_size, args.workers)
-    evaluator = evaluate(model, loader, samples, device, args.size, on_prob=on_prob)
+    evaluator = evaluate_backend(backend, samples, args.workers, on_prob)
     if evaluator is None:
         print(f"wrote {len(samples)} submission files to {args.submission_dir}")
         return None
@@ -262,7 +286,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]] | None:
     if args.output:
         target = Path(args.output) / "metrics.json"
         report = {"model": str(args.model), "data_path": str(args.data_path), "images": len(samples),
-                  "size": args.size, "metrics": metrics}
+                  "backend": backend.describe(), "network_size": backend.network_size_text(), "metrics": metrics}
         with atomic_path(target) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {target}")
@@ -277,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run(args)
     except RoadSegError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
     return 0
 

@@ -172,7 +172,8 @@ def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:
     output = Path(args.output or Path(args.checkpoint).with_suffix(".onnx"))
     model, meta = read_checkpoint(args.checkpoint)
     default = working_size_of(meta) or DEFAULT_SIZE
-    args.height, args.width = args.height or default[0], args.width or default[1]
+    args.height = default[0] if args.height is None else args.height
+    args.width = default[1] if args.width is None else args.width
     if args.height < 1 or args.width < 1 or args.check_frames < 1:
         raise ModelError("--height, --width and --check-frames must be positive")
     size = (args.height, args.width)
