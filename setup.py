@@ -20,8 +20,8 @@ setup(
     install_requires=["numpy", "opencv-python-headless", "torch", "torchvision", "rosbags>=0.10", "tqdm"],
     extras_require={
         "onnx": ["onnx", "onnxruntime", "onnxscript"],
-        "train": ["matplotlib", "tensorboard", "onnx", "onnxruntime", "onnxscript"],
-        "test": ["pytest<9", "onnx", "onnxruntime", "onnxscript", "matplotlib", "tensorboard"],
+        "train": ["h5py", "matplotlib", "tensorboard", "onnx", "onnxruntime", "onnxscript"],
+        "test": ["pytest<9", "h5py", "onnx", "onnxruntime", "onnxscript", "matplotlib", "tensorboard"],
         "tensorrt": ["tensorrt", "onnx"],
     },
     tests_require=["pytest"],
@@ -38,6 +38,8 @@ setup(
             "fcn-road-train = training.train:main",
             "fcn-road-eval = training.evaluate:main",
             "fcn-road-export = training.export:main",
+            "fcn-road-calibrate = training.calibration:main",
+            "fcn-road-weights = fcn_road_seg.weights:main",
         ],
     },
 )

@@ -7,6 +7,7 @@ uint8 N x H x W x 3 RGB in, float P(road) N x H x W out, so pre- and post-proces
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -93,17 +94,27 @@ class FCN8s(nn.Module):
 
 
 class RoadProbability(nn.Module):
-    """Deployment head: uint8 N x H x W x 3 RGB in, float32 P(road) N x H x W out."""
+    """Deployment head: uint8 N x H x W x 3 RGB in, float32 P(road) N x H x W out.
 
-    def __init__(self, fcn: FCN8s) -> None:
+    ``temperature`` is the calibration scalar T (Guo et al. 2017): P = sigmoid((l1 - l0) / T), so
+    T = 1 is the plain softmax and the 0.5 threshold is the same for every T.
+    """
+
+    def __init__(self, fcn: FCN8s, temperature: float = 1.0) -> None:
         super().__init__()
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ModelError(f"temperature must be a positive number, got {temperature!r}")
         self.fcn = fcn
+        self.temperature = float(temperature)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Normalise, run FCN-8s in its own dtype, and take the two-class softmax's road channel."""
+        """Normalise, run FCN-8s in its own dtype, and take the (tempered) two-class softmax's road channel."""
         x = image.permute(0, 3, 1, 2).to(self.fcn.mean.dtype) / 255.0  # NHWC input: already channels_last
         logits = self.fcn(x).float()
-        return torch.sigmoid(logits[:, 1] - logits[:, 0])  # == softmax(logits)[:, 1] for two classes
+        z = logits[:, 1] - logits[:, 0]
+        if self.temperature != 1.0:
+            z = z * (1.0 / self.temperature)
+        return torch.sigmoid(z)  # == softmax(logits / T)[:, 1] for two classes
 
 
 def load_vgg16_weights(model: FCN8s, weights: str) -> list[str]:
@@ -161,7 +172,10 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[FCN8s, dict[str, Any]]:
         model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ModelError(f"checkpoint {path} does not match FCN8s: {exc}") from exc
-    meta = {k: ckpt[k] for k in ("working_size", "encoder", "metrics") if k in ckpt}
+    meta = {k: ckpt[k] for k in ("working_size", "encoder", "metrics", "temperature", "calibration") if k in ckpt}
+    temperature = meta.get("temperature", 1.0)
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise ModelError(f"checkpoint {path}: temperature {temperature!r} is not a positive number")
     size = meta.get("working_size")
     if size is not None and not (isinstance(size, (list, tuple)) and len(size) == 2
                                  and all(isinstance(v, int) and v >= STRIDE for v in size)):

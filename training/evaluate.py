@@ -27,6 +27,7 @@ from fcn_road_seg.errors import RoadSegError, one_line
 from fcn_road_seg.image import Frame
 
 from . import data
+from .calibration import CalibrationMeter, reliability_diagram
 from .transforms import Compose, ToTensor
 
 URBAN = "URBAN"
@@ -203,8 +204,12 @@ def evaluate(model: nn.Module, loader: torch.utils.data.DataLoader, samples: Seq
 
 def evaluate_backend(backend: Backend, samples: Sequence[data.Sample], workers: int = 2,
                      on_prob: Callable[[data.Sample, torch.Tensor], None] | None = None,
-                     progress: bool = True) -> RoadEvaluator | None:
-    """Evaluate the way the node runs: each uint8 frame through ``backend.probability`` (fit, network, unfit)."""
+                     progress: bool = True,
+                     calibration: CalibrationMeter | None = None) -> RoadEvaluator | None:
+    """Evaluate the way the node runs: each uint8 frame through ``backend.probability`` (fit, network, unfit).
+
+    ``calibration``, when given, also collects the calibration of P(road) over all labelled frames.
+    """
     loader = torch.utils.data.DataLoader(Indexed(data.KittiRoad(samples)), batch_size=1, num_workers=workers,
                                          collate_fn=collate_lists)
     evaluator = RoadEvaluator(sorted({s.category for s in samples}), "cpu")
@@ -215,6 +220,8 @@ def evaluate_backend(backend: Backend, samples: Sequence[data.Sample], workers: 
             labelled = False
         else:
             evaluator.update(p, torch.from_numpy(target), samples[index].category)
+            if calibration is not None:
+                calibration.update(p, torch.from_numpy(target))
         if on_prob is not None:
             on_prob(samples[index], p)
     return evaluator if labelled else None
@@ -277,19 +284,25 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]] | None:
     if args.submission_dir:
         out = Path(args.submission_dir)
         on_prob = lambda s, p: write_confidence(out / data.gt_name(s.stem), p)  # noqa: E731
-    evaluator = evaluate_backend(backend, samples, args.workers, on_prob)
+    meter = CalibrationMeter()
+    evaluator = evaluate_backend(backend, samples, args.workers, on_prob, calibration=meter)
     if evaluator is None:
         print(f"wrote {len(samples)} submission files to {args.submission_dir}")
         return None
     metrics = evaluator.compute()
+    calibration = meter.compute()
     print(format_table(metrics))
+    print(f"calibration (URBAN, {calibration['pixels']} valid pixels): ECE {100 * calibration['ECE']:.2f} %, "
+          f"MCE {100 * calibration['MCE']:.2f} %, Brier {calibration['Brier']:.4f}")
     if args.output:
         target = Path(args.output) / "metrics.json"
         report = {"model": str(args.model), "data_path": str(args.data_path), "images": len(samples),
-                  "backend": backend.describe(), "network_size": backend.network_size_text(), "metrics": metrics}
+                  "backend": backend.describe(), "network_size": backend.network_size_text(), "metrics": metrics,
+                  "calibration": calibration}
         with atomic_path(target) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {target}")
+        diagram = reliability_diagram(calibration, Path(args.output) / "reliability.png", Path(args.model).name)
+        print(f"wrote {target} and {diagram}")
     return metrics
 
 

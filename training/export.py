@@ -91,13 +91,14 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def export_onnx(model: FCN8s, path: str | Path, size: tuple[int, int] = DEFAULT_SIZE, dynamic: bool = False,
-                fp16: bool = False, opset: int = DEFAULT_OPSET, exporter: str = "dynamo") -> None:
-    """Write ``RoadProbability(model)`` to ``path`` as one self-contained ONNX file (not atomic by itself)."""
+                fp16: bool = False, opset: int = DEFAULT_OPSET, exporter: str = "dynamo",
+                temperature: float = 1.0) -> None:
+    """Write ``RoadProbability(model, temperature)`` to ``path`` as one self-contained ONNX file (not atomic)."""
     if opset < MIN_OPSET:
         raise ModelError(f"opset {opset} is too old: use {MIN_OPSET} or later")
     if exporter not in EXPORTERS:
         raise ModelError(f"unknown exporter '{exporter}'; choose one of {EXPORTERS}")
-    net = RoadProbability(model).eval()
+    net = RoadProbability(model, temperature).eval()
     if fp16:
         net = net.half()
     example = torch.zeros((1, *size, 3), dtype=torch.uint8)
@@ -120,10 +121,11 @@ def random_images(size: tuple[int, int], count: int, seed: int = 0) -> list[np.n
     return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(count)]
 
 
-def parity(onnx_path: str | Path, model: FCN8s, images: Sequence[np.ndarray], source: str = "given") -> Parity:
+def parity(onnx_path: str | Path, model: FCN8s, images: Sequence[np.ndarray], source: str = "given",
+           temperature: float = 1.0) -> Parity:
     """Run ONNX Runtime (CPU) and the fp32 torch model on the same fitted uint8 images and compare P(road)."""
     backend = OnnxBackend(onnx_path, torch.device("cpu"))
-    net = RoadProbability(model).eval()
+    net = RoadProbability(model, temperature).eval()
     worst, differing, pixels = 0.0, 0, 0
     with torch.inference_mode():
         for rgb in images:
@@ -161,6 +163,7 @@ def metadata(args: argparse.Namespace, model: FCN8s, result: Parity | None,
         "model_config": model.config,
         "working_size": meta.get("working_size"),
         "encoder": meta.get("encoder"),
+        "temperature": meta.get("temperature", 1.0),
         "parity": asdict(result) if result else None,
         "torch": torch.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -179,11 +182,12 @@ def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:
     size = (args.height, args.width)
     result = None
     with atomic_path(output) as tmp:
-        export_onnx(model, tmp, size, args.dynamic, args.fp16, args.opset, args.exporter)
+        temperature = float(meta.get("temperature", 1.0))
+        export_onnx(model, tmp, size, args.dynamic, args.fp16, args.opset, args.exporter, temperature)
         if args.check:
             images = (read_rgb_folder(args.check_images, args.check_frames) if args.check_images
                       else random_images(size, args.check_frames))
-            result = parity(tmp, model, images, "real" if args.check_images else "random")
+            result = parity(tmp, model, images, "real" if args.check_images else "random", temperature)
             print(result.report())
             check_parity(result, "fp16" if args.fp16 else "fp32")
         write_sidecar(output, metadata(args, model, result, meta))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import os
 import random
@@ -29,10 +30,11 @@ from tqdm import tqdm
 from fcn_road_seg.atomic import atomic_path
 from fcn_road_seg.backends import resolve_device
 from fcn_road_seg.errors import DataError, RoadSegError, one_line
-from fcn_road_seg.model import FCN8s, build_model
+from fcn_road_seg.model import FCN8s, build_model, read_checkpoint
 
 from . import data
 from . import evaluate as ev
+from .calibration import calibrate, write_calibrated
 from .transforms import train_transforms
 
 LOG_FIELDS = ("epoch", "step", "lr", "train_loss", "val_MaxF", "val_AP", "val_IoU", "val_PRE", "val_REC",
@@ -86,6 +88,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, help="checkpoint_last.pt to continue from")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
     p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
+                   help="at the end, fit the temperature T of the best model on the validation split")
     return p
 
 
@@ -421,9 +425,22 @@ def train(args: argparse.Namespace) -> TrainState:
                   f"{rate:.1f} images/s, {seconds:.0f} s{' (best)' if best else ''}", flush=True)
     if writer is not None:
         writer.close()
+    if run.main and args.calibrate and (out / "model_best_fp16.pt").is_file():
+        calibrate_best(out / "model_best_fp16.pt", val_samples, args)
     if run.world > 1:
         dist.destroy_process_group()
     return state
+
+
+def calibrate_best(path: Path, samples: Sequence[data.Sample], args: argparse.Namespace) -> None:
+    """Fit T of the slim best model on the validation samples (at its working size) and store it there."""
+    model, _ = read_checkpoint(path)
+    result = calibrate(model, samples, working_size(args), args.progress)
+    write_calibrated(path, path, result)
+    with atomic_path(Path(args.output_dir) / "calibration.json") as tmp:
+        tmp.write_text(json.dumps({k: result[k] for k in ("temperature", "frames", "before", "after")}, indent=2))
+    print(f"calibrated {path}: T = {result['temperature']:.4f}, validation ECE "
+          f"{100 * result['before']['ECE']:.2f} % -> {100 * result['after']['ECE']:.2f} %", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,7 +29,8 @@ class TorchBackend(Backend):
         self.precision = precision
         fcn, meta = read_checkpoint(model_path)
         self.working_size = working_size_of(meta)
-        net = RoadProbability(fcn).eval()
+        self.temperature = float(meta.get("temperature", 1.0))
+        net = RoadProbability(fcn, self.temperature).eval()
         net = net.to(device=device, dtype=PRECISIONS[precision])
         if device.type == "cuda":
             net = net.to(memory_format=torch.channels_last)
