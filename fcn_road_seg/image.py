@@ -106,8 +106,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp")
 
 
 def read_rgb_folder(folder: str | Path, count: int) -> list[np.ndarray]:
-    """The first ``count`` images of ``folder`` (sorted by name) as H x W x 3 uint8 RGB; errors name the file."""
-    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:count]
+    """``count`` images of ``folder``, evenly spaced in name order, as H x W x 3 uint8 RGB; errors name the file."""
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = paths[:: max(1, len(paths) // max(1, count))][:count]
     if not paths:
         raise ImageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     images = []

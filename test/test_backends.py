@@ -200,10 +200,18 @@ def test_load_backend_picks_by_file_type(tiny_model: Path, small_onnx: Path, tmp
     assert isinstance(load_backend(tiny_model, "auto", "cpu"), TorchBackend)
     onnx_backend = load_backend(small_onnx, "onnxruntime", "cpu")
     assert isinstance(onnx_backend, OnnxBackend) and "CPUExecutionProvider" in onnx_backend.describe()
-    assert backend_for(small_onnx, "auto") in ("onnxruntime", "tensorrt")  # tensorrt only with TensorRT and a GPU
     assert backend_for(small_onnx, "tensorrt") == "tensorrt"  # TensorRT builds its engine from the ONNX model
     assert backend_for("model.engine", "auto") == backend_for("model.plan", "tensorrt") == "tensorrt"
     assert backend_for("model.pth", "auto") == "torch"
+
+
+@pytest.mark.parametrize("usable, device, expected", [
+    (True, "cpu", "onnxruntime"), (True, "cpu:0", "onnxruntime"), (True, "auto", "tensorrt"),
+    (True, "cuda:1", "tensorrt"), (False, "auto", "onnxruntime"), (False, "cuda", "onnxruntime")])
+def test_auto_picks_tensorrt_only_where_it_can_run(small_onnx: Path, monkeypatch: pytest.MonkeyPatch, usable: bool,
+                                                  device: str, expected: str) -> None:
+    monkeypatch.setattr("fcn_road_seg.backends._tensorrt_usable", lambda: usable)
+    assert backend_for(small_onnx, "auto", device) == expected
 
 
 @pytest.mark.parametrize("backend, model, message", [

@@ -30,6 +30,8 @@ from fcn_road_seg.errors import ModelError, RoadSegError
 from fcn_road_seg.image import read_rgb_folder
 from fcn_road_seg.model import FCN8s, RoadProbability, read_checkpoint, working_size_of
 
+from .quantize import CALIBRATION_METHODS, fitted_frames, quantize_int8
+
 DEFAULT_SIZE = (384, 1248)
 DEFAULT_OPSET = 18
 MIN_OPSET = 17
@@ -46,7 +48,8 @@ class Tolerance:
 
 
 #: fp32 graphs must match torch to 1e-4 and 0.01 % of mask pixels; fp16 graphs are held to fp16 accuracy
-TOLERANCES = {"fp32": Tolerance(1e-4, 1e-4), "fp16": Tolerance(2e-2, 2e-3)}
+#: INT8 is judged by its masks (P itself moves by up to ~0.1 near the decision boundary)
+TOLERANCES = {"fp32": Tolerance(1e-4, 1e-4), "fp16": Tolerance(2e-2, 2e-3), "int8": Tolerance(0.5, 1e-2)}
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,14 @@ def get_args_parser() -> argparse.ArgumentParser:
                    "only the example size used for tracing and the check)")
     p.add_argument("--fp16", action="store_true", help="run the FCN in fp16 inside the graph (strongly typed; "
                    "TensorRT 11 builds FP16 engines only from such a model)")
+    p.add_argument("--int8", action="store_true", help="ONNX Runtime static INT8 quantization (QDQ, per-channel "
+                   "weights) for CPUs, calibrated on --calib-dir; needs a fixed shape")
+    p.add_argument("--calib-dir", metavar="DIR", help="folder of real road frames (PNG/JPEG) for INT8 calibration; "
+                   "use training frames, not the ones you evaluate on")
+    p.add_argument("--calib-frames", type=int, default=32, metavar="N", help="calibration frames (default 32)")
+    p.add_argument("--calib-method", choices=CALIBRATION_METHODS, default="minmax")
+    p.add_argument("--keep-fp32", nargs="*", default=[], metavar="NODE",
+                   help="ONNX node names to leave in float (see training.quantize.conv_nodes)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, >= {MIN_OPSET} "
                    f"(default {DEFAULT_OPSET})")
     p.add_argument("--exporter", choices=EXPORTERS, default="dynamo", help="torch.onnx.export(dynamo=True) "
@@ -155,7 +166,9 @@ def metadata(args: argparse.Namespace, model: FCN8s, result: Parity | None,
         "output": {"name": OUTPUT, "shape": [1, h, w], "dtype": "float32", "meaning": "P(road)"},
         "dynamic": args.dynamic,
         "example_size": [args.height, args.width],
-        "precision": "fp16" if args.fp16 else "fp32",
+        "precision": precision_of(args),
+        "int8": {"calib_dir": str(args.calib_dir), "calib_frames": args.calib_frames, "method": args.calib_method,
+                 "keep_fp32": list(args.keep_fp32)} if args.int8 else None,
         "opset": args.opset,
         "exporter": args.exporter,
         "checkpoint": str(Path(args.checkpoint).resolve()),
@@ -170,9 +183,29 @@ def metadata(args: argparse.Namespace, model: FCN8s, result: Parity | None,
     }
 
 
+def precision_of(args: argparse.Namespace) -> str:
+    """fp32, fp16 or int8, from the flags."""
+    return "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
+
+
+def write_int8(model: FCN8s, tmp: Path, args: argparse.Namespace, size: tuple[int, int], temperature: float) -> None:
+    """Export fp32 beside ``tmp``, then quantize it into ``tmp`` with frames from ``--calib-dir``."""
+    if args.dynamic or args.fp16 or not args.calib_dir:
+        raise ModelError("--int8 needs --calib-dir and a fixed shape in fp32 (no --dynamic, no --fp16)")
+    frames = fitted_frames(read_rgb_folder(args.calib_dir, args.calib_frames), size)
+    fp32 = tmp.with_name(tmp.name + ".fp32.onnx")
+    try:
+        export_onnx(model, fp32, size, False, False, args.opset, args.exporter, temperature)
+        quantize_int8(fp32, tmp, frames, args.keep_fp32, args.calib_method)
+    finally:
+        fp32.unlink(missing_ok=True)
+    print(f"INT8: calibrated on {len(frames)} frames of {args.calib_dir} ({args.calib_method})")
+
+
 def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:
     """Export, check and write the model and its sidecar atomically; returns the path and the check's result."""
-    output = Path(args.output or Path(args.checkpoint).with_suffix(".onnx"))
+    suffix = ".int8.onnx" if args.int8 else ".onnx"
+    output = Path(args.output or Path(args.checkpoint).with_name(Path(args.checkpoint).stem + suffix))
     model, meta = read_checkpoint(args.checkpoint)
     default = working_size_of(meta) or DEFAULT_SIZE
     args.height = default[0] if args.height is None else args.height
@@ -183,13 +216,16 @@ def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:
     result = None
     with atomic_path(output) as tmp:
         temperature = float(meta.get("temperature", 1.0))
-        export_onnx(model, tmp, size, args.dynamic, args.fp16, args.opset, args.exporter, temperature)
+        if args.int8:
+            write_int8(model, tmp, args, size, temperature)
+        else:
+            export_onnx(model, tmp, size, args.dynamic, args.fp16, args.opset, args.exporter, temperature)
         if args.check:
             images = (read_rgb_folder(args.check_images, args.check_frames) if args.check_images
                       else random_images(size, args.check_frames))
             result = parity(tmp, model, images, "real" if args.check_images else "random", temperature)
             print(result.report())
-            check_parity(result, "fp16" if args.fp16 else "fp32")
+            check_parity(result, precision_of(args))
         write_sidecar(output, metadata(args, model, result, meta))
     return output, result
 
@@ -204,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     shape = "1 x H x W x 3 (dynamic)" if args.dynamic else f"1 x {args.height} x {args.width} x 3"
     print(f"wrote {output} (uint8 '{INPUT}' {shape} -> float32 '{OUTPUT}', opset {args.opset}, "
-          f"{'fp16' if args.fp16 else 'fp32'}, {args.exporter}){'' if result else ' WITHOUT parity check'}")
+          f"{precision_of(args)}, {args.exporter}){'' if result else ' WITHOUT parity check'}")
     return 0
 
 

@@ -12,6 +12,11 @@ from . import Backend
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+def cpu_has_bf16() -> bool:
+    """oneDNN can run bf16 natively here (AVX-512 BF16 or AMX)."""
+    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 class TorchBackend(Backend):
     """Runs ``RoadProbability`` over a checkpoint's FCN8s on any torch device, with any input size."""
 
@@ -24,15 +29,17 @@ class TorchBackend(Backend):
             precision = "fp16" if device.type == "cuda" else "fp32"
         if precision not in PRECISIONS:
             raise ModelError(f"unknown precision '{precision}'; choose one of {sorted(PRECISIONS)} or 'auto'")
-        if device.type == "cpu" and precision != "fp32":
-            raise ModelError(f"precision '{precision}' needs CUDA; use fp32 on CPU")
+        if device.type == "cpu" and precision == "fp16":
+            raise ModelError("precision 'fp16' needs CUDA; use fp32, or bf16 on a CPU with AVX-512 BF16 or AMX")
+        if device.type == "cpu" and precision == "bf16" and not cpu_has_bf16():
+            raise ModelError("precision 'bf16' on CPU needs AVX-512 BF16 or AMX, which this CPU lacks; use fp32")
         self.precision = precision
         fcn, meta = read_checkpoint(model_path)
         self.working_size = working_size_of(meta)
         self.temperature = float(meta.get("temperature", 1.0))
         net = RoadProbability(fcn, self.temperature).eval()
         net = net.to(device=device, dtype=PRECISIONS[precision])
-        if device.type == "cuda":
+        if device.type == "cuda" or precision == "bf16":
             net = net.to(memory_format=torch.channels_last)
         self.net = torch.compile(net, mode="reduce-overhead", dynamic=False) if compile else net
 
