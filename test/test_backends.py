@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from fcn_road_seg.backends import (PAD_RGB, Fit, backend_for, fit, load_backend, read_sidecar, sidecar_path, unfit,
-                                   write_sidecar)
+from fcn_road_seg.backends import PAD_RGB, Fit, backend_for, fit, load_backend, unfit
+from fcn_road_seg.metadata import read_sidecar, sidecar_path, write_sidecar
 from fcn_road_seg.backends.onnx_backend import OnnxBackend, input_size
 from fcn_road_seg.backends.torch_backend import TorchBackend
 from fcn_road_seg.errors import ModelError

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from fcn_road_seg.backends import load_backend, read_sidecar
+from fcn_road_seg.backends import load_backend
+from fcn_road_seg.metadata import read_sidecar
 from fcn_road_seg.errors import ModelError
 from fcn_road_seg.image import Frame
 from fcn_road_seg.model import RoadProbability, untrained_model

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fcn_road_seg.backends import read_sidecar, sha256_file
+from fcn_road_seg.metadata import read_sidecar, sha256_file
 from fcn_road_seg.backends.onnx_backend import OnnxBackend
 from fcn_road_seg.errors import ModelError
 from fcn_road_seg.model import save_model, untrained_model

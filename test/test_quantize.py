@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from fcn_road_seg.backends import fastest_for, int8_companion, load_backend, read_sidecar
+from fcn_road_seg.backends import fastest_for, int8_companion, load_backend
+from fcn_road_seg.metadata import read_sidecar
 from fcn_road_seg.backends.onnx_backend import OnnxBackend
 from fcn_road_seg.backends.torch_backend import TorchBackend, cpu_has_bf16
 from fcn_road_seg.errors import ModelError

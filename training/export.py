@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from fcn_road_seg.atomic import atomic_path
-from fcn_road_seg.backends import fit, sha256_file, write_sidecar
+from fcn_road_seg.backends import fit
+from fcn_road_seg.metadata import sha256_file, write_sidecar
 from fcn_road_seg.backends.onnx_backend import INPUT, OUTPUT, OnnxBackend
 from fcn_road_seg.errors import ModelError, RoadSegError
 from fcn_road_seg.image import read_rgb_folder

@@ -28,7 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fcn_road_seg.atomic import atomic_path
-from fcn_road_seg.backends import resolve_device
+from fcn_road_seg.device import resolve_device
 from fcn_road_seg.errors import DataError, RoadSegError, one_line
 from fcn_road_seg.model import FCN8s, build_model, read_checkpoint
 

@@ -10,9 +10,7 @@ breaks the others.
 from __future__ import annotations
 
 import abc
-import hashlib
 import importlib.util
-import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -23,9 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..atomic import atomic_path
+from ..device import resolve_device
 from ..errors import ModelError
 from ..image import Frame
+from ..metadata import read_sidecar, sha256_file
 from ..model import IMAGENET_MEAN
 
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
@@ -251,56 +250,6 @@ def parse_network_size(text: str) -> tuple[int, int] | str:
     if min(h, w) < 32 or max(h, w) > 8192:
         raise ModelError(f"network_size '{text}': each side must be in [32, 8192]")
     return h, w
-
-
-def sidecar_path(model_path: str | Path) -> Path:
-    """The JSON metadata file that goes with an exported model or engine: ``<model>.json``."""
-    path = Path(model_path)
-    return path.with_name(path.name + ".json")
-
-
-def read_sidecar(model_path: str | Path) -> dict | None:
-    """The metadata beside ``model_path``, None when there is none; a ModelError when it is unreadable."""
-    path = sidecar_path(model_path)
-    if not path.is_file():
-        return None
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read model metadata {path}: {exc}") from exc
-    if not isinstance(meta, dict):
-        raise ModelError(f"model metadata {path} is not a JSON object")
-    return meta
-
-
-def write_sidecar(model_path: str | Path, meta: dict) -> Path:
-    """Write ``meta`` atomically as the metadata beside ``model_path``; returns its path."""
-    path = sidecar_path(model_path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return path
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> the first CUDA device when there is one, else CPU; otherwise a checked torch device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ModelError(f"invalid device '{device}': {exc}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"device '{device}' requested but CUDA is not available")
-    return dev
 
 
 def backend_for(model_path: str | Path, backend: str = "auto", device: str = "auto") -> str:

@@ -15,7 +15,8 @@ import torch
 
 from ..errors import ModelError
 from ..model import working_size_of
-from . import Backend, read_sidecar
+from ..metadata import read_sidecar
+from . import Backend
 
 INPUT, OUTPUT = "image", "prob"
 INPUT_TYPE, OUTPUT_TYPE = "tensor(uint8)", "tensor(float)"

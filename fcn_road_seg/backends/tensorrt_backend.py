@@ -24,7 +24,9 @@ import datetime
 import hashlib
 import logging
 import os
+import re
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +35,13 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 
 from ..atomic import atomic_path
+from ..cache import cache_dir
 from ..errors import ModelError, RoadSegError
 from ..image import read_rgb_folder
 from ..model import working_size_of
-from . import Backend, fit, read_sidecar, resolve_device, sha256_file, write_sidecar
+from ..device import resolve_device
+from ..metadata import read_sidecar, sha256_file, write_sidecar
+from . import Backend, fit
 from .onnx_backend import INPUT, OUTPUT
 
 log = logging.getLogger(__name__)
@@ -207,6 +212,14 @@ def system_facts(trt: Any, device: torch.device) -> dict[str, str]:
     major, minor = torch.cuda.get_device_capability(device)
     return {"tensorrt": trt.__version__, "gpu": torch.cuda.get_device_name(device),
             "compute_capability": f"{major}.{minor}"}
+
+
+def engine_cache_path(onnx_path: str | Path, facts: Mapping[str, str], precision: str) -> Path:
+    """Where an engine built at startup from ``onnx_path`` is cached: keyed by the ONNX's SHA-256, the
+    TensorRT version, the GPU and the precision, in the writable cache folder (never beside the model)."""
+    gpu = re.sub(r"[^A-Za-z0-9.]+", "-", facts["gpu"]).strip("-")
+    key = f"{sha256_file(onnx_path)[:16]}-trt{facts['tensorrt']}-{gpu}-sm{facts['compute_capability']}-{precision}"
+    return cache_dir() / "engines" / f"{Path(onnx_path).stem}-{key}.engine"
 
 
 def onnx_source(engine_path: Path, meta: Mapping[str, Any] | None) -> Path | None:
@@ -392,11 +405,12 @@ class TensorRTBackend(Backend):
         self.trt = import_tensorrt()
         path = Path(model_path)
         self.build_options = {"precision": precision, "workspace_gb": workspace_gb, "timing_cache": timing_cache}
-        if path.suffix.lower() == ".onnx":  # the engine beside it is a cache: (re)built whenever it is not current
-            self.engine_path, rebuild, source = path.with_suffix(".engine"), "if-stale", path
-        else:
-            self.engine_path, source = path, None
         with torch.cuda.device(device):
+            if path.suffix.lower() == ".onnx":  # a cached engine, (re)built whenever it is not current
+                facts = system_facts(self.trt, device)
+                self.engine_path, rebuild, source = engine_cache_path(path, facts, precision), "if-stale", path
+            else:
+                self.engine_path, source = path, None
             self._prepare(device, rebuild, source)
             self.engine = self._deserialize()
             self.context = self.engine.create_execution_context()
@@ -437,8 +451,10 @@ class TensorRTBackend(Backend):
         if source is None:
             raise ModelError(f"TensorRT engine {path} needs a rebuild ({reasons}) but its ONNX model was not found "
                              f"(looked for the one named in its metadata and {path.with_suffix('.onnx')})")
-        log.warning("rebuilding TensorRT engine %s from %s: %s", path, source, reasons)
+        log.warning("building TensorRT engine %s from %s (%s); this takes a while", path, source, reasons)
+        start = time.perf_counter()
         build_engine(source, path, device, **self.build_options)
+        log.warning("built TensorRT engine %s in %.1f s", path, time.perf_counter() - start)
 
     def _deserialize(self) -> Any:
         """The engine object, with its I/O checked; ModelError when TensorRT rejects the file."""
