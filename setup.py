@@ -39,6 +39,7 @@ setup(
             "fcn-road-eval = training.evaluate:main",
             "fcn-road-export = training.export:main",
             "fcn-road-calibrate = training.calibration:main",
+            f"fcn-road-segment = {PACKAGE}.media:main",
             "fcn-road-weights = fcn_road_seg.weights:main",
         ],
     },

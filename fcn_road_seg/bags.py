@@ -35,7 +35,8 @@ from tqdm import tqdm
 from . import image
 from .atomic import atomic_path
 from .backends import BACKENDS, RESIZE_POLICIES
-from .errors import DataError, ImageError, ModelError, RoadSegError
+from .errors import DataError, ImageError, RoadSegError
+from .exports import SHEET_TILES, OverlayExports, stamp_label, to_bgr
 from .kitti import LAYOUTS, CameraModel, KittiFrame, camera_model, kitti_frames, parse_stamp
 from .model import default_model_path
 from .segmenter import OUTPUTS, Segmenter, check_setting, make_segmenter
@@ -51,7 +52,6 @@ SEG_NAMESPACE = "/road_seg"
 BAG_VERSION = 8
 STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
 DEFAULT_START = "2011-09-26 00:00:00"  # road layout: stamps start on the first KITTI recording day (UTC)
-SHEET_TILES, SHEET_COLUMNS, THUMB_WIDTH = 24, 4, 320
 #: what rosbags and its storage back ends raise for a missing, truncated or corrupt bag
 BAG_ERRORS = (ReaderError, SerdeError, OSError, apsw.Error, sqlite3.Error, struct.error, KeyError, IndexError,
               ValueError)
@@ -87,18 +87,6 @@ def bag_writer(path: Path, storage: str = "sqlite3") -> Iterator[Writer]:
         for item in inner.iterdir():
             item.rename(tmp / item.name)
         inner.rmdir()
-
-
-@contextlib.contextmanager
-def atomic_file(target: Path) -> Iterator[Path]:
-    """Like ``atomic_path`` for a file, but the temporary path ends in ``target``'s suffix (encoders need it)."""
-    with atomic_path(target) as tmp:
-        staged = tmp.with_name(tmp.name + target.suffix)
-        try:
-            yield staged
-            os.replace(staged, tmp)
-        finally:
-            staged.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- kitti2bag
@@ -180,97 +168,6 @@ def kitti2bag(source: str | os.PathLike, output: str | os.PathLike, layout: str 
 
 
 # --------------------------------------------------------------------------- segment_bag
-
-
-def to_bgr(pixels: np.ndarray, encoding: str) -> np.ndarray:
-    """H x W x 3 BGR for pixels of any supported encoding (for video and PNG export)."""
-    code = {"rgb8": cv2.COLOR_RGB2BGR, "rgba8": cv2.COLOR_RGBA2BGR, "bgra8": cv2.COLOR_BGRA2BGR,
-            "mono8": cv2.COLOR_GRAY2BGR}.get(encoding)
-    return cv2.cvtColor(pixels, code) if code is not None else pixels
-
-
-def stamp_label(index: int, stamp_ns: int) -> str:
-    """``#index  sec.nanosec`` for tiles and file names."""
-    return f"#{index}  {stamp_ns // 10**9}.{stamp_ns % 10**9:09d}"
-
-
-def thumbnail(bgr: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
-    """``bgr`` scaled to ``width`` pixels wide, keeping the aspect ratio."""
-    height = max(1, round(bgr.shape[0] * width / bgr.shape[1]))
-    return cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA)
-
-
-def contact_sheet(tiles: list[tuple[str, np.ndarray]], columns: int = SHEET_COLUMNS,
-                  width: int = THUMB_WIDTH) -> np.ndarray:
-    """A grid of BGR images scaled to ``width``, each under its label on a dark band."""
-    thumbs = []
-    for label, pixels in tiles:
-        band = np.zeros((22, width, 3), np.uint8)
-        cv2.putText(band, label, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-        thumbs.append(np.vstack([band, thumbnail(pixels, width)]))
-    cell_h = max(t.shape[0] for t in thumbs)
-    columns = min(columns, len(thumbs))
-    rows = -(-len(thumbs) // columns)
-    sheet = np.full((rows * cell_h, columns * width, 3), 32, np.uint8)
-    for i, thumb in enumerate(thumbs):
-        r, c = divmod(i, columns)
-        sheet[r * cell_h: r * cell_h + thumb.shape[0], c * width: (c + 1) * width] = thumb
-    return sheet
-
-
-class OverlayExports:
-    """Optional overlay exports (MP4, PNG frames, contact sheet), each renamed into place on success."""
-
-    def __init__(self, stack: contextlib.ExitStack, total: int, video: Path | None = None,
-                 frames_dir: Path | None = None, sheet: Path | None = None, fps: float = 10.0) -> None:
-        self.video_tmp = stack.enter_context(atomic_file(video)) if video else None
-        self.frames_tmp = stack.enter_context(atomic_path(frames_dir, directory=True)) if frames_dir else None
-        self.sheet_tmp = stack.enter_context(atomic_file(sheet)) if sheet else None
-        if self.frames_tmp:
-            self.frames_tmp.mkdir()
-        self.fps = fps
-        self.writer: cv2.VideoWriter | None = None
-        self.size: tuple[int, int] | None = None
-        self.sheet_indices = set(np.linspace(0, total - 1, min(total, SHEET_TILES)).round().astype(int).tolist())
-        self.tiles: list[tuple[str, np.ndarray]] = []
-        stack.callback(self.release)
-
-    def add(self, index: int, stamp_ns: int, bgr: np.ndarray) -> None:
-        """Export one overlay frame (the video takes the first frame's size)."""
-        if self.video_tmp:
-            self._video_frame(bgr)
-        if self.frames_tmp:
-            path = self.frames_tmp / f"{index:06d}_{stamp_ns}.png"
-            if not cv2.imwrite(str(path), bgr):
-                raise DataError(f"cannot write {path}")
-        if self.sheet_tmp and index in self.sheet_indices:
-            self.tiles.append((stamp_label(index, stamp_ns), thumbnail(bgr)))
-
-    def _video_frame(self, bgr: np.ndarray) -> None:
-        """Append a frame to the MP4, opening it on the first frame."""
-        if self.writer is None:
-            self.size = (bgr.shape[1] // 2 * 2, bgr.shape[0] // 2 * 2)  # MPEG-4 wants even sizes
-            self.writer = cv2.VideoWriter(str(self.video_tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
-            if not self.writer.isOpened():
-                raise DataError(f"cannot open an MP4 writer (OpenCV FFmpeg, mp4v) for {self.video_tmp}")
-        if (bgr.shape[1], bgr.shape[0]) != self.size:
-            bgr = cv2.resize(bgr, self.size, interpolation=cv2.INTER_AREA)
-        self.writer.write(bgr)
-
-    def finish(self) -> None:
-        """Close the video and write the contact sheet (the renames follow when the stack closes)."""
-        self.release()
-        if self.sheet_tmp and self.tiles:
-            ok, png = cv2.imencode(".png", contact_sheet(self.tiles))
-            if not ok:
-                raise DataError(f"cannot encode the contact sheet for {self.sheet_tmp}")
-            self.sheet_tmp.write_bytes(png.tobytes())
-
-    def release(self) -> None:
-        """Close the video writer (idempotent)."""
-        if self.writer is not None:
-            self.writer.release()
-            self.writer = None
 
 
 @contextlib.contextmanager
@@ -378,7 +275,9 @@ def segment_bag(input_bag: str | os.PathLike, output_bag: str | os.PathLike, seg
                 continue
             for name, out in messages.items():
                 writer.write(seg_conns[name], stamp, typestore().serialize_cdr(out, IMAGE))
-            exports.add(index, header_ns(msg.header), to_bgr(result.overlay, messages["overlay"].encoding))
+            stamp_ns = header_ns(msg.header)
+            exports.add(index, stamp_label(index, stamp_ns), f"{index:06d}_{stamp_ns}",
+                        to_bgr(result.overlay, messages["overlay"].encoding))
             core_ms += result.timings["total"]
             frames += 1
         if frames == 0:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader, Writer
 
-from fcn_road_seg import bags
+from fcn_road_seg import bags, exports
 from fcn_road_seg import segmenter as segmenter_module
 from fcn_road_seg.backends import load_backend
 from fcn_road_seg.errors import DataError
@@ -154,8 +154,8 @@ def test_segment_bag_exports(segmented: dict[str, Any], converted: dict[str, Any
         assert path.name == f"{i:06d}_{stamp}.png"
         np.testing.assert_array_equal(cv2.imread(str(path)), msg.data.reshape(msg.height, msg.width, 3))
     sheet = cv2.imread(str(outputs["contact_sheet"]))
-    thumb_height = round(overlays[0].height * bags.THUMB_WIDTH / overlays[0].width)
-    assert sheet.shape == (22 + thumb_height, 3 * bags.THUMB_WIDTH, 3)
+    thumb_height = round(overlays[0].height * exports.THUMB_WIDTH / overlays[0].width)
+    assert sheet.shape == (22 + thumb_height, 3 * exports.THUMB_WIDTH, 3)
     assert leftovers(segmented["output"].parent) == []
 
 

@@ -1,0 +1,282 @@
+"""``fcn-road-segment``: street videos, images and cameras to overlays and masks, without ROS or a bag.
+
+    fcn-road-segment clip.mp4 -o out/clip            # overlay MP4, masks, contact sheet
+    fcn-road-segment photos/ -o out/photos           # or a glob: 'photos/*.jpg'; or one image file
+    fcn-road-segment 0 -o out/camera --show          # camera index 0, preview window, Ctrl-C to stop
+
+Every frame goes through the same per-frame core as the node and ``segment_bag`` (``make_segmenter``),
+with the same model, backend, device, network-size and threshold options. The output folder appears
+only when the run ends (it is built beside its name and renamed), never over an existing one unless
+``--overwrite``; a camera stopped with Ctrl-C keeps what it recorded, a file run interrupted keeps nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .backends import BACKENDS, RESIZE_POLICIES
+from .errors import DataError, ImageError, RoadSegError
+from .exports import OverlayExports, write_png
+from .image import Frame
+from .model import default_model_path
+from .segmenter import Segmenter, make_segmenter
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+KITTI_STEM = re.compile(r"^(um|umm|uu)_(\d{6})$")
+DEFAULT_FPS = 10.0
+MAX_BAD_VIDEO_FRAMES = 25  # consecutive undecodable frames after which a video is taken to have ended
+
+
+@dataclass
+class Item:
+    """One input frame: its index, a file name stem, the BGR pixels or why there are none."""
+
+    index: int
+    name: str
+    bgr: np.ndarray | None
+    reason: str = ""
+
+
+@dataclass
+class Source:
+    """Where frames come from: its description, frame count (None for a camera), rate and the frames."""
+
+    description: str
+    total: int | None
+    fps: float
+    frames: Iterator[Item] = field(repr=False)
+    live: bool = False
+    still: bool = False
+
+
+def image_files(spec: str) -> list[Path] | None:
+    """The images a folder or glob names (sorted), or None when ``spec`` is neither."""
+    if any(c in spec for c in "*?["):
+        return sorted(Path(p) for p in glob.glob(spec) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+    path = Path(spec)
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return None
+
+
+def _read_images(paths: Sequence[Path]) -> Iterator[Item]:
+    for i, path in enumerate(paths):
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        yield Item(i, path.stem, bgr, "" if bgr is not None else f"cannot read image {path}")
+
+
+def _read_video(capture: cv2.VideoCapture, spec: str, total: int | None) -> Iterator[Item]:
+    """Frames of an open capture; an undecodable frame before the end is listed, not fatal."""
+    index, bad_run = 0, 0
+    try:
+        while total is None or index < total:
+            ok, bgr = capture.read()
+            if ok:
+                bad_run = 0
+                yield Item(index, f"{index:06d}", bgr)
+            elif total is None or bad_run >= MAX_BAD_VIDEO_FRAMES:
+                return
+            else:
+                bad_run += 1
+                yield Item(index, f"{index:06d}", None, f"{spec}: frame {index} could not be decoded")
+            index += 1
+    finally:
+        capture.release()
+
+
+def open_source(spec: str, fps: float | None = None) -> Source:
+    """A camera index, an image file, a folder or glob of images, or a video file; DataError naming it."""
+    if spec.isdigit():
+        capture = cv2.VideoCapture(int(spec))
+        if not capture.isOpened():
+            raise DataError(f"cannot open camera {spec}")
+        rate = fps or capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
+        return Source(f"camera {spec}", None, rate, _read_video(capture, f"camera {spec}", None), live=True)
+    files = image_files(spec)
+    if files is None and Path(spec).suffix.lower() in IMAGE_SUFFIXES:
+        files = [Path(spec)] if Path(spec).is_file() else None
+    if files is not None:
+        if not files:
+            raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {spec}")
+        return Source(f"{len(files)} images from {spec}", len(files), fps or DEFAULT_FPS, _read_images(files),
+                      still=True)
+    if not Path(spec).is_file():
+        raise DataError(f"input not found: {spec}")
+    capture = cv2.VideoCapture(spec)
+    if not capture.isOpened():
+        raise DataError(f"cannot open video {spec} (not a video OpenCV can read, or corrupt)")
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    total = count if count > 0 else None
+    rate = fps or capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
+    return Source(f"video {spec} ({count} frames at {rate:g} FPS)", total, rate, _read_video(capture, spec, total))
+
+
+def confidence_name(name: str) -> str:
+    """KITTI submission name for KITTI stems (``um_000012`` -> ``um_road_000012``), else the stem itself."""
+    match = KITTI_STEM.match(name)
+    return f"{match.group(1)}_road_{match.group(2)}" if match else name
+
+
+@dataclass
+class Wanted:
+    """Which outputs to write."""
+
+    video: bool
+    overlays: bool
+    masks: bool
+    confidence: bool
+    sheet: bool
+
+
+def wanted_outputs(args: argparse.Namespace, still_images: bool) -> Wanted:
+    """The outputs asked for; none asked = overlay MP4 (or PNGs for still images), masks and the sheet."""
+    chosen = Wanted(args.video, args.overlays, args.masks, args.confidence, args.contact_sheet)
+    if any(vars(chosen).values()):
+        return chosen
+    return Wanted(not still_images, still_images, True, False, True)
+
+
+def segment_source(source: Source, segmenter: Segmenter, out: Path, wanted: Wanted, strict: bool = False,
+                   show: bool = False, progress: bool = True) -> dict:
+    """Segment every frame of ``source`` into the (new, temporary) folder ``out``; returns a summary."""
+    for sub, on in (("masks", wanted.masks), ("confidence", wanted.confidence)):
+        if on:
+            (out / sub).mkdir()
+    skipped, frames, core_ms, start = [], 0, 0.0, time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        exports = OverlayExports(stack, source.total, out / "overlay.mp4" if wanted.video else None,
+                                 out / "overlays" if wanted.overlays else None,
+                                 out / "contact_sheet.png" if wanted.sheet else None, source.fps)
+        bar = stack.enter_context(tqdm(source.frames, total=source.total, unit="frame", desc="segment",
+                                       disable=not progress))
+        try:
+            for item in bar:
+                if item.bgr is None:
+                    if strict:
+                        raise DataError(f"{item.reason} (--strict)")
+                    skipped.append(item)
+                    continue
+                result = segmenter.segment(Frame(item.bgr, "bgr8"))
+                core_ms += result.timings["segment"]
+                if wanted.masks:
+                    write_png(out / "masks" / f"{item.name}.png", result.mask)
+                if wanted.confidence:
+                    write_png(out / "confidence" / f"{confidence_name(item.name)}.png", result.confidence)
+                exports.add(item.index, f"#{item.index}  {item.name}", item.name, result.overlay)
+                frames += 1
+                if show:
+                    cv2.imshow("fcn-road-segment (q to stop)", result.overlay)
+                    if cv2.waitKey(1) & 0xFF == ord("q"):
+                        break
+        except KeyboardInterrupt:
+            if not source.live:
+                raise
+        if frames == 0:
+            raise DataError(f"none of the frames of {source.description} could be segmented")
+        exports.finish()
+    seconds = time.perf_counter() - start
+    return {"frames": frames, "seconds": seconds, "fps": frames / seconds, "core_ms": core_ms / frames,
+            "skipped": skipped}
+
+
+def publish(tmp: Path, out: Path, overwrite: bool) -> None:
+    """Move the finished folder into place; with ``overwrite`` the old one goes only after the new one is in."""
+    if not (out.exists() or out.is_symlink()):
+        os.replace(tmp, out)
+        return
+    if not overwrite:
+        raise DataError(f"refusing to overwrite existing output: {out} (pass --overwrite)")
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fcn-road-segment", description="Road masks and overlays for a video file, "
+                                "an image, a folder or glob of images, or a camera index; no ROS needed")
+    p.add_argument("input", help="video file, image file, folder, glob ('dir/*.jpg') or camera index (0)")
+    p.add_argument("-o", "--output", required=True, help="output folder (must not exist, unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder once done")
+    p.add_argument("--video", action="store_true", help="write overlay.mp4 at the input's frame rate")
+    p.add_argument("--overlays", action="store_true", help="write overlays/<name>.png")
+    p.add_argument("--masks", action="store_true", help="write masks/<name>.png (0 / 255)")
+    p.add_argument("--confidence", action="store_true",
+                   help="write confidence/<name>.png (255 * P(road); KITTI names become <cat>_road_<id>.png)")
+    p.add_argument("--contact-sheet", action="store_true", help="write contact_sheet.png")
+    p.add_argument("--fps", type=float, help="frame rate of the overlay MP4 (default: the input's, or 10)")
+    p.add_argument("--strict", action="store_true", help="stop at the first unreadable frame instead of listing it")
+    p.add_argument("--show", action="store_true", help="preview window (needs a display); q stops")
+    p.add_argument("--model", help=f"checkpoint, ONNX model or TensorRT engine (default {default_model_path()})")
+    p.add_argument("--backend", choices=BACKENDS, default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--network-size", default="auto",
+                   help="size the network runs at: auto (the model's working size), native or HxW")
+    p.add_argument("--resize-policy", choices=RESIZE_POLICIES, default="letterbox")
+    p.add_argument("--threshold", type=float, default=0.5, help="road if P(road) >= threshold")
+    p.add_argument("--overlay-color", type=int, nargs=3, default=[0, 255, 0], metavar=("R", "G", "B"))
+    p.add_argument("--overlay-alpha", type=float, default=0.5)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def run(args: argparse.Namespace) -> dict:
+    """The command's body: returns the summary (after printing it)."""
+    out = Path(args.output)
+    if (out.exists() or out.is_symlink()) and not args.overwrite:
+        raise DataError(f"refusing to overwrite existing output: {out} (pass --overwrite)")
+    if args.show and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise DataError("--show needs a display (DISPLAY is not set)")
+    source = open_source(args.input, args.fps)
+    wanted = wanted_outputs(args, source.still)
+    try:
+        segmenter = make_segmenter(args.model, args.backend, args.device, args.resize_policy, args.network_size,
+                                   args.threshold, args.overlay_color, args.overlay_alpha)
+    except ValueError as exc:
+        raise DataError(str(exc)) from exc
+    print(f"{source.description}; model {args.model or default_model_path()}: {segmenter.backend.describe()}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        summary = segment_source(source, segmenter, tmp, wanted, args.strict, args.show, not args.no_progress)
+        publish(tmp, out, args.overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(f"wrote {out}: {summary['frames']} frames in {summary['seconds']:.1f} s = {summary['fps']:.2f} FPS "
+          f"(core {summary['core_ms']:.0f} ms/frame), network at {segmenter.backend.network_size_text()}")
+    for item in summary["skipped"]:
+        print(f"skipped frame #{item.index} ({item.name}): {item.reason}")
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        run(args)
+    except (RoadSegError, ImageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: no output written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
