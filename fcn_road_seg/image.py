@@ -22,6 +22,9 @@ ENCODINGS: dict[str, tuple[int, str]] = {
     "bgra8": (4, "bgr"),
     "mono8": (1, "mono"),
 }
+MAX_PIXELS = 4096 * 4096  # default limit on width x height (a 631-byte JPEG can claim 30000x30000)
+MIN_SIDE = 2  # a 1-pixel line is no camera image
+MAX_ASPECT = 32  # the network pads each side to a multiple of 32: a 1 x 100000 frame would cost gigabytes
 _SIXTEEN_BIT = ("mono16", "rgb16", "bgr16", "rgba16", "bgra16", "16UC1", "16UC3", "16SC1")
 
 
@@ -56,6 +59,8 @@ def _buffer(data: Any) -> np.ndarray:
 def from_msg(msg: Any) -> Frame:
     """Validate an Image message and return a zero-copy ``Frame`` over its data."""
     encoding, height, width, step = msg.encoding, int(msg.height), int(msg.width), int(msg.step)
+    if min(height, width, step) < 0:
+        raise ImageError(f"negative field in the message: height {height}, width {width}, step {step}")
     if encoding not in ENCODINGS:
         if encoding in _SIXTEEN_BIT and msg.is_bigendian:
             raise ImageError(f"big-endian 16-bit image ({encoding}) is not supported; "
@@ -73,9 +78,46 @@ def from_msg(msg: Any) -> Frame:
     return Frame(pixels, encoding)
 
 
-def from_compressed(msg: Any) -> Frame:
-    """Decode a CompressedImage (JPEG/PNG) into a bgr8 ``Frame``."""
+def check_size(height: int, width: int, max_pixels: int = MAX_PIXELS) -> None:
+    """ImageError unless each side is at least MIN_SIDE, the aspect ratio at most MAX_ASPECT : 1 and
+    width x height at most ``max_pixels``."""
+    if min(height, width) < MIN_SIDE:
+        raise ImageError(f"image of {width}x{height} is too small: each side must be at least {MIN_SIDE} pixels")
+    if max(height, width) > MAX_ASPECT * min(height, width):
+        raise ImageError(f"image of {width}x{height} is too elongated: the longer side may be at most "
+                         f"{MAX_ASPECT} times the shorter")
+    if width * height > max_pixels:
+        raise ImageError(f"image of {width}x{height} = {width * height} pixels is larger than max_pixels = "
+                         f"{max_pixels}")
+
+
+def compressed_size(buf: np.ndarray, max_pixels: int) -> tuple[int, int] | None:
+    """(height, width) from a JPEG/PNG header without decoding the pixels (Pillow reads the header only).
+
+    None when there is no readable header; ImageError for sizes even Pillow calls a decompression bomb.
+    """
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(buf.tobytes())) as im:
+            return im.height, im.width
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"compressed image claims more pixels than max_pixels = {max_pixels} ({exc})") from exc
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+
+
+def from_compressed(msg: Any, max_pixels: int | None = MAX_PIXELS) -> Frame:
+    """Decode a CompressedImage (JPEG/PNG) into a bgr8 ``Frame``; its size is checked before decoding."""
     buf = _buffer(msg.data)
+    if max_pixels is not None and buf.size:
+        size = compressed_size(buf, max_pixels)
+        if size is None:
+            raise ImageError(f"cannot decode compressed image (format '{msg.format}', {buf.size} bytes): "
+                             "no JPEG/PNG header")
+        check_size(*size, max_pixels)
     pixels = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
     if pixels is None:
         raise ImageError(f"cannot decode compressed image (format '{msg.format}', {buf.size} bytes)")

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from .backends import BACKENDS, RESIZE_POLICIES
 from .errors import DataError, ImageError, RoadSegError
 from .exports import OverlayExports, write_png
-from .image import Frame
+from .image import MAX_PIXELS, Frame
 from .model import default_model_path
 from .segmenter import Segmenter, make_segmenter
 
@@ -165,12 +165,16 @@ def segment_source(source: Source, segmenter: Segmenter, out: Path, wanted: Want
                                        disable=not progress))
         try:
             for item in bar:
-                if item.bgr is None:
+                try:
+                    if item.bgr is None:
+                        raise ImageError(item.reason)
+                    result = segmenter.segment(Frame(item.bgr, "bgr8"))
+                except ImageError as exc:
                     if strict:
-                        raise DataError(f"{item.reason} (--strict)")
+                        raise DataError(f"{exc} (--strict)") from exc
+                    item.reason = item.reason or f"{item.name}: {exc}"
                     skipped.append(item)
                     continue
-                result = segmenter.segment(Frame(item.bgr, "bgr8"))
                 core_ms += result.timings["segment"]
                 if wanted.masks:
                     write_png(out / "masks" / f"{item.name}.png", result.mask)
@@ -231,6 +235,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="road if P(road) >= threshold")
     p.add_argument("--overlay-color", type=int, nargs=3, default=[0, 255, 0], metavar=("R", "G", "B"))
     p.add_argument("--overlay-alpha", type=float, default=0.5)
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help=f"largest width x height accepted (default {MAX_PIXELS}); larger frames are skipped")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -246,7 +252,7 @@ def run(args: argparse.Namespace) -> dict:
     wanted = wanted_outputs(args, source.still)
     try:
         segmenter = make_segmenter(args.model, args.backend, args.device, args.resize_policy, args.network_size,
-                                   args.threshold, args.overlay_color, args.overlay_alpha)
+                                   args.threshold, args.overlay_color, args.overlay_alpha, args.max_pixels)
     except ValueError as exc:
         raise DataError(str(exc)) from exc
     print(f"{source.description}; model {args.model or default_model_path()}: {segmenter.backend.describe()}")

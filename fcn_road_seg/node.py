@@ -26,6 +26,7 @@ from std_msgs.msg import Header
 
 from .backends import BACKENDS, RESIZE_POLICIES
 from .errors import ImageError, RoadSegError
+from .image import MAX_PIXELS, MIN_SIDE
 from .latest import Latest
 from .segmenter import check_setting, make_segmenter
 from .stats import Stats, health
@@ -58,6 +59,9 @@ PARAMETERS: dict[str, tuple[Any, str, dict]] = {
     "publish_overlay": (True, "Advertise road_seg/overlay (the input with road pixels tinted)", {}),
     "use_compressed": (False, "Subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image",
                        {}),
+    "max_pixels": (MAX_PIXELS, f"Largest width x height accepted (bigger frames are rejected as bad messages, "
+                               f"compressed ones before decoding); each side must also be >= {MIN_SIDE}",
+                   {"integer_range": [IntegerRange(from_value=MIN_SIDE ** 2, to_value=1 << 31, step=1)]}),
     "qos_reliability": ("best_effort", "Input subscription reliability: best_effort | reliable", {}),
     "qos_depth": (5, "Input subscription queue depth (KEEP_LAST); also the output publishers' depth",
                   {"integer_range": [IntegerRange(from_value=1, to_value=100, step=1)]}),
@@ -88,7 +92,8 @@ class RoadSegNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         p = self._declare_parameters()
         self._segmenter = make_segmenter(p["model_path"] or None, p["backend"], p["device"], p["resize_policy"],
-                                         p["network_size"], p["threshold"], p["overlay_color"], p["overlay_alpha"])
+                                         p["network_size"], p["threshold"], p["overlay_color"], p["overlay_alpha"],
+                                         p["max_pixels"])
         backend = self._segmenter.backend
         model_path = p["model_path"] or "the default model"
         warmup = backend.warmup(*p["warmup_size"]) if min(p["warmup_size"]) > 0 else 0.0

@@ -67,8 +67,11 @@ class Segmenter:
     """A backend plus the run-time settings (threshold, overlay colour and alpha)."""
 
     def __init__(self, backend: Backend, threshold: float = 0.5, overlay_color: Sequence[int] = (0, 255, 0),
-                 overlay_alpha: float = 0.5) -> None:
+                 overlay_alpha: float = 0.5, max_pixels: int = image.MAX_PIXELS) -> None:
+        if not _is_int(max_pixels) or max_pixels < image.MIN_SIDE ** 2:
+            raise ValueError(f"max_pixels must be an integer >= {image.MIN_SIDE ** 2}, got {max_pixels!r}")
         self.backend = backend
+        self.max_pixels = int(max_pixels)
         self.threshold = threshold
         self.overlay_color = tuple(overlay_color)
         self.overlay_alpha = overlay_alpha
@@ -84,6 +87,7 @@ class Segmenter:
 
     def segment(self, frame: Frame, want_overlay: bool = True, profile: bool = False) -> SegResult:
         """Mask, confidence and (if wanted) overlay for one frame; per-stage timings when ``profile``."""
+        image.check_size(*frame.shape, self.max_pixels)
         timings: dict[str, float] = {}
         start = time.perf_counter()
         maps = self.backend.infer(frame, self.threshold, timings if profile else None)
@@ -101,7 +105,7 @@ class Segmenter:
         are built (the overlay is not even computed when nobody wants it).
         """
         start = time.perf_counter()
-        frame = image.from_compressed(msg) if compressed else image.from_msg(msg)
+        frame = image.from_compressed(msg, self.max_pixels) if compressed else image.from_msg(msg)
         to_array = 1e3 * (time.perf_counter() - start)
         result = self.segment(frame, want_overlay="overlay" in outputs, profile=profile)
         t = time.perf_counter()
@@ -116,11 +120,11 @@ class Segmenter:
 def make_segmenter(model: str | os.PathLike | None = None, backend: str = "auto", device: str = "auto",
                    resize_policy: str = "letterbox", network_size: str = "auto", threshold: float = 0.5,
                    overlay_color: Sequence[int] = (0, 255, 0), overlay_alpha: float = 0.5,
-                   **backend_options: Any) -> Segmenter:
+                   max_pixels: int = image.MAX_PIXELS, **backend_options: Any) -> Segmenter:
     """The one place a Segmenter is built from options (node, segment_bag, demo); ``model`` None = the default."""
     path = model or default_model_path()
     if not model and not os.path.isfile(path):
         raise ModelError(f"the default model {path} is not installed; pass a model file "
                          "(checkpoint .pt, .onnx or TensorRT .engine)")
     backend_ = load_backend(path, backend, device, resize_policy, network_size, **backend_options)
-    return Segmenter(backend_, threshold, overlay_color, overlay_alpha)
+    return Segmenter(backend_, threshold, overlay_color, overlay_alpha, max_pixels)

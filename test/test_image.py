@@ -1,6 +1,8 @@
 """image.py: Image/CompressedImage messages (rosbags classes) to Frames and back, and every rejection."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import cv2
 import numpy as np
 import pytest
@@ -123,3 +125,45 @@ def test_to_fields_of_a_two_dimensional_mask_is_mono8_sized() -> None:
 def test_from_array_rejects_with_the_reason(pixels: np.ndarray, encoding: str, message: str) -> None:
     with pytest.raises(ImageError, match=message):
         image.from_array(pixels, encoding)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"height": -5}, "negative field in the message: height -5"),
+    ({"step": -21}, "negative field in the message: height 5, width 7, step -21"),
+])
+def test_negative_fields_are_rejected(fields: dict, message: str) -> None:
+    msg = image_msg(pixels_for("rgb8"), "rgb8")
+    for k, v in fields.items():
+        setattr(msg, k, v)
+    with pytest.raises(ImageError, match=message):
+        image.from_msg(msg)
+
+
+@pytest.mark.parametrize("h, w, message", [
+    (1, 100000, "image of 100000x1 is too small: each side must be at least 2 pixels"),
+    (20, 100000, "image of 100000x20 is too elongated: the longer side may be at most 32 times the shorter"),
+    (5000, 4000, "image of 4000x5000 = 20000000 pixels is larger than max_pixels = 16777216"),
+])
+def test_size_limits(h: int, w: int, message: str) -> None:
+    with pytest.raises(ImageError, match=message):
+        image.check_size(h, w)
+    image.check_size(2, 2)
+    image.check_size(4096, 4096)
+    image.check_size(32, 1024)
+
+
+def test_a_tiny_jpeg_claiming_a_huge_size_is_refused_before_decoding() -> None:
+    """A JPEG header that claims 30000x30000: rejected from the header alone (decoding it would take > 2 GB)."""
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))
+    data = bytearray(jpeg.tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = (30000).to_bytes(2, "big") * 2  # height, width in the SOF0 segment
+    msg = SimpleNamespace(format="jpeg", data=np.frombuffer(bytes(data), np.uint8))
+    assert len(data) < 1000
+    with pytest.raises(ImageError, match="claims more pixels than max_pixels = 16777216"):
+        image.from_compressed(msg)
+    data[sof + 5:sof + 9] = (5000).to_bytes(2, "big") * 2  # 25 MP: Pillow lets it through, max_pixels does not
+    with pytest.raises(ImageError, match="image of 5000x5000 = 25000000 pixels is larger than max_pixels"):
+        image.from_compressed(SimpleNamespace(format="jpeg", data=np.frombuffer(bytes(data), np.uint8)))
+    with pytest.raises(ImageError, match="no JPEG/PNG header"):
+        image.from_compressed(SimpleNamespace(format="jpeg", data=np.arange(50, dtype=np.uint8)))
