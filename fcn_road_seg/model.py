@@ -18,7 +18,7 @@ from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
 from .errors import ModelError
-from .weights import IMAGENET_MEAN, IMAGENET_STD, encoder_state_dict
+from .weights import IMAGENET_MEAN, IMAGENET_STD, encoder_state_dict, load_torch_file
 
 NUM_CLASSES = 2
 STRIDE = 32
@@ -158,18 +158,25 @@ def build_model(weights: str | None = None, **config: Any) -> FCN8s:
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[FCN8s, dict[str, Any]]:
-    """The FCN8s stored in a checkpoint (fp32, eval) and its metadata (``working_size``, ``encoder``, ...)."""
-    if not os.path.isfile(path):
-        raise ModelError(f"model file not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelError(f"cannot read checkpoint {path}: {exc}") from exc
+    """The FCN8s stored in a checkpoint (fp32, eval) and its metadata (``working_size``, ``encoder``, ...).
+
+    Every way a file can be wrong is one ModelError that names the file and says what is wrong.
+    """
+    ckpt = load_torch_file(path, "checkpoint")
     if not isinstance(ckpt, Mapping) or "model" not in ckpt or "model_config" not in ckpt:
         raise ModelError(f"{path} is not an fcn_road_seg checkpoint (needs 'model' and 'model_config' entries)")
+    state, config = ckpt["model"], ckpt["model_config"]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"checkpoint {path}: 'model' is a {type(state).__name__}, not a state dict of tensors")
+    if not isinstance(config, Mapping):
+        raise ModelError(f"checkpoint {path}: 'model_config' is a {type(config).__name__}, not a mapping")
+    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if bad:
+        raise ModelError(f"checkpoint {path}: weights that are NaN or infinite in {', '.join(bad[:5])}"
+                         f"{' ...' if len(bad) > 5 else ''}")
     try:
-        model = FCN8s(**ckpt["model_config"])
-        model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
+        model = FCN8s(**config)
+        model.load_state_dict({k: v.float() for k, v in state.items()})
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ModelError(f"checkpoint {path} does not match FCN8s: {exc}") from exc
     meta = {k: ckpt[k] for k in ("working_size", "encoder", "metrics", "temperature", "calibration") if k in ckpt}

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -51,14 +51,26 @@ def hed_cache_file() -> Path:
     return cache_dir() / "vgg16_hed_bsds500.pth"
 
 
+def load_torch_file(path: str | os.PathLike, what: str) -> Any:
+    """``torch.load`` (weights only) with a ModelError naming the file for a missing, empty or foreign one."""
+    if os.path.isdir(path):
+        raise ModelError(f"{what} {path} is a directory, not a file")
+    if not os.path.isfile(path):
+        raise ModelError(f"model file not found: {path}" if what == "checkpoint" else f"{what} file not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise ModelError(f"{what} {path} is empty (0 bytes)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip/pickle/IO errors in many types; their text gives unhelpful advice
+        with open(path, "rb") as f:
+            zipped = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
+        reason = "truncated or corrupt" if zipped else "not a PyTorch file"
+        raise ModelError(f"cannot read {what} {path}: {reason} ({type(exc).__name__})") from exc
+
+
 def read_state_dict(path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
     """Load a state dict from ``path``, with errors that name the file."""
-    if not os.path.isfile(path):
-        raise ModelError(f"weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise ModelError(f"cannot read weights file {path}: {type(exc).__name__}") from exc
+    state = load_torch_file(path, "weights")
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping):

@@ -141,7 +141,7 @@ def test_full_head_needs_classifier(tmp_path: Path, features_state: dict[str, to
 
 
 @pytest.mark.parametrize("content,pattern", [
-    (b"not a torch file at all", "cannot read weights file"),
+    (b"not a torch file at all", "cannot read weights .*: not a PyTorch file"),
     (None, "holds a list, not a state dict"),
 ])
 def test_bad_files_name_the_file(tmp_path: Path, content: bytes | None, pattern: str) -> None:
@@ -159,7 +159,7 @@ def test_truncated_file_names_the_file(tmp_path: Path, features_state: dict[str,
     path = tmp_path / "truncated.pth"
     torch.save(features_state, path)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(ModelError, match="cannot read weights file") as info:
+    with pytest.raises(ModelError, match="cannot read weights .*: truncated or corrupt") as info:
         build_model(str(path), **LIGHT)
     assert str(path) in str(info.value)
 
@@ -167,3 +167,57 @@ def test_truncated_file_names_the_file(tmp_path: Path, features_state: dict[str,
 def test_missing_file_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=f"weights file not found: {tmp_path / 'nope.pth'}"):
         build_model(str(tmp_path / "nope.pth"), **LIGHT)
+
+
+def _checkpoint(path: Path, **entries) -> Path:
+    model = FCN8s(**LIGHT)
+    torch.save({"model": model.state_dict(), "model_config": model.config, **entries}, path)
+    return path
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: torch.save({"model": [1, 2, 3], "model_config": {}}, p), "'model' is a list, not a state dict"),
+    (lambda p: torch.save({"model": {}, "model_config": "big"}, p), "'model_config' is a str, not a mapping"),
+    (lambda p: p.write_bytes(b""), "is empty (0 bytes)"),
+    (lambda p: p.mkdir(), "is a directory, not a file"),
+    (lambda p: p.write_bytes(bytes(range(256)) * 40), "not a PyTorch file (UnpicklingError)"),
+    (lambda p: torch.save({"model": {}, "model_config": {}}, p) or p.write_bytes(p.read_bytes()[:300]),
+     "truncated or corrupt"),
+])
+def test_bad_checkpoints_are_one_clear_model_error(tmp_path: Path, make, message: str) -> None:
+    from fcn_road_seg.model import read_checkpoint
+
+    path = tmp_path / "bad.pt"
+    make(path)
+    with pytest.raises(ModelError) as info:
+        read_checkpoint(path)
+    text = str(info.value)
+    assert str(path) in text and message in text and "weights_only" not in text
+
+
+def test_nan_weights_are_refused_at_load(tmp_path: Path) -> None:
+    from fcn_road_seg.model import read_checkpoint
+
+    model = FCN8s(**LIGHT)
+    state = model.state_dict()
+    state["score_fr.weight"] = torch.full_like(state["score_fr.weight"], float("nan"))
+    path = tmp_path / "nan.pt"
+    torch.save({"model": state, "model_config": model.config}, path)
+    with pytest.raises(ModelError, match=rf"{path}: weights that are NaN or infinite in score_fr.weight"):
+        read_checkpoint(path)
+
+
+def test_forward_backward_gives_finite_gradients_everywhere() -> None:
+    """One training step's worth: every parameter gets a finite gradient, the loss is finite."""
+    torch.manual_seed(0)
+    model = FCN8s(**LIGHT).train()
+    with torch.no_grad():
+        model.score_fr.weight.normal_(0, 0.1)
+    x = torch.rand(2, 3, 40, 56)
+    target = (torch.rand(2, 40, 56) > 0.5).long()
+    loss = F.cross_entropy(model(x), target)
+    loss.backward()
+    assert torch.isfinite(loss)
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert model.features[0].weight.grad.abs().sum() > 0 and model.upscore8.weight.grad.abs().sum() > 0
