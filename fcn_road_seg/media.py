@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .atomic import fsync_tree, temp_dir_for
 from .backends import BACKENDS, RESIZE_POLICIES
 from .errors import DataError, ImageError, RoadSegError
 from .exports import OverlayExports, write_png
@@ -199,6 +199,7 @@ def segment_source(source: Source, segmenter: Segmenter, out: Path, wanted: Want
 
 def publish(tmp: Path, out: Path, overwrite: bool) -> None:
     """Move the finished folder into place; with ``overwrite`` the old one goes only after the new one is in."""
+    fsync_tree(tmp)
     if not (out.exists() or out.is_symlink()):
         os.replace(tmp, out)
         return
@@ -256,8 +257,7 @@ def run(args: argparse.Namespace) -> dict:
     except ValueError as exc:
         raise DataError(str(exc)) from exc
     print(f"{source.description}; model {args.model or default_model_path()}: {segmenter.backend.describe()}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    tmp = temp_dir_for(out)
     try:
         summary = segment_source(source, segmenter, tmp, wanted, args.strict, args.show, not args.no_progress)
         publish(tmp, out, args.overwrite)

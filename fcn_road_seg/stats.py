@@ -28,12 +28,20 @@ class Summary:
 
 
 class Stats:
-    """Per-frame latencies in a sliding time window, and counts of frames and bad messages."""
+    """Per-frame latencies in a sliding window, and counts of frames and bad messages.
 
-    def __init__(self, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+    The window is ``window_s`` seconds, stretched back to hold at least the last ``min_frames``
+    frames that finished within ``max_age_s``: a model taking longer per frame than the window
+    still reports a steady FPS instead of flipping between "no frame" and a fraction.
+    """
+
+    def __init__(self, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic, min_frames: int = 5,
+                 max_age_s: float = 60.0) -> None:
         if window_s <= 0:
             raise ValueError(f"window_s must be positive, got {window_s}")
         self.window_s = window_s
+        self.min_frames = min_frames
+        self.max_age_s = max(max_age_s, window_s)
         self._clock = clock
         self._start = clock()
         self._lock = threading.Lock()
@@ -63,16 +71,23 @@ class Stats:
         now = self._clock() if now is None else now
         with self._lock:
             self._prune(now)
+            finished = [t for t, _ in self._recent]
             latencies = np.array([lat for _, lat in self._recent]) * 1e3
             frames, bad = self._frames, self._bad
-        span = min(self.window_s, now - self._start)
-        fps = len(latencies) / span if span > 0 else 0.0
+        window = self.window_s
+        if finished and finished[0] <= now - self.window_s:  # stretched to hold the last frames
+            window = now - finished[0]
+            fps = (len(finished) - 1) / window if len(finished) > 1 else 0.0
+        else:
+            span = min(self.window_s, now - self._start)
+            fps = len(finished) / span if span > 0 else 0.0
         median, p99 = (np.percentile(latencies, [50, 99]).tolist() if latencies.size else (None, None))
-        return Summary(self.window_s, fps, median, p99, frames, bad, dropped)
+        return Summary(window, fps, median, p99, frames, bad, dropped)
 
     def _prune(self, now: float) -> None:
-        """Forget frames that finished before the window (caller holds the lock)."""
-        while self._recent and self._recent[0][0] <= now - self.window_s:
+        """Forget frames before the window, except the last ``min_frames`` younger than ``max_age_s``."""
+        while self._recent and (self._recent[0][0] <= now - self.max_age_s or (
+                self._recent[0][0] <= now - self.window_s and len(self._recent) > self.min_frames)):
             self._recent.popleft()
 
 
@@ -86,7 +101,7 @@ def health(summary: Summary, backend: str, network_size: str = "") -> tuple[str,
     values = [("FPS", f"{summary.fps:.1f}"), ("latency median (ms)", _ms(summary.latency_median_ms)),
               ("latency p99 (ms)", _ms(summary.latency_p99_ms)), ("frames segmented", str(summary.frames)),
               ("dropped frames", str(summary.dropped)), ("bad messages", str(summary.bad)),
-              ("window (s)", f"{summary.window_s:g}"), ("backend", backend), ("network size", network_size)]
+              ("window (s)", f"{summary.window_s:.3g}"), ("backend", backend), ("network size", network_size)]
     if summary.latency_median_ms is None:
-        return "WARN", f"no frame segmented in the last {summary.window_s:g} s", values
+        return "WARN", f"no frame segmented in the last {summary.window_s:.3g} s", values
     return "OK", f"{summary.fps:.1f} FPS, median latency {summary.latency_median_ms:.1f} ms", values

@@ -6,9 +6,9 @@ import pytest
 from fcn_road_seg.stats import Stats, Summary, health
 
 
-def stats_at(start: float = 100.0, window_s: float = 2.0) -> Stats:
-    """Stats whose clock reads ``start`` when created (every call below passes ``now``)."""
-    return Stats(window_s=window_s, clock=lambda: start)
+def stats_at(start: float = 100.0, window_s: float = 2.0, min_frames: int = 0) -> Stats:
+    """Stats whose clock reads ``start`` when created (every call below passes ``now``); a pure time window."""
+    return Stats(window_s=window_s, clock=lambda: start, min_frames=min_frames)
 
 
 def test_no_frames() -> None:
@@ -45,6 +45,28 @@ def test_fps_uses_the_time_since_start_while_shorter_than_the_window() -> None:
     for t in (100.25, 100.5, 100.75):
         stats.frame(0.020, now=t)
     assert stats.summary(now=101.0).fps == pytest.approx(3 / 1.0)
+
+
+def test_slow_frames_keep_a_steady_fps() -> None:
+    """A frame every 4 s with a 2 s window: the window stretches over the last 3 frames, FPS stays 0.25."""
+    stats = stats_at(min_frames=3)
+    for k in range(6):
+        stats.frame(3.9, now=104.0 + 4 * k)
+        for dt in (0.0, 1.0, 3.0):  # the diagnostics timer fires at any time between frames
+            summary = stats.summary(now=104.0 + 4 * k + dt)
+            if k >= 2:
+                assert summary.fps == pytest.approx(2 / (8 + dt)) and summary.latency_median_ms == pytest.approx(3900)
+                assert summary.window_s == pytest.approx(8 + dt)
+    level, message, _ = health(stats.summary(now=124.0), "torch on cpu")
+    assert level == "OK" and message == "0.2 FPS, median latency 3900.0 ms"
+
+
+def test_frames_older_than_max_age_leave_even_the_stretched_window() -> None:
+    stats = Stats(window_s=2.0, clock=lambda: 100.0, min_frames=3, max_age_s=30.0)
+    stats.frame(1.0, now=101.0)
+    assert stats.summary(now=120.0).latency_median_ms == pytest.approx(1000)
+    summary = stats.summary(now=131.5)
+    assert summary.latency_median_ms is None and summary.fps == 0.0 and summary.frames == 1
 
 
 def test_bad_messages_are_counted() -> None:
