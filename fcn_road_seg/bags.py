@@ -54,8 +54,9 @@ BAG_VERSION = 8
 STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
 DEFAULT_START = "2011-09-26 00:00:00"  # road layout: stamps start on the first KITTI recording day (UTC)
 #: what rosbags and its storage back ends raise for a missing, truncated or corrupt bag
-BAG_ERRORS = (ReaderError, SerdeError, OSError, apsw.Error, sqlite3.Error, struct.error, KeyError, IndexError,
-              ValueError)
+BAG_ERRORS = (ReaderError, OSError, apsw.Error, sqlite3.Error)
+#: what decoding one message's CDR bytes raises when they are corrupt (only around ``deserialize_cdr``)
+CDR_ERRORS = (SerdeError, struct.error, IndexError, ValueError)
 
 
 @lru_cache(maxsize=1)
@@ -214,7 +215,7 @@ def deserialize(raw: bytes, msgtype: str, path: Path, stamp_ns: int) -> Any:
     """A rosbags message from CDR bytes; DataError naming the bag for corrupt data."""
     try:
         return typestore().deserialize_cdr(raw, msgtype)
-    except BAG_ERRORS as exc:
+    except CDR_ERRORS as exc:
         raise DataError(f"bag {path}: corrupt {msgtype} message at {stamp_ns} ns: {exc}") from exc
 
 
@@ -241,8 +242,12 @@ def check_input(reader: Reader, path: Path, topic: str, namespace: str) -> tuple
 def segment_bag(input_bag: str | os.PathLike, output_bag: str | os.PathLike, segmenter: Segmenter,
                 topic: str = IMAGE_TOPIC, namespace: str = SEG_NAMESPACE, storage: str = "sqlite3",
                 video: str | os.PathLike | None = None, frames_dir: str | os.PathLike | None = None,
-                sheet: str | os.PathLike | None = None, fps: float = 10.0, progress: bool = True) -> dict[str, Any]:
+                sheet: str | os.PathLike | None = None, fps: float = 10.0, progress: bool = True,
+                strict: bool = False) -> dict[str, Any]:
     """Segment every image of ``topic`` into a new bag (input copied plus ``<namespace>/{mask,confidence,overlay}``).
+
+    A corrupt or unsegmentable image message is skipped and listed (the copy keeps it as it was), or,
+    with ``strict``, stops the run with nothing written.
 
     Returns a summary: frames segmented, messages copied, skipped frames with their reasons, seconds,
     frames per second end to end and the core's mean milliseconds per frame.
@@ -268,10 +273,12 @@ def segment_bag(input_bag: str | os.PathLike, output_bag: str | os.PathLike, seg
             if conn.id not in image_ids:
                 continue
             index += 1
-            msg = deserialize(raw, conn.msgtype, src, stamp)
             try:
+                msg = deserialize(raw, conn.msgtype, src, stamp)
                 result, messages = segmenter.process(msg, make_image, OUTPUTS, compressed=compressed)
-            except ImageError as exc:
+            except (ImageError, DataError) as exc:
+                if strict:
+                    raise DataError(f"bag {src}: frame #{index} at {stamp} ns: {exc} (--strict)") from exc
                 skipped.append({"index": index, "stamp_ns": stamp, "reason": str(exc)})
                 continue
             for name, out in messages.items():
@@ -379,7 +386,7 @@ def _segment_bag(args: argparse.Namespace) -> None:
     print(f"model {args.model or default_model_path()}: {segmenter.backend.describe()}")
     print_segment_summary(segment_bag(args.input, args.output, segmenter, args.topic, args.ns, args.storage,
                                       args.video, args.frames_dir, args.contact_sheet, args.video_fps,
-                                      not args.no_progress))
+                                      not args.no_progress, args.strict))
 
 
 def segment_bag_main(argv: Sequence[str] | None = None) -> int:
@@ -407,6 +414,8 @@ def segment_bag_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--video-fps", type=positive_float, default=10.0, help="frame rate of --video (default 10)")
     p.add_argument("--frames-dir", help="also write every overlay as a PNG into this new folder")
     p.add_argument("--contact-sheet", help=f"also write a PNG grid of up to {SHEET_TILES} overlays")
+    p.add_argument("--strict", action="store_true", help="stop at the first corrupt or unsegmentable image message "
+                   "instead of skipping and listing it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     for name in ("threshold", "overlay_color", "overlay_alpha"):

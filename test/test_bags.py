@@ -314,3 +314,26 @@ def test_command_lines(road_dir: Path, tiny_model: Path, tmp_path: Path, monkeyp
     with pytest.raises(SystemExit):
         bags.segment_bag_main([bag, str(tmp_path / "x"), "--threshold", "2"])
     assert "threshold must be a number in [0, 1]" in capsys.readouterr().err
+
+
+def test_a_corrupt_message_is_skipped_and_listed_or_stops_with_strict(converted: dict[str, Any],
+                                                                      segmenter: Segmenter, tmp_path: Path) -> None:
+    """A bag whose second image message holds truncated CDR bytes: like an undecodable image, skipped."""
+    from rosbags.rosbag2 import Writer
+
+    store = bags.typestore()
+    src = read_bag(converted["bag"])[bags.IMAGE_TOPIC]
+    bag = tmp_path / "corrupt"
+    with Writer(bag, version=bags.BAG_VERSION) as writer:
+        conn = writer.add_connection(bags.IMAGE_TOPIC, bags.IMAGE, typestore=store)
+        for i, (stamp, raw, _) in enumerate(src):
+            writer.write(conn, stamp, raw[:40] if i == 1 else raw)
+    summary = bags.segment_bag(bag, tmp_path / "seg", segmenter, progress=False)
+    assert summary["frames"] == len(src) - 1 and [s["index"] for s in summary["skipped"]] == [1]
+    assert f"bag {bag}: corrupt {bags.IMAGE} message at {src[1][0]} ns" in summary["skipped"][0]["reason"]
+    with Reader(tmp_path / "seg") as reader:  # the copy keeps the corrupt message as it was
+        counts = {c.topic: c.msgcount for c in reader.connections}
+    assert counts[f"{bags.SEG_NAMESPACE}/mask"] == len(src) - 1 and counts[bags.IMAGE_TOPIC] == len(src)
+    with pytest.raises(DataError, match=r"frame #1 .* \(--strict\)"):
+        bags.segment_bag(bag, tmp_path / "strict", segmenter, progress=False, strict=True)
+    assert not (tmp_path / "strict").exists() and leftovers(tmp_path) == []
