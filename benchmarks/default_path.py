@@ -85,8 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append((label, real.median("total"), maxf(backend, samples) if samples else None))
     base = results[0][1]
     print(f"machine: {machine()}")
-    print(f"model: {args.model}; timed: {len(msgs)} frames of {folder} at 1242x375, end to end; "
-          f"MaxF: {f'{len(samples)} frames of the seeded KITTI validation split of {args.data_path}' if samples else 'not measured'}")
+    scored = f"{len(samples)} frames of the seeded KITTI validation split of {args.data_path}" if samples else "-"
+    print(f"model: {args.model}; timed: {len(msgs)} frames of {folder} at 1242x375, end to end; MaxF on: {scored}")
     print("| backend, network size | ms / frame (median) | FPS | speed-up vs fp32 torch native | MaxF (URBAN) |")
     print("|---|---|---|---|---|")
     for label, ms, f in results:

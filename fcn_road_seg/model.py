@@ -202,8 +202,8 @@ def working_size_of(meta: Mapping[str, Any] | None) -> tuple[int, int] | None:
 
 
 def default_model_path() -> Path:
-    """The default model shipped inside the package (trained on CamVid road labels; may be absent)."""
-    return Path(__file__).resolve().parent / "data" / "fcn8s_camvid.pt"
+    """The default model shipped inside the package: FCN-8s trained on KITTI Road (may be absent in a checkout)."""
+    return Path(__file__).resolve().parent / "data" / "fcn8s_kitti.pt"
 
 
 def untrained_model(seed: int = 0, score_std: float = 0.2, **config: Any) -> FCN8s:

@@ -254,7 +254,8 @@ def test_compressed_images_other_topics_and_skipped_frames(road_dir: Path, segme
                                progress=False)
     assert summary["frames"] == 2 and summary["copied"] == 4
     assert summary["skipped"] == [{"index": 1, "stamp_ns": stamps[1],
-                                   "reason": "cannot decode compressed image (format 'jpeg', 10 bytes): no JPEG/PNG header"}]
+                                   "reason": "cannot decode compressed image (format 'jpeg', 10 bytes): "
+                                             "no JPEG/PNG header"}]
     before, after = read_bag(tmp_path / "in"), read_bag(tmp_path / "out")
     assert after["/chatter"][0][:2] == before["/chatter"][0][:2]
     want = segmenter.segment(from_array(png, "bgr8"))

@@ -28,7 +28,7 @@ def devkit_eval_exp(gt_road: np.ndarray, prob: np.ndarray, valid: np.ndarray) ->
 
 def devkit_maxf(fn: np.ndarray, fp: np.ndarray, pos: int, neg: int) -> dict[str, float]:
     """The devkit's ``pxEval_maximizeFMeasure``, with the argmax mapped back through the validity filter."""
-    tp, tn = pos - fn, neg - fp
+    tp = pos - fn
     recall, precision = tp / float(pos), tp / (tp + fp + 1e-10)
     keep = ~((recall == 0) & (precision == 0))
     recall, precision = recall[keep], precision[keep]
@@ -228,7 +228,8 @@ def test_cli_resized_seeded_split_and_testing(road_dir: tuple[Path, dict], untra
                     "--model", str(untrained_checkpoint), "--device", "cpu", "--workers", "0",
                     "--output", str(out)]) == 0
     report = json.loads((out / "metrics.json").read_text())
-    assert report["images"] == 2 and report["network_size"] == "32x64 (stretch)"  # round(2 * 0.6) um + round(1 * 0.6) uu
+    assert report["images"] == 2  # round(2 * 0.6) um + round(1 * 0.6) uu
+    assert report["network_size"] == "32x64 (stretch)"
     sub = tmp_path / "submission_testing"
     assert ev.main(["--data-path", str(root), "--testing", "--submission-dir", str(sub), "--model",
                     str(untrained_checkpoint), "--device", "cpu", "--workers", "0"]) == 0

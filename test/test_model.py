@@ -129,7 +129,8 @@ def test_missing_key_names_file_and_key(tmp_path: Path, features_state: dict[str
 def test_wrong_shape_names_file_key_and_shape(tmp_path: Path, features_state: dict[str, torch.Tensor]) -> None:
     path = tmp_path / "shape.pth"
     torch.save({**features_state, "features.0.weight": torch.zeros(64, 1, 3, 3)}, path)
-    with pytest.raises(ModelError, match=r"shape\.pth.*features\.0\.weight: \(64, 1, 3, 3\) \(expected \(64, 3, 3, 3\)\)"):
+    expected = r"shape\.pth.*features\.0\.weight: \(64, 1, 3, 3\) \(expected \(64, 3, 3, 3\)\)"
+    with pytest.raises(ModelError, match=expected):
         build_model(str(path), **LIGHT)
 
 

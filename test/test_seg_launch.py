@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-launch_testing = pytest.importorskip("launch_testing")
+pytest.importorskip("launch_testing")
 
 import tempfile  # noqa: E402
 import time  # noqa: E402
