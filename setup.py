@@ -23,7 +23,8 @@ setup(
     extras_require={
         "onnx": ["onnx", "onnxruntime", "onnxscript"],
         "train": ["h5py", "matplotlib", "tensorboard", "onnx", "onnxruntime", "onnxscript"],
-        "test": ["pytest<9", "ruff", "pyyaml", "h5py", "onnx", "onnxruntime", "onnxscript", "matplotlib", "tensorboard"],
+        "test": ["pytest<9", "ruff", "pyyaml", "h5py", "onnx", "onnxruntime", "onnxscript", "matplotlib",
+                 "tensorboard"],
         "tensorrt": ["tensorrt", "onnx"],
     },
     tests_require=["pytest"],

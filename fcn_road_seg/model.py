@@ -24,6 +24,7 @@ NUM_CLASSES = 2
 STRIDE = 32
 POOL3_END, POOL4_END = 17, 24  # indices just past pool3 and pool4 in torchvision's VGG16 ``features``
 POOL4_SCALE, POOL3_SCALE = 0.01, 0.0001  # FCN-8s "at-once" skip scaling
+INPUT, OUTPUT = "image", "prob"  # RoadProbability's I/O names in every exported model and engine
 
 
 def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:

@@ -26,10 +26,10 @@ import torch
 from fcn_road_seg.atomic import atomic_path
 from fcn_road_seg.backends import fit
 from fcn_road_seg.metadata import sha256_file, write_sidecar
-from fcn_road_seg.backends.onnx_backend import INPUT, OUTPUT, OnnxBackend
+from fcn_road_seg.backends.onnx_backend import OnnxBackend
 from fcn_road_seg.errors import ModelError, RoadSegError
 from fcn_road_seg.image import read_rgb_folder
-from fcn_road_seg.model import FCN8s, RoadProbability, read_checkpoint, working_size_of
+from fcn_road_seg.model import INPUT, OUTPUT, FCN8s, RoadProbability, read_checkpoint, working_size_of
 
 from .quantize import CALIBRATION_METHODS, fitted_frames, quantize_int8
 

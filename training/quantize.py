@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from fcn_road_seg.backends import fit
-from fcn_road_seg.backends.onnx_backend import INPUT, import_onnxruntime
+from fcn_road_seg.backends.onnx_backend import import_onnxruntime
 from fcn_road_seg.errors import ModelError
+from fcn_road_seg.model import INPUT
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 

@@ -14,11 +14,10 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from ..model import working_size_of
+from ..model import INPUT, OUTPUT, working_size_of
 from ..metadata import read_sidecar
 from . import Backend
 
-INPUT, OUTPUT = "image", "prob"
 INPUT_TYPE, OUTPUT_TYPE = "tensor(uint8)", "tensor(float)"
 
 

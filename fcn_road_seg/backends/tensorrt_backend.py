@@ -38,11 +38,10 @@ from ..atomic import atomic_path
 from ..cache import cache_dir
 from ..errors import ModelError, RoadSegError
 from ..image import read_rgb_folder
-from ..model import working_size_of
+from ..model import INPUT, OUTPUT, working_size_of
 from ..device import resolve_device
 from ..metadata import read_sidecar, sha256_file, write_sidecar
 from . import Backend, fit
-from .onnx_backend import INPUT, OUTPUT
 
 log = logging.getLogger(__name__)
 
@@ -400,10 +399,12 @@ class TensorRTBackend(Backend):
         super().__init__(device, None, resize_policy)
         if rebuild not in REBUILD_POLICIES:
             raise ModelError(f"unknown rebuild policy '{rebuild}'; choose one of {REBUILD_POLICIES}")
-        if device.type != "cuda":
-            raise ModelError(f"TensorRT runs on a CUDA device, not '{device}'")
-        self.trt = import_tensorrt()
         path = Path(model_path)
+        if path.stat().st_size == 0:
+            raise ModelError(f"TensorRT model {path} is empty (0 bytes)")
+        if device.type != "cuda":
+            raise ModelError(f"{path}: TensorRT runs on a CUDA device, not '{device}'")
+        self.trt = import_tensorrt()
         self.build_options = {"precision": precision, "workspace_gb": workspace_gb, "timing_cache": timing_cache}
         with torch.cuda.device(device):
             if path.suffix.lower() == ".onnx":  # a cached engine, (re)built whenever it is not current
