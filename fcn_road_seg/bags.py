@@ -34,13 +34,11 @@ from tqdm import tqdm
 
 from . import image
 from .atomic import atomic_path
-from .backends import BACKENDS, RESIZE_POLICIES
 from .errors import DataError, ImageError, RoadSegError
 from .exports import SHEET_TILES, OverlayExports, stamp_label, to_bgr
-from .image import MAX_PIXELS
 from .kitti import LAYOUTS, CameraModel, KittiFrame, camera_model, kitti_frames, parse_stamp
 from .model import default_model_path
-from .segmenter import OUTPUTS, Segmenter, check_setting, make_segmenter
+from .segmenter import OUTPUTS, Segmenter, add_segmenter_arguments, check_setting, segmenter_from_args
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -381,8 +379,7 @@ def print_segment_summary(summary: dict[str, Any]) -> None:
 def _segment_bag(args: argparse.Namespace) -> None:
     """segment_bag's body: load the model, segment, print the summary."""
     refuse_existing(*(Path(p) for p in (args.output, args.video, args.frames_dir, args.contact_sheet) if p))
-    segmenter = make_segmenter(args.model, args.backend, args.device, args.resize_policy, args.network_size,
-                               args.threshold, args.overlay_color, args.overlay_alpha, args.max_pixels)
+    segmenter = segmenter_from_args(args)
     print(f"model {args.model or default_model_path()}: {segmenter.backend.describe()}")
     print_segment_summary(segment_bag(args.input, args.output, segmenter, args.topic, args.ns, args.storage,
                                       args.video, args.frames_dir, args.contact_sheet, args.video_fps,
@@ -397,18 +394,7 @@ def segment_bag_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("output", help="output bag folder (must not exist)")
     p.add_argument("--topic", default=IMAGE_TOPIC, help=f"Image or CompressedImage topic (default {IMAGE_TOPIC})")
     p.add_argument("--ns", default=SEG_NAMESPACE, help=f"namespace of the output topics (default {SEG_NAMESPACE})")
-    p.add_argument("--model", help=f"checkpoint, ONNX model or TensorRT engine (default {default_model_path()})")
-    p.add_argument("--backend", choices=BACKENDS, default="auto")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--resize-policy", choices=RESIZE_POLICIES, default="letterbox",
-                   help="how frames meet a fixed-shape model exported at another size than its working size")
-    p.add_argument("--network-size", default="auto",
-                   help="size the network runs at: auto (the model's working size), native (each frame's own) or HxW")
-    p.add_argument("--threshold", type=float, default=0.5, help="road if P(road) >= threshold")
-    p.add_argument("--overlay-color", type=int, nargs=3, default=[0, 255, 0], metavar=("R", "G", "B"))
-    p.add_argument("--overlay-alpha", type=float, default=0.5)
-    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
-                   help=f"largest width x height accepted (default {MAX_PIXELS}); larger frames are skipped")
+    add_segmenter_arguments(p)
     p.add_argument("--storage", choices=sorted(STORAGES), default="sqlite3", help="output storage (default sqlite3)")
     p.add_argument("--video", help="also write the overlays as an MP4 (mp4v)")
     p.add_argument("--video-fps", type=positive_float, default=10.0, help="frame rate of --video (default 10)")

@@ -28,12 +28,11 @@ import numpy as np
 from tqdm import tqdm
 
 from .atomic import fsync_tree, temp_dir_for
-from .backends import BACKENDS, RESIZE_POLICIES
 from .errors import DataError, ImageError, RoadSegError
 from .exports import OverlayExports, write_png
-from .image import MAX_PIXELS, Frame
+from .image import Frame
 from .model import default_model_path
-from .segmenter import Segmenter, make_segmenter
+from .segmenter import Segmenter, add_segmenter_arguments, segmenter_from_args
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 KITTI_STEM = re.compile(r"^(um|umm|uu)_(\d{6})$")
@@ -227,17 +226,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, help="frame rate of the overlay MP4 (default: the input's, or 10)")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable frame instead of listing it")
     p.add_argument("--show", action="store_true", help="preview window (needs a display); q stops")
-    p.add_argument("--model", help=f"checkpoint, ONNX model or TensorRT engine (default {default_model_path()})")
-    p.add_argument("--backend", choices=BACKENDS, default="auto")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--network-size", default="auto",
-                   help="size the network runs at: auto (the model's working size), native or HxW")
-    p.add_argument("--resize-policy", choices=RESIZE_POLICIES, default="letterbox")
-    p.add_argument("--threshold", type=float, default=0.5, help="road if P(road) >= threshold")
-    p.add_argument("--overlay-color", type=int, nargs=3, default=[0, 255, 0], metavar=("R", "G", "B"))
-    p.add_argument("--overlay-alpha", type=float, default=0.5)
-    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
-                   help=f"largest width x height accepted (default {MAX_PIXELS}); larger frames are skipped")
+    add_segmenter_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -251,11 +240,7 @@ def run(args: argparse.Namespace) -> dict:
         raise DataError("--show needs a display (DISPLAY is not set)")
     source = open_source(args.input, args.fps)
     wanted = wanted_outputs(args, source.still)
-    try:
-        segmenter = make_segmenter(args.model, args.backend, args.device, args.resize_policy, args.network_size,
-                                   args.threshold, args.overlay_color, args.overlay_alpha, args.max_pixels)
-    except ValueError as exc:
-        raise DataError(str(exc)) from exc
+    segmenter = segmenter_from_args(args)
     print(f"{source.description}; model {args.model or default_model_path()}: {segmenter.backend.describe()}")
     tmp = temp_dir_for(out)
     try:

@@ -24,7 +24,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from .backends import BACKENDS, RESIZE_POLICIES
+from .backends import BACKENDS, RESIZE_POLICIES, BackendOptions
 from .errors import ImageError, RoadSegError
 from .image import MAX_PIXELS, MIN_SIDE
 from .latest import Latest
@@ -34,7 +34,8 @@ from .stats import Stats, health
 NODE_NAME = "road_segmentation"
 RUNTIME = ("threshold", "overlay_alpha", "overlay_color")
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
-CHOICES = {"backend": BACKENDS, "resize_policy": RESIZE_POLICIES, "qos_reliability": tuple(RELIABILITY)}
+CHOICES = {"backend": BACKENDS, "resize_policy": RESIZE_POLICIES, "qos_reliability": tuple(RELIABILITY),
+           "trt_rebuild": ("never", "if-stale")}
 BAD_MESSAGE_LOG_PERIOD_S = 5.0
 _UNIT = {"floating_point_range": [FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)]}
 
@@ -49,6 +50,15 @@ PARAMETERS: dict[str, tuple[Any, str, dict]] = {
                               "native (each frame's own size) | HxW, e.g. 188x624", {}),
     "resize_policy": ("letterbox", "How frames meet a fixed-shape model exported at another size than its "
                                    "working size: letterbox (keep aspect, pad) | stretch", {}),
+    "precision": ("auto", "Network precision: torch auto | fp32 | fp16 | bf16; TensorRT auto | fp32 | fp16 | int8", {}),
+    "torch_compile": (False, "torch.compile the network (torch backend)", {}),
+    "onnx_threads": (0, "ONNX Runtime intra-op threads (0 = its default)",
+                     {"integer_range": [IntegerRange(from_value=0, to_value=256, step=1)]}),
+    "trt_rebuild": ("never", "TensorRT .engine files: never | if-stale (rebuild from the ONNX named in its metadata)",
+                    {}),
+    "trt_workspace_gb": (4.0, "TensorRT builder workspace in GiB (engines built at startup from an .onnx)",
+                         {"floating_point_range": [FloatingPointRange(from_value=0.25, to_value=1024.0, step=0.0)]}),
+    "trt_timing_cache": ("", "TensorRT timing cache file ('' = none)", {}),
     "warmup_size": ([375, 1242], "[height, width] of the blank frames run at startup; [0, 0] = no warm-up",
                     {}),
     "threshold": (0.5, "A pixel is road when P(road) >= threshold; changeable at run time", _UNIT),
@@ -91,9 +101,11 @@ class RoadSegNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         p = self._declare_parameters()
+        options = BackendOptions(p["precision"], p["torch_compile"], p["onnx_threads"], p["trt_rebuild"],
+                                 p["trt_workspace_gb"], p["trt_timing_cache"])
         self._segmenter = make_segmenter(p["model_path"] or None, p["backend"], p["device"], p["resize_policy"],
                                          p["network_size"], p["threshold"], p["overlay_color"], p["overlay_alpha"],
-                                         p["max_pixels"])
+                                         p["max_pixels"], options)
         backend = self._segmenter.backend
         model_path = p["model_path"] or "the default model"
         warmup = backend.warmup(*p["warmup_size"]) if min(p["warmup_size"]) > 0 else 0.0

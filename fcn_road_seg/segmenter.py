@@ -6,6 +6,7 @@ between rclpy messages and rosbags messages.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ import cv2
 import numpy as np
 
 from . import image
-from .backends import Backend, load_backend
+from .backends import BACKENDS, RESIZE_POLICIES, Backend, BackendOptions, load_backend
 from .errors import ModelError
 from .image import Frame
 from .model import default_model_path
@@ -120,11 +121,48 @@ class Segmenter:
 def make_segmenter(model: str | os.PathLike | None = None, backend: str = "auto", device: str = "auto",
                    resize_policy: str = "letterbox", network_size: str = "auto", threshold: float = 0.5,
                    overlay_color: Sequence[int] = (0, 255, 0), overlay_alpha: float = 0.5,
-                   max_pixels: int = image.MAX_PIXELS, **backend_options: Any) -> Segmenter:
+                   max_pixels: int = image.MAX_PIXELS, options: BackendOptions | None = None,
+                   **backend_options: Any) -> Segmenter:
     """The one place a Segmenter is built from options (node, segment_bag, demo); ``model`` None = the default."""
     path = model or default_model_path()
     if not model and not os.path.isfile(path):
         raise ModelError(f"the default model {path} is not installed; pass a model file "
                          "(checkpoint .pt, .onnx or TensorRT .engine)")
-    backend_ = load_backend(path, backend, device, resize_policy, network_size, **backend_options)
+    backend_ = load_backend(path, backend, device, resize_policy, network_size, options, **backend_options)
     return Segmenter(backend_, threshold, overlay_color, overlay_alpha, max_pixels)
+
+
+def add_segmenter_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model, backend and per-frame options every tool shares (the node has them as parameters)."""
+    o = BackendOptions()
+    parser.add_argument("--model", help=f"checkpoint, ONNX model or TensorRT engine (default {default_model_path()})")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--network-size", default="auto",
+                        help="size the network runs at: auto (the model's working size), native or HxW")
+    parser.add_argument("--resize-policy", choices=RESIZE_POLICIES, default="letterbox",
+                        help="how frames meet a fixed-shape model exported at another size than its working size")
+    parser.add_argument("--precision", default=o.precision,
+                        help="torch: auto|fp32|fp16|bf16; TensorRT: auto|fp32|fp16|int8 (default auto)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network (torch)")
+    parser.add_argument("--threads", type=int, default=o.threads, help="ONNX Runtime threads (0 = its default)")
+    parser.add_argument("--rebuild", choices=("never", "if-stale"), default=o.rebuild,
+                        help="TensorRT: rebuild a stale .engine from its ONNX")
+    parser.add_argument("--workspace-gb", type=float, default=o.workspace_gb, help="TensorRT builder workspace")
+    parser.add_argument("--timing-cache", default=o.timing_cache, help="TensorRT timing cache file")
+    parser.add_argument("--threshold", type=float, default=0.5, help="road if P(road) >= threshold")
+    parser.add_argument("--overlay-color", type=int, nargs=3, default=[0, 255, 0], metavar=("R", "G", "B"))
+    parser.add_argument("--overlay-alpha", type=float, default=0.5)
+    parser.add_argument("--max-pixels", type=int, default=image.MAX_PIXELS,
+                        help=f"largest width x height accepted (default {image.MAX_PIXELS}); larger frames are skipped")
+
+
+def segmenter_from_args(args: argparse.Namespace) -> Segmenter:
+    """``make_segmenter`` from ``add_segmenter_arguments``' flags; a bad setting is a ModelError."""
+    options = BackendOptions(args.precision, args.compile, args.threads, args.rebuild, args.workspace_gb,
+                             args.timing_cache)
+    try:
+        return make_segmenter(args.model, args.backend, args.device, args.resize_policy, args.network_size,
+                              args.threshold, args.overlay_color, args.overlay_alpha, args.max_pixels, options)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from exc

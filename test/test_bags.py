@@ -60,7 +60,7 @@ def converted(road_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
 
 @pytest.fixture(scope="module")
 def segmenter(tiny_model: Path) -> Segmenter:
-    return bags.make_segmenter(tiny_model, device="cpu")
+    return segmenter_module.make_segmenter(tiny_model, device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fcn_road_seg.backends import fastest_for, int8_companion, load_backend
+from fcn_road_seg.backends import BackendOptions, fastest_for, int8_companion, load_backend
 from fcn_road_seg.metadata import read_sidecar
 from fcn_road_seg.backends.onnx_backend import OnnxBackend
 from fcn_road_seg.backends.torch_backend import TorchBackend, cpu_has_bf16
@@ -67,9 +67,9 @@ def test_int8_export_is_quantized_and_agrees_with_fp32(model_dir: Path) -> None:
 def test_auto_on_cpu_runs_the_int8_companion(model_dir: Path) -> None:
     pt = model_dir / "m.pt"
     assert int8_companion(pt) == model_dir / "m.int8.onnx"
-    assert fastest_for(pt, "auto", "cpu", {}) == (model_dir / "m.int8.onnx", "onnxruntime")
-    assert fastest_for(pt, "torch", "cpu", {}) == (pt, "torch")  # asked for torch: torch
-    assert fastest_for(pt, "auto", "cpu", {"precision": "fp32"}) == (pt, "torch")  # torch options: torch
+    assert fastest_for(pt, "auto", "cpu") == (model_dir / "m.int8.onnx", "onnxruntime")
+    assert fastest_for(pt, "torch", "cpu") == (pt, "torch")  # asked for torch: torch
+    assert fastest_for(pt, "auto", "cpu", BackendOptions(precision="fp32")) == (pt, "torch")  # torch settings: torch
     backend = load_backend(pt, "auto", "cpu")
     assert isinstance(backend, OnnxBackend) and backend.input_size == (96, 320) and backend.resize_policy == "stretch"
 

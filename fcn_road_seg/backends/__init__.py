@@ -13,7 +13,8 @@ import abc
 import importlib.util
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 from pathlib import Path
 
 import cv2
@@ -34,6 +35,27 @@ _CVT_TO_RGB = {("rgb", 3): None, ("rgb", 4): cv2.COLOR_RGBA2RGB, ("bgr", 3): cv2
                ("bgr", 4): cv2.COLOR_BGRA2RGB, ("mono", 1): cv2.COLOR_GRAY2RGB}
 #: pad value for letterboxing: the ImageNet mean, i.e. what the model's own padding feeds the network
 PAD_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Each backend's own settings, reachable from the node's parameters and every tool's flags alike."""
+
+    precision: str = "auto"  # torch: auto | fp32 | fp16 | bf16; TensorRT: auto | fp32 | fp16 | int8
+    compile: bool = False  # torch.compile the network (torch)
+    threads: int = 0  # ONNX Runtime intra-op threads (0 = its default)
+    rebuild: str = "never"  # TensorRT .engine files: never | if-stale
+    workspace_gb: float = 4.0  # TensorRT builder workspace
+    timing_cache: str = ""  # TensorRT timing cache file ("" = none)
+
+    def for_backend(self, kind: str) -> dict:
+        """The constructor keywords of backend ``kind``."""
+        if kind == "torch":
+            return {"precision": self.precision, "compile": self.compile}
+        if kind == "onnxruntime":
+            return {"threads": self.threads}
+        return {"precision": self.precision, "rebuild": self.rebuild, "workspace_gb": self.workspace_gb,
+                "timing_cache": self.timing_cache or None}
 
 
 @dataclass(frozen=True)
@@ -285,18 +307,22 @@ def _tensorrt_usable() -> bool:
 
 
 def load_backend(model_path: str | Path, backend: str = "auto", device: str = "auto",
-                 resize_policy: str = "letterbox", network_size: str = "auto", **options) -> Backend:
+                 resize_policy: str = "letterbox", network_size: str = "auto",
+                 options: BackendOptions | None = None, **settings: Any) -> Backend:
     """Open ``model_path`` with the named backend (or the fastest that can run it, for ``auto``).
 
     ``network_size`` (``auto`` = the model's working size, ``native``, or ``HxW``): see
     ``Backend.set_network_size``.
 
-    ``options`` go to the backend's constructor: ``precision``/``compile`` for torch, ``threads`` for
-    onnxruntime, ``rebuild`` ("never" | "if-stale"), ``precision``, ``workspace_gb``, ``timing_cache`` for
-    tensorrt (given an .onnx, TensorRT builds and caches ``<model>.engine`` beside it).
+    ``options`` (or the same fields as keywords, e.g. ``precision="fp16"``) are ``BackendOptions``;
+    each backend takes its own (given an .onnx, TensorRT builds and caches an engine in ``cache.py``'s folder).
     """
+    try:
+        options = replace(options or BackendOptions(), **settings)
+    except TypeError as exc:
+        raise ModelError(f"unknown backend option: {exc}") from exc
     parse_network_size(network_size) if network_size != "auto" else None  # a bad value fails before loading
-    backend_ = _open_backend(model_path, backend, device, resize_policy, **options)
+    backend_ = _open_backend(model_path, backend, device, resize_policy, options)
     backend_.set_network_size(network_size)
     return backend_
 
@@ -314,14 +340,16 @@ def int8_companion(model_path: str | Path) -> Path | None:
     return companion if meta and meta.get("checkpoint_sha256") == sha256_file(path) else None
 
 
-def fastest_for(model_path: str | Path, backend: str, device: str, options: dict) -> tuple[Path, str]:
+def fastest_for(model_path: str | Path, backend: str, device: str,
+                options: BackendOptions = BackendOptions()) -> tuple[Path, str]:
     """(model file, backend) that ``auto`` runs: on a CPU, a checkpoint's INT8 ONNX companion when there is one.
 
     The companion is the checkpoint quantized (``fcn-road-export --int8``) and checked against it on
     real frames; ONNX Runtime runs it several times faster on a CPU than torch runs fp32.
     """
     kind = backend_for(model_path, backend, device)
-    if backend != "auto" or kind != "torch" or options or resolve_device(device).type != "cpu":
+    torch_defaults = options.precision == "auto" and not options.compile
+    if backend != "auto" or kind != "torch" or not torch_defaults or resolve_device(device).type != "cpu":
         return Path(model_path), kind
     companion = int8_companion(model_path)
     if companion is None or importlib.util.find_spec("onnxruntime") is None:
@@ -329,7 +357,8 @@ def fastest_for(model_path: str | Path, backend: str, device: str, options: dict
     return companion, "onnxruntime"
 
 
-def _open_backend(model_path: str | Path, backend: str, device: str, resize_policy: str, **options) -> Backend:
+def _open_backend(model_path: str | Path, backend: str, device: str, resize_policy: str,
+                  options: BackendOptions) -> Backend:
     """The backend object for ``load_backend``, at the model's own input shape."""
     if not Path(model_path).is_file():
         raise ModelError(f"model file not found: {model_path}")
@@ -337,12 +366,14 @@ def _open_backend(model_path: str | Path, backend: str, device: str, resize_poli
     if kind == "torch":
         from .torch_backend import TorchBackend
 
-        return TorchBackend(model_path, resolve_device(device), resize_policy=resize_policy, **options)
+        return TorchBackend(model_path, resolve_device(device), resize_policy=resize_policy,
+                            **options.for_backend(kind))
     if kind == "onnxruntime":
         from .onnx_backend import OnnxBackend
 
-        return OnnxBackend(model_path, resolve_device(device), resize_policy=resize_policy, **options)
+        return OnnxBackend(model_path, resolve_device(device), resize_policy=resize_policy,
+                           **options.for_backend(kind))
     from .tensorrt_backend import TensorRTBackend
 
     return TensorRTBackend(model_path, resolve_device("cuda" if device == "auto" else device),
-                           resize_policy=resize_policy, **options)
+                           resize_policy=resize_policy, **options.for_backend(kind))
