@@ -222,6 +222,32 @@ def test_a_bad_message_is_counted_and_the_node_keeps_working(executor: SingleThr
         v.key for v in status.values}
 
 
+@pytest.mark.parametrize("overrides", [[Parameter("network_size", value="64x160"),
+                                        Parameter("max_pixels", value=320 * 93)]], indirect=True)
+def test_network_size_and_max_pixels_parameters(executor: SingleThreadedExecutor, probe: Node, tiny_model: Path,
+                                                frame_bgr: np.ndarray) -> None:
+    """The network runs at 64x160, results come back at 310x93, /diagnostics says so; a bigger frame is refused."""
+    masks: list[Image] = []
+    diagnostics: list[DiagnosticArray] = []
+    probe.create_subscription(Image, "road_seg/mask", masks.append, 10)
+    probe.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+    publisher = probe.create_publisher(Image, "image", qos_profile_sensor_data)
+    msg = image_msg(frame_bgr, "bgr8", 5, 0)
+    assert spin_until(executor, lambda: masks and diagnostics, 30.0, lambda: publisher.publish(msg))
+    expected, _ = Segmenter(load_backend(tiny_model, "torch", "cpu", network_size="64x160")).process(msg, make_image)
+    assert (masks[0].height, masks[0].width) == (93, 310)
+    np.testing.assert_array_equal(np.frombuffer(masks[0].data, np.uint8).reshape(93, 310), expected.mask)
+    assert dict((v.key, v.value) for v in diagnostics[-1].status[0].values)["network size"] == "64x160 (stretch)"
+    big = image_msg(cv2.resize(frame_bgr, (640, 186)), "bgr8", 6, 0)
+
+    def refused() -> bool:
+        return any(dict((v.key, v.value) for v in d.status[0].values).get("bad messages", "0") != "0"
+                   for d in diagnostics)
+
+    assert spin_until(executor, refused, 30.0, lambda: publisher.publish(big))
+    assert not any(m.header.stamp.sec == 6 for m in masks)
+
+
 @pytest.mark.parametrize("args, message", [
     (["-p", "model_path:=/nonexistent/model.pt"], "cannot start: model file not found: /nonexistent/model.pt"),
     (["-p", "qos_reliability:=sometimes"],
@@ -229,6 +255,8 @@ def test_a_bad_message_is_counted_and_the_node_keeps_working(executor: SingleThr
     (["-p", "overlay_color:=[1, 2]"],
      "cannot start: overlay_color must be three integers [R, G, B] in 0..255, got (1, 2)"),
     (["-p", "warmup_size:=[5]"], "cannot start: parameter warmup_size must be [height, width] >= 0, got [5]"),
+    (["-p", "network_size:=huge"], "cannot start: network_size 'huge' is not auto, native or HxW"),
+    (["-p", "precision:=fp16", "-p", "device:=cpu", "-p", "backend:=torch"], "precision 'fp16' needs CUDA"),
     (["-p", "threshold:=2.0"], "out of range"),
 ])
 def test_main_exits_non_zero_with_a_clear_message(tiny_model: Path, capfd: pytest.CaptureFixture, args: list[str],
