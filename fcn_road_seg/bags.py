@@ -16,7 +16,6 @@ import contextlib
 import os
 import sqlite3
 import struct
-import sys
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -34,7 +33,7 @@ from tqdm import tqdm
 
 from . import image
 from .atomic import atomic_path
-from .errors import DataError, ImageError, RoadSegError
+from .errors import DataError, ImageError, run_cli
 from .exports import SHEET_TILES, OverlayExports, stamp_label, to_bgr
 from .kitti import LAYOUTS, CameraModel, KittiFrame, camera_model, kitti_frames, parse_stamp
 from .model import default_model_path
@@ -320,19 +319,6 @@ def start_time(text: str) -> int:
         return int(text) if text.isdigit() else parse_stamp(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def run_cli(func: Any, args: argparse.Namespace) -> int:
-    """Run a tool; errors and Ctrl-C become one clear line on stderr and an exit status."""
-    try:
-        func(args)
-    except RoadSegError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: no output written", file=sys.stderr)
-        return 130
-    return 0
 
 
 def _kitti2bag(args: argparse.Namespace) -> None:

@@ -1,4 +1,8 @@
-"""The few exception types every layer raises; callers log them and carry on or stop cleanly."""
+"""The few exception types every layer raises, and how the command-line tools report them (``run_cli``)."""
+
+
+import sys
+from typing import Any, Callable
 
 
 class RoadSegError(Exception):
@@ -25,3 +29,16 @@ def one_line(exc: BaseException) -> str:
     last = text.splitlines()[-1]
     name = f"{type(exc).__module__}.{type(exc).__name__}: "
     return last[len(name):] if last.startswith(name) else last.split(": ", 1)[-1]
+
+
+def run_cli(func: Callable[[Any], Any], args: Any) -> int:
+    """Run a tool's body; its errors and Ctrl-C become one clear line on stderr and an exit status."""
+    try:
+        func(args)
+    except RoadSegError as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: no output written", file=sys.stderr)
+        return 130
+    return 0

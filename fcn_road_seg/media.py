@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .atomic import fsync_tree, temp_dir_for
-from .errors import DataError, ImageError, RoadSegError
+from .errors import DataError, ImageError, run_cli
 from .exports import OverlayExports, write_png
 from .image import Frame
 from .model import default_model_path
@@ -257,16 +257,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    try:
-        run(args)
-    except (RoadSegError, ImageError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: no output written", file=sys.stderr)
-        return 130
-    return 0
+    return run_cli(run, get_args_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

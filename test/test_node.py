@@ -197,6 +197,12 @@ def test_run_time_threshold_changes_the_mask(executor: SingleThreadedExecutor, s
         assert set(mask.data) == {value}
 
 
+def bad_counted(diagnostics: list[DiagnosticArray]) -> bool:
+    """Some /diagnostics message counts a bad message."""
+    return any(dict((v.key, v.value) for v in d.status[0].values).get("bad messages", "0") != "0"
+               for d in diagnostics)
+
+
 def test_a_bad_message_is_counted_and_the_node_keeps_working(executor: SingleThreadedExecutor, probe: Node,
                                                              frame_bgr: np.ndarray) -> None:
     masks: list[Image] = []
@@ -207,12 +213,7 @@ def test_a_bad_message_is_counted_and_the_node_keeps_working(executor: SingleThr
     bad = image_msg(frame_bgr, "bgr8", 7, 0)
     bad.step += 1  # data no longer matches step * height
     good = image_msg(frame_bgr, "bgr8", 8, 0)
-
-    def bad_counted() -> bool:
-        return any(dict((v.key, v.value) for v in d.status[0].values).get("bad messages", "0") != "0"
-                   for d in diagnostics)
-
-    assert spin_until(executor, bad_counted, 30.0, lambda: publisher.publish(bad))
+    assert spin_until(executor, lambda: bad_counted(diagnostics), 30.0, lambda: publisher.publish(bad))
     assert spin_until(executor, lambda: any(m.header.stamp.sec == 8 for m in masks), 30.0,
                       lambda: publisher.publish(good))
     assert not any(m.header.stamp.sec == 7 for m in masks)
@@ -239,12 +240,7 @@ def test_network_size_and_max_pixels_parameters(executor: SingleThreadedExecutor
     np.testing.assert_array_equal(np.frombuffer(masks[0].data, np.uint8).reshape(93, 310), expected.mask)
     assert dict((v.key, v.value) for v in diagnostics[-1].status[0].values)["network size"] == "64x160 (stretch)"
     big = image_msg(cv2.resize(frame_bgr, (640, 186)), "bgr8", 6, 0)
-
-    def refused() -> bool:
-        return any(dict((v.key, v.value) for v in d.status[0].values).get("bad messages", "0") != "0"
-                   for d in diagnostics)
-
-    assert spin_until(executor, refused, 30.0, lambda: publisher.publish(big))
+    assert spin_until(executor, lambda: bad_counted(diagnostics), 30.0, lambda: publisher.publish(big))
     assert not any(m.header.stamp.sec == 6 for m in masks)
 
 
