@@ -17,8 +17,8 @@ from training.evaluate import evaluate_backend
 
 from conftest import ROOT
 
-#: measured on the seeded KITTI validation split (46 frames) through the default CPU path: see README
-MAXF_FLOOR = 0.935
+#: measured 94.49 % on the seeded KITTI validation split (46 frames) through the default CPU path (INT8): see README
+MAXF_FLOOR = 0.94
 SHIPPED_FRAMES = sorted((ROOT / "data" / "kitti" / "image_2").glob("*.png"))
 
 
