@@ -120,4 +120,4 @@ class OnnxBackend(Backend):
 
     def describe(self) -> str:
         """Adds the execution providers to the base description."""
-        return f"{super().describe()} [{', '.join(self.session.get_providers())}]"
+        return f"{super().describe()} {self.model_path.name} [{', '.join(self.session.get_providers())}]"
