@@ -87,8 +87,13 @@ def test_short_camvid_run_learns_road(camvid_root: Path, tmp_path: Path) -> None
 
     # The slim fp16 model is the best epoch's, loads for deployment and re-evaluates to the logged metrics.
     slim = torch.load(out / "model_best_fp16.pt", weights_only=True)
-    assert set(slim) == {"model", "model_config", "working_size", "encoder", "metrics", "train_args"}
+    assert set(slim) == {"model", "model_config", "working_size", "encoder", "metrics", "train_args", "temperature",
+                         "calibration"}
     assert slim["working_size"] == [72, 96] and slim["encoder"] == "scratch"
+    # calibrated at the end on the validation split: T > 0 and the stored numbers are the fitted ones
+    calibration = json.loads((out / "calibration.json").read_text())
+    assert slim["temperature"] == pytest.approx(calibration["temperature"]) and slim["temperature"] > 0
+    assert slim["calibration"]["after"]["ECE"] == pytest.approx(calibration["after"]["ECE"])
     assert all(v.dtype == torch.float16 for v in slim["model"].values() if v.is_floating_point())
     assert slim["metrics"]["MaxF"] == pytest.approx(best["val_MaxF"])
     assert slim["model_config"] == {"num_classes": 2, "fc_channels": 32, "fc6_kernel": 3}
