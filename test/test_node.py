@@ -197,6 +197,15 @@ def test_run_time_threshold_changes_the_mask(executor: SingleThreadedExecutor, s
         assert set(mask.data) == {value}
 
 
+def listen(probe: Node) -> tuple[list[Image], list[DiagnosticArray], Any]:
+    """Collect road_seg/mask and /diagnostics on ``probe``; returns them and a publisher on ``image``."""
+    masks: list[Image] = []
+    diagnostics: list[DiagnosticArray] = []
+    probe.create_subscription(Image, "road_seg/mask", masks.append, 10)
+    probe.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+    return masks, diagnostics, probe.create_publisher(Image, "image", qos_profile_sensor_data)
+
+
 def bad_counted(diagnostics: list[DiagnosticArray]) -> bool:
     """Some /diagnostics message counts a bad message."""
     return any(dict((v.key, v.value) for v in d.status[0].values).get("bad messages", "0") != "0"
@@ -205,11 +214,7 @@ def bad_counted(diagnostics: list[DiagnosticArray]) -> bool:
 
 def test_a_bad_message_is_counted_and_the_node_keeps_working(executor: SingleThreadedExecutor, probe: Node,
                                                              frame_bgr: np.ndarray) -> None:
-    masks: list[Image] = []
-    diagnostics: list[DiagnosticArray] = []
-    probe.create_subscription(Image, "road_seg/mask", masks.append, 10)
-    probe.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
-    publisher = probe.create_publisher(Image, "image", qos_profile_sensor_data)
+    masks, diagnostics, publisher = listen(probe)
     bad = image_msg(frame_bgr, "bgr8", 7, 0)
     bad.step += 1  # data no longer matches step * height
     good = image_msg(frame_bgr, "bgr8", 8, 0)
@@ -228,11 +233,7 @@ def test_a_bad_message_is_counted_and_the_node_keeps_working(executor: SingleThr
 def test_network_size_and_max_pixels_parameters(executor: SingleThreadedExecutor, probe: Node, tiny_model: Path,
                                                 frame_bgr: np.ndarray) -> None:
     """The network runs at 64x160, results come back at 310x93, /diagnostics says so; a bigger frame is refused."""
-    masks: list[Image] = []
-    diagnostics: list[DiagnosticArray] = []
-    probe.create_subscription(Image, "road_seg/mask", masks.append, 10)
-    probe.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
-    publisher = probe.create_publisher(Image, "image", qos_profile_sensor_data)
+    masks, diagnostics, publisher = listen(probe)
     msg = image_msg(frame_bgr, "bgr8", 5, 0)
     assert spin_until(executor, lambda: masks and diagnostics, 30.0, lambda: publisher.publish(msg))
     expected, _ = Segmenter(load_backend(tiny_model, "torch", "cpu", network_size="64x160")).process(msg, make_image)
