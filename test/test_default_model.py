@@ -65,3 +65,31 @@ def test_default_model_on_held_out_kitti_frames(default_model: Path, kitti_road_
     all_road = metrics["URBAN"]["posNum"] / (metrics["URBAN"]["posNum"] + metrics["URBAN"]["negNum"])
     assert metrics["URBAN"]["IoU"] > all_road + 0.4
     assert np.isfinite([m["AP"] for m in metrics.values()]).all()
+
+
+GOLDEN = ROOT / "test" / "golden"
+
+
+def test_default_model_matches_its_stored_golden_maps(default_model: Path) -> None:
+    """torch fp32 at the working size on a shipped KITTI frame, against PNGs stored when the model was shipped.
+
+    Regenerate after changing the default model with ``FCN_ROAD_SEG_WRITE_GOLDEN=1 pytest -k golden``.
+    Different CPUs may round a few pixels near P = 0.5 differently, hence the small tolerances.
+    """
+    import os
+
+    from fcn_road_seg.segmenter import Segmenter
+
+    bgr = cv2.imread(str(ROOT / "data" / "kitti" / "image_2" / "um_000005.png"))
+    result = Segmenter(load_backend(default_model, "torch", "cpu")).segment(Frame(bgr, "bgr8"))
+    paths = {name: GOLDEN / f"um_000005_{name}.png" for name in ("mask", "confidence")}
+    if os.environ.get("FCN_ROAD_SEG_WRITE_GOLDEN"):
+        GOLDEN.mkdir(exist_ok=True)
+        for name, path in paths.items():
+            assert cv2.imwrite(str(path), getattr(result, name))
+    mask = cv2.imread(str(paths["mask"]), cv2.IMREAD_UNCHANGED)
+    confidence = cv2.imread(str(paths["confidence"]), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == confidence.shape == (375, 1242) and set(np.unique(mask)) == {0, 255}
+    assert 0.15 < (mask > 0).mean() < 0.6  # the golden itself is a plausible road mask
+    assert (result.mask != mask).mean() < 1e-3
+    assert (np.abs(result.confidence.astype(int) - confidence) > 2).mean() < 1e-3

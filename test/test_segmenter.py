@@ -85,8 +85,9 @@ class FixedProbability(Backend):
         return self.prob
 
 
-def test_golden_mask_and_confidence_on_a_full_kitti_frame(segmenter: Segmenter, tiny_model: Path,
-                                                          kitti_bgr: np.ndarray) -> None:
+def test_mask_and_confidence_equal_the_network_on_a_full_kitti_frame(segmenter: Segmenter, tiny_model: Path,
+                                                                     kitti_bgr: np.ndarray) -> None:
+    """The core against the network run by hand (the stored golden maps are in test_default_model.py)."""
     net = RoadProbability(load_checkpoint_model(tiny_model))
     with torch.inference_mode():
         prob = net(torch.from_numpy(cv2.cvtColor(kitti_bgr, cv2.COLOR_BGR2RGB))[None])[0].numpy()
