@@ -7,6 +7,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
+KITTI_FRAMES = ROOT / "data" / "kitti" / "image_2"  # five real 1242x375 KITTI Road frames shipped with the project
 
 
 def shared_path(*parts: str) -> Path:
@@ -48,3 +49,32 @@ def kitti_road_root() -> Path:
         pytest.skip(f"real KITTI Road set not found at {path}: build it with "
                     "../shared/data/kitti_road/build.py (see its README)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small FCN8s checkpoint (fc 32 channels, 3x3 fc6) whose zero-initialised score layers are perturbed."""
+    from fcn_road_seg.model import save_model, untrained_model
+
+    return save_model(untrained_model(fc_channels=32, fc6_kernel=3), tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+def kitti_frame(name: str = "um_000005.png"):
+    """One of the shipped KITTI frames (BGR), or a skip naming the file when the checkout lacks it."""
+    import cv2
+
+    path = KITTI_FRAMES / name
+    if not path.is_file():
+        pytest.skip(f"KITTI sample {path} not found")
+    return cv2.imread(str(path), cv2.IMREAD_COLOR)
+
+
+def video_frames(path: Path) -> int:
+    """How many frames cv2.VideoCapture decodes from ``path``."""
+    import cv2
+
+    capture, count = cv2.VideoCapture(str(path)), 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count

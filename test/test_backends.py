@@ -14,30 +14,19 @@ from fcn_road_seg.backends.onnx_backend import OnnxBackend, input_size
 from fcn_road_seg.backends.torch_backend import TorchBackend
 from fcn_road_seg.errors import ModelError
 from fcn_road_seg.image import Frame
-from fcn_road_seg.model import load_checkpoint_model, save_model, untrained_model
+from fcn_road_seg.model import load_checkpoint_model, untrained_model
 from training.export import export_onnx
 
-ROOT = Path(__file__).resolve().parent.parent
-KITTI_DIRS = [ROOT / "data" / "kitti" / "image_2", ROOT.parent / "shared" / "data" / "kitti_road_samples" / "testing" /
-              "image_2"]
+from conftest import KITTI_FRAMES, kitti_frame
+
 CPU = torch.device("cpu")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 
 def kitti_frames(count: int) -> list[np.ndarray]:
-    """The first ``count`` real 1242x375 KITTI Road frames (BGR), or a skip saying where they were looked for."""
-    folder = next((d for d in KITTI_DIRS if d.is_dir() and any(d.glob("*.png"))), None)
-    if folder is None:
-        pytest.skip(f"no KITTI sample frames in {' or '.join(map(str, KITTI_DIRS))}")
-    return [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in sorted(folder.glob("*.png"))[:count]]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small FCN8s checkpoint (fc 32 channels, 3x3 fc6) whose zero-initialised score layers are perturbed."""
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    return save_model(untrained_model(fc_channels=32, fc6_kernel=3), path)
+    """The first ``count`` real 1242x375 KITTI Road frames shipped with the project (BGR)."""
+    return [kitti_frame(p.name) for p in sorted(KITTI_FRAMES.glob("*.png"))[:count]] or [kitti_frame()]
 
 
 def exported(tiny_model: Path, name: str, size: tuple[int, int], dynamic: bool = False) -> Path:

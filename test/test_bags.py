@@ -15,8 +15,9 @@ from fcn_road_seg.backends import load_backend
 from fcn_road_seg.errors import DataError
 from fcn_road_seg.image import from_array
 from fcn_road_seg.kitti import parse_stamp
-from fcn_road_seg.model import save_model, untrained_model
 from fcn_road_seg.segmenter import Segmenter
+
+from conftest import video_frames
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "kitti" / "image_2"
 NAMES = ["um_000005.png", "umm_000015.png", "uu_000002.png"]
@@ -26,13 +27,6 @@ SEG_TOPICS = ["/road_seg/mask", "/road_seg/confidence", "/road_seg/overlay"]
 def p2_for(i: int) -> np.ndarray:
     """A distinct P2 per frame, like KITTI Road's per-frame calibration files."""
     return np.array([700.0 + i, 0, 600.5, 45.25, 0, 701.0 + i, 170.25, -0.5, 0, 0, 1, 0.003])
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small FCN8s checkpoint whose score layers are perturbed so that the maps vary."""
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    return save_model(untrained_model(score_std=0.05, fc_channels=32, fc6_kernel=3), path)
 
 
 @pytest.fixture(scope="module")
@@ -134,15 +128,6 @@ def test_segment_bag_outputs_equal_the_core(segmented: dict[str, Any], tiny_mode
             assert out_stamp == stamp and msg.header == img.header and msg.encoding == encoding
             np.testing.assert_array_equal(msg.data.reshape(array.shape), array)
     assert 0 < np.count_nonzero(want.mask) < want.mask.size  # the tiny model's maps are not constant
-
-
-def video_frames(path: Path) -> int:
-    """How many frames cv2.VideoCapture decodes from ``path``."""
-    capture, count = cv2.VideoCapture(str(path)), 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count
 
 
 def test_segment_bag_exports(segmented: dict[str, Any], converted: dict[str, Any]) -> None:

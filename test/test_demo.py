@@ -9,7 +9,8 @@ import torch
 from rosbags.rosbag2 import Reader
 
 from fcn_road_seg import demo
-from fcn_road_seg.model import FCN8s
+
+from conftest import video_frames
 
 SAMPLES = demo.FRAMES / "image_2"
 
@@ -26,28 +27,10 @@ def frames(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small FCN8s checkpoint."""
-    model = FCN8s(fc_channels=32, fc6_kernel=3)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    torch.save({"model": model.state_dict(), "model_config": model.config}, path)
-    return path
-
-
 def counts(bag: Path) -> dict[str, int]:
     """topic -> message count."""
     with Reader(bag) as reader:
         return {c.topic: c.msgcount for c in reader.connections}
-
-
-def video_frames(path: Path) -> int:
-    """How many frames cv2.VideoCapture decodes from ``path``."""
-    capture, count = cv2.VideoCapture(str(path)), 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count
 
 
 def check_outputs(out: Path) -> None:

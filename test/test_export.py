@@ -11,30 +11,20 @@ import torch
 from fcn_road_seg.metadata import read_sidecar, sha256_file
 from fcn_road_seg.backends.onnx_backend import OnnxBackend
 from fcn_road_seg.errors import ModelError
-from fcn_road_seg.model import save_model, untrained_model
 from training import export as export_module
 from training.export import Parity, Tolerance, check_parity, main
 
+from conftest import KITTI_FRAMES
+
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-ROOT = Path(__file__).resolve().parent.parent
-KITTI_DIRS = [ROOT / "data" / "kitti" / "image_2", ROOT.parent / "shared" / "data" / "kitti_road_samples" / "testing" /
-              "image_2"]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small FCN8s checkpoint (fc 32 channels, 3x3 fc6) whose zero-initialised score layers are perturbed."""
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    return save_model(untrained_model(fc_channels=32, fc6_kernel=3), path)
 
 
 def kitti_dir() -> Path:
-    """The folder of real KITTI Road frames, or a skip saying where it was looked for."""
-    folder = next((d for d in KITTI_DIRS if d.is_dir() and any(d.glob("*.png"))), None)
-    if folder is None:
-        pytest.skip(f"no KITTI sample frames in {' or '.join(map(str, KITTI_DIRS))}")
-    return folder
+    """The folder of real KITTI Road frames shipped with the project, or a skip naming it."""
+    if not any(KITTI_FRAMES.glob("*.png")):
+        pytest.skip(f"no KITTI sample frames in {KITTI_FRAMES}")
+    return KITTI_FRAMES
 
 
 def io_of(path: Path) -> tuple[list, list, int]:

@@ -9,18 +9,12 @@ import pytest
 
 from fcn_road_seg import media
 from fcn_road_seg.image import Frame
-from fcn_road_seg.model import save_model, untrained_model
 from fcn_road_seg.segmenter import make_segmenter
 
 from conftest import ROOT
 
 KITTI = sorted((ROOT / "data" / "kitti" / "image_2").glob("*.png"))
 SIZE = (320, 96)  # W x H: real KITTI frames at about a quarter size, so the tests stay fast
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_model(untrained_model(fc_channels=32, fc6_kernel=3), tmp_path_factory.mktemp("m") / "tiny.pt")
 
 
 @pytest.fixture(scope="module")

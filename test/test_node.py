@@ -24,14 +24,11 @@ from std_msgs.msg import Header  # noqa: E402
 
 from fcn_road_seg import image  # noqa: E402
 from fcn_road_seg.backends import load_backend  # noqa: E402
-from fcn_road_seg.model import save_model, untrained_model  # noqa: E402
 from fcn_road_seg.node import PARAMETERS, RoadSegNode, main, make_image  # noqa: E402
 from fcn_road_seg.segmenter import Segmenter, check_setting  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-KITTI_DIRS = [ROOT / "data" / "kitti" / "image_2",
-              ROOT.parent / "shared" / "data" / "kitti_road_samples" / "testing" / "image_2"]
-KITTI_FRAME = "um_000005.png"
+from conftest import kitti_frame  # noqa: E402
+
 FRAME_ID = "camera_color_left"
 
 
@@ -45,19 +42,9 @@ def context() -> Context:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small FCN8s checkpoint (fc 32 channels, 3x3 fc6) whose zero-initialised score layers are perturbed."""
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    return save_model(untrained_model(fc_channels=32, fc6_kernel=3), path)
-
-
-@pytest.fixture(scope="module")
 def frame_bgr() -> np.ndarray:
     """A real KITTI Road frame at a quarter of its size (310x93, BGR)."""
-    path = next((d / KITTI_FRAME for d in KITTI_DIRS if (d / KITTI_FRAME).is_file()), None)
-    if path is None:
-        pytest.skip(f"KITTI sample {KITTI_FRAME} not found in {' or '.join(map(str, KITTI_DIRS))}")
-    pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    pixels = kitti_frame()
     return cv2.resize(pixels, (pixels.shape[1] // 4, pixels.shape[0] // 4), interpolation=cv2.INTER_AREA)
 
 

@@ -11,16 +11,14 @@ from rosbags.typesys import Stores, get_typestore
 
 from fcn_road_seg.backends import Backend, load_backend
 from fcn_road_seg.errors import ImageError
-from fcn_road_seg.model import RoadProbability, load_checkpoint_model, save_model, untrained_model
+from fcn_road_seg.model import RoadProbability, load_checkpoint_model
 from fcn_road_seg.segmenter import Segmenter, check_setting
+
+from conftest import kitti_frame
 
 TYPES = get_typestore(Stores.ROS2_HUMBLE).types
 Image, CompressedImage = TYPES["sensor_msgs/msg/Image"], TYPES["sensor_msgs/msg/CompressedImage"]
 Header, Time = TYPES["std_msgs/msg/Header"], TYPES["builtin_interfaces/msg/Time"]
-ROOT = Path(__file__).resolve().parent.parent
-KITTI_DIRS = [ROOT / "data" / "kitti" / "image_2",
-              ROOT.parent / "shared" / "data" / "kitti_road_samples" / "testing" / "image_2"]
-KITTI_FRAME = "um_000005.png"
 COLOR_FROM_BGR = {"bgr8": None, "rgb8": cv2.COLOR_BGR2RGB, "bgra8": cv2.COLOR_BGR2BGRA, "rgba8": cv2.COLOR_BGR2RGBA}
 
 
@@ -46,23 +44,13 @@ def image_msg(pixels: np.ndarray, encoding: str, pad: int = 0) -> Image:
 @pytest.fixture(scope="module")
 def kitti_bgr() -> np.ndarray:
     """A real 1242x375 KITTI Road frame (BGR)."""
-    path = next((d / KITTI_FRAME for d in KITTI_DIRS if (d / KITTI_FRAME).is_file()), None)
-    if path is None:
-        pytest.skip(f"KITTI sample {KITTI_FRAME} not found in {' or '.join(map(str, KITTI_DIRS))}")
-    return cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return kitti_frame()
 
 
 @pytest.fixture(scope="module")
 def small_bgr(kitti_bgr: np.ndarray) -> np.ndarray:
     """The KITTI frame at a quarter of its size (310x93), for the many-encodings tests."""
     return cv2.resize(kitti_bgr, (kitti_bgr.shape[1] // 4, kitti_bgr.shape[0] // 4), interpolation=cv2.INTER_AREA)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small FCN8s checkpoint (fc 32 channels, 3x3 fc6) whose zero-initialised score layers are perturbed."""
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    return save_model(untrained_model(fc_channels=32, fc6_kernel=3), path)
 
 
 @pytest.fixture(scope="module")
