@@ -163,7 +163,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[FCN8s, dict[str, Any]]:
 
     Every way a file can be wrong is one ModelError that names the file and says what is wrong.
     """
-    ckpt = load_torch_file(path, "checkpoint")
+    ckpt = load_torch_file(path, "model")
     if not isinstance(ckpt, Mapping) or "model" not in ckpt or "model_config" not in ckpt:
         raise ModelError(f"{path} is not an fcn_road_seg checkpoint (needs 'model' and 'model_config' entries)")
     state, config = ckpt["model"], ckpt["model_config"]

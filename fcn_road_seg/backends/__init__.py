@@ -198,13 +198,14 @@ class Backend(abc.ABC):
         ``resize_policy``, and an explicit size that differs from the shape is an error.
         """
         size = self.working_size if requested == "auto" else parse_network_size(requested)
+        if size == "native":
+            size = None
         if self.input_size is None:
-            self.input_size = None if size == "native" else size
-            if self.input_size is not None:
+            self.input_size = size
+            if size is not None:
                 self.resize_policy = "stretch"
-        elif size == tuple(self.input_size) or (requested == "auto" and self.working_size is None):
-            if size == tuple(self.input_size):
-                self.resize_policy = "stretch"
+        elif size == tuple(self.input_size):
+            self.resize_policy = "stretch"
         elif requested != "auto":
             raise ModelError(f"network_size '{requested}': this model's input is fixed at "
                              f"{self.input_size[0]}x{self.input_size[1]}; export it with --dynamic or at that size")
@@ -321,7 +322,8 @@ def load_backend(model_path: str | Path, backend: str = "auto", device: str = "a
         options = replace(options or BackendOptions(), **settings)
     except TypeError as exc:
         raise ModelError(f"unknown backend option: {exc}") from exc
-    parse_network_size(network_size) if network_size != "auto" else None  # a bad value fails before loading
+    if network_size != "auto":
+        parse_network_size(network_size)  # a bad value fails before the model is loaded
     backend_ = _open_backend(model_path, backend, device, resize_policy, options)
     backend_.set_network_size(network_size)
     return backend_
