@@ -1,0 +1,169 @@
+"""Camera over a flat ground plane: one homography from ground cells to image pixels, and the views built on it.
+
+Both bird's-eye views of this package sample image-sized maps through ``cv2.remap`` with lookup maps
+computed once per camera and pose:
+
+- the node's drivable-area grid (``grid.py``), in a ROS frame where the ground is z = 0;
+- the KITTI Road benchmark's bird's-eye view (``KittiBev``), exactly as the devkit's ``transform2BEV``
+  computes it: road frame from ``P2``, ``R0_rect`` and ``Tr_cam_to_road``, x from -10 to 10 m and
+  z from 6 to 46 m at 0.05 m per cell, nearest pixel by the devkit's 1-based rounding.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import DataError
+from .kitti import read_calib
+
+#: The optical frame's axes (x right, y down, z forward) expressed in a body frame (x forward, y left, z up).
+OPTICAL_IN_BODY = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+
+
+def plane_homography(projection: np.ndarray, cam_from_plane: np.ndarray, axes: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """3x3 H with (u, v, w) = H (a, b, 1) for the plane point whose ``axes`` coordinates are a and b (others 0).
+
+    ``projection`` is a 3x4 camera matrix (CameraInfo P, KITTI P2 @ R0_rect), ``cam_from_plane`` the 4x4
+    transform from the plane's frame to the camera's.
+    """
+    full = np.asarray(projection, np.float64).reshape(3, 4) @ np.asarray(cam_from_plane, np.float64).reshape(4, 4)
+    return full[:, [axes[0], axes[1], 3]]
+
+
+def project(homography: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image coordinates (u, v) and depth sign w of plane points (a, b) through ``homography``."""
+    uvw = np.tensordot(homography, np.stack([a, b, np.ones_like(a)]), axes=1)
+    w = uvw[2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return uvw[0] / w, uvw[1] / w, w
+
+
+def rotation_from_quaternion(x: float, y: float, z: float, w: float) -> np.ndarray:
+    """The 3x3 rotation of a (not necessarily unit) quaternion, as in geometry_msgs/Quaternion."""
+    n = math.sqrt(x * x + y * y + z * z + w * w)
+    if not n > 0:
+        raise ValueError("a zero quaternion is not a rotation")
+    x, y, z, w = x / n, y / n, z / n, w / n
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def rigid(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
+    """The 4x4 transform [R t; 0 1]."""
+    out = np.eye(4)
+    out[:3, :3], out[:3, 3] = rotation, translation
+    return out
+
+
+def camera_from_mount(height: float, pitch: float, roll: float) -> np.ndarray:
+    """4x4 optical-camera <- ground transform for a camera ``height`` m over the ground, pitched and rolled.
+
+    The ground frame is ROS body convention (x forward, y left, z up) with its origin on the ground
+    under the camera; positive ``pitch`` (rad) tilts the camera down, positive ``roll`` turns it
+    clockwise as seen from behind.
+    """
+    cp, sp, cr, sr = math.cos(pitch), math.sin(pitch), math.cos(roll), math.sin(roll)
+    r_pitch = np.array([[cp, 0.0, sp], [0.0, 1.0, 0.0], [-sp, 0.0, cp]])
+    r_roll = np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]])
+    ground_from_camera = rigid(r_pitch @ r_roll @ OPTICAL_IN_BODY, np.array([0.0, 0.0, height]))
+    return np.linalg.inv(ground_from_camera)
+
+
+@dataclass
+class LookupMaps:
+    """cv2.remap maps from a grid's cells into an image of ``image_size`` (H, W); ``known`` = cell is in view."""
+
+    map_u: np.ndarray
+    map_v: np.ndarray
+    known: np.ndarray
+    image_size: tuple[int, int]
+
+    def sample(self, image: np.ndarray, interpolation: int, outside: float = 0) -> np.ndarray:
+        """``image`` (H x W, this map's size) at every cell; cells out of view get ``outside``."""
+        if image.shape[:2] != self.image_size:
+            raise ValueError(f"image is {image.shape[1]}x{image.shape[0]}, the maps were made for "
+                             f"{self.image_size[1]}x{self.image_size[0]}")
+        return cv2.remap(image, self.map_u, self.map_v, interpolation, borderMode=cv2.BORDER_CONSTANT,
+                         borderValue=outside)
+
+
+def lookup_maps(homography: np.ndarray, a: np.ndarray, b: np.ndarray, image_size: tuple[int, int]) -> LookupMaps:
+    """Maps for bilinear sampling at the projections of plane points (a, b), 0-based pixel centres.
+
+    A cell is known when it lies in front of the camera and its projection falls on the image.
+    """
+    u, v, w = project(homography, a, b)
+    height, width = image_size
+    known = (w > 0) & (u >= -0.5) & (u <= width - 0.5) & (v >= -0.5) & (v <= height - 0.5)
+    map_u = np.where(known, np.clip(u, 0, width - 1), -1).astype(np.float32)
+    map_v = np.where(known, np.clip(v, 0, height - 1), -1).astype(np.float32)
+    return LookupMaps(map_u, map_v, known, (height, width))
+
+
+@dataclass(frozen=True)
+class BevParams:
+    """The devkit's bird's-eye view: lateral x and forward z limits (m) and the cell size."""
+
+    x_limits: tuple[float, float] = (-10.0, 10.0)
+    z_limits: tuple[float, float] = (6.0, 46.0)
+    resolution: float = 0.05
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows along z, columns along x): 800 x 400 for the devkit's view."""
+        return (round((self.z_limits[1] - self.z_limits[0]) / self.resolution),
+                round((self.x_limits[1] - self.x_limits[0]) / self.resolution))
+
+    def cell_centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """(x, z) of every cell centre; row 0 is the far edge, column 0 the left edge, as in the devkit."""
+        res = self.resolution
+        x = np.arange(self.x_limits[0] + res / 2, self.x_limits[1], res)
+        z = np.arange(self.z_limits[1] - res / 2, self.z_limits[0], -res)
+        if (len(z), len(x)) != self.shape:
+            raise ValueError(f"limits {self.x_limits}, {self.z_limits} are not whole multiples of {res} m")
+        return np.meshgrid(x, z)
+
+
+def kitti_road_homography(calib: dict[str, np.ndarray], source: Path | str = "calibration") -> np.ndarray:
+    """The devkit's Tr33: road plane (x, z, 1) -> image, from P2, R0_rect and Tr_cam_to_road."""
+    sizes = {"P2": 12, "R0_rect": 9, "Tr_cam_to_road": 12}
+    for key, size in sizes.items():
+        if key not in calib or calib[key].size != size:
+            found = "missing" if key not in calib else f"{calib[key].size} numbers"
+            raise DataError(f"{source}: '{key}' must hold {size} numbers ({found})")
+    r0 = np.eye(4)
+    r0[:3, :3] = calib["R0_rect"].reshape(3, 3)
+    road_from_cam = np.vstack([calib["Tr_cam_to_road"].reshape(3, 4), [0.0, 0.0, 0.0, 1.0]])
+    return plane_homography(calib["P2"].reshape(3, 4) @ r0, np.linalg.inv(road_from_cam), axes=(0, 2))
+
+
+class KittiBev:
+    """The devkit's ``transform2BEV`` of one frame: camera-view maps -> the 800 x 400 bird's-eye view.
+
+    Each cell takes the pixel the devkit takes: it treats the projection (u, v) as 1-based, keeps cells
+    with 1 <= u <= W and 1 <= v <= H, and reads pixel (floor(v) - 1, floor(u) - 1). Cells it does not
+    keep are 0 in the devkit's images, i.e. outside the evaluation area.
+    """
+
+    def __init__(self, homography: np.ndarray, image_size: tuple[int, int], params: BevParams = BevParams()) -> None:
+        x, z = params.cell_centres()
+        u, v, _ = project(homography, x.astype(np.float32).astype(np.float64), z.astype(np.float32).astype(np.float64))
+        height, width = image_size
+        known = (v >= 1) & (u >= 1) & (v <= height) & (u <= width)
+        self.maps = LookupMaps(np.where(known, np.floor(u) - 1, -1).astype(np.float32),
+                               np.where(known, np.floor(v) - 1, -1).astype(np.float32), known, (height, width))
+
+    @classmethod
+    def from_file(cls, calib_file: Path | str, image_size: tuple[int, int],
+                  params: BevParams = BevParams()) -> "KittiBev":
+        """The view for a KITTI Road ``calib/<stem>.txt``; DataError naming the file when it is incomplete."""
+        return cls(kitti_road_homography(read_calib(Path(calib_file)), calib_file), image_size, params)
+
+    def transform(self, image: np.ndarray, outside: float = 0) -> np.ndarray:
+        """``image`` in bird's-eye view (nearest pixel, as the devkit); cells out of view get ``outside``."""
+        return self.maps.sample(image, cv2.INTER_NEAREST, outside)

@@ -1,0 +1,141 @@
+"""The drivable-area grid: P(road) in the camera image -> a metric nav_msgs/OccupancyGrid on the ground. No ROS.
+
+The grid lies in a frame whose ground is z = 0 (x forward, y left): ``base_footprint`` with a tf2 pose,
+or the ground under the camera with a height, pitch and roll. One homography maps its cells to image
+pixels; the lookup maps are rebuilt only when the camera model or the pose changes, and each frame
+costs one ``cv2.remap``. Values follow nav_msgs: road 0 (free), non-road 100 (occupied; or
+round(100 (1 - P)) when ``occupancy`` is ``scaled``), not seen -1 (unknown).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from . import geometry
+
+OCCUPANCY_MODES = ("binary", "scaled")
+UNKNOWN = -1
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """Extent (m, in the grid frame: x forward, y left) and cell size of the grid."""
+
+    resolution: float = 0.05
+    x_range: tuple[float, float] = (0.0, 40.0)
+    y_range: tuple[float, float] = (-10.0, 10.0)
+
+    def __post_init__(self) -> None:
+        if not self.resolution > 0:
+            raise ValueError(f"grid resolution must be > 0 m, got {self.resolution}")
+        for name, (low, high) in (("x", self.x_range), ("y", self.y_range)):
+            if not high > low:
+                raise ValueError(f"grid {name} range must be [min, max] with max > min, got [{low}, {high}]")
+        if self.shape[0] * self.shape[1] > 4096 * 4096:
+            raise ValueError(f"a {self.shape[1]}x{self.shape[0]} grid is too large; use coarser cells")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows along y, columns along x), as OccupancyGrid's height and width."""
+        return (round((self.y_range[1] - self.y_range[0]) / self.resolution),
+                round((self.x_range[1] - self.x_range[0]) / self.resolution))
+
+    def cell_centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) of every cell centre, row-major from the origin corner (x_min, y_min)."""
+        rows, cols = self.shape
+        x = self.x_range[0] + (np.arange(cols) + 0.5) * self.resolution
+        y = self.y_range[0] + (np.arange(rows) + 0.5) * self.resolution
+        return np.meshgrid(x, y)
+
+
+@dataclass(frozen=True)
+class Camera:
+    """What the grid needs of a sensor_msgs/CameraInfo: the 3x4 projection and the image size."""
+
+    projection: np.ndarray
+    height: int
+    width: int
+
+    @classmethod
+    def from_info(cls, info: Any) -> "Camera":
+        """From a CameraInfo (rclpy or rosbags): P, or [K | 0] when P is all zeros; ValueError when unusable."""
+        p = np.asarray(info.p, np.float64).reshape(3, 4)
+        if not p.any():
+            p = np.hstack([np.asarray(info.k, np.float64).reshape(3, 3), np.zeros((3, 1))])
+        if not (np.isfinite(p).all() and p[0, 0] > 0 and p[1, 1] > 0 and p[2, 2] != 0):
+            raise ValueError("camera_info has no usable projection (P and K are zero, or fx, fy <= 0)")
+        if info.height <= 0 or info.width <= 0:
+            raise ValueError(f"camera_info size {info.width}x{info.height} is not positive")
+        return cls(p, int(info.height), int(info.width))
+
+    def key(self) -> tuple:
+        """A hashable identity, to tell when the lookup maps must be rebuilt."""
+        return (self.projection.tobytes(), self.height, self.width)
+
+
+def occupancy(mask: np.ndarray, confidence: np.ndarray, maps: geometry.LookupMaps, mode: str = "binary") -> np.ndarray:
+    """int8 occupancy of every cell from the frame's uint8 mask and confidence (input size).
+
+    ``binary`` samples the mask (nearest), so the grid agrees with the published mask; ``scaled``
+    samples the confidence (bilinear) as round(100 (1 - P)).
+    """
+    if mode == "binary":
+        road = maps.sample(mask, cv2.INTER_NEAREST)
+        cells = np.where(road > 0, 0, 100).astype(np.int8)
+    elif mode == "scaled":
+        p = maps.sample(confidence.astype(np.float32), cv2.INTER_LINEAR) / 255.0
+        cells = np.rint(100.0 * (1.0 - p)).astype(np.int8)
+    else:
+        raise ValueError(f"occupancy must be one of {OCCUPANCY_MODES}, got '{mode}'")
+    cells[~maps.known] = UNKNOWN
+    return cells
+
+
+class GroundGrid:
+    """Grid cells <-> image pixels for the current camera and pose; rebuilt only when either changes."""
+
+    def __init__(self, spec: GridSpec, mode: str = "binary") -> None:
+        if mode not in OCCUPANCY_MODES:
+            raise ValueError(f"grid occupancy must be one of {OCCUPANCY_MODES}, got '{mode}'")
+        self.spec = spec
+        self.mode = mode
+        self._cells = spec.cell_centres()
+        self._key: tuple | None = None
+        self.maps: geometry.LookupMaps | None = None
+        self.rebuilds = 0
+
+    def update(self, camera: Camera, cam_from_grid: np.ndarray) -> None:
+        """Use this camera and 4x4 camera <- grid-frame pose; the maps are rebuilt only if either changed."""
+        key = (camera.key(), np.asarray(cam_from_grid, np.float64).tobytes())
+        if key == self._key:
+            return
+        h = geometry.plane_homography(camera.projection, cam_from_grid, axes=(0, 1))
+        self.maps = geometry.lookup_maps(h, *self._cells, (camera.height, camera.width))
+        self._key = key
+        self.rebuilds += 1
+
+    def occupancy(self, mask: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+        """The frame's occupancy cells; ValueError when no camera is set or its size is not the frame's."""
+        if self.maps is None:
+            raise ValueError("no camera_info received yet")
+        if mask.shape != self.maps.image_size:
+            raise ValueError(f"the frame is {mask.shape[1]}x{mask.shape[0]} but camera_info says "
+                             f"{self.maps.image_size[1]}x{self.maps.image_size[0]}")
+        return occupancy(mask, confidence, self.maps, self.mode)
+
+    def fields(self, cells: np.ndarray) -> dict[str, Any]:
+        """OccupancyGrid fields besides the header: MapMetaData values and the row-major data."""
+        rows, cols = self.spec.shape
+        return {"resolution": float(self.spec.resolution), "width": cols, "height": rows,
+                "origin_xy": (float(self.spec.x_range[0]), float(self.spec.y_range[0])),
+                "data": np.ascontiguousarray(cells, np.int8).reshape(-1)}
+
+
+def grid_spec(resolution: float, x_range: Sequence[float], y_range: Sequence[float]) -> GridSpec:
+    """A GridSpec from parameter values, checked (ValueError naming what is wrong)."""
+    if len(x_range) != 2 or len(y_range) != 2:
+        raise ValueError(f"grid x and y ranges must be [min, max], got {list(x_range)} and {list(y_range)}")
+    return GridSpec(float(resolution), (float(x_range[0]), float(x_range[1])), (float(y_range[0]), float(y_range[1])))

@@ -1,0 +1,122 @@
+"""Ground-plane homographies, camera mounts and the KITTI devkit's bird's-eye view, against hand-computed cells."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fcn_road_seg import geometry
+from fcn_road_seg.errors import DataError
+from fcn_road_seg.kitti import read_calib
+
+CALIB = Path(__file__).parent / "data" / "um_000000_calib.txt"  # the real KITTI Road calibration of um_000000
+K = np.array([[500.0, 0.0, 320.0, 0.0], [0.0, 500.0, 240.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+
+
+def synthetic_calib(f: float = 700.0, cx: float = 600.0, cy: float = 180.0, h: float = 1.6) -> dict:
+    """A KITTI calibration of a level camera h m over the road: P2 = [K | 0], R0 = I, road y = camera y - h."""
+    tr = np.hstack([np.eye(3), [[0.0], [-h], [0.0]]])
+    return {"P2": np.array([[f, 0, cx, 0], [0, f, cy, 0], [0, 0, 1, 0]], float).ravel(),
+            "R0_rect": np.eye(3).ravel(), "Tr_cam_to_road": tr.ravel()}
+
+
+def test_level_camera_projects_ground_points_by_hand() -> None:
+    h = geometry.plane_homography(K, geometry.camera_from_mount(1.5, 0.0, 0.0))
+    u, v, w = geometry.project(h, np.array([10.0, 10.0, 20.0]), np.array([0.0, 2.0, -4.0]))
+    # u = cx - f y / x (y is to the left), v = cy + f height / x
+    np.testing.assert_allclose(u, [320.0, 320.0 - 500 * 2 / 10, 320.0 + 500 * 4 / 20])
+    np.testing.assert_allclose(v, [240.0 + 500 * 1.5 / 10, 315.0, 240.0 + 500 * 1.5 / 20])
+    assert (w > 0).all()
+
+
+def test_pitch_down_puts_the_principal_point_on_the_ground_at_height_over_tan_pitch() -> None:
+    pitch = 0.1
+    h = geometry.plane_homography(K, geometry.camera_from_mount(1.5, pitch, 0.0))
+    u, v, _ = geometry.project(h, np.array([1.5 / math.tan(pitch)]), np.array([0.0]))
+    np.testing.assert_allclose([u[0], v[0]], [320.0, 240.0], atol=1e-9)
+
+
+def test_positive_roll_lowers_the_right_side_so_right_ground_points_rise_in_the_image() -> None:
+    h = geometry.plane_homography(K, geometry.camera_from_mount(1.5, 0.0, 0.05))
+    _, v, _ = geometry.project(h, np.array([10.0, 10.0]), np.array([3.0, -3.0]))
+    assert v[1] < v[0] - 10
+
+
+def test_points_behind_the_camera_are_not_known() -> None:
+    h = geometry.plane_homography(K, geometry.camera_from_mount(1.5, 0.0, 0.0))
+    maps = geometry.lookup_maps(h, np.array([[-5.0, 5.0]]), np.array([[0.0, 0.0]]), (480, 640))
+    assert maps.known.tolist() == [[False, True]]
+    assert maps.map_u[0, 0] == -1
+
+
+def test_quaternion_rotation_matches_a_known_rotation() -> None:
+    s = math.sqrt(0.5)  # 90 degrees about z
+    np.testing.assert_allclose(geometry.rotation_from_quaternion(0, 0, s, s), [[0, -1, 0], [1, 0, 0], [0, 0, 1]],
+                               atol=1e-12)
+    with pytest.raises(ValueError, match="zero quaternion"):
+        geometry.rotation_from_quaternion(0, 0, 0, 0)
+
+
+def test_devkit_bev_shape_and_cell_centres() -> None:
+    params = geometry.BevParams()
+    x, z = params.cell_centres()
+    assert params.shape == (800, 400) == x.shape
+    assert x[0, 0] == pytest.approx(-9.975) and z[0, 0] == pytest.approx(45.975)
+    assert x[-1, -1] == pytest.approx(9.975) and z[-1, -1] == pytest.approx(6.025)
+
+
+def test_kitti_bev_takes_the_devkit_pixel_on_a_synthetic_calibration() -> None:
+    height, width = 375, 1242
+    bev = geometry.KittiBev(geometry.kitti_road_homography(synthetic_calib()), (height, width))
+    index = np.arange(height * width, dtype=np.float32).reshape(height, width)  # every pixel its own value
+    out = bev.transform(index, outside=-1)
+    for row, col in [(799, 200), (799, 0), (0, 399), (400, 123)]:
+        x, z = -10 + 0.025 + 0.05 * col, 46 - 0.025 - 0.05 * row
+        u, v = 600 + 700 * x / z, 180 + 700 * 1.6 / z  # 1-based in the devkit: pixel (floor(v) - 1, floor(u) - 1)
+        if 1 <= u <= width and 1 <= v <= height:
+            assert out[row, col] == (math.floor(v) - 1) * width + math.floor(u) - 1, (row, col)
+        else:
+            assert out[row, col] == -1, (row, col)
+    # the near edge at z = 6.025 m is v = 180 + 700 * 1.6 / 6.025 = 365.9: in view; at 1.6 m height nothing is cut
+    assert bev.maps.known[799, 200] and not bev.maps.known[799, 0]
+
+
+def test_kitti_bev_matches_the_devkit_formula_on_the_real_calibration() -> None:
+    calib = read_calib(CALIB)
+    p2 = calib["P2"].reshape(3, 4)
+    r0 = np.eye(4)
+    r0[:3, :3] = calib["R0_rect"].reshape(3, 3)
+    tr = np.vstack([calib["Tr_cam_to_road"].reshape(3, 4), [0, 0, 0, 1]])
+    tr33 = (p2 @ r0 @ np.linalg.inv(tr))[:, [0, 2, 3]]  # the devkit's KittiCalibration.setup
+    bev = geometry.KittiBev.from_file(CALIB, (375, 1242))
+    rng = np.random.default_rng(0)
+    for row, col in zip(rng.integers(0, 800, 200), rng.integers(0, 400, 200)):
+        x, z = np.float32(-10 + 0.025 + 0.05 * col), np.float32(46 - 0.025 - 0.05 * row)
+        u, v, w = tr33 @ [x, z, 1.0]
+        u, v = u / w, v / w
+        if 1 <= u <= 1242 and 1 <= v <= 375:
+            assert (bev.maps.map_u[row, col], bev.maps.map_v[row, col]) == (math.floor(u) - 1, math.floor(v) - 1)
+        else:
+            assert not bev.maps.known[row, col]
+    # KITTI's camera is 1.65 m high, looking level: 6.5 m ahead is near the bottom row, 46 m just under the horizon
+    assert bev.maps.map_v[790, 200] > 360 and 190 < bev.maps.map_v[0, 200] < 210
+
+
+def test_kitti_bev_of_the_real_ground_truth_has_the_road_ahead(kitti_road_root: Path) -> None:
+    from training import data
+
+    sample = next(s for s in data.list_samples(kitti_road_root) if s.stem == "um_000000")
+    target = data.read_target(sample.target)
+    bev = geometry.KittiBev.from_file(CALIB, target.shape).transform(target, outside=data.IGNORE_INDEX)
+    road, valid = bev == 1, bev != data.IGNORE_INDEX
+    assert road[700:, 190:210].mean() > 0.95  # 7 to 11 m straight ahead
+    assert valid.mean() > 0.5 and road[valid].mean() > 0.2
+
+
+def test_incomplete_calibration_names_the_file_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "um_000001.txt"
+    bad.write_text(CALIB.read_text().replace("Tr_cam_to_road:", "Tr_cam_to_road_x:"))
+    with pytest.raises(DataError, match=r"um_000001\.txt: 'Tr_cam_to_road' must hold 12 numbers \(missing\)"):
+        geometry.KittiBev.from_file(bad, (375, 1242))

@@ -1,0 +1,101 @@
+"""The drivable-area grid: a road painted on the ground of a synthetic camera lands in the right cells."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fcn_road_seg import geometry
+from fcn_road_seg.bags import camera_info, header
+from fcn_road_seg.grid import Camera, GridSpec, GroundGrid, grid_spec
+from fcn_road_seg.kitti import CameraModel
+
+HEIGHT, WIDTH, F, CAM_HEIGHT, PITCH = 480, 640, 500.0, 1.5, 0.05
+P = np.array([[F, 0, WIDTH / 2, 0], [0, F, HEIGHT / 2, 0], [0, 0, 1, 0]])
+ROAD = (5.0, 15.0, -2.0, 2.0)  # x from 5 to 15 m ahead, y from 2 m right to 2 m left
+
+
+def painted_road_mask() -> np.ndarray:
+    """255 where a pixel's ray meets the ground inside ROAD, by ray casting (not through the homography)."""
+    v, u = np.mgrid[0:HEIGHT, 0:WIDTH].astype(float)
+    rays = np.stack([(u - WIDTH / 2) / F, (v - HEIGHT / 2) / F, np.ones_like(u)])
+    ground_from_cam = np.linalg.inv(geometry.camera_from_mount(CAM_HEIGHT, PITCH, 0.0))
+    d = np.tensordot(ground_from_cam[:3, :3], rays, axes=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(d[2] < 0, -CAM_HEIGHT / d[2], np.nan)
+    x, y = t * d[0], t * d[1]
+    inside = (x >= ROAD[0]) & (x <= ROAD[1]) & (y >= ROAD[2]) & (y <= ROAD[3])
+    return np.where(inside, 255, 0).astype(np.uint8)
+
+
+def make_grid(mode: str = "binary") -> GroundGrid:
+    grid = GroundGrid(GridSpec(0.1, (0.0, 20.0), (-5.0, 5.0)), mode)
+    grid.update(Camera(P, HEIGHT, WIDTH), geometry.camera_from_mount(CAM_HEIGHT, PITCH, 0.0))
+    return grid
+
+
+def test_painted_road_rectangle_lands_in_the_right_cells() -> None:
+    grid = make_grid()
+    mask = painted_road_mask()
+    cells = grid.occupancy(mask, mask)
+    x, y = grid.spec.cell_centres()
+    assert cells.shape == (100, 200) and cells.dtype == np.int8
+    known = cells != -1
+    inner = (x > ROAD[0] + 0.2) & (x < ROAD[1] - 0.2) & (y > ROAD[2] + 0.2) & (y < ROAD[3] - 0.2)
+    outer = (x < ROAD[0] - 0.2) | (x > ROAD[1] + 0.2) | (y < ROAD[2] - 0.2) | (y > ROAD[3] + 0.2)
+    assert known[inner].all() and (cells[inner] == 0).all()
+    assert (cells[outer & known] == 100).all() and (outer & known).sum() > 1000
+    # ground nearer than where the image's lower edge looks (pitch + half the vertical field of view) is not seen
+    near = CAM_HEIGHT / np.tan(PITCH + np.arctan(HEIGHT / 2 / F))
+    assert (cells[x < near - 0.1] == -1).all() and known[(x > near + 0.2) & (abs(y) < 1)].all()
+
+
+def test_scaled_occupancy_is_100_times_one_minus_p() -> None:
+    grid = make_grid("scaled")
+    confidence = np.full((HEIGHT, WIDTH), 51, np.uint8)  # P = 0.2
+    cells = grid.occupancy(np.zeros_like(confidence), confidence)
+    assert set(np.unique(cells)) == {-1, 80}
+
+
+def test_maps_are_rebuilt_only_when_camera_or_pose_change() -> None:
+    grid = make_grid()
+    grid.update(Camera(P.copy(), HEIGHT, WIDTH), geometry.camera_from_mount(CAM_HEIGHT, PITCH, 0.0))
+    assert grid.rebuilds == 1
+    grid.update(Camera(P, HEIGHT, WIDTH), geometry.camera_from_mount(CAM_HEIGHT, PITCH + 0.01, 0.0))
+    assert grid.rebuilds == 2
+
+
+def test_frame_size_must_match_the_camera_info() -> None:
+    grid = make_grid()
+    with pytest.raises(ValueError, match="the frame is 320x240 but camera_info says 640x480"):
+        grid.occupancy(np.zeros((240, 320), np.uint8), np.zeros((240, 320), np.uint8))
+    with pytest.raises(ValueError, match="no camera_info received yet"):
+        GroundGrid(GridSpec()).occupancy(np.zeros((240, 320), np.uint8), np.zeros((240, 320), np.uint8))
+
+
+def test_camera_from_a_camera_info_message_uses_p_or_else_k() -> None:
+    k = P[:, :3].ravel()
+    info = camera_info(header(0), CameraModel(k=k, r=np.eye(3).ravel(), p=P.ravel(), d=np.zeros(5)), WIDTH, HEIGHT)
+    assert np.array_equal(Camera.from_info(info).projection, P) and Camera.from_info(info).width == WIDTH
+    info.p = np.zeros(12)
+    assert np.array_equal(Camera.from_info(info).projection, P)
+    info.k = np.zeros(9)
+    with pytest.raises(ValueError, match="no usable projection"):
+        Camera.from_info(info)
+
+
+def test_fields_describe_the_grid_for_occupancygrid() -> None:
+    grid = make_grid()
+    fields = grid.fields(np.zeros(grid.spec.shape, np.int8))
+    assert (fields["width"], fields["height"], fields["resolution"], fields["origin_xy"]) == (200, 100, 0.1, (0.0, -5.0))
+    assert fields["data"].shape == (20000,)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    ((0.0, [0, 40], [-10, 10]), "resolution must be > 0"),
+    ((0.05, [40, 0], [-10, 10]), "x range must be"),
+    ((0.05, [0, 40, 1], [-10, 10]), "must be \\[min, max\\]"),
+    ((0.001, [0, 40], [-10, 10]), "too large"),
+])
+def test_bad_grid_parameters_say_what_is_wrong(args: tuple, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        grid_spec(*args)
