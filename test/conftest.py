@@ -78,3 +78,19 @@ def video_frames(path: Path) -> int:
         count += 1
     capture.release()
     return count
+
+
+def level_road_calib(f: float = 700.0, cx: float = 600.0, cy: float = 180.0, h: float = 1.6) -> dict:
+    """A KITTI Road calibration of a level camera h m over the road: P2 = [K | 0], R0 = I, road y = camera y - h."""
+    import numpy as np
+
+    tr = np.hstack([np.eye(3), [[0.0], [-h], [0.0]]])
+    return {"P2": np.array([[f, 0, cx, 0], [0, f, cy, 0], [0, 0, 1, 0]], float).ravel(),
+            "R0_rect": np.eye(3).ravel(), "Tr_cam_to_road": tr.ravel()}
+
+
+def write_calib(path: Path, calib: dict) -> Path:
+    """``calib`` as a KITTI calibration file (``key: v1 v2 ...`` lines)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{key}: {' '.join(f'{v:.12e}' for v in values)}\n" for key, values in calib.items()))
+    return path

@@ -11,15 +11,10 @@ from fcn_road_seg import geometry
 from fcn_road_seg.errors import DataError
 from fcn_road_seg.kitti import read_calib
 
+from conftest import level_road_calib
+
 CALIB = Path(__file__).parent / "data" / "um_000000_calib.txt"  # the real KITTI Road calibration of um_000000
 K = np.array([[500.0, 0.0, 320.0, 0.0], [0.0, 500.0, 240.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
-
-
-def synthetic_calib(f: float = 700.0, cx: float = 600.0, cy: float = 180.0, h: float = 1.6) -> dict:
-    """A KITTI calibration of a level camera h m over the road: P2 = [K | 0], R0 = I, road y = camera y - h."""
-    tr = np.hstack([np.eye(3), [[0.0], [-h], [0.0]]])
-    return {"P2": np.array([[f, 0, cx, 0], [0, f, cy, 0], [0, 0, 1, 0]], float).ravel(),
-            "R0_rect": np.eye(3).ravel(), "Tr_cam_to_road": tr.ravel()}
 
 
 def test_level_camera_projects_ground_points_by_hand() -> None:
@@ -69,7 +64,7 @@ def test_devkit_bev_shape_and_cell_centres() -> None:
 
 def test_kitti_bev_takes_the_devkit_pixel_on_a_synthetic_calibration() -> None:
     height, width = 375, 1242
-    bev = geometry.KittiBev(geometry.kitti_road_homography(synthetic_calib()), (height, width))
+    bev = geometry.KittiBev(geometry.kitti_road_homography(level_road_calib()), (height, width))
     index = np.arange(height * width, dtype=np.float32).reshape(height, width)  # every pixel its own value
     out = bev.transform(index, outside=-1)
     for row, col in [(799, 200), (799, 0), (0, 399), (400, 123)]:

@@ -1,9 +1,11 @@
-"""KITTI Road devkit pixel evaluation in the camera (perspective) view, and the ``fcn-road-eval`` CLI.
+"""KITTI Road devkit pixel evaluation in the camera view and in bird's-eye view, and the ``fcn-road-eval`` CLI.
 
 For every image, inside the valid area (target != 255), road pixels and non-road pixels are
 histogrammed by P(road) against the 256 thresholds k/255: FN[k] = #road with P < k/255 and
 FP[k] = #non-road with P >= k/255. Sums over a set (per category and all together, ``URBAN``)
 give MaxF, the devkit's 11-point average precision and PRE/REC/FPR/FNR/IoU at the MaxF threshold.
+With ``--bev`` the same metrics are also computed in the devkit's bird's-eye view (``geometry.KittiBev``,
+each frame's ``calib/<stem>.txt``), the view the KITTI server ranks by.
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ from tqdm import tqdm
 
 from fcn_road_seg.atomic import atomic_path
 from fcn_road_seg.backends import BACKENDS, Backend, load_backend
-from fcn_road_seg.errors import RoadSegError, one_line
+from fcn_road_seg.errors import DataError, RoadSegError, one_line
+from fcn_road_seg.geometry import BevParams, KittiBev
 from fcn_road_seg.image import Frame
 
 from . import data
@@ -82,6 +85,39 @@ class RoadEvaluator:
             if pos + neg:
                 out[cat] = max_f_metrics(fn, fp, pos, neg)
         return out
+
+
+class BevMeter:
+    """The devkit's bird's-eye-view metrics: each frame's P(road) and labels through its own calibration.
+
+    ``calib`` is a folder of ``<stem>.txt`` files (KITTI's ``training/calib``) or one file used for
+    every frame (an approximation for sets without per-frame calibration). Every frame's file is
+    checked to exist before the first frame is run.
+    """
+
+    def __init__(self, samples: Sequence[data.Sample], calib: str | Path) -> None:
+        calib = Path(calib)
+        self.files = {s.stem: calib if calib.is_file() else calib / f"{s.stem}.txt" for s in samples}
+        missing = [f for f in self.files.values() if not f.is_file()]
+        if missing:
+            raise DataError(f"--bev needs each frame's calibration: {len(missing)} of {len(samples)} files are "
+                            f"missing, e.g. {missing[0]} (KITTI's data_road/training/calib; or pass --calib FILE "
+                            "to use one calibration for every frame)")
+        self.source = str(calib)
+        self.evaluator = RoadEvaluator(sorted({s.category for s in samples}))
+
+    def update(self, sample: data.Sample, prob: torch.Tensor, target: np.ndarray) -> None:
+        """Add one frame: H x W P(road) and labels (255 = not evaluated) in the camera view."""
+        view = KittiBev.from_file(self.files[sample.stem], target.shape)
+        bev_target = view.transform(target, outside=data.IGNORE_INDEX)
+        bev_prob = view.transform(prob.float().numpy())
+        self.evaluator.update(torch.from_numpy(bev_prob), torch.from_numpy(bev_target), sample.category)
+
+    def describe(self) -> str:
+        """Where the view comes from, for reports."""
+        p = BevParams()
+        return (f"bird's-eye view (devkit transform2BEV: x {p.x_limits[0]:g}..{p.x_limits[1]:g} m, "
+                f"z {p.z_limits[0]:g}..{p.z_limits[1]:g} m, {p.resolution:g} m cells; calibration {self.source})")
 
 
 def operating_point(tp: float, fp: float, fn: float, tn: float) -> dict[str, float]:
@@ -204,11 +240,12 @@ def evaluate(model: nn.Module, loader: torch.utils.data.DataLoader, samples: Seq
 
 def evaluate_backend(backend: Backend, samples: Sequence[data.Sample], workers: int = 2,
                      on_prob: Callable[[data.Sample, torch.Tensor], None] | None = None,
-                     progress: bool = True,
-                     calibration: CalibrationMeter | None = None) -> RoadEvaluator | None:
+                     progress: bool = True, calibration: CalibrationMeter | None = None,
+                     bev: BevMeter | None = None) -> RoadEvaluator | None:
     """Evaluate the way the node runs: each uint8 frame through ``backend.probability`` (fit, network, unfit).
 
-    ``calibration``, when given, also collects the calibration of P(road) over all labelled frames.
+    ``calibration``, when given, also collects the calibration of P(road) over all labelled frames;
+    ``bev`` the bird's-eye-view metrics.
     """
     loader = torch.utils.data.DataLoader(Indexed(data.KittiRoad(samples)), batch_size=1, num_workers=workers,
                                          collate_fn=collate_lists)
@@ -222,6 +259,8 @@ def evaluate_backend(backend: Backend, samples: Sequence[data.Sample], workers: 
             evaluator.update(p, torch.from_numpy(target), samples[index].category)
             if calibration is not None:
                 calibration.update(p, torch.from_numpy(target))
+            if bev is not None:
+                bev.update(samples[index], p, target)
         if on_prob is not None:
             on_prob(samples[index], p)
     return evaluator if labelled else None
@@ -262,6 +301,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         help="auto (the model's working size, as the node), native (each frame's own) or HxW")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
                         help="shorthand for --network-size HxW")
+    parser.add_argument("--bev", action="store_true",
+                        help="also evaluate in the devkit's bird's-eye view (the KITTI server's ranking metric); "
+                             "needs each frame's calib/<stem>.txt")
+    parser.add_argument("--calib", default=None,
+                        help="with --bev: calibration folder (default <data-path>/training/calib) or one file "
+                             "for every frame")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--output", default=None, help="folder for metrics.json")
     parser.add_argument("--submission-dir", default=None,
@@ -279,13 +324,16 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]] | None:
         print(f"warning: {warning}", file=sys.stderr)
     network_size = f"{args.size[0]}x{args.size[1]}" if args.size else args.network_size
     backend = load_backend(args.model, args.backend, args.device, network_size=network_size)
+    bev = None
+    if args.bev:
+        bev = BevMeter(samples, args.calib or Path(args.data_path) / "training" / "calib")
     print(f"evaluating {len(samples)} frames with {backend.describe()}", flush=True)
     on_prob = None
     if args.submission_dir:
         out = Path(args.submission_dir)
         on_prob = lambda s, p: write_confidence(out / data.gt_name(s.stem), p)  # noqa: E731
     meter = CalibrationMeter()
-    evaluator = evaluate_backend(backend, samples, args.workers, on_prob, calibration=meter)
+    evaluator = evaluate_backend(backend, samples, args.workers, on_prob, calibration=meter, bev=bev)
     if evaluator is None:
         print(f"wrote {len(samples)} submission files to {args.submission_dir}")
         return None
@@ -294,11 +342,17 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]] | None:
     print(format_table(metrics))
     print(f"calibration (URBAN, {calibration['pixels']} valid pixels): ECE {100 * calibration['ECE']:.2f} %, "
           f"MCE {100 * calibration['MCE']:.2f} %, Brier {calibration['Brier']:.4f}")
+    bev_metrics = None
+    if bev is not None:
+        bev_metrics = bev.evaluator.compute()
+        print(f"{bev.describe()}:\n{format_table(bev_metrics)}")
     if args.output:
         target = Path(args.output) / "metrics.json"
         report = {"model": str(args.model), "data_path": str(args.data_path), "images": len(samples),
                   "backend": backend.describe(), "network_size": backend.network_size_text(), "metrics": metrics,
                   "calibration": calibration}
+        if bev is not None:
+            report["bev"] = {"view": bev.describe(), "metrics": bev_metrics}
         with atomic_path(target) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
         diagram = reliability_diagram(calibration, Path(args.output) / "reliability.png", Path(args.model).name)
@@ -310,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     if args.testing and not args.submission_dir:
         print("error: --testing needs --submission-dir (testing images have no ground truth)", file=sys.stderr)
+        return 2
+    if args.testing and args.bev:
+        print("error: --bev needs ground truth; --testing has none", file=sys.stderr)
         return 2
     try:
         run(args)
