@@ -35,9 +35,10 @@ setup(
     entry_points={
         "console_scripts": [
             f"road_seg_node = {PACKAGE}.node:main",
+            f"road_seg_lifecycle_node = {PACKAGE}.lifecycle_node:main",
             f"kitti2bag = {PACKAGE}.bags:kitti2bag_main",
             f"segment_bag = {PACKAGE}.bags:segment_bag_main",
-            f"fcn-road-build-engine = {PACKAGE}.backends.tensorrt_backend:main",
+            f"fcn-road-build-engine = {PACKAGE}.backends.tensorrt_build:main",
             "fcn-road-train = training.train:main",
             "fcn-road-eval = training.evaluate:main",
             "fcn-road-export = training.export:main",

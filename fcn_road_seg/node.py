@@ -1,43 +1,53 @@
-"""The ROS 2 node: a thin rclpy adapter around the per-frame core. The only module that imports rclpy.
+"""The ROS 2 node: a thin rclpy adapter around the per-frame core (with ``lifecycle_node.py``, the only rclpy user).
 
     image --(subscription callback)--> Latest slot --(worker thread)--> Segmenter.process --> publishers
+    camera_info (+ tf2 or a mounting pose) --> GroundGrid --> road_seg/grid
 
 The callback only stores the newest message, so a slow model drops frames instead of queueing them;
-the confidence and overlay are computed only while someone subscribes to them.
+the confidence, overlay and grid are computed only while someone subscribes to them. ``RoadSeg`` holds
+everything both the plain node and the lifecycle node do; they differ only in when they call it.
 """
 from __future__ import annotations
 
 import array
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point, Pose, Quaternion
+from nav_msgs.msg import MapMetaData, OccupancyGrid
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CompressedImage, Image
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos_overriding_options import InvalidQosOverridesError, QoSOverridingOptions
+from rclpy.time import Time
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
+from . import geometry
 from .backends import BACKENDS, RESIZE_POLICIES, BackendOptions
 from .errors import ImageError, RoadSegError
+from .grid import OCCUPANCY_MODES, Camera, GroundGrid, grid_spec
 from .image import MAX_PIXELS, MIN_SIDE
 from .latest import Latest
-from .segmenter import check_setting, make_segmenter
+from .segmenter import Segmenter, check_setting, make_segmenter
 from .stats import Stats, health
 
 NODE_NAME = "road_segmentation"
 RUNTIME = ("threshold", "overlay_alpha", "overlay_color")
-RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
-CHOICES = {"backend": BACKENDS, "resize_policy": RESIZE_POLICIES, "qos_reliability": tuple(RELIABILITY),
-           "trt_rebuild": ("never", "if-stale")}
-BAD_MESSAGE_LOG_PERIOD_S = 5.0
+CHOICES = {"backend": BACKENDS, "resize_policy": RESIZE_POLICIES, "trt_rebuild": ("never", "if-stale"),
+           "grid_occupancy": OCCUPANCY_MODES}
+LOG_PERIOD_S = 5.0
+OUTPUT_DEPTH = 5
 _UNIT = {"floating_point_range": [FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)]}
+_ANGLE = {"floating_point_range": [FloatingPointRange(from_value=-1.5, to_value=1.5, step=0.0)]}
 
 #: name -> (default, description, extra ParameterDescriptor fields); all but RUNTIME are read-only
 PARAMETERS: dict[str, tuple[Any, str, dict]] = {
@@ -67,14 +77,27 @@ PARAMETERS: dict[str, tuple[Any, str, dict]] = {
                                    "at run time", {}),
     "publish_confidence": (True, "Advertise road_seg/confidence (mono8, 255 * P(road))", {}),
     "publish_overlay": (True, "Advertise road_seg/overlay (the input with road pixels tinted)", {}),
+    "publish_grid": (True, "Advertise road_seg/grid (nav_msgs/OccupancyGrid of drivable road in grid_frame; "
+                           "needs camera_info)", {}),
     "use_compressed": (False, "Subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image",
                        {}),
     "max_pixels": (MAX_PIXELS, f"Largest width x height accepted (bigger frames are rejected as bad messages, "
                                f"compressed ones before decoding); each side must also be >= {MIN_SIDE}",
                    {"integer_range": [IntegerRange(from_value=MIN_SIDE ** 2, to_value=1 << 31, step=1)]}),
-    "qos_reliability": ("best_effort", "Input subscription reliability: best_effort | reliable", {}),
-    "qos_depth": (5, "Input subscription queue depth (KEEP_LAST); also the output publishers' depth",
-                  {"integer_range": [IntegerRange(from_value=1, to_value=100, step=1)]}),
+    "grid_frame": ("base_footprint", "Frame of road_seg/grid; the ground is its z = 0 plane (x forward, y left)",
+                   {}),
+    "grid_use_tf": (False, "Look the camera up in grid_frame with tf2 (else: camera_height, camera_pitch, "
+                           "camera_roll, with grid_frame on the ground under the camera)", {}),
+    "camera_height": (1.65, "Camera height over the ground (m), without tf (KITTI: 1.65)",
+                      {"floating_point_range": [FloatingPointRange(from_value=0.01, to_value=100.0, step=0.0)]}),
+    "camera_pitch": (0.0, "Camera pitch (rad, positive = looking down), without tf", _ANGLE),
+    "camera_roll": (0.0, "Camera roll (rad, positive = clockwise seen from behind), without tf", _ANGLE),
+    "grid_resolution": (0.05, "Grid cell size (m)",
+                        {"floating_point_range": [FloatingPointRange(from_value=0.01, to_value=10.0, step=0.0)]}),
+    "grid_x_range": ([0.0, 40.0], "[min, max] of the grid along grid_frame's x (forward), m", {}),
+    "grid_y_range": ([-10.0, 10.0], "[min, max] of the grid along grid_frame's y (left), m", {}),
+    "grid_occupancy": ("binary", "Cell values: binary (road 0, other 100) | scaled (round(100 (1 - P))); "
+                                 "unseen cells -1", {}),
 }
 
 
@@ -91,62 +114,145 @@ def make_image(header: Any, fields: dict) -> Image:
                  is_bigendian=fields["is_bigendian"], step=fields["step"], data=data)
 
 
-class RoadSegNode(Node):
-    """Subscribes to ``image``, publishes ``road_seg/{mask,confidence,overlay}`` and ``/diagnostics``.
+def make_grid(header: Header, fields: dict) -> OccupancyGrid:
+    """An rclpy OccupancyGrid from ``GroundGrid.fields``; ``data`` goes in as array('b')."""
+    data = array.array("b")
+    data.frombytes(fields["data"].tobytes())
+    x, y = fields["origin_xy"]
+    info = MapMetaData(map_load_time=header.stamp, resolution=fields["resolution"], width=fields["width"],
+                       height=fields["height"], origin=Pose(position=Point(x=x, y=y, z=0.0),
+                                                            orientation=Quaternion(w=1.0)))
+    return OccupancyGrid(header=header, info=info, data=data)
 
-    Raises ``ModelError`` for a missing or incompatible model and ``ValueError`` or rclpy's
-    ``ParameterException`` for invalid parameters.
+
+def declare_parameters(node: Node) -> dict[str, Any]:
+    """Declare every parameter of PARAMETERS on ``node`` with its descriptor; return the values, checked."""
+    for name, (default, description, extra) in PARAMETERS.items():
+        descriptor = ParameterDescriptor(description=description, read_only=name not in RUNTIME, **extra)
+        node.declare_parameter(name, default, descriptor)
+    values = {name: _plain(node.get_parameter(name).value) for name in PARAMETERS}
+    for name, choices in CHOICES.items():
+        if values[name] not in choices:
+            raise ValueError(f"parameter {name} must be one of {', '.join(choices)}, got '{values[name]}'")
+    size = values["warmup_size"]
+    if len(size) != 2 or min(size) < 0:
+        raise ValueError(f"parameter warmup_size must be [height, width] >= 0, got {size}")
+    return values
+
+
+def build_segmenter(p: dict[str, Any]) -> Segmenter:
+    """The per-frame core from the node's parameters (ModelError or ValueError when it cannot be built)."""
+    options = BackendOptions(p["precision"], p["torch_compile"], p["onnx_threads"], p["trt_rebuild"],
+                             p["trt_workspace_gb"], p["trt_timing_cache"])
+    return make_segmenter(p["model_path"] or None, p["backend"], p["device"], p["resize_policy"], p["network_size"],
+                          p["threshold"], p["overlay_color"], p["overlay_alpha"], p["max_pixels"], options)
+
+
+def build_grid(p: dict[str, Any]) -> GroundGrid:
+    """The grid core from the node's parameters; ValueError naming the parameter when one is invalid."""
+    try:
+        spec = grid_spec(p["grid_resolution"], p["grid_x_range"], p["grid_y_range"])
+    except ValueError as exc:
+        raise ValueError(f"parameters grid_resolution, grid_x_range, grid_y_range: {exc}") from exc
+    return GroundGrid(spec, p["grid_occupancy"])
+
+
+def _overridable(create: Callable[..., Any], *args: Any) -> Any:
+    """``create(*args)`` with the standard ``qos_overrides.<topic>.*`` parameters; a bad one is a ValueError."""
+    try:
+        return create(*args, qos_overriding_options=QoSOverridingOptions.with_default_policies())
+    except (RuntimeError, InvalidQosOverridesError) as exc:
+        raise ValueError(f"parameter qos_overrides for topic '{args[1]}': {exc}") from exc
+
+
+class RoadSeg:
+    """What a road-segmentation node does, for a ``Node`` subclass: load, open, start, stop, release.
+
+    ``load`` builds the core and warms it up, ``open`` creates the publishers (with the factory it is
+    given: plain or lifecycle), ``start`` subscribes and starts the worker, ``stop`` undoes ``start``
+    and ``release`` undoes ``open`` and ``load``.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **kwargs)
-        p = self._declare_parameters()
-        options = BackendOptions(p["precision"], p["torch_compile"], p["onnx_threads"], p["trt_rebuild"],
-                                 p["trt_workspace_gb"], p["trt_timing_cache"])
-        self._segmenter = make_segmenter(p["model_path"] or None, p["backend"], p["device"], p["resize_policy"],
-                                         p["network_size"], p["threshold"], p["overlay_color"], p["overlay_alpha"],
-                                         p["max_pixels"], options)
+    _params: dict[str, Any]
+    _segmenter: Segmenter | None = None
+    _worker: threading.Thread | None = None
+
+    def _load(self) -> str:
+        """Build the segmenter and the grid core and warm up; returns a log line about them."""
+        p = self._params
+        self._segmenter = build_segmenter(p)
         backend = self._segmenter.backend
-        model_path = p["model_path"] or "the default model"
         warmup = backend.warmup(*p["warmup_size"]) if min(p["warmup_size"]) > 0 else 0.0
+        self._grid = build_grid(p)
+        self._mount = geometry.camera_from_mount(p["camera_height"], p["camera_pitch"], p["camera_roll"])
+        self._tf_buffer = self._tf_listener = None
+        self._camera: Camera | None = None
         self._backend_info = backend.describe()
         self._network_size = backend.network_size_text()
-        self._compressed = p["use_compressed"]
+        return (f"{self._backend_info}; model {p['model_path'] or 'the default model'}; warm-up {warmup:.2f} s at "
+                f"{p['warmup_size'][0]}x{p['warmup_size'][1]}")
+
+    def _open(self, create_publisher: Callable[..., Any]) -> None:
+        """Create the output publishers with ``create_publisher`` (only the outputs asked for)."""
+        p = self._params
+        qos = QoSProfile(depth=OUTPUT_DEPTH)
+        wanted = {"mask": True, "confidence": p["publish_confidence"], "overlay": p["publish_overlay"]}
+        self._outputs = {name: _overridable(create_publisher, Image, f"road_seg/{name}", qos)
+                         for name, on in wanted.items() if on}
+        self._grid_pub = (_overridable(create_publisher, OccupancyGrid, "road_seg/grid", qos)
+                          if p["publish_grid"] else None)
+        self._diagnostics = create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+    def _start(self) -> None:
+        """Subscribe to the camera and start the worker and the diagnostics timer (ValueError: bad QoS override)."""
+        p = self._params
+        msg_type, topic = (CompressedImage, "image/compressed") if p["use_compressed"] else (Image, "image")
+        inputs = [(msg_type, topic, self._on_image)]
+        if self._grid_pub is not None:
+            inputs.append((CameraInfo, "camera_info", self._on_camera_info))
+        self._inputs = []
+        try:
+            for args in inputs:
+                self._inputs.append(_overridable(self.create_subscription, *args, qos_profile_sensor_data))
+        except ValueError:
+            for subscription in self._inputs:
+                self.destroy_subscription(subscription)
+            raise
+        if p["grid_use_tf"] and self._grid_pub is not None and self._tf_buffer is None:
+            from tf2_ros import Buffer, TransformListener
+
+            self._tf_buffer = Buffer()
+            self._tf_listener = TransformListener(self._tf_buffer, self)
         self._slot: Latest[tuple[Any, float]] = Latest()
         self._stats = Stats()
-
-        out_qos = QoSProfile(depth=p["qos_depth"])
-        wanted = {"mask": True, "confidence": p["publish_confidence"], "overlay": p["publish_overlay"]}
-        self._outputs = {name: self.create_publisher(Image, f"road_seg/{name}", out_qos)
-                         for name, on in wanted.items() if on}
-        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        in_qos = QoSProfile(history=qos_profile_sensor_data.history, depth=p["qos_depth"],
-                            reliability=RELIABILITY[p["qos_reliability"]],
-                            durability=qos_profile_sensor_data.durability)
-        msg_type, topic = (CompressedImage, "image/compressed") if self._compressed else (Image, "image")
-        self._subscription = self.create_subscription(msg_type, topic, self._on_image, in_qos)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.create_timer(1.0, self._on_diagnostics_timer)
+        self._diag_timer = self.create_timer(1.0, self._on_diagnostics_timer)
         self._worker = threading.Thread(target=self._work, name="road_seg_worker", daemon=True)
         self._worker.start()
-        self.get_logger().info(
-            f"segmenting {self._subscription.topic_name} ({msg_type.__name__}, {p['qos_reliability']}, "
-            f"depth {p['qos_depth']}) with {self._backend_info}; model {model_path}; warm-up "
-            f"{warmup:.2f} s at {p['warmup_size'][0]}x{p['warmup_size'][1]}; publishing {', '.join(self._outputs)}")
+        qos = self._inputs[0].qos_profile
+        self.get_logger().info(f"segmenting {self._inputs[0].topic_name} ({msg_type.__name__}, "
+                               f"{qos.reliability.name.lower()}, depth {qos.depth}); publishing "
+                               f"{', '.join([*self._outputs, *(['grid'] if self._grid_pub else [])])}")
 
-    def _declare_parameters(self) -> dict[str, Any]:
-        """Declare every parameter with its descriptor; return the values, checked."""
-        for name, (default, description, extra) in PARAMETERS.items():
-            descriptor = ParameterDescriptor(description=description, read_only=name not in RUNTIME, **extra)
-            self.declare_parameter(name, default, descriptor)
-        values = {name: _plain(self.get_parameter(name).value) for name in PARAMETERS}
-        for name, choices in CHOICES.items():
-            if values[name] not in choices:
-                raise ValueError(f"parameter {name} must be one of {', '.join(choices)}, got '{values[name]}'")
-        size = values["warmup_size"]
-        if len(size) != 2 or min(size) < 0:
-            raise ValueError(f"parameter warmup_size must be [height, width] >= 0, got {size}")
-        return values
+    def _stop(self) -> None:
+        """Stop the worker (it finishes the frame in hand), the subscriptions and the timer."""
+        if self._worker is None:
+            return
+        self._slot.close()
+        self._worker.join()
+        self._worker = None
+        for subscription in self._inputs:
+            self.destroy_subscription(subscription)
+        self.destroy_timer(self._diag_timer)
+
+    def _release(self, destroy_publisher: Callable[[Any], Any]) -> None:
+        """Destroy the publishers and drop the model."""
+        for publisher in [*self._outputs.values(), self._grid_pub, self._diagnostics]:
+            if publisher is not None:
+                destroy_publisher(publisher)
+        self._outputs, self._grid_pub = {}, None
+        if self._tf_listener is not None:
+            self._tf_listener.unregister()
+        self._segmenter = self._tf_buffer = self._tf_listener = None
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         """Apply run-time settings, or reject the whole set with the reason."""
@@ -156,12 +262,21 @@ class RoadSegNode(Node):
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
         for name, value in changes:
-            self._segmenter.update(name, value)
+            self._params[name] = value
+            if self._segmenter is not None:
+                self._segmenter.update(name, value)
         return SetParametersResult(successful=True)
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         """Keep only the newest message (and when it arrived) for the worker."""
         self._slot.put((msg, time.monotonic()))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        """Keep the newest usable camera model for the grid."""
+        try:
+            self._camera = Camera.from_info(msg)
+        except ValueError as exc:
+            self.get_logger().warning(f"ignoring camera_info: {exc}", throttle_duration_sec=LOG_PERIOD_S)
 
     def _on_diagnostics_timer(self) -> None:
         """Publish one DiagnosticStatus with FPS, latency, drops and bad messages."""
@@ -181,32 +296,81 @@ class RoadSegNode(Node):
                 self._segment(msg, received)
             except ImageError as exc:
                 self._stats.bad_message()
-                self.get_logger().error(f"bad image message: {exc}", throttle_duration_sec=BAD_MESSAGE_LOG_PERIOD_S)
+                self.get_logger().error(f"bad image message: {exc}", throttle_duration_sec=LOG_PERIOD_S)
             except Exception as exc:  # keep serving frames; a shutting-down context ends the worker
                 if not self.context.ok():
                     return
-                self.get_logger().error(f"segmentation failed: {exc!r}", throttle_duration_sec=BAD_MESSAGE_LOG_PERIOD_S)
+                self.get_logger().error(f"segmentation failed: {exc!r}", throttle_duration_sec=LOG_PERIOD_S)
 
     def _segment(self, msg: Image | CompressedImage, received: float) -> None:
         """Segment one message and publish the outputs someone listens to (the mask always)."""
         outputs = [name for name, pub in self._outputs.items() if name == "mask" or pub.get_subscription_count()]
-        _, messages = self._segmenter.process(msg, make_image, outputs, compressed=self._compressed)
+        result, messages = self._segmenter.process(msg, make_image, outputs, compressed=self._params["use_compressed"])
         for name, out in messages.items():
             self._outputs[name].publish(out)
+        if self._grid_pub is not None and self._grid_pub.get_subscription_count():
+            self._publish_grid(msg.header, result.mask, result.confidence)
         self._stats.frame(time.monotonic() - received)
+
+    def _publish_grid(self, header: Header, mask: np.ndarray, confidence: np.ndarray) -> None:
+        """Project the frame's maps onto the ground and publish the grid, or say (throttled) why not."""
+        pose = self._camera_pose(header.frame_id)
+        if self._camera is None or pose is None:
+            why = "no camera_info received yet" if self._camera is None else "no camera pose"
+            self.get_logger().warning(f"road_seg/grid not published: {why}", throttle_duration_sec=LOG_PERIOD_S)
+            return
+        try:
+            self._grid.update(self._camera, pose)
+            cells = self._grid.occupancy(mask, confidence)
+        except ValueError as exc:
+            self.get_logger().warning(f"road_seg/grid not published: {exc}", throttle_duration_sec=LOG_PERIOD_S)
+            return
+        grid_header = Header(stamp=header.stamp, frame_id=self._params["grid_frame"])
+        self._grid_pub.publish(make_grid(grid_header, self._grid.fields(cells)))
+
+    def _camera_pose(self, camera_frame: str) -> np.ndarray | None:
+        """4x4 camera <- grid_frame: from tf2 (latest, the camera is rigid on the vehicle) or the mount parameters."""
+        if self._tf_buffer is None:
+            return self._mount
+        from tf2_ros import TransformException
+
+        try:
+            t = self._tf_buffer.lookup_transform(camera_frame, self._params["grid_frame"], Time()).transform
+        except TransformException as exc:
+            self.get_logger().warning(f"no transform {self._params['grid_frame']} -> {camera_frame}: {exc}",
+                                      throttle_duration_sec=LOG_PERIOD_S)
+            return None
+        r = geometry.rotation_from_quaternion(t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w)
+        return geometry.rigid(r, np.array([t.translation.x, t.translation.y, t.translation.z]))
+
+
+class RoadSegNode(RoadSeg, Node):
+    """Subscribes to ``image`` (and ``camera_info``), publishes ``road_seg/{mask,confidence,overlay,grid}``.
+
+    Raises ``ModelError`` for a missing or incompatible model and ``ValueError`` or rclpy's
+    ``ParameterException`` for invalid parameters.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        Node.__init__(self, NODE_NAME, **kwargs)
+        self._params = declare_parameters(self)
+        loaded = self._load()
+        self._open(self.create_publisher)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._start()
+        self.get_logger().info(f"ready: {loaded}")
 
     def destroy_node(self) -> None:
         """Stop the worker (it finishes the frame in hand), then destroy the node."""
-        self._slot.close()
-        self._worker.join()
+        self._stop()
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> int:
-    """Run the node until Ctrl-C or shutdown; returns 1 when it cannot start (model or parameters)."""
+def spin(node_class: type[Node], args: list[str] | None = None) -> int:
+    """Create ``node_class`` and spin it until Ctrl-C or shutdown; 1 when it cannot start (model or parameters)."""
     rclpy.init(args=args)
     try:
-        node = RoadSegNode()
+        node = node_class()
     except (RoadSegError, ValueError, ParameterException) as exc:
         get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
         rclpy.try_shutdown()
@@ -222,3 +386,8 @@ def main(args: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the road_segmentation node."""
+    return spin(RoadSegNode, args)

@@ -106,9 +106,11 @@ def test_every_parameter_is_declared_with_a_descriptor(seg_node: RoadSegNode) ->
         assert descriptor.read_only == (name not in ("threshold", "overlay_alpha", "overlay_color")), name
     threshold = seg_node.describe_parameter("threshold").floating_point_range[0]
     assert (threshold.from_value, threshold.to_value) == (0.0, 1.0)
-    depth = seg_node.describe_parameter("qos_depth").integer_range[0]
-    assert (depth.from_value, depth.to_value) == (1, 100)
-    assert seg_node.get_parameter("qos_reliability").value == "best_effort"
+    # QoS through rclpy's standard overrides, sensor-data defaults: best effort, keep last 5
+    assert seg_node.get_parameter("qos_overrides./image.subscription.reliability").value == "best_effort"
+    assert seg_node.get_parameter("qos_overrides./image.subscription.depth").value == 5
+    assert seg_node.get_parameter("qos_overrides./road_seg/mask.publisher.reliability").value == "reliable"
+    assert seg_node.describe_parameter("qos_overrides./image.subscription.depth").read_only
 
 
 @pytest.mark.parametrize("name, value, reason", [
@@ -117,7 +119,7 @@ def test_every_parameter_is_declared_with_a_descriptor(seg_node: RoadSegNode) ->
     ("overlay_color", [0, 255], check_setting("overlay_color", [0, 255])),
     ("overlay_color", [0, 256, 0], check_setting("overlay_color", [0, 256, 0])),
     ("model_path", "/other.pt", "Trying to set a read-only parameter: model_path."),
-    ("qos_depth", 3, "Trying to set a read-only parameter: qos_depth."),
+    ("grid_frame", "map", "Trying to set a read-only parameter: grid_frame."),
 ])
 def test_invalid_or_read_only_parameters_are_rejected(seg_node: RoadSegNode, name: str, value: Any,
                                                       reason: str | None) -> None:
@@ -234,8 +236,12 @@ def test_network_size_and_max_pixels_parameters(executor: SingleThreadedExecutor
 
 @pytest.mark.parametrize("args, message", [
     (["-p", "model_path:=/nonexistent/model.pt"], "cannot start: model file not found: /nonexistent/model.pt"),
-    (["-p", "qos_reliability:=sometimes"],
-     "cannot start: parameter qos_reliability must be one of best_effort, reliable, got 'sometimes'"),
+    (["-p", "qos_overrides./image.subscription.reliability:=sometimes"],
+     "cannot start: parameter qos_overrides for topic 'image': Unexpected QoS override for policy `reliability`"),
+    (["-p", "grid_occupancy:=fuzzy"],
+     "cannot start: parameter grid_occupancy must be one of binary, scaled, got 'fuzzy'"),
+    (["-p", "grid_x_range:=[40.0, 0.0]"], "cannot start: parameters grid_resolution, grid_x_range, grid_y_range: "
+                                          "grid x range must be [min, max] with max > min"),
     (["-p", "overlay_color:=[1, 2]"],
      "cannot start: overlay_color must be three integers [R, G, B] in 0..255, got (1, 2)"),
     (["-p", "warmup_size:=[5]"], "cannot start: parameter warmup_size must be [height, width] >= 0, got [5]"),
@@ -258,3 +264,130 @@ def test_main_without_a_model_names_the_missing_default(tmp_path: Path, monkeypa
     assert main(["road_seg_node"]) == 1
     assert (f"cannot start: the default model {tmp_path / 'default.pt'} is not installed; pass a model file"
             in capfd.readouterr().err)
+
+
+# --- road_seg/grid --------------------------------------------------------------------------------------------
+
+def quarter_kitti_info(stamp_sec: int) -> Any:
+    """An rclpy CameraInfo of KITTI's camera 2 (P2 of um_000000) scaled to the quarter-size test frame."""
+    from sensor_msgs.msg import CameraInfo
+
+    p = np.array([[721.5377 / 4, 0, 609.5593 / 4, 0], [0, 721.5377 / 4, 172.854 / 4, 0], [0, 0, 1, 0]])
+    return CameraInfo(header=Header(stamp=Time(sec=stamp_sec), frame_id=FRAME_ID), height=93, width=310,
+                      k=p[:, :3].ravel().tolist(), p=p.ravel().tolist())
+
+
+def expected_grid(tiny_model: Path, msg: Image) -> np.ndarray:
+    """The grid core's cells for ``msg`` with the node's default grid parameters (1.65 m high, level)."""
+    from fcn_road_seg import geometry
+    from fcn_road_seg.grid import Camera, GroundGrid, GridSpec
+
+    result, _ = Segmenter(load_backend(tiny_model, "torch", "cpu")).process(msg, make_image, ["mask"])
+    grid = GroundGrid(GridSpec())
+    grid.update(Camera.from_info(quarter_kitti_info(0)), geometry.camera_from_mount(1.65, 0.0, 0.0))
+    return grid.occupancy(result.mask, result.confidence)
+
+
+def grid_round_trip(executor: SingleThreadedExecutor, probe: Node, frame_bgr: np.ndarray) -> tuple[Any, Image]:
+    """Publish camera_info and a frame until road_seg/grid arrives; returns (grid, frame)."""
+    from nav_msgs.msg import OccupancyGrid
+    from sensor_msgs.msg import CameraInfo
+
+    grids: list[OccupancyGrid] = []
+    probe.create_subscription(OccupancyGrid, "road_seg/grid", grids.append, 10)
+    infos = probe.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+    images = probe.create_publisher(Image, "image", qos_profile_sensor_data)
+    msg = image_msg(frame_bgr, "bgr8", 21, 500)
+
+    def publish() -> None:
+        infos.publish(quarter_kitti_info(21))
+        images.publish(msg)
+
+    assert spin_until(executor, lambda: grids, 30.0, publish)
+    return grids[0], msg
+
+
+def test_grid_arrives_with_the_input_stamp_in_grid_frame(executor: SingleThreadedExecutor, probe: Node,
+                                                         tiny_model: Path, frame_bgr: np.ndarray) -> None:
+    grid, msg = grid_round_trip(executor, probe, frame_bgr)
+    assert (grid.header.stamp.sec, grid.header.stamp.nanosec) == (21, 500)
+    assert grid.header.frame_id == "base_footprint"
+    assert (grid.info.width, grid.info.height, grid.info.resolution) == (800, 400, pytest.approx(0.05))
+    assert (grid.info.origin.position.x, grid.info.origin.position.y) == (0.0, -10.0)
+    cells = np.array(grid.data, np.int8).reshape(400, 800)
+    np.testing.assert_array_equal(cells, expected_grid(tiny_model, msg))
+    assert {-1, 0, 100} >= set(np.unique(cells)) and (cells == -1).any() and (cells != -1).any()
+
+
+@pytest.mark.parametrize("overrides", [[Parameter("grid_use_tf", value=True), Parameter("camera_height", value=9.0)]],
+                         indirect=True)
+def test_grid_pose_from_tf2(executor: SingleThreadedExecutor, probe: Node, tiny_model: Path,
+                            frame_bgr: np.ndarray) -> None:
+    """With grid_use_tf the pose comes from tf (camera_height is ignored): a static 1.65 m level mount."""
+    from geometry_msgs.msg import TransformStamped
+    from tf2_ros import StaticTransformBroadcaster
+
+    mount = TransformStamped()
+    mount.header.frame_id, mount.child_frame_id = "base_footprint", FRAME_ID
+    mount.transform.translation.z = 1.65
+    # optical frame (z forward, x right, y down) in base_footprint: quaternion (-0.5, 0.5, -0.5, 0.5)
+    mount.transform.rotation.x, mount.transform.rotation.y = -0.5, 0.5
+    mount.transform.rotation.z, mount.transform.rotation.w = -0.5, 0.5
+    broadcaster = StaticTransformBroadcaster(probe)
+    broadcaster.sendTransform(mount)
+    grid, msg = grid_round_trip(executor, probe, frame_bgr)
+    cells = np.array(grid.data, np.int8).reshape(400, 800)
+    np.testing.assert_array_equal(cells, expected_grid(tiny_model, msg))
+
+
+# --- lifecycle ------------------------------------------------------------------------------------------------
+
+def test_lifecycle_publishes_only_while_active(context: Context, overrides: list[Parameter], probe: Node,
+                                               frame_bgr: np.ndarray) -> None:
+    from lifecycle_msgs.msg import State
+
+    from fcn_road_seg.lifecycle_node import RoadSegLifecycleNode
+
+    node = RoadSegLifecycleNode(context=context, parameter_overrides=overrides)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(probe)
+    try:
+        masks, _, publisher = listen(probe)
+        msg = image_msg(frame_bgr, "bgr8", 30, 0)
+        assert node._segmenter is None  # nothing loaded before configure
+        node.trigger_configure()
+        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_INACTIVE and node._segmenter is not None
+        spin_until(executor, lambda: False, 2.0, lambda: publisher.publish(msg))
+        assert not masks and publisher.get_subscription_count() == 0  # inactive: not even subscribed
+        node.trigger_activate()
+        assert spin_until(executor, lambda: masks, 30.0, lambda: publisher.publish(msg))
+        node.trigger_deactivate()
+        spin_until(executor, lambda: False, 0.5)
+        count = len(masks)
+        spin_until(executor, lambda: False, 2.0, lambda: publisher.publish(msg))
+        assert len(masks) == count and publisher.get_subscription_count() == 0
+        node.trigger_activate()  # the model was kept: straight back to work
+        assert spin_until(executor, lambda: len(masks) > count, 30.0, lambda: publisher.publish(msg))
+        node.trigger_deactivate()
+        node.trigger_cleanup()
+        assert node._segmenter is None
+        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+
+
+def test_lifecycle_configure_fails_cleanly_on_a_bad_model(context: Context, overrides: list[Parameter],
+                                                          tmp_path: Path) -> None:
+    from lifecycle_msgs.msg import State
+
+    from fcn_road_seg.lifecycle_node import RoadSegLifecycleNode
+
+    bad = [p for p in overrides if p.name != "model_path"] + [Parameter("model_path", value=str(tmp_path / "x.pt"))]
+    node = RoadSegLifecycleNode(context=context, parameter_overrides=bad)
+    try:
+        node.trigger_configure()
+        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+    finally:
+        node.destroy_node()
