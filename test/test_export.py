@@ -74,7 +74,7 @@ def test_dynamic_export_with_either_exporter(tiny_model: Path, tmp_path: Path, e
 
 
 def test_fp16_export_is_checked_against_fp32_torch(tiny_model: Path, tmp_path: Path) -> None:
-    from fcn_road_seg.backends.tensorrt_backend import inspect_onnx
+    from fcn_road_seg.backends.tensorrt_common import inspect_onnx
 
     out = tmp_path / "half.onnx"
     assert main([str(tiny_model), "-o", str(out), "--fp16", "--height", "64", "--width", "96",

@@ -10,9 +10,10 @@ import torch
 
 from fcn_road_seg.backends import load_backend
 from fcn_road_seg.metadata import read_sidecar, write_sidecar
-from fcn_road_seg.backends.tensorrt_backend import (ENGINE_FORMAT, BuildPlan, OnnxInfo, TrtFeatures, _size,
-                                                    compare_metadata, engine_io_problems, inspect_onnx, main,
-                                                    onnx_source, plan_build, trt_features)
+from fcn_road_seg.backends.tensorrt_build import BuildPlan, _size, main, plan_build
+from fcn_road_seg.backends.tensorrt_common import (ENGINE_FORMAT, OnnxInfo, TrtFeatures,
+                                                   compare_metadata, engine_io_problems,
+                                                   inspect_onnx, onnx_source, trt_features)
 from fcn_road_seg.errors import ModelError
 
 TRT10 = TrtFeatures("10.13.0.35", weak_typing=True, implicit_int8=True, strongly_typed_flag=True)
@@ -218,7 +219,7 @@ def test_engine_without_gpu_or_tensorrt_is_a_clear_error(tmp_path: Path) -> None
 
 
 def test_missing_tensorrt_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fcn_road_seg.backends.tensorrt_backend import import_tensorrt
+    from fcn_road_seg.backends.tensorrt_common import import_tensorrt
 
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)  # import now raises ImportError
     with pytest.raises(ModelError, match="TensorRT is not installed: pip install tensorrt"):
@@ -273,7 +274,7 @@ def frames() -> list:
 @needs_gpu
 @pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("fp16", 2e-2)])
 def test_built_engine_matches_onnx_runtime(exported: dict, tmp_path: Path, precision: str, tolerance: float) -> None:
-    from fcn_road_seg.backends.tensorrt_backend import build_engine
+    from fcn_road_seg.backends.tensorrt_build import build_engine
 
     engine = tmp_path / f"{precision}.engine"
     meta = build_engine(exported["fixed"], engine, torch.device("cuda"), precision,
@@ -293,7 +294,7 @@ def test_built_engine_matches_onnx_runtime(exported: dict, tmp_path: Path, preci
 
 @needs_gpu
 def test_dynamic_engine_runs_at_two_sizes(exported: dict, tmp_path: Path) -> None:
-    from fcn_road_seg.backends.tensorrt_backend import build_engine
+    from fcn_road_seg.backends.tensorrt_build import build_engine
 
     engine = tmp_path / "dynamic.engine"
     build_engine(exported["dynamic"], engine, torch.device("cuda"), "fp32",
@@ -320,7 +321,7 @@ def test_onnx_given_to_tensorrt_builds_and_caches_an_engine_in_the_cache(exporte
 
 @needs_gpu
 def test_mismatched_or_corrupt_engines_are_model_errors(exported: dict, tmp_path: Path) -> None:
-    from fcn_road_seg.backends.tensorrt_backend import build_engine
+    from fcn_road_seg.backends.tensorrt_build import build_engine
 
     engine = tmp_path / "m.engine"
     meta = build_engine(exported["fixed"], engine, torch.device("cuda"), "fp32")
@@ -345,7 +346,7 @@ def test_mismatched_or_corrupt_engines_are_model_errors(exported: dict, tmp_path
 @needs_gpu
 def test_garbage_engine_with_valid_looking_metadata_is_a_model_error(exported: dict, tmp_path: Path) -> None:
     from fcn_road_seg.metadata import sha256_file
-    from fcn_road_seg.backends.tensorrt_backend import build_engine
+    from fcn_road_seg.backends.tensorrt_build import build_engine
 
     engine = tmp_path / "g.engine"
     meta = build_engine(exported["fixed"], engine, torch.device("cuda"), "fp32")
@@ -357,7 +358,7 @@ def test_garbage_engine_with_valid_looking_metadata_is_a_model_error(exported: d
 
 def test_engine_cache_is_keyed_and_outside_the_model_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No TensorRT needed: the path an .onnx's startup engine is cached at."""
-    from fcn_road_seg.backends.tensorrt_backend import engine_cache_path
+    from fcn_road_seg.backends.tensorrt_common import engine_cache_path
 
     onnx = tmp_path / "models" / "fcn.onnx"
     onnx.parent.mkdir()
