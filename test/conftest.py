@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -51,12 +52,17 @@ def kitti_road_root() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def write_tiny_model(path: Path) -> Path:
     """A small FCN8s checkpoint (fc 32 channels, 3x3 fc6) whose zero-initialised score layers are perturbed."""
     from fcn_road_seg.model import save_model, untrained_model
 
-    return save_model(untrained_model(fc_channels=32, fc6_kernel=3), tmp_path_factory.mktemp("model") / "tiny.pt")
+    return save_model(untrained_model(fc_channels=32, fc6_kernel=3), path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``write_tiny_model`` once per session."""
+    return write_tiny_model(tmp_path_factory.mktemp("model") / "tiny.pt")
 
 
 def kitti_frame(name: str = "um_000005.png"):
@@ -93,4 +99,29 @@ def write_calib(path: Path, calib: dict) -> Path:
     """``calib`` as a KITTI calibration file (``key: v1 v2 ...`` lines)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{key}: {' '.join(f'{v:.12e}' for v in values)}\n" for key, values in calib.items()))
+    return path
+
+
+def spin_until(executor: Any, done: Callable[[], Any], timeout: float, every: Callable[[], Any] = lambda: None) -> bool:
+    """Spin an rclpy executor until ``done()`` or ``timeout`` s, calling ``every()`` (e.g. publish) each second."""
+    import time
+
+    deadline, next_call = time.monotonic() + timeout, 0.0
+    while not done() and time.monotonic() < deadline:
+        if time.monotonic() >= next_call:
+            every()
+            next_call = time.monotonic() + 1.0
+        executor.spin_once(timeout_sec=0.05)
+    return bool(done())
+
+
+def write_launch_params(path: Path, **updates: Any) -> Path:
+    """The installed config/seg.yaml with ``updates`` to the node's parameters, written to ``path``."""
+    import yaml
+    from ament_index_python.packages import get_package_share_directory
+
+    params = yaml.safe_load((Path(get_package_share_directory("fcn_road_seg")) / "config" / "seg.yaml").read_text())
+    [node_params] = [entry["ros__parameters"] for entry in params.values()]
+    node_params.update(updates)
+    path.write_text(yaml.safe_dump(params))
     return path

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import array
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -27,7 +26,7 @@ from fcn_road_seg.backends import load_backend  # noqa: E402
 from fcn_road_seg.node import PARAMETERS, RoadSegNode, main, make_image  # noqa: E402
 from fcn_road_seg.segmenter import Segmenter, check_setting  # noqa: E402
 
-from conftest import kitti_frame  # noqa: E402
+from conftest import kitti_frame, spin_until  # noqa: E402
 
 FRAME_ID = "camera_color_left"
 
@@ -85,18 +84,6 @@ def executor(context: Context, seg_node: RoadSegNode, probe: Node) -> SingleThre
     executor.add_node(probe)
     yield executor
     executor.shutdown()
-
-
-def spin_until(executor: SingleThreadedExecutor, done: Callable[[], bool], timeout: float,
-               every: Callable[[], Any] = lambda: None) -> bool:
-    """Spin until ``done()`` or ``timeout`` seconds; calls ``every()`` (e.g. publish) about once a second."""
-    deadline, next_call = time.monotonic() + timeout, 0.0
-    while not done() and time.monotonic() < deadline:
-        if time.monotonic() >= next_call:
-            every()
-            next_call = time.monotonic() + 1.0
-        executor.spin_once(timeout_sec=0.05)
-    return done()
 
 
 def test_every_parameter_is_declared_with_a_descriptor(seg_node: RoadSegNode) -> None:

@@ -10,10 +10,9 @@ import pytest
 pytest.importorskip("launch_testing")
 
 import tempfile  # noqa: E402
-import time  # noqa: E402
 import unittest  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from typing import Any  # noqa: E402
 
 import cv2  # noqa: E402
 import launch  # noqa: E402
@@ -21,7 +20,6 @@ import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
-import yaml  # noqa: E402
 from ament_index_python.packages import get_package_share_directory  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
@@ -33,9 +31,10 @@ from std_msgs.msg import Header  # noqa: E402
 
 from fcn_road_seg import image  # noqa: E402
 from fcn_road_seg.backends import load_backend  # noqa: E402
-from fcn_road_seg.model import save_model, untrained_model  # noqa: E402
 from fcn_road_seg.node import make_image  # noqa: E402
 from fcn_road_seg.segmenter import Segmenter  # noqa: E402
+
+from conftest import spin_until, write_launch_params, write_tiny_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 KITTI_DIRS = [ROOT / "data" / "kitti" / "image_2",
@@ -57,26 +56,14 @@ def kitti_frame() -> np.ndarray:
     return cv2.imread(str(path), cv2.IMREAD_COLOR)
 
 
-def write_tiny_model(path: Path) -> Path:
-    """A small FCN8s checkpoint (fc 32 channels, 3x3 fc6) whose zero-initialised score layers are perturbed."""
-    return save_model(untrained_model(fc_channels=32, fc6_kernel=3), path)
-
-
-def write_params(path: Path) -> Path:
-    """The installed config/seg.yaml with the test's settings: CPU, reliable input, THRESHOLD, small warm-up."""
-    params = yaml.safe_load((Path(get_package_share_directory("fcn_road_seg")) / "config" / "seg.yaml").read_text())
-    [node_params] = [entry["ros__parameters"] for entry in params.values()]
-    node_params.update(device="cpu", qos_reliability="reliable", threshold=THRESHOLD, warmup_size=[96, 320])
-    path.write_text(yaml.safe_dump(params))
-    return path
-
-
 @pytest.mark.launch_test
 def generate_test_description() -> tuple[launch.LaunchDescription, dict[str, Any]]:
     """seg.launch.py in a namespace with a tiny model and a params file derived from the installed one."""
     tmp = tempfile.TemporaryDirectory(prefix="fcn_road_seg_launch_test_")
     model = write_tiny_model(Path(tmp.name) / "tiny.pt")
-    params = write_params(Path(tmp.name) / "params.yaml")
+    params = write_launch_params(Path(tmp.name) / "params.yaml", device="cpu", threshold=THRESHOLD,
+                                 warmup_size=[96, 320],
+                                 qos_overrides={IMAGE_TOPIC: {"subscription": {"reliability": "reliable"}}})
     launch_file = Path(get_package_share_directory("fcn_road_seg")) / "launch" / "seg.launch.py"
     seg_launch = launch.actions.IncludeLaunchDescription(
         PythonLaunchDescriptionSource(str(launch_file)),
@@ -117,19 +104,10 @@ class TestSegmentation(unittest.TestCase):
         def found() -> Image | None:
             return next((m for m in self.masks if m.header.stamp == msg.header.stamp), None)
 
-        self.spin_until(found, timeout, lambda: self.publisher.publish(msg))
+        spin_until(self.executor, found, timeout, lambda: self.publisher.publish(msg))
         mask = found()
         self.assertIsNotNone(mask, f"no mask for stamp {msg.header.stamp.sec} on {MASK_TOPIC} within {timeout} s")
         return mask
-
-    def spin_until(self, done: Callable[[], Any], timeout: float, every: Callable[[], Any]) -> None:
-        """Spin the probe until ``done()`` is truthy or ``timeout`` seconds, calling ``every()`` each second."""
-        deadline, next_call = time.monotonic() + timeout, 0.0
-        while not done() and time.monotonic() < deadline:
-            if time.monotonic() >= next_call:
-                every()
-                next_call = time.monotonic() + 1.0
-            self.executor.spin_once(timeout_sec=0.05)
 
     def test_a_kitti_frame_gets_its_mask_with_the_header(self, model: Path) -> None:
         msg = image_msg(self.frame, "bgr8", 1_000)
@@ -146,7 +124,7 @@ class TestSegmentation(unittest.TestCase):
     def test_a_malformed_message_leaves_the_node_alive(self, proc_output: Any) -> None:
         bad = image_msg(self.frame, "bgr8", 2_000)
         bad.step = 1242 * 3 + 1  # data no longer matches step * height
-        self.spin_until(lambda: False, 2.0, lambda: self.publisher.publish(bad))
+        spin_until(self.executor, lambda: False, 2.0, lambda: self.publisher.publish(bad))
         proc_output.assertWaitFor("data length 1397250 does not match step*height = 3727*375", timeout=TIMEOUT_S)
         good = image_msg(cv2.flip(self.frame, 1), "bgr8", 2_001)
         mask = self.mask_for(good)
