@@ -1,0 +1,73 @@
+"""What road_seg/grid costs per frame, against rebuilding its lookup maps (done only on camera/pose change).
+
+A real KITTI frame (1242x375) through the default model gives the mask and confidence; the grid core
+then projects them with KITTI's camera 2 (P2 of um_000000) mounted 1.65 m high, level, for a few grid
+sizes. Times are medians of repeated runs in one process; compare them as ratios.
+
+    .venv/bin/python benchmarks/grid.py [--repeats 30]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from latency import load_frames, machine  # noqa: E402
+
+from fcn_road_seg import geometry  # noqa: E402
+from fcn_road_seg.backends import load_backend  # noqa: E402
+from fcn_road_seg.grid import Camera, GridSpec, GroundGrid  # noqa: E402
+from fcn_road_seg.image import Frame  # noqa: E402
+from fcn_road_seg.kitti import read_calib  # noqa: E402
+from fcn_road_seg.model import default_model_path  # noqa: E402
+
+CALIB = ROOT / "test" / "data" / "um_000000_calib.txt"
+SPECS = {"0.05 m, 40 x 20 m (default)": GridSpec(), "0.10 m, 40 x 20 m": GridSpec(0.1),
+         "0.05 m, 80 x 40 m": GridSpec(0.05, (0.0, 80.0), (-20.0, 20.0))}
+
+
+def median_ms(func: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``func()`` over ``repeats`` runs, in ms."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        func()
+        times.append(1e3 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=30)
+    args = p.parse_args(argv)
+    _, [bgr] = load_frames(None, 1)
+    backend = load_backend(default_model_path(), "auto", "cpu")
+    maps = backend.infer(Frame(bgr, "bgr8"))
+    network_ms = median_ms(lambda: backend.infer(Frame(bgr, "bgr8")), max(3, args.repeats // 5))
+    camera = Camera(read_calib(CALIB)["P2"].reshape(3, 4), *bgr.shape[:2])
+    print(f"# {machine()}\n# default model, one KITTI frame 1242x375; network + pre/post: {network_ms:.1f} ms")
+    print("| grid | cells | rebuild maps (ms) | per frame, binary (ms) | per frame, scaled (ms) | "
+          "binary / network |")
+    print("|---|---|---|---|---|---|")
+    for name, spec in SPECS.items():
+        grid = GroundGrid(spec)
+        poses = iter(geometry.camera_from_mount(1.65, 1e-9 * i, 0.0) for i in range(10**6))
+        rebuild = median_ms(lambda: grid.update(camera, next(poses)), args.repeats)
+        binary = median_ms(lambda: grid.occupancy(maps.mask, maps.confidence), args.repeats)
+        grid.mode = "scaled"
+        scaled = median_ms(lambda: grid.occupancy(maps.mask, maps.confidence), args.repeats)
+        cells = int(np.prod(spec.shape))
+        print(f"| {name} | {cells} | {rebuild:.2f} | {binary:.2f} | {scaled:.2f} | {binary / network_ms:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
