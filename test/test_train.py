@@ -107,28 +107,89 @@ def test_short_camvid_run_learns_road(camvid_root: Path, tmp_path: Path) -> None
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
 
-def test_resume_continues_exactly(synthetic_road: Path, tmp_path: Path) -> None:
-    """2 epochs in one go == 1 epoch (stopped by --max-steps), then --resume: same steps, LR and weights."""
-    whole, part = tmp_path / "whole", tmp_path / "part"
-    assert tr.main(synthetic_args(synthetic_road, whole, "--epochs", "2")) == 0
-    assert tr.main(synthetic_args(synthetic_road, part, "--epochs", "2", "--max-steps", "2")) == 0
+# 8 images, batch 4: 2 steps per epoch; on CPU, where resuming is bitwise exact
+RESUME_RUN = ["--epochs", "2", "--no-calibrate", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def whole_run(synthetic_road: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 epochs of 2 steps in one go, no workers: what each stopped and resumed run must equal."""
+    out = tmp_path_factory.mktemp("whole")
+    assert tr.main(synthetic_args(synthetic_road, out, *RESUME_RUN)) == 0
+    return out
+
+
+@pytest.mark.parametrize("stop, workers", [(2, "0"), (1, "0"), (1, "1")],
+                         ids=["epoch-end", "mid-epoch", "mid-epoch-1-worker"])
+def test_resume_continues_exactly(synthetic_road: Path, whole_run: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture, stop: int, workers: str) -> None:
+    """Stopped by --max-steps at an epoch's end or inside one, then --resume: the same steps, LR,
+    log, optimizer state, RNG and bitwise the same weights as the uninterrupted run, which used
+    no workers (augmentations are seeded per sample, not per worker)."""
+    part, resumed = tmp_path / "part", tmp_path / "resumed"
+    run = [*RESUME_RUN, "--workers", workers]
+    assert tr.main(synthetic_args(synthetic_road, part, *run, "--max-steps", str(stop))) == 0
     first = torch.load(part / "checkpoint_last.pt", weights_only=True)
-    assert (first["epoch"], first["step"]) == (0, 2)
-    assert {"model", "model_config", "optimizer", "scheduler", "scaler", "epoch", "step", "args", "best_maxf",
-            "metrics"} <= set(first)
-    resumed = tmp_path / "resumed"
-    assert tr.main(synthetic_args(synthetic_road, resumed, "--epochs", "2", "--resume",
+    assert first["step"] == first["scheduler"]["last_epoch"] == stop
+    if stop == 1:  # batch 1 of the 2 of epoch 0: unfinished, not validated, not logged
+        assert (first["epoch"], first["epoch_finished"], first["epoch_batches"]) == (0, False, 1)
+        assert "metrics" not in first and first["history"] == []
+        assert not (part / "log.csv").exists()
+        assert "stopped at step 1, batch 1/2 of epoch 1" in capsys.readouterr().out
+    else:
+        assert (first["epoch"], first["epoch_finished"], first["epoch_batches"]) == (0, True, 2)
+        assert {"metrics", "best_maxf", "model_config", "optimizer", "scaler"} <= set(first)
+    assert tr.main(synthetic_args(synthetic_road, resumed, *run, "--resume",
                                   str(part / "checkpoint_last.pt"))) == 0
-    a = torch.load(whole / "checkpoint_last.pt", weights_only=True)
+    a = torch.load(whole_run / "checkpoint_last.pt", weights_only=True)
     b = torch.load(resumed / "checkpoint_last.pt", weights_only=True)
-    assert (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == (1, 4)
-    assert read_log(resumed) == [{**r, "seconds": s["seconds"], "images_per_s": s["images_per_s"]}
-                                 for r, s in zip(read_log(whole), read_log(resumed))]
-    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 4
-    assert a["scheduler"]["_last_lr"] == b["scheduler"]["_last_lr"]
+    counters = ("epoch", "epoch_finished", "epoch_batches", "step", "best_maxf")
+    assert [a[k] for k in counters] == [b[k] for k in counters] == [1, True, 2, 4, a["best_maxf"]]
+    assert a["scheduler"] == b["scheduler"]
+    untimed = [k for k in tr.LOG_FIELDS if k not in ("seconds", "images_per_s")]
+    assert [[r[k] for k in untimed] for r in read_log(resumed)] == \
+        [[r[k] for k in untimed] for r in read_log(whole_run)]
     for k in a["model"]:
-        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=1e-6, msg=k)
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for i, s in a["optimizer"]["state"].items():
+        assert all(torch.equal(v, b["optimizer"]["state"][i][n]) for n, v in s.items()), i
+    assert torch.equal(a["rng"][0]["torch"], b["rng"][0]["torch"])
     assert not torch.equal(first["model"]["score_fr.weight"], b["model"]["score_fr.weight"])
+
+
+def test_epoch_sampler_skips_done_batches() -> None:
+    """set_epoch(e, k) yields epoch e's permutation after k batches, keyed (index, e)."""
+    sampler = tr.EpochSampler(range(10), 1, 0, seed=3, batch_size=2)
+    sampler.set_epoch(4)
+    whole = list(sampler)
+    assert sorted(i for i, _ in whole) == list(range(10)) and {e for _, e in whole} == {4}
+    sampler.set_epoch(4, 3)
+    assert list(sampler) == whole[6:] and len(sampler) == 4
+    sampler.set_epoch(5)
+    assert [i for i, _ in sampler] != [i for i, _ in whole]
+
+
+class RandomDraws(torch.utils.data.Dataset):
+    """Each item is three draws from the global torch RNG, as the training transforms make."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.rand(3)
+
+
+def test_epoch_seeded_augmentation_ignores_and_keeps_global_rng() -> None:
+    """A sample's draws depend on (seed, epoch, index) only; the caller's RNG is untouched."""
+    ds = tr.EpochSeeded(RandomDraws(), seed=7)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    x = ds[(2, 1)]
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.rand(5)  # another global RNG position
+    assert torch.equal(ds[(2, 1)], x)
+    assert not torch.equal(ds[(2, 0)], x) and not torch.equal(ds[(1, 1)], x)
+    assert not torch.equal(tr.EpochSeeded(RandomDraws(), seed=8)[(2, 1)], x)
 
 
 def test_resume_from_bad_file_fails_cleanly(synthetic_road: Path, tmp_path: Path,
@@ -175,15 +236,22 @@ def test_amp_and_scaler_only_on_cuda() -> None:
     assert dtype is None and not scaler.is_enabled()
 
 
+def torchrun(args: list[str]) -> subprocess.CompletedProcess:
+    """``training.train`` under torchrun: 2 CPU processes of one thread each; it must succeed."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "training.train", *args]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 def test_ddp_two_processes_on_gloo(synthetic_road: Path, tmp_path: Path) -> None:
     """torchrun with 2 CPU processes: DistributedSampler halves the steps, metrics are all-reduced."""
     out = tmp_path / "ddp"
-    args = synthetic_args(synthetic_road, out, "--epochs", "1", "--device", "cpu", "--threads", "1")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             "-m", "training.train", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = torchrun(synthetic_args(synthetic_road, out, "--epochs", "1", "--device", "cpu",
+                                     "--threads", "1"))
     log = read_log(out)
     assert len(log) == 1 and log[0]["step"] == 1  # 8 images / (2 processes x batch 4)
     assert "cpu x 2" in result.stdout
@@ -192,3 +260,22 @@ def test_ddp_two_processes_on_gloo(synthetic_road: Path, tmp_path: Path) -> None
     val = data.split(synthetic_road, "val", synthetic_road / "val.txt")
     valid = sum(int((data.read_target(s.target) != 255).sum()) for s in val)
     assert ckpt["metrics"]["posNum"] + ckpt["metrics"]["negNum"] == valid
+
+
+def test_ddp_resume_mid_epoch_is_exact(synthetic_road: Path, tmp_path: Path) -> None:
+    """Under torchrun too, a stop inside an epoch and --resume give bitwise the uninterrupted
+    weights: every rank's RNG is saved, and every rank's sampler skips its done batches."""
+    run = ["--epochs", "2", "--batch-size", "2", "--device", "cpu", "--threads", "1",
+           "--no-calibrate"]  # 2 steps per epoch and process
+    whole, part, resumed = tmp_path / "whole", tmp_path / "part", tmp_path / "resumed"
+    torchrun(synthetic_args(synthetic_road, whole, *run))
+    torchrun(synthetic_args(synthetic_road, part, *run, "--max-steps", "3"))
+    torchrun(synthetic_args(synthetic_road, resumed, *run, "--resume",
+                            str(part / "checkpoint_last.pt")))
+    p, a, b = (torch.load(d / "checkpoint_last.pt", weights_only=True)
+               for d in (part, whole, resumed))
+    assert (p["epoch"], p["epoch_finished"], p["epoch_batches"], len(p["rng"])) == (1, False, 1, 2)
+    assert (a["step"], a["epoch"]) == (b["step"], b["epoch"]) == (4, 1)
+    assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(x["torch"], y["torch"]) for x, y in zip(a["rng"], b["rng"]))

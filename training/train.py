@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import math
 import os
@@ -16,9 +17,9 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -75,7 +76,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--lr-warmup-factor", type=float, default=0.01, help="warmup start lr = factor x lr")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--max-steps", type=int, default=None,
-                   help="stop after this many steps in total (the LR schedule still spans --epochs)")
+                   help="stop after this many steps in total (the LR schedule still spans "
+                        "--epochs); a stop inside an epoch writes checkpoint_last.pt there, "
+                        "unvalidated, for --resume to finish the epoch")
     p.add_argument("--batch-size", type=int, default=8, help="images per process and step")
     p.add_argument("--val-batch-size", type=int, default=4)
     p.add_argument("--workers", type=int, default=4, help="data loader processes per training process")
@@ -85,7 +88,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", default="out/train")
-    p.add_argument("--resume", default=None, help="checkpoint_last.pt to continue from")
+    p.add_argument("--resume", default=None,
+                   help="checkpoint_last.pt to continue from, at the batch where it stopped. With "
+                        "the same arguments and number of processes, weights, optimizer, LR, "
+                        "GradScaler, RNG streams, sample order and augmentations go on as in "
+                        "an uninterrupted run: bitwise on CPU (same --threads); on CUDA only as "
+                        "close as two uninterrupted runs are (cuDNN, atomics: non-deterministic)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
     p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
@@ -139,6 +147,66 @@ def make_datasets(args: argparse.Namespace) -> tuple[data.KittiRoad, list[data.S
           flush=True)
     transforms = train_transforms(args.size, args.base_size, args.scale_range, args.hflip_prob, args.color_jitter)
     return data.KittiRoad(train, transforms), val
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A well-mixed 32-bit seed (torch's CPU generator keeps 32) for one sample in one epoch."""
+    return int(np.random.SeedSequence([seed % 2**32, epoch, index]).generate_state(1)[0])
+
+
+class EpochSeeded(torch.utils.data.Dataset):
+    """``dataset[index]`` for keys ``(index, epoch)``, the transforms drawing from the CPU RNG
+    seeded by (seed, epoch, index): augmentations depend on nothing else (not on workers, batch
+    position or a resume), and the caller's RNG (dropout's, with ``--workers 0``) is restored."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, epoch = key
+        saved = torch.get_rng_state()
+        torch.default_generator.manual_seed(sample_seed(self.seed, epoch, index))
+        try:
+            return self.dataset[index]
+        finally:
+            torch.set_rng_state(saved)
+
+
+class EpochSampler(torch.utils.data.DistributedSampler):
+    """DistributedSampler (shuffled by seed + epoch, drop_last) yielding ``(index, epoch)`` keys;
+    ``set_epoch(epoch, batches_done)`` starts the epoch's order after those batches' indices."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, world: int, rank: int, seed: int,
+                 batch_size: int) -> None:
+        super().__init__(dataset, world, rank, shuffle=True, seed=seed, drop_last=True)
+        self.batch_size, self.skip = batch_size, 0
+
+    def set_epoch(self, epoch: int, batches_done: int = 0) -> None:
+        super().set_epoch(epoch)
+        self.skip = batches_done * self.batch_size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((i, self.epoch) for i in itertools.islice(super().__iter__(), self.skip, None))
+
+    def __len__(self) -> int:
+        return max(0, super().__len__() - self.skip)
+
+
+def make_train_loader(train_set: data.KittiRoad, args: argparse.Namespace,
+                      run: Dist) -> torch.utils.data.DataLoader:
+    """Batches of this rank's share of ``train_set``, the sampler an ``EpochSampler``.
+
+    The loader has its own generator, so starting an iterator does not draw from the global RNG.
+    """
+    sampler = EpochSampler(train_set, run.world, run.rank, args.seed, args.batch_size)
+    return torch.utils.data.DataLoader(
+        EpochSeeded(train_set, args.seed), args.batch_size, sampler=sampler,
+        num_workers=args.workers, pin_memory=run.device.type == "cuda", drop_last=True,
+        persistent_workers=args.workers > 0,
+        generator=torch.Generator().manual_seed(args.seed + run.rank))
 
 
 def make_model(weights: str | None, device: torch.device, **config: Any) -> FCN8s:
@@ -207,9 +275,12 @@ def amp_for(name: str, device: torch.device) -> tuple[torch.dtype | None, torch.
 
 @dataclass
 class TrainState:
-    """Counters that a checkpoint carries forward."""
+    """Where training stands; a checkpoint stores these fields and ``--resume`` reads them back."""
 
-    epoch: int = -1  # last finished epoch
+    epoch: int = -1  # the epoch trained in last (-1: none yet)
+    epoch_finished: bool = True  # False after a --max-steps stop inside it
+    epoch_batches: int = 0  # batches of it done, per process
+    epoch_loss_sum: float = 0.0  # their training losses (each the mean over processes) summed
     step: int = 0
     best_maxf: float = -1.0
     history: list[dict[str, float]] = field(default_factory=list)
@@ -218,20 +289,21 @@ class TrainState:
 def train_one_epoch(model: nn.Module, loader: torch.utils.data.DataLoader, optimizer: torch.optim.Optimizer,
                     scheduler: Any, scaler: torch.amp.GradScaler, state: TrainState, run: Dist,
                     amp_dtype: torch.dtype | None, max_steps: int | None, writer: Any,
-                    progress: bool) -> tuple[float, float, float]:
-    """Train until the loader ends or ``max_steps``; returns (mean loss, images/s over all ranks, seconds)."""
+                    progress: bool) -> tuple[float, float]:
+    """Train until the loader ends or ``max_steps``, counting into ``state``; returns
+    (images/s over all ranks, seconds)."""
     model.train()
-    total = torch.zeros(2, device=run.device)  # loss sum, batches
-    images_seen, start = 0, time.perf_counter()
+    loss_sum, images_seen, start = 0.0, 0, time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {state.epoch + 1}", disable=not (progress and run.main), leave=False)
     for images, targets in bar:
         images, targets = to_device(images, targets, run.device)
         loss = train_step(model, images, targets, optimizer, scaler, amp_dtype)
         scheduler.step()
         state.step += 1
-        total += torch.stack([loss, torch.ones_like(loss)])
-        images_seen += len(images) * run.world
+        state.epoch_batches += 1
         value = loss.item()
+        loss_sum += value
+        images_seen += len(images) * run.world
         rate = images_seen / (time.perf_counter() - start)
         bar.set_postfix(loss=f"{value:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", img_s=f"{rate:.1f}")
         if writer is not None:
@@ -240,9 +312,12 @@ def train_one_epoch(model: nn.Module, loader: torch.utils.data.DataLoader, optim
         if max_steps is not None and state.step >= max_steps:
             break
     if run.world > 1:
+        total = torch.tensor(loss_sum, dtype=torch.float64, device=run.device)
         dist.all_reduce(total)
+        loss_sum = total.item() / run.world
+    state.epoch_loss_sum += loss_sum
     seconds = time.perf_counter() - start
-    return (total[0] / total[1].clamp(min=1)).item(), images_seen / max(seconds, 1e-9), seconds
+    return images_seen / max(seconds, 1e-9), seconds
 
 
 def validate(model: nn.Module, loader: torch.utils.data.DataLoader, samples: Sequence[data.Sample], run: Dist,
@@ -265,6 +340,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def all_rng_states(run: Dist) -> list[dict[str, Any]]:
+    """Every rank's ``rng_state()``, in rank order (a collective under DDP)."""
+    if run.world == 1:
+        return [rng_state()]
+    states: list[Any] = [None] * run.world
+    dist.all_gather_object(states, rng_state())
+    return states
 
 
 def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
@@ -334,21 +418,39 @@ def summary_writer(out: Path, enabled: bool) -> Any:
     return SummaryWriter(str(out / "tensorboard"))
 
 
+def training_checkpoint(model: FCN8s, optimizer: torch.optim.Optimizer, scheduler: Any,
+                        scaler: torch.amp.GradScaler, state: TrainState, args: argparse.Namespace,
+                        rng: list[dict[str, Any]],
+                        metrics: dict[str, float] | None) -> dict[str, Any]:
+    """``checkpoint_last.pt``: what ``--resume`` needs, the model's metadata and, at the end of an
+    epoch, its validation metrics."""
+    ckpt = {"model": model.state_dict(), "model_config": dict(model.config),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "args": vars(args), "working_size": working_size(args),
+            "encoder": args.weights or "scratch", "rng": rng, **asdict(state)}
+    return ckpt if metrics is None else {**ckpt, "metrics": metrics}
+
+
 def resume(path: str, model: FCN8s, optimizer: torch.optim.Optimizer, scheduler: Any,
            scaler: torch.amp.GradScaler, run: Dist, seed: int) -> TrainState:
-    """Restore model, optimizer, scheduler, scaler, counters and (single process) RNG from ``checkpoint_last.pt``."""
+    """Model, optimizer, scheduler, scaler, counters and RNGs from ``checkpoint_last.pt``.
+
+    Exact (bitwise on CPU) for the same arguments and number of processes, any ``--workers``;
+    not for another batch size or process count, nor on CUDA beyond its kernels' determinism.
+    """
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
+        state = TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState) if f.name in ckpt})
+        rng = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]  # older: rank 0's
     except Exception as exc:
         raise RoadSegError(f"cannot resume from {path}: {exc}") from exc
-    state = TrainState(ckpt["epoch"], ckpt["step"], ckpt["best_maxf"], list(ckpt["history"]))
-    if run.world == 1:
-        set_rng_state(ckpt["rng"])
-    else:  # only rank 0's RNG was saved: give each rank its own stream again
+    if len(rng) == run.world:
+        set_rng_state(rng[run.rank])
+    else:  # saved by another number of processes (not exact): give each rank its own stream
         seed_everything(seed + run.rank + 1000 * (state.epoch + 1))
     return state
 
@@ -361,12 +463,9 @@ def train(args: argparse.Namespace) -> TrainState:
     seed_everything(args.seed + run.rank)
     out = Path(args.output_dir)
     train_set, val_samples = make_datasets(args)
-    sampler = torch.utils.data.DistributedSampler(train_set, run.world, run.rank, shuffle=True, seed=args.seed,
-                                                  drop_last=True)
-    loader = torch.utils.data.DataLoader(train_set, args.batch_size, sampler=sampler, num_workers=args.workers,
-                                         pin_memory=run.device.type == "cuda", drop_last=True,
-                                         persistent_workers=args.workers > 0)
-    if len(loader) == 0:
+    loader = make_train_loader(train_set, args, run)
+    steps = len(loader)
+    if steps == 0:
         raise DataError(f"{len(train_set)} training images are fewer than one batch of {args.batch_size} "
                         f"per process x {run.world} processes")
     val_loader = ev.eval_loader(val_samples, args.val_batch_size, min(args.workers, 2),
@@ -375,7 +474,7 @@ def train(args: argparse.Namespace) -> TrainState:
     model = make_model(args.weights, run.device, fc_channels=args.fc_channels, fc6_kernel=args.fc6_kernel,
                        dropout=args.dropout)
     optimizer = make_optimizer(model, args.opt, args.lr, args.weight_decay)
-    scheduler = make_scheduler(args, optimizer, len(loader))
+    scheduler = make_scheduler(args, optimizer, steps)
     amp_dtype, scaler = amp_for(args.amp, run.device)
     state = TrainState()
     if args.resume:
@@ -385,16 +484,28 @@ def train(args: argparse.Namespace) -> TrainState:
     writer = summary_writer(out, args.tensorboard) if run.main else None
     if run.main:
         print(f"training on {run.device} x {run.world}: {len(train_set)} training / {len(val_samples)} validation "
-              f"images, {len(loader)} steps per epoch, amp={amp_dtype}, from epoch {state.epoch + 2}, "
-              f"step {state.step}", flush=True)
+              f"images, {steps} steps per epoch, amp={amp_dtype}, at step {state.step}",
+              flush=True)
 
-    for epoch in range(state.epoch + 1, args.epochs):
+    for epoch in range(state.epoch + (1 if state.epoch_finished else 0), args.epochs):
         if args.max_steps is not None and state.step >= args.max_steps:
             break
-        sampler.set_epoch(epoch)
-        state.epoch = epoch
-        loss, rate, seconds = train_one_epoch(net, loader, optimizer, scheduler, scaler, state, run, amp_dtype,
-                                              args.max_steps, writer, args.progress)
+        if epoch != state.epoch:  # a new epoch, not the rest of an unfinished one
+            state.epoch, state.epoch_batches, state.epoch_loss_sum = epoch, 0, 0.0
+        loader.sampler.set_epoch(epoch, state.epoch_batches)
+        rate, seconds = train_one_epoch(net, loader, optimizer, scheduler, scaler, state, run,
+                                        amp_dtype, args.max_steps, writer, args.progress)
+        state.epoch_finished = state.epoch_batches >= steps
+        if not state.epoch_finished:  # --max-steps inside the epoch: no validation
+            rng = all_rng_states(run)
+            if run.main:
+                last = out / "checkpoint_last.pt"
+                save_checkpoint(training_checkpoint(model, optimizer, scheduler, scaler, state,
+                                                    args, rng, None), last)
+                print(f"stopped at step {state.step}, batch {state.epoch_batches}/{steps} of "
+                      f"epoch {epoch + 1}: --resume {last} continues there", flush=True)
+            break
+        loss = state.epoch_loss_sum / state.epoch_batches
         metrics = validate(model, val_loader, val_samples, run, args.val_size, amp_dtype, args.progress)
         row = {"epoch": epoch, "step": state.step, "lr": scheduler.get_last_lr()[0], "train_loss": loss,
                **{f"val_{k}": metrics[k] for k in ("MaxF", "AP", "IoU", "PRE", "REC")},
@@ -402,13 +513,10 @@ def train(args: argparse.Namespace) -> TrainState:
         state.history.append(row)
         best = metrics["MaxF"] > state.best_maxf
         state.best_maxf = max(state.best_maxf, metrics["MaxF"])
+        rng = all_rng_states(run)
         if run.main:
-            ckpt = {"model": model.state_dict(), "model_config": dict(model.config),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(), "epoch": epoch, "step": state.step, "args": vars(args),
-                    "working_size": working_size(args), "encoder": args.weights or "scratch",
-                    "best_maxf": state.best_maxf, "metrics": metrics, "history": state.history, "rng": rng_state()}
-            save_checkpoint(ckpt, out / "checkpoint_last.pt")
+            save_checkpoint(training_checkpoint(model, optimizer, scheduler, scaler, state, args,
+                                                rng, metrics), out / "checkpoint_last.pt")
             if best:
                 link_checkpoint(out / "checkpoint_last.pt", out / "checkpoint_best.pt")
                 save_checkpoint(slim_checkpoint(model, metrics, args), out / "model_best_fp16.pt")
