@@ -17,5 +17,6 @@ demo: $(VENV)/.installed
 	$(PY) -m fcn_road_seg.demo
 
 test: $(VENV)/.installed
+	$(PY) -m ruff format --check .
 	$(PY) -m ruff check .
 	$(PY) -m pytest test -q -rs

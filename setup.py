@@ -1,4 +1,5 @@
 """fcn_road_seg: an ament_python ROS 2 package that pip can also install (with extras)."""
+
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -18,13 +19,30 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
     ],
     python_requires=">=3.10",
-    install_requires=["numpy", "opencv-python-headless", "pillow", "torch", "torchvision", "rosbags>=0.10", "tqdm",
-                      "onnxruntime"],
+    install_requires=[
+        "numpy",
+        "opencv-python-headless",
+        "pillow",
+        "torch",
+        "torchvision",
+        "rosbags>=0.10",
+        "tqdm",
+        "onnxruntime",
+    ],
     extras_require={
         "onnx": ["onnx", "onnxruntime", "onnxscript"],
         "train": ["h5py", "matplotlib", "tensorboard", "onnx", "onnxruntime", "onnxscript"],
-        "test": ["pytest<9", "ruff", "pyyaml", "h5py", "onnx", "onnxruntime", "onnxscript", "matplotlib",
-                 "tensorboard"],
+        "test": [
+            "pytest<9",
+            "ruff",
+            "pyyaml",
+            "h5py",
+            "onnx",
+            "onnxruntime",
+            "onnxscript",
+            "matplotlib",
+            "tensorboard",
+        ],
         "tensorrt": ["tensorrt", "onnx"],
     },
     tests_require=["pytest"],

@@ -8,6 +8,7 @@ network at the frame's native size, measured in the same run.
     .venv/bin/python benchmarks/default_path.py --data-path data/data_road    # the shipped default model
     .venv/bin/python benchmarks/default_path.py --model runs/kitti/model_best_fp16.pt --data-path data/data_road
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,12 +35,26 @@ KITTI = (1242, 375)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Speed and MaxF of the default path, per backend, on a CPU")
-    p.add_argument("--model", default=str(default_model_path()), help="checkpoint (default: the shipped model)")
-    p.add_argument("--data-path", help="KITTI data_road for MaxF on the seeded validation split (else speed only)")
+    p = argparse.ArgumentParser(
+        description="Speed and MaxF of the default path, per backend, on a CPU"
+    )
+    p.add_argument(
+        "--model",
+        default=str(default_model_path()),
+        help="checkpoint (default: the shipped model)",
+    )
+    p.add_argument(
+        "--data-path",
+        help="KITTI data_road for MaxF on the seeded validation split (else speed only)",
+    )
     p.add_argument("--images", help="frames to time (default: the shared KITTI samples)")
     p.add_argument("--frames", type=int, default=8, help="timed frames per row (default 8)")
-    p.add_argument("--val-frames", type=int, default=0, help="evaluate only this many validation frames (0 = all)")
+    p.add_argument(
+        "--val-frames",
+        type=int,
+        default=0,
+        help="evaluate only this many validation frames (0 = all)",
+    )
     p.add_argument("--warmup", type=int, default=2)
     return p
 
@@ -54,13 +69,25 @@ def rows_for(model: Path, workdir: Path) -> list[tuple[str, Callable[[], Backend
     with contextlib.redirect_stdout(sys.stderr):
         export_onnx(net, onnx32, size, temperature=float(meta.get("temperature", 1.0)))
     ws = f"{size[0]}x{size[1]}"
-    rows = [("torch fp32, native 375x1242", lambda: load_backend(model, "torch", "cpu", network_size="native")),
-            (f"torch fp32, {ws}", lambda: load_backend(model, "torch", "cpu", precision="fp32"))]
+    rows = [
+        (
+            "torch fp32, native 375x1242",
+            lambda: load_backend(model, "torch", "cpu", network_size="native"),
+        ),
+        (f"torch fp32, {ws}", lambda: load_backend(model, "torch", "cpu", precision="fp32")),
+    ]
     if cpu_has_bf16():
-        rows.append((f"torch bf16, {ws}", lambda: load_backend(model, "torch", "cpu", precision="bf16")))
+        rows.append(
+            (f"torch bf16, {ws}", lambda: load_backend(model, "torch", "cpu", precision="bf16"))
+        )
     rows.append((f"onnxruntime fp32, {ws}", lambda: load_backend(onnx32, "onnxruntime", "cpu")))
     if int8_companion(model) is not None:
-        rows.append((f"onnxruntime int8, {ws} (auto = default)", lambda: load_backend(model, "auto", "cpu")))
+        rows.append(
+            (
+                f"onnxruntime int8, {ws} (auto = default)",
+                lambda: load_backend(model, "auto", "cpu"),
+            )
+        )
     return rows
 
 
@@ -74,7 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder, frames = load_frames(args.images, args.frames)
     msgs = messages(frames, KITTI)
     samples = data.split(args.data_path, "val") if args.data_path else []
-    samples = samples[:: max(1, len(samples) // args.val_frames)][: args.val_frames] if args.val_frames else samples
+    samples = (
+        samples[:: max(1, len(samples) // args.val_frames)][: args.val_frames]
+        if args.val_frames
+        else samples
+    )
     timing = argparse.Namespace(warmup=args.warmup, repeat=1, replay=0)
     results: list[tuple[str, float, Any]] = []
     with tempfile.TemporaryDirectory(prefix="fcn_default_path_") as tmp:
@@ -82,12 +113,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{label} ...", file=sys.stderr)
             backend = factory()
             real, _, _ = time_core(backend, msgs, timing)
-            results.append((label, real.median("total"), maxf(backend, samples) if samples else None))
+            results.append(
+                (label, real.median("total"), maxf(backend, samples) if samples else None)
+            )
     base = results[0][1]
     print(f"machine: {machine()}")
-    scored = f"{len(samples)} frames of the seeded KITTI validation split of {args.data_path}" if samples else "-"
-    print(f"model: {args.model}; timed: {len(msgs)} frames of {folder} at 1242x375, end to end; MaxF on: {scored}")
-    print("| backend, network size | ms / frame (median) | FPS | speed-up vs fp32 torch native | MaxF (URBAN) |")
+    scored = (
+        f"{len(samples)} frames of the seeded KITTI validation split of {args.data_path}"
+        if samples
+        else "-"
+    )
+    print(
+        f"model: {args.model}; timed: {len(msgs)} frames of {folder} at 1242x375, end to end; MaxF on: {scored}"
+    )
+    print(
+        "| backend, network size | ms / frame (median) | FPS | speed-up vs fp32 torch native | MaxF (URBAN) |"
+    )
     print("|---|---|---|---|---|")
     for label, ms, f in results:
         cell = "-" if f is None else f"{100 * f:.2f} %"

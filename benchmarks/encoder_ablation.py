@@ -6,6 +6,7 @@ MaxF / AP / IoU at every epoch the runs share, and plots MaxF and the training l
     .venv/bin/python benchmarks/encoder_ablation.py HED=runs/kitti_hed scratch=runs/kitti_scratch \\
         --plot docs/encoder_ablation.png
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,9 @@ def table(runs: dict[str, list[dict[str, float]]]) -> str:
         cells = [f"{int(runs[names[0]][i]['epoch']) + 1}", f"{int(runs[names[0]][i]['step'])}"]
         for n in names:
             r = runs[n][i]
-            cells.append(f"{100 * r['val_MaxF']:.2f} / {100 * r['val_AP']:.2f} / {100 * r['val_IoU']:.2f}")
+            cells.append(
+                f"{100 * r['val_MaxF']:.2f} / {100 * r['val_AP']:.2f} / {100 * r['val_IoU']:.2f}"
+            )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -51,7 +54,11 @@ def plot(runs: dict[str, list[dict[str, float]]], path: Path) -> None:
         steps = [r["step"] for r in rows]
         a.plot(steps, [100 * r["val_MaxF"] for r in rows], marker=".", label=name)
         b.plot(steps, [r["train_loss"] for r in rows], marker=".", label=name)
-    a.set(xlabel="step (batch 4)", ylabel="validation MaxF (%)", title="KITTI Road validation MaxF (URBAN)")
+    a.set(
+        xlabel="step (batch 4)",
+        ylabel="validation MaxF (%)",
+        title="KITTI Road validation MaxF (URBAN)",
+    )
     b.set(xlabel="step (batch 4)", ylabel="training loss", title="training loss", yscale="log")
     a.legend()
     b.legend()
@@ -62,7 +69,9 @@ def plot(runs: dict[str, list[dict[str, float]]], path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", metavar="NAME=FOLDER", help="a label and a training output folder")
+    p.add_argument(
+        "runs", nargs="+", metavar="NAME=FOLDER", help="a label and a training output folder"
+    )
     p.add_argument("--plot", help="write the curves to this PNG")
     args = p.parse_args(argv)
     runs = {}

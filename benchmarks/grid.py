@@ -6,6 +6,7 @@ sizes. Times are medians of repeated runs in one process; compare them as ratios
 
     .venv/bin/python benchmarks/grid.py [--repeats 30]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,11 @@ from fcn_road_seg.kitti import read_calib  # noqa: E402
 from fcn_road_seg.model import default_model_path  # noqa: E402
 
 CALIB = ROOT / "test" / "data" / "um_000000_calib.txt"
-SPECS = {"0.05 m, 40 x 20 m (default)": GridSpec(), "0.10 m, 40 x 20 m": GridSpec(0.1),
-         "0.05 m, 80 x 40 m": GridSpec(0.05, (0.0, 80.0), (-20.0, 20.0))}
+SPECS = {
+    "0.05 m, 40 x 20 m (default)": GridSpec(),
+    "0.10 m, 40 x 20 m": GridSpec(0.1),
+    "0.05 m, 80 x 40 m": GridSpec(0.05, (0.0, 80.0), (-20.0, 20.0)),
+}
 
 
 def median_ms(func: Callable[[], object], repeats: int) -> float:
@@ -54,9 +58,13 @@ def main(argv: list[str] | None = None) -> None:
     maps = backend.infer(Frame(bgr, "bgr8"))
     network_ms = median_ms(lambda: backend.infer(Frame(bgr, "bgr8")), max(3, args.repeats // 5))
     camera = Camera(read_calib(CALIB)["P2"].reshape(3, 4), *bgr.shape[:2])
-    print(f"# {machine()}\n# default model, one KITTI frame 1242x375; network + pre/post: {network_ms:.1f} ms")
-    print("| grid | cells | rebuild maps (ms) | per frame, binary (ms) | per frame, scaled (ms) | "
-          "binary / network |")
+    print(
+        f"# {machine()}\n# default model, one KITTI frame 1242x375; network + pre/post: {network_ms:.1f} ms"
+    )
+    print(
+        "| grid | cells | rebuild maps (ms) | per frame, binary (ms) | per frame, scaled (ms) | "
+        "binary / network |"
+    )
     print("|---|---|---|---|---|---|")
     for name, spec in SPECS.items():
         grid = GroundGrid(spec)
@@ -66,7 +74,9 @@ def main(argv: list[str] | None = None) -> None:
         grid.mode = "scaled"
         scaled = median_ms(lambda: grid.occupancy(maps.mask, maps.confidence), args.repeats)
         cells = int(np.prod(spec.shape))
-        print(f"| {name} | {cells} | {rebuild:.2f} | {binary:.2f} | {scaled:.2f} | {binary / network_ms:.3f} |")
+        print(
+            f"| {name} | {cells} | {rebuild:.2f} | {binary:.2f} | {scaled:.2f} | {binary / network_ms:.3f} |"
+        )
 
 
 if __name__ == "__main__":

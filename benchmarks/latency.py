@@ -15,6 +15,7 @@ place of the network: many more samples of exactly the work around it (robust on
 Without ``--model`` a small-head FCN-8s (fc6/fc7 with 32 channels, 3x3 fc6; full VGG16 encoder) with
 random weights is used: latency does not depend on the weights, and the CPU runs stay short.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,10 @@ from fcn_road_seg.model import IMAGENET_MEAN, IMAGENET_STD, STRIDE, save_model, 
 from fcn_road_seg.segmenter import Segmenter  # noqa: E402
 from training.export import export_onnx  # noqa: E402
 
-IMAGE_DIRS = (ROOT.parent / "shared" / "data" / "kitti_road_samples" / "testing" / "image_2",
-              ROOT / "data" / "kitti" / "image_2")
+IMAGE_DIRS = (
+    ROOT.parent / "shared" / "data" / "kitti_road_samples" / "testing" / "image_2",
+    ROOT / "data" / "kitti" / "image_2",
+)
 SIZES = ((1242, 375), (576, 160))
 STAGES = ("to_array", "preprocess", "inference", "postprocess", "overlay", "to_msg")
 HEADINGS = ("msg->array", "preprocess", "inference", "postprocess", "overlay", "array->msg")
@@ -59,14 +62,24 @@ def ros_types() -> dict[str, Any]:
 
 def get_args_parser() -> argparse.ArgumentParser:
     """The benchmark's command line."""
-    p = argparse.ArgumentParser(description="Per-stage latency of the per-frame core on real KITTI frames.")
-    p.add_argument("--model", help="training checkpoint (default: a small-head FCN-8s with random weights)")
+    p = argparse.ArgumentParser(
+        description="Per-stage latency of the per-frame core on real KITTI frames."
+    )
+    p.add_argument(
+        "--model", help="training checkpoint (default: a small-head FCN-8s with random weights)"
+    )
     p.add_argument("--images", help="folder of frames (default: the shared KITTI Road samples)")
     p.add_argument("--frames", type=int, default=15, help="frames per size (default 15)")
     p.add_argument("--repeat", type=int, default=1, help="passes over the frames (default 1)")
-    p.add_argument("--warmup", type=int, default=2, help="warm-up frames per backend and size (default 2)")
-    p.add_argument("--replay", type=int, default=20, help="passes with the network's output played back "
-                   "(default 20)")
+    p.add_argument(
+        "--warmup", type=int, default=2, help="warm-up frames per backend and size (default 2)"
+    )
+    p.add_argument(
+        "--replay",
+        type=int,
+        default=20,
+        help="passes with the network's output played back (default 20)",
+    )
     return p
 
 
@@ -80,7 +93,9 @@ class Row:
         """Record one frame's stage timings, plus total and CPU-outside-network."""
         for stage in (*STAGES, "total"):
             self.samples.setdefault(stage, []).append(timings.get(stage, float("nan")))
-        self.samples.setdefault("outside", []).append(timings["total"] - timings.get("inference", 0.0))
+        self.samples.setdefault("outside", []).append(
+            timings["total"] - timings.get("inference", 0.0)
+        )
 
     def cell(self, stage: str) -> str:
         """'median / p99' for a stage, '-' where it does not apply."""
@@ -115,26 +130,36 @@ def padded(size: tuple[int, int]) -> tuple[int, int]:
     return -(-h // STRIDE) * STRIDE, -(-w // STRIDE) * STRIDE
 
 
-def backends(checkpoint: Path, size: tuple[int, int], workdir: Path) -> list[tuple[str, Callable[[], Backend]]]:
+def backends(
+    checkpoint: Path, size: tuple[int, int], workdir: Path
+) -> list[tuple[str, Callable[[], Backend]]]:
     """(label, factory) for every backend this machine can run, with fixed-shape models for ``size``."""
     from fcn_road_seg.model import load_checkpoint_model
 
     h, w = padded(size)
     model = load_checkpoint_model(checkpoint)
     onnx32 = workdir / f"fcn_{h}x{w}.onnx"
-    with contextlib.redirect_stdout(sys.stderr):  # the exporter's progress lines stay out of the table
+    with contextlib.redirect_stdout(
+        sys.stderr
+    ):  # the exporter's progress lines stay out of the table
         export_onnx(model, onnx32, (h, w))
-    found = [("torch cpu fp32", lambda: load_backend(checkpoint, "torch", "cpu")),
-             (f"onnxruntime cpu ({h}x{w})", lambda: load_backend(onnx32, "onnxruntime", "cpu"))]
+    found = [
+        ("torch cpu fp32", lambda: load_backend(checkpoint, "torch", "cpu")),
+        (f"onnxruntime cpu ({h}x{w})", lambda: load_backend(onnx32, "onnxruntime", "cpu")),
+    ]
     if not torch.cuda.is_available():
         return found
-    found.append(("torch cuda fp16", lambda: load_backend(checkpoint, "torch", "cuda", precision="fp16")))
+    found.append(
+        ("torch cuda fp16", lambda: load_backend(checkpoint, "torch", "cuda", precision="fp16"))
+    )
     try:
         import tensorrt  # noqa: F401
     except ImportError:
         return found
     onnx16 = workdir / f"fcn_{h}x{w}_fp16.onnx"
-    with contextlib.redirect_stdout(sys.stderr):  # strongly typed FP16: what TensorRT 10 and 11 both build
+    with contextlib.redirect_stdout(
+        sys.stderr
+    ):  # strongly typed FP16: what TensorRT 10 and 11 both build
         export_onnx(model, onnx16, (h, w), fp16=True)
     found.append((f"tensorrt fp16 ({h}x{w})", lambda: load_backend(onnx16, "tensorrt", "cuda")))
     return found
@@ -143,8 +168,9 @@ def backends(checkpoint: Path, size: tuple[int, int], workdir: Path) -> list[tup
 def messages(frames: Sequence[np.ndarray], size: tuple[int, int]) -> list[Any]:
     """bgr8 Image messages of the frames at ``size`` (W, H)."""
     types = ros_types()
-    header = types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](sec=1, nanosec=0),
-                                          frame_id="camera")
+    header = types["std_msgs/msg/Header"](
+        stamp=types["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="camera"
+    )
     out = []
     for bgr in frames:
         if (bgr.shape[1], bgr.shape[0]) != size:
@@ -173,7 +199,9 @@ class Recorder(Backend):
         return prob
 
 
-def process_all(segmenter: Segmenter, msgs: Sequence[Any], passes: int, row: Row | None = None) -> list[np.ndarray]:
+def process_all(
+    segmenter: Segmenter, msgs: Sequence[Any], passes: int, row: Row | None = None
+) -> list[np.ndarray]:
     """``passes`` times every message through ``Segmenter.process``; timings into ``row``, confidences out."""
     image = ros_types()["sensor_msgs/msg/Image"]
     make = lambda header, fields: image(header=header, **fields)  # noqa: E731
@@ -187,15 +215,17 @@ def process_all(segmenter: Segmenter, msgs: Sequence[Any], passes: int, row: Row
     return confidences
 
 
-def time_core(backend: Backend, msgs: Sequence[Any], args: argparse.Namespace) -> tuple[Row, Row, list[np.ndarray]]:
+def time_core(
+    backend: Backend, msgs: Sequence[Any], args: argparse.Namespace
+) -> tuple[Row, Row, list[np.ndarray]]:
     """(real runs, runs with the network played back) through the core, and each frame's confidence map."""
     recorder = Recorder(backend)
     segmenter = Segmenter(recorder, overlay_color=OVERLAY_COLOR, overlay_alpha=OVERLAY_ALPHA)
-    process_all(segmenter, msgs[:args.warmup], 1)
+    process_all(segmenter, msgs[: args.warmup], 1)
     recorder.outputs.clear()
     real, replayed = Row(), Row()
-    confidences = process_all(segmenter, msgs, args.repeat, real)[:len(msgs)]
-    recorder.outputs = recorder.outputs[:len(msgs)]
+    confidences = process_all(segmenter, msgs, args.repeat, real)[: len(msgs)]
+    recorder.outputs = recorder.outputs[: len(msgs)]
     recorder.replay = True
     process_all(segmenter, msgs, args.replay, replayed)
     return real, replayed, confidences
@@ -205,17 +235,23 @@ def naive_pipeline(msg: Any, logits: np.ndarray) -> dict[str, float]:
     """cv_bridge-style numpy around a network that returned ``logits`` (1 x 2 x H x W float32); ms per stage."""
     mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
     t = [time.perf_counter()]
-    bgr = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3).copy()  # imgmsg_to_cv2
+    bgr = (
+        np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3).copy()
+    )  # imgmsg_to_cv2
     t.append(time.perf_counter())
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    x = ((rgb.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)[None].copy()  # NCHW network input
+    x = (
+        ((rgb.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)[None].copy()
+    )  # NCHW network input
     t.append(time.perf_counter())
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     p = e[0, 1] / e[0].sum(axis=0)
     mask = np.where(p >= 0.5, 255, 0).astype(np.uint8)
     confidence = np.round(p * 255).astype(np.uint8)
     t.append(time.perf_counter())
-    tint = (bgr * (1 - OVERLAY_ALPHA) + np.array(OVERLAY_COLOR[::-1]) * OVERLAY_ALPHA).astype(np.uint8)
+    tint = (bgr * (1 - OVERLAY_ALPHA) + np.array(OVERLAY_COLOR[::-1]) * OVERLAY_ALPHA).astype(
+        np.uint8
+    )
     overlay = np.where(mask[..., None] > 0, tint, bgr)
     t.append(time.perf_counter())
     for out in (mask, confidence, overlay):
@@ -244,24 +280,49 @@ def machine() -> str:
     """One line: CPU, cores usable, OS, library versions, GPU."""
     cpu = platform.processor() or platform.machine()
     if Path("/proc/cpuinfo").is_file():
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), cpu)
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            cpu,
+        )
     import onnxruntime
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{cpu}, {len(os.sched_getaffinity(0))} cores usable, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"onnxruntime {onnxruntime.__version__}, OpenCV {cv2.__version__}, {gpu}")
+    return (
+        f"{cpu}, {len(os.sched_getaffinity(0))} cores usable, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"onnxruntime {onnxruntime.__version__}, OpenCV {cv2.__version__}, {gpu}"
+    )
 
 
 def table(rows: Sequence[tuple[str, str, Row, Row]], replay: int) -> str:
     """A Markdown table: size, backend, stages, total, FPS and CPU work outside the network (real and replayed)."""
-    head = ("size", "backend", *HEADINGS, "total", "FPS", "CPU outside network", f"outside, replayed x{replay}")
+    head = (
+        "size",
+        "backend",
+        *HEADINGS,
+        "total",
+        "FPS",
+        "CPU outside network",
+        f"outside, replayed x{replay}",
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for size, label, row, replayed in rows:
-        fps = "-" if np.isnan(row.samples["inference"]).all() else f"{1e3 / row.median('total'):.2f}"
-        cells = (size, label, *(row.cell(s) for s in STAGES), row.cell("total"), fps, row.cell("outside"),
-                 replayed.cell("outside"))
+        fps = (
+            "-" if np.isnan(row.samples["inference"]).all() else f"{1e3 / row.median('total'):.2f}"
+        )
+        cells = (
+            size,
+            label,
+            *(row.cell(s) for s in STAGES),
+            row.cell("total"),
+            fps,
+            row.cell("outside"),
+            replayed.cell("outside"),
+        )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -270,8 +331,10 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, str, Row, Ro
     """Time every backend and the naive pipeline at each size: (size, label, real runs, replayed runs)."""
     checkpoint = Path(args.model) if args.model else small_checkpoint(workdir / "small_head.pt")
     folder, frames = load_frames(args.images, args.frames)
-    print(f"frames: {len(frames)} from {folder}, {args.repeat} pass(es), model: {args.model or 'small-head FCN-8s'}",
-          file=sys.stderr)
+    print(
+        f"frames: {len(frames)} from {folder}, {args.repeat} pass(es), model: {args.model or 'small-head FCN-8s'}",
+        file=sys.stderr,
+    )
     rows = []
     for size in SIZES:
         msgs = messages(frames, size)
@@ -281,7 +344,10 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, str, Row, Ro
             real, replayed, confidence = time_core(factory(), msgs, args)
             confidences = confidences or confidence
             rows.append((f"{size[0]}x{size[1]}", label, real, replayed))
-        naive = (time_naive(msgs, confidences, args.repeat), time_naive(msgs, confidences, args.replay))
+        naive = (
+            time_naive(msgs, confidences, args.repeat),
+            time_naive(msgs, confidences, args.replay),
+        )
         rows.append((f"{size[0]}x{size[1]}", "naive numpy (cv_bridge-style)", *naive))
     return rows
 
@@ -297,10 +363,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for size, label, row, replayed in rows:
         if size == kitti and "cpu" in label:
             median = replayed.median("outside")
-            print(f"{label} at {kitti}: CPU work outside the network {median:.2f} ms median over "
-                  f"{len(replayed.samples['outside'])} replayed frames, {row.median('outside'):.2f} ms over "
-                  f"{len(row.samples['outside'])} real ones (target <= {TARGET_MS:g} ms: "
-                  f"{'met' if median <= TARGET_MS else 'NOT met'})")
+            print(
+                f"{label} at {kitti}: CPU work outside the network {median:.2f} ms median over "
+                f"{len(replayed.samples['outside'])} replayed frames, {row.median('outside'):.2f} ms over "
+                f"{len(row.samples['outside'])} real ones (target <= {TARGET_MS:g} ms: "
+                f"{'met' if median <= TARGET_MS else 'NOT met'})"
+            )
     return 0
 
 

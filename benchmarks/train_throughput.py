@@ -7,6 +7,7 @@ random tensors: the data loader is not timed.
     .venv/bin/python benchmarks/train_throughput.py                       # CPU (+ CUDA if available)
     .venv/bin/python benchmarks/train_throughput.py --cpu-sizes 96x320 --cpu-batch 2 --steps 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,24 +34,42 @@ def size(text: str) -> tuple[int, int]:
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cpu-sizes", type=size, nargs="+", default=[(96, 320)], metavar="HxW")
-    p.add_argument("--cuda-sizes", type=size, nargs="+", default=[(160, 576), (375, 1242)], metavar="HxW")
+    p.add_argument(
+        "--cuda-sizes", type=size, nargs="+", default=[(160, 576), (375, 1242)], metavar="HxW"
+    )
     p.add_argument("--cpu-batch", type=int, default=2)
     p.add_argument("--cuda-batch", type=int, default=8)
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps (CUDA adds 3 more for cuDNN autotuning)")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="untimed steps (CUDA adds 3 more for cuDNN autotuning)",
+    )
     p.add_argument("--steps", type=int, default=3, help="timed steps per row")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
     p.add_argument("--no-cpu", action="store_true", help="skip the CPU rows")
     return p
 
 
-def measure(device: torch.device, hw: tuple[int, int], head: tuple[int, int], amp: str, batch: int,
-            warmup: int, steps: int) -> float:
+def measure(
+    device: torch.device,
+    hw: tuple[int, int],
+    head: tuple[int, int],
+    amp: str,
+    batch: int,
+    warmup: int,
+    steps: int,
+) -> float:
     """Images/s over ``steps`` timed train steps after ``warmup`` untimed ones."""
     torch.manual_seed(0)
     model = make_model(None, device, fc_channels=head[0], fc6_kernel=head[1]).train()
     optimizer = make_optimizer(model)
     amp_dtype, scaler = amp_for(amp, device)
-    images, targets = to_device(torch.rand(batch, 3, *hw), torch.randint(0, 2, (batch, *hw)), device)
+    images, targets = to_device(
+        torch.rand(batch, 3, *hw), torch.randint(0, 2, (batch, *hw)), device
+    )
     for _ in range(warmup + (3 if device.type == "cuda" else 0)):
         train_step(model, images, targets, optimizer, scaler, amp_dtype)
     if device.type == "cuda":
@@ -65,10 +84,18 @@ def measure(device: torch.device, hw: tuple[int, int], head: tuple[int, int], am
 def rows(args: argparse.Namespace) -> list[tuple[torch.device, tuple[int, int], str, str, int]]:
     plan = []
     if not args.no_cpu:
-        plan += [(torch.device("cpu"), hw, head, "none", args.cpu_batch) for hw in args.cpu_sizes for head in HEADS]
+        plan += [
+            (torch.device("cpu"), hw, head, "none", args.cpu_batch)
+            for hw in args.cpu_sizes
+            for head in HEADS
+        ]
     if torch.cuda.is_available():
-        plan += [(torch.device("cuda"), hw, head, amp, args.cuda_batch)
-                 for hw in args.cuda_sizes for head in HEADS for amp in ("none", "bf16", "fp16")]
+        plan += [
+            (torch.device("cuda"), hw, head, amp, args.cuda_batch)
+            for hw in args.cuda_sizes
+            for head in HEADS
+            for amp in ("none", "bf16", "fp16")
+        ]
     return plan
 
 
@@ -78,15 +105,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     torch.backends.cudnn.benchmark = True
     print(f"# {' '.join(sys.argv)}")
-    print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} CPU threads"
-          + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no CUDA"))
+    print(
+        f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} CPU threads"
+        + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no CUDA")
+    )
     print("| device | size (HxW) | head (fc/kernel) | precision | batch | images/s |")
     print("|---|---|---|---|---|---|")
     for device, hw, head, amp, batch in rows(args):
         rate = measure(device, hw, HEADS[head], amp, batch, args.warmup, args.steps)
-        precision = {"none": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast + GradScaler"}[amp]
-        print(f"| {device.type} | {hw[0]}x{hw[1]} | {head} | {precision} | {batch} | {rate:.2f} |", flush=True)
+        precision = {
+            "none": "fp32",
+            "bf16": "bf16 autocast",
+            "fp16": "fp16 autocast + GradScaler",
+        }[amp]
+        print(
+            f"| {device.type} | {hw[0]}x{hw[1]} | {head} | {precision} | {batch} | {rate:.2f} |",
+            flush=True,
+        )
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return 0

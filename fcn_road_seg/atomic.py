@@ -5,6 +5,7 @@ The temporary sibling is named ``.<name>.<pid>.<random>.partial``. A run killed 
 process is gone. The file (or every file of a folder) and the parent folder are fsynced around the
 rename, so a crash can never leave a complete-looking but empty file under the final name.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,14 +31,18 @@ def temp_dir_for(target: Path) -> Path:
     """A new temporary folder beside ``target``, named like ``atomic_path``'s (after removing dead leftovers)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(target)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".partial", dir=target.parent))
+    return Path(
+        tempfile.mkdtemp(
+            prefix=f".{target.name}.{os.getpid()}.", suffix=".partial", dir=target.parent
+        )
+    )
 
 
 def remove_leftovers(target: Path) -> list[Path]:
     """Remove the temporaries of earlier, dead writers of ``target``; returns what was removed."""
     removed = []
     for stale in target.parent.glob(f".{target.name}.*.partial*"):
-        parts = stale.name[len(target.name) + 2:].split(".")
+        parts = stale.name[len(target.name) + 2 :].split(".")
         if not parts[0].isdigit() or _alive(int(parts[0])):
             continue
         if stale.is_dir() and not stale.is_symlink():
@@ -77,7 +82,9 @@ def atomic_path(target: str | os.PathLike, directory: bool = False) -> Iterator[
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".partial", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.{os.getpid()}.", suffix=".partial", dir=target.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     if directory:

@@ -9,6 +9,7 @@ stamps; overlays can also go to an MP4, PNG frames and a contact sheet.
 Bags are written in rosbag2 metadata version 8 (sqlite3 by default), which Humble and newer play.
 Every output appears only when the run succeeds: it is written beside its final name and renamed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,13 @@ from .errors import DataError, ImageError, run_cli
 from .exports import SHEET_TILES, OverlayExports, stamp_label, to_bgr
 from .kitti import LAYOUTS, CameraModel, KittiFrame, camera_model, kitti_frames, parse_stamp
 from .model import default_model_path
-from .segmenter import OUTPUTS, Segmenter, add_segmenter_arguments, check_setting, segmenter_from_args
+from .segmenter import (
+    OUTPUTS,
+    Segmenter,
+    add_segmenter_arguments,
+    check_setting,
+    segmenter_from_args,
+)
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -49,7 +56,9 @@ SEG_NAMESPACE = "/road_seg"
 #: rosbag2 metadata version: rosbags writes 8 or 9; Humble reads 8 (QoS as a YAML string) but not 9
 BAG_VERSION = 8
 STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
-DEFAULT_START = "2011-09-26 00:00:00"  # road layout: stamps start on the first KITTI recording day (UTC)
+DEFAULT_START = (
+    "2011-09-26 00:00:00"  # road layout: stamps start on the first KITTI recording day (UTC)
+)
 #: what rosbags and its storage back ends raise for a missing, truncated or corrupt bag
 BAG_ERRORS = (ReaderError, OSError, apsw.Error, sqlite3.Error)
 #: what decoding one message's CDR bytes raises when they are corrupt (only around ``deserialize_cdr``)
@@ -90,6 +99,7 @@ def bag_writer(path: Path, storage: str = "sqlite3") -> Iterator[Writer]:
 
 # --------------------------------------------------------------------------- kitti2bag
 
+
 def header(stamp_ns: int, frame_id: str = FRAME_ID) -> Any:
     """A std_msgs/Header for ``stamp_ns``."""
     types = typestore().types
@@ -110,27 +120,52 @@ def make_image(hdr: Any, fields: dict) -> Any:
 def camera_info(hdr: Any, model: CameraModel, width: int, height: int) -> Any:
     """A rosbags sensor_msgs/CameraInfo for ``model`` at ``width`` x ``height``."""
     types = typestore().types
-    roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-    return types[CAMERA_INFO](header=hdr, height=height, width=width, distortion_model=model.distortion_model,
-                              d=np.asarray(model.d, np.float64), k=np.asarray(model.k, np.float64),
-                              r=np.asarray(model.r, np.float64), p=np.asarray(model.p, np.float64),
-                              binning_x=0, binning_y=0, roi=roi)
+    roi = types["sensor_msgs/msg/RegionOfInterest"](
+        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+    )
+    return types[CAMERA_INFO](
+        header=hdr,
+        height=height,
+        width=width,
+        distortion_model=model.distortion_model,
+        d=np.asarray(model.d, np.float64),
+        k=np.asarray(model.k, np.float64),
+        r=np.asarray(model.r, np.float64),
+        p=np.asarray(model.p, np.float64),
+        binning_x=0,
+        binning_y=0,
+        roi=roi,
+    )
 
 
 def frame_messages(frame: KittiFrame, layout: str) -> tuple[Any, Any | None]:
     """The Image (bgr8) and CameraInfo (None without calibration) of one KITTI frame; DataError naming the file."""
     pixels = cv2.imread(str(frame.image), cv2.IMREAD_COLOR)
     if pixels is None:
-        raise DataError(f"{frame.image}: cannot read the image (missing, truncated or not an image)")
+        raise DataError(
+            f"{frame.image}: cannot read the image (missing, truncated or not an image)"
+        )
     hdr = header(frame.stamp_ns)
     height, width = pixels.shape[:2]
-    info = camera_info(hdr, camera_model(layout, frame.calib, width, height), width, height) if frame.calib else None
+    info = (
+        camera_info(hdr, camera_model(layout, frame.calib, width, height), width, height)
+        if frame.calib
+        else None
+    )
     return make_image(hdr, image.to_fields(pixels, "bgr8")), info
 
 
-def kitti2bag(source: str | os.PathLike, output: str | os.PathLike, layout: str | None = None,
-              storage: str = "sqlite3", rate_hz: float | None = None, start_ns: int = parse_stamp(DEFAULT_START),
-              limit: int | None = None, skip_bad: bool = False, progress: bool = True) -> dict[str, Any]:
+def kitti2bag(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    layout: str | None = None,
+    storage: str = "sqlite3",
+    rate_hz: float | None = None,
+    start_ns: int = parse_stamp(DEFAULT_START),
+    limit: int | None = None,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Convert a KITTI folder into a new rosbag2 bag; returns a summary (frames, skipped files, stamps).
 
     Road folders get stamps at ``rate_hz`` (default 10 Hz) from ``start_ns``; raw drives keep theirs.
@@ -141,13 +176,17 @@ def kitti2bag(source: str | os.PathLike, output: str | os.PathLike, layout: str 
     refuse_existing(output)
     layout, frames = kitti_frames(source, layout, start_ns, rate_hz or 10.0)
     if rate_hz is not None and layout == "raw":
-        raise DataError("--rate only applies to the road layout; KITTI raw drives keep their recorded timestamps")
+        raise DataError(
+            "--rate only applies to the road layout; KITTI raw drives keep their recorded timestamps"
+        )
     frames = frames[:limit] if limit is not None else frames
     ts, bad, stamps = typestore(), [], []
     with bag_writer(output, storage) as writer:
         image_conn = writer.add_connection(IMAGE_TOPIC, IMAGE, typestore=ts)
         calibrated = any(f.calib for f in frames)
-        info_conn = writer.add_connection(INFO_TOPIC, CAMERA_INFO, typestore=ts) if calibrated else None
+        info_conn = (
+            writer.add_connection(INFO_TOPIC, CAMERA_INFO, typestore=ts) if calibrated else None
+        )
         for frame in tqdm(frames, desc="kitti2bag", unit="frame", disable=not progress):
             try:
                 img, info = frame_messages(frame, layout)
@@ -160,10 +199,19 @@ def kitti2bag(source: str | os.PathLike, output: str | os.PathLike, layout: str 
             stamps.append(frame.stamp_ns)
         if bad and (not skip_bad or not stamps):
             hint = "" if skip_bad else "; pass --skip-bad to convert the others"
-            raise DataError(f"{len(bad)} of {len(frames)} frames in {source} could not be read (no bag written"
-                            f"{hint}):\n  " + "\n  ".join(bad))
-    return {"bag": output, "layout": layout, "storage": storage, "frames": len(stamps), "skipped": bad,
-            "camera_info": info_conn is not None, "stamps_ns": stamps}
+            raise DataError(
+                f"{len(bad)} of {len(frames)} frames in {source} could not be read (no bag written"
+                f"{hint}):\n  " + "\n  ".join(bad)
+            )
+    return {
+        "bag": output,
+        "layout": layout,
+        "storage": storage,
+        "frames": len(stamps),
+        "skipped": bad,
+        "camera_info": info_conn is not None,
+        "stamps_ns": stamps,
+    }
 
 
 # --------------------------------------------------------------------------- segment_bag
@@ -199,13 +247,20 @@ def copy_connection(writer: Writer, conn: Connection) -> Connection:
     msgdef = conn.msgdef.data if conn.msgdef.format != MessageDefinitionFormat.NONE else None
     known = msgdef is not None and bool(conn.digest)
     try:
-        return writer.add_connection(conn.topic, conn.msgtype, typestore=None if known else typestore(),
-                                     msgdef=msgdef if known else None, rihs01=conn.digest if known else None,
-                                     serialization_format=conn.ext.serialization_format,
-                                     offered_qos_profiles=conn.ext.offered_qos_profiles)
+        return writer.add_connection(
+            conn.topic,
+            conn.msgtype,
+            typestore=None if known else typestore(),
+            msgdef=msgdef if known else None,
+            rihs01=conn.digest if known else None,
+            serialization_format=conn.ext.serialization_format,
+            offered_qos_profiles=conn.ext.offered_qos_profiles,
+        )
     except (TypesysError, WriterError) as exc:
-        raise DataError(f"cannot copy topic {conn.topic}: the bag has no definition of {conn.msgtype} and "
-                        f"rosbags does not know the type ({exc})") from exc
+        raise DataError(
+            f"cannot copy topic {conn.topic}: the bag has no definition of {conn.msgtype} and "
+            f"rosbags does not know the type ({exc})"
+        ) from exc
 
 
 def deserialize(raw: bytes, msgtype: str, path: Path, stamp_ns: int) -> Any:
@@ -216,7 +271,9 @@ def deserialize(raw: bytes, msgtype: str, path: Path, stamp_ns: int) -> Any:
         raise DataError(f"bag {path}: corrupt {msgtype} message at {stamp_ns} ns: {exc}") from exc
 
 
-def check_input(reader: Reader, path: Path, topic: str, namespace: str) -> tuple[set[int], bool, int]:
+def check_input(
+    reader: Reader, path: Path, topic: str, namespace: str
+) -> tuple[set[int], bool, int]:
     """The image connection ids of ``topic``, whether they are compressed and their message count.
 
     DataError when the topic is missing, not an image, empty, or the output topics exist already.
@@ -224,9 +281,15 @@ def check_input(reader: Reader, path: Path, topic: str, namespace: str) -> tuple
     conns = [c for c in reader.connections if c.topic == topic]
     types = {c.msgtype for c in conns}
     if not conns or not types <= {IMAGE, COMPRESSED} or len(types) > 1:
-        found = sorted(f"{c.topic} ({c.msgtype})" for c in reader.connections if c.msgtype in (IMAGE, COMPRESSED))
+        found = sorted(
+            f"{c.topic} ({c.msgtype})"
+            for c in reader.connections
+            if c.msgtype in (IMAGE, COMPRESSED)
+        )
         what = f"has type {', '.join(sorted(types))}" if conns else "is not in it"
-        raise DataError(f"bag {path}: topic {topic} {what}; image topics in the bag: {', '.join(found) or 'none'}")
+        raise DataError(
+            f"bag {path}: topic {topic} {what}; image topics in the bag: {', '.join(found) or 'none'}"
+        )
     clash = sorted({c.topic for c in reader.connections if c.topic.startswith(namespace + "/")})
     if clash:
         raise DataError(f"bag {path} already has {', '.join(clash)}; choose another namespace")
@@ -236,11 +299,20 @@ def check_input(reader: Reader, path: Path, topic: str, namespace: str) -> tuple
     return {c.id for c in conns}, types == {COMPRESSED}, total
 
 
-def segment_bag(input_bag: str | os.PathLike, output_bag: str | os.PathLike, segmenter: Segmenter,
-                topic: str = IMAGE_TOPIC, namespace: str = SEG_NAMESPACE, storage: str = "sqlite3",
-                video: str | os.PathLike | None = None, frames_dir: str | os.PathLike | None = None,
-                sheet: str | os.PathLike | None = None, fps: float = 10.0, progress: bool = True,
-                strict: bool = False) -> dict[str, Any]:
+def segment_bag(
+    input_bag: str | os.PathLike,
+    output_bag: str | os.PathLike,
+    segmenter: Segmenter,
+    topic: str = IMAGE_TOPIC,
+    namespace: str = SEG_NAMESPACE,
+    storage: str = "sqlite3",
+    video: str | os.PathLike | None = None,
+    frames_dir: str | os.PathLike | None = None,
+    sheet: str | os.PathLike | None = None,
+    fps: float = 10.0,
+    progress: bool = True,
+    strict: bool = False,
+) -> dict[str, Any]:
     """Segment every image of ``topic`` into a new bag (input copied plus ``<namespace>/{mask,confidence,overlay}``).
 
     A corrupt or unsegmentable image message is skipped and listed (the copy keeps it as it was), or,
@@ -250,8 +322,10 @@ def segment_bag(input_bag: str | os.PathLike, output_bag: str | os.PathLike, seg
     frames per second end to end and the core's mean milliseconds per frame.
     """
     src, dst = Path(input_bag), Path(output_bag)
-    outputs = {name: Path(p) if p else None for name, p in (("video", video), ("frames_dir", frames_dir),
-                                                            ("contact_sheet", sheet))}
+    outputs = {
+        name: Path(p) if p else None
+        for name, p in (("video", video), ("frames_dir", frames_dir), ("contact_sheet", sheet))
+    }
     refuse_existing(dst, *outputs.values())
     namespace = "/" + namespace.strip("/")
     start, skipped, core_ms, frames, copied = time.perf_counter(), [], 0.0, 0, 0
@@ -259,12 +333,21 @@ def segment_bag(input_bag: str | os.PathLike, output_bag: str | os.PathLike, seg
         image_ids, compressed, total = check_input(reader, src, topic, namespace)
         writer = stack.enter_context(bag_writer(dst, storage))
         copies = {c.id: copy_connection(writer, c) for c in reader.connections}
-        seg_conns = {name: writer.add_connection(f"{namespace}/{name}", IMAGE, typestore=typestore())
-                     for name in OUTPUTS}
-        exports = OverlayExports(stack, total, outputs["video"], outputs["frames_dir"], outputs["contact_sheet"], fps)
+        seg_conns = {
+            name: writer.add_connection(f"{namespace}/{name}", IMAGE, typestore=typestore())
+            for name in OUTPUTS
+        }
+        exports = OverlayExports(
+            stack, total, outputs["video"], outputs["frames_dir"], outputs["contact_sheet"], fps
+        )
         index = -1
-        for conn, stamp, raw in tqdm(bag_messages(reader, src), total=reader.message_count, desc="segment_bag",
-                                     unit="msg", disable=not progress):
+        for conn, stamp, raw in tqdm(
+            bag_messages(reader, src),
+            total=reader.message_count,
+            desc="segment_bag",
+            unit="msg",
+            disable=not progress,
+        ):
             writer.write(copies[conn.id], stamp, raw)
             copied += 1
             if conn.id not in image_ids:
@@ -272,30 +355,50 @@ def segment_bag(input_bag: str | os.PathLike, output_bag: str | os.PathLike, seg
             index += 1
             try:
                 msg = deserialize(raw, conn.msgtype, src, stamp)
-                result, messages = segmenter.process(msg, make_image, OUTPUTS, compressed=compressed)
+                result, messages = segmenter.process(
+                    msg, make_image, OUTPUTS, compressed=compressed
+                )
             except (ImageError, DataError) as exc:
                 if strict:
-                    raise DataError(f"bag {src}: frame #{index} at {stamp} ns: {exc} (--strict)") from exc
+                    raise DataError(
+                        f"bag {src}: frame #{index} at {stamp} ns: {exc} (--strict)"
+                    ) from exc
                 skipped.append({"index": index, "stamp_ns": stamp, "reason": str(exc)})
                 continue
             for name, out in messages.items():
                 writer.write(seg_conns[name], stamp, typestore().serialize_cdr(out, IMAGE))
             stamp_ns = header_ns(msg.header)
-            exports.add(index, stamp_label(index, stamp_ns), f"{index:06d}_{stamp_ns}",
-                        to_bgr(result.overlay, messages["overlay"].encoding))
+            exports.add(
+                index,
+                stamp_label(index, stamp_ns),
+                f"{index:06d}_{stamp_ns}",
+                to_bgr(result.overlay, messages["overlay"].encoding),
+            )
             core_ms += result.timings["total"]
             frames += 1
         if frames == 0:
             reasons = "; ".join(sorted({s["reason"] for s in skipped}))
-            raise DataError(f"bag {src}: none of the {total} images on {topic} could be segmented: {reasons}")
+            raise DataError(
+                f"bag {src}: none of the {total} images on {topic} could be segmented: {reasons}"
+            )
         exports.finish()
     seconds = time.perf_counter() - start
-    return {"input": src, "output": dst, "topic": topic, "frames": frames, "copied": copied, "skipped": skipped,
-            "seconds": seconds, "fps": frames / seconds, "core_ms": core_ms / frames,
-            "outputs": {name: p for name, p in outputs.items() if p}}
+    return {
+        "input": src,
+        "output": dst,
+        "topic": topic,
+        "frames": frames,
+        "copied": copied,
+        "skipped": skipped,
+        "seconds": seconds,
+        "fps": frames / seconds,
+        "core_ms": core_ms / frames,
+        "outputs": {name: p for name, p in outputs.items() if p},
+    }
 
 
 # --------------------------------------------------------------------------- command lines
+
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
@@ -323,39 +426,75 @@ def start_time(text: str) -> int:
 
 def _kitti2bag(args: argparse.Namespace) -> None:
     """kitti2bag's body: convert and print the summary."""
-    summary = kitti2bag(args.source, args.output, args.layout, args.storage, args.rate, args.start, args.limit,
-                        args.skip_bad, not args.no_progress)
+    summary = kitti2bag(
+        args.source,
+        args.output,
+        args.layout,
+        args.storage,
+        args.rate,
+        args.start,
+        args.limit,
+        args.skip_bad,
+        not args.no_progress,
+    )
     info = f" and {INFO_TOPIC}" if summary["camera_info"] else " (no calibration: no camera_info)"
-    print(f"wrote {summary['bag']} ({summary['storage']}, rosbag2 version {BAG_VERSION}): {summary['frames']} "
-          f"frames of the KITTI {summary['layout']} layout on {IMAGE_TOPIC}{info}")
+    print(
+        f"wrote {summary['bag']} ({summary['storage']}, rosbag2 version {BAG_VERSION}): {summary['frames']} "
+        f"frames of the KITTI {summary['layout']} layout on {IMAGE_TOPIC}{info}"
+    )
     for reason in summary["skipped"]:
         print(f"skipped: {reason}")
 
 
 def kitti2bag_main(argv: Sequence[str] | None = None) -> int:
     """``kitti2bag SOURCE OUTPUT``: a KITTI Road or raw folder -> a rosbag2 bag."""
-    p = argparse.ArgumentParser(prog="kitti2bag", description="Convert a KITTI Road folder (image_2/, calib/) or "
-                                "a KITTI raw drive (image_02/, timestamps.txt, calib_cam_to_cam.txt) to a rosbag2 "
-                                "bag, without ROS.")
-    p.add_argument("source", help="KITTI Road folder (e.g. data_road/testing), raw drive folder or its date folder")
+    p = argparse.ArgumentParser(
+        prog="kitti2bag",
+        description="Convert a KITTI Road folder (image_2/, calib/) or "
+        "a KITTI raw drive (image_02/, timestamps.txt, calib_cam_to_cam.txt) to a rosbag2 "
+        "bag, without ROS.",
+    )
+    p.add_argument(
+        "source",
+        help="KITTI Road folder (e.g. data_road/testing), raw drive folder or its date folder",
+    )
     p.add_argument("output", help="output bag folder (must not exist)")
     p.add_argument("--layout", choices=LAYOUTS, help="source layout (default: detected)")
-    p.add_argument("--storage", choices=sorted(STORAGES), default="sqlite3", help="storage plugin (default sqlite3)")
-    p.add_argument("--rate", type=positive_float, metavar="HZ", help="road layout: stamp rate (default 10 Hz)")
-    p.add_argument("--start", type=start_time, default=DEFAULT_START,
-                   help=f"road layout: first stamp, 'YYYY-MM-DD HH:MM:SS[.ns]' UTC or integer ns "
-                        f"(default '{DEFAULT_START}')")
-    p.add_argument("--limit", type=positive_int, metavar="N", help="convert only the first N frames")
-    p.add_argument("--skip-bad", action="store_true", help="leave out unreadable frames (listed) instead of failing")
+    p.add_argument(
+        "--storage",
+        choices=sorted(STORAGES),
+        default="sqlite3",
+        help="storage plugin (default sqlite3)",
+    )
+    p.add_argument(
+        "--rate", type=positive_float, metavar="HZ", help="road layout: stamp rate (default 10 Hz)"
+    )
+    p.add_argument(
+        "--start",
+        type=start_time,
+        default=DEFAULT_START,
+        help=f"road layout: first stamp, 'YYYY-MM-DD HH:MM:SS[.ns]' UTC or integer ns "
+        f"(default '{DEFAULT_START}')",
+    )
+    p.add_argument(
+        "--limit", type=positive_int, metavar="N", help="convert only the first N frames"
+    )
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out unreadable frames (listed) instead of failing",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return run_cli(_kitti2bag, p.parse_args(argv))
 
 
 def print_segment_summary(summary: dict[str, Any]) -> None:
     """Where everything went, the frame rate, and every skipped message with its reason."""
-    print(f"wrote {summary['output']}: {summary['copied']} input messages copied, {summary['frames']} frames "
-          f"segmented in {summary['seconds']:.1f} s = {summary['fps']:.2f} FPS end to end "
-          f"(core {summary['core_ms']:.0f} ms/frame)")
+    print(
+        f"wrote {summary['output']}: {summary['copied']} input messages copied, {summary['frames']} frames "
+        f"segmented in {summary['seconds']:.1f} s = {summary['fps']:.2f} FPS end to end "
+        f"(core {summary['core_ms']:.0f} ms/frame)"
+    )
     for name, path in summary["outputs"].items():
         print(f"{name}: {path}")
     for s in summary["skipped"]:
@@ -364,30 +503,69 @@ def print_segment_summary(summary: dict[str, Any]) -> None:
 
 def _segment_bag(args: argparse.Namespace) -> None:
     """segment_bag's body: load the model, segment, print the summary."""
-    refuse_existing(*(Path(p) for p in (args.output, args.video, args.frames_dir, args.contact_sheet) if p))
+    refuse_existing(
+        *(Path(p) for p in (args.output, args.video, args.frames_dir, args.contact_sheet) if p)
+    )
     segmenter = segmenter_from_args(args)
     print(f"model {args.model or default_model_path()}: {segmenter.backend.describe()}")
-    print_segment_summary(segment_bag(args.input, args.output, segmenter, args.topic, args.ns, args.storage,
-                                      args.video, args.frames_dir, args.contact_sheet, args.video_fps,
-                                      not args.no_progress, args.strict))
+    print_segment_summary(
+        segment_bag(
+            args.input,
+            args.output,
+            segmenter,
+            args.topic,
+            args.ns,
+            args.storage,
+            args.video,
+            args.frames_dir,
+            args.contact_sheet,
+            args.video_fps,
+            not args.no_progress,
+            args.strict,
+        )
+    )
 
 
 def segment_bag_main(argv: Sequence[str] | None = None) -> int:
     """``segment_bag INPUT OUTPUT``: segment a bag's images offline with the node's per-frame core."""
-    p = argparse.ArgumentParser(prog="segment_bag", description="Run road segmentation on every image of a rosbag2 "
-                                "bag and write a new bag with the input plus mask, confidence and overlay topics.")
+    p = argparse.ArgumentParser(
+        prog="segment_bag",
+        description="Run road segmentation on every image of a rosbag2 "
+        "bag and write a new bag with the input plus mask, confidence and overlay topics.",
+    )
     p.add_argument("input", help="input bag folder (or .db3 / .mcap file)")
     p.add_argument("output", help="output bag folder (must not exist)")
-    p.add_argument("--topic", default=IMAGE_TOPIC, help=f"Image or CompressedImage topic (default {IMAGE_TOPIC})")
-    p.add_argument("--ns", default=SEG_NAMESPACE, help=f"namespace of the output topics (default {SEG_NAMESPACE})")
+    p.add_argument(
+        "--topic",
+        default=IMAGE_TOPIC,
+        help=f"Image or CompressedImage topic (default {IMAGE_TOPIC})",
+    )
+    p.add_argument(
+        "--ns",
+        default=SEG_NAMESPACE,
+        help=f"namespace of the output topics (default {SEG_NAMESPACE})",
+    )
     add_segmenter_arguments(p)
-    p.add_argument("--storage", choices=sorted(STORAGES), default="sqlite3", help="output storage (default sqlite3)")
+    p.add_argument(
+        "--storage",
+        choices=sorted(STORAGES),
+        default="sqlite3",
+        help="output storage (default sqlite3)",
+    )
     p.add_argument("--video", help="also write the overlays as an MP4 (mp4v)")
-    p.add_argument("--video-fps", type=positive_float, default=10.0, help="frame rate of --video (default 10)")
+    p.add_argument(
+        "--video-fps", type=positive_float, default=10.0, help="frame rate of --video (default 10)"
+    )
     p.add_argument("--frames-dir", help="also write every overlay as a PNG into this new folder")
-    p.add_argument("--contact-sheet", help=f"also write a PNG grid of up to {SHEET_TILES} overlays")
-    p.add_argument("--strict", action="store_true", help="stop at the first corrupt or unsegmentable image message "
-                   "instead of skipping and listing it")
+    p.add_argument(
+        "--contact-sheet", help=f"also write a PNG grid of up to {SHEET_TILES} overlays"
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first corrupt or unsegmentable image message "
+        "instead of skipping and listing it",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     for name in ("threshold", "overlay_color", "overlay_alpha"):

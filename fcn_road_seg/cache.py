@@ -4,6 +4,7 @@ Never beside a model, which may sit in a read-only install: ``$FCN_ROAD_SEG_CACH
 ``$ROS_HOME/fcn_road_seg`` when ROS_HOME is set, else ``$XDG_CACHE_HOME/fcn_road_seg`` (default
 ``~/.cache/fcn_road_seg``).
 """
+
 from __future__ import annotations
 
 import os

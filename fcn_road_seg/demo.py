@@ -6,6 +6,7 @@ using the shipped default model, and prints where everything is and the frame ra
 default model it says loudly that it uses an UNTRAINED network. Re-running replaces the demo's own
 outputs in the out folder and touches nothing else there.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,13 +16,26 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
-from .bags import BAG_VERSION, IMAGE_TOPIC, SEG_NAMESPACE, kitti2bag, print_segment_summary, run_cli, segment_bag
+from .bags import (
+    BAG_VERSION,
+    IMAGE_TOPIC,
+    SEG_NAMESPACE,
+    kitti2bag,
+    print_segment_summary,
+    run_cli,
+    segment_bag,
+)
 from .errors import DataError
 from .model import default_model_path, save_model, untrained_model
 from .segmenter import make_segmenter
 
 FRAMES = Path(__file__).resolve().parent.parent / "data" / "kitti"
-INPUT_BAG, OUTPUT_BAG, VIDEO, SHEET = "kitti_bag", "segmented_bag", "overlay.mp4", "contact_sheet.png"
+INPUT_BAG, OUTPUT_BAG, VIDEO, SHEET = (
+    "kitti_bag",
+    "segmented_bag",
+    "overlay.mp4",
+    "contact_sheet.png",
+)
 UNTRAINED = "untrained_fcn8s.pt"
 NAMES = (INPUT_BAG, OUTPUT_BAG, VIDEO, SHEET, UNTRAINED)
 SEED = 0
@@ -52,28 +66,48 @@ def pick_model(out: Path, model: str | None) -> tuple[Path, bool]:
         return Path(model), False
     if default_model_path().is_file():
         return default_model_path(), False
-    print(f"WARNING: the default model {default_model_path()} does not exist: this demo uses an UNTRAINED "
-          f"FCN-8s (seed {SEED}), so its road masks are MEANINGLESS. Train the model or pass --model.", flush=True)
+    print(
+        f"WARNING: the default model {default_model_path()} does not exist: this demo uses an UNTRAINED "
+        f"FCN-8s (seed {SEED}), so its road masks are MEANINGLESS. Train the model or pass --model.",
+        flush=True,
+    )
     return untrained_checkpoint(out / UNTRAINED), True
 
 
-def run_demo(out: str | Path = "out/demo", frames: str | Path = FRAMES, model: str | None = None,
-             device: str = "auto", progress: bool = True) -> dict[str, Any]:
+def run_demo(
+    out: str | Path = "out/demo",
+    frames: str | Path = FRAMES,
+    model: str | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run the whole demo into ``out``; returns segment_bag's summary plus the paths and model used."""
     out, frames = Path(out), Path(frames)
     if not (frames / "image_2").is_dir():
-        raise DataError(f"KITTI sample frames not found: {frames / 'image_2'} (pass --frames with a KITTI Road "
-                        "folder)")
+        raise DataError(
+            f"KITTI sample frames not found: {frames / 'image_2'} (pass --frames with a KITTI Road "
+            "folder)"
+        )
     out.mkdir(parents=True, exist_ok=True)
     clear_previous(out)
     model_path, untrained = pick_model(out, model)
     converted = kitti2bag(frames, out / INPUT_BAG, progress=progress)
-    print(f"wrote {converted['bag']}: {converted['frames']} KITTI frames from {frames} on {IMAGE_TOPIC} "
-          f"(rosbag2 version {BAG_VERSION}, sqlite3)")
+    print(
+        f"wrote {converted['bag']}: {converted['frames']} KITTI frames from {frames} on {IMAGE_TOPIC} "
+        f"(rosbag2 version {BAG_VERSION}, sqlite3)"
+    )
     segmenter = make_segmenter(model_path, device=device)
-    print(f"model {model_path}{' (UNTRAINED)' if untrained else ''}: {segmenter.backend.describe()}")
-    summary = segment_bag(out / INPUT_BAG, out / OUTPUT_BAG, segmenter, video=out / VIDEO, sheet=out / SHEET,
-                          progress=progress)
+    print(
+        f"model {model_path}{' (UNTRAINED)' if untrained else ''}: {segmenter.backend.describe()}"
+    )
+    summary = segment_bag(
+        out / INPUT_BAG,
+        out / OUTPUT_BAG,
+        segmenter,
+        video=out / VIDEO,
+        sheet=out / SHEET,
+        progress=progress,
+    )
     return {**summary, "input_bag": out / INPUT_BAG, "model": model_path, "untrained": untrained}
 
 
@@ -82,20 +116,33 @@ def _demo(args: argparse.Namespace) -> None:
     summary = run_demo(args.out, args.frames, args.model, args.device, not args.no_progress)
     print(f"input bag: {summary['input_bag']}")
     print_segment_summary(summary)
-    print(f"play it:  ros2 bag play {summary['output']}   (topics {IMAGE_TOPIC}, {SEG_NAMESPACE}/mask, "
-          f"{SEG_NAMESPACE}/confidence, {SEG_NAMESPACE}/overlay)")
+    print(
+        f"play it:  ros2 bag play {summary['output']}   (topics {IMAGE_TOPIC}, {SEG_NAMESPACE}/mask, "
+        f"{SEG_NAMESPACE}/confidence, {SEG_NAMESPACE}/overlay)"
+    )
     if summary["untrained"]:
-        print(f"WARNING: these results come from an UNTRAINED model ({summary['model']}); they are not road "
-              "segmentation.")
+        print(
+            f"WARNING: these results come from an UNTRAINED model ({summary['model']}); they are not road "
+            "segmentation."
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m fcn_road_seg.demo [--out DIR]``."""
-    p = argparse.ArgumentParser(prog="python -m fcn_road_seg.demo", description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="out/demo", help="output folder (default out/demo); its earlier demo "
-                   f"outputs ({', '.join(NAMES)}) are replaced, nothing else is touched")
-    p.add_argument("--frames", default=str(FRAMES), help="KITTI Road folder with image_2/ (default: the shipped "
-                   "samples)")
+    p = argparse.ArgumentParser(
+        prog="python -m fcn_road_seg.demo", description=__doc__.splitlines()[0]
+    )
+    p.add_argument(
+        "--out",
+        default="out/demo",
+        help="output folder (default out/demo); its earlier demo "
+        f"outputs ({', '.join(NAMES)}) are replaced, nothing else is touched",
+    )
+    p.add_argument(
+        "--frames",
+        default=str(FRAMES),
+        help="KITTI Road folder with image_2/ (default: the shipped samples)",
+    )
     p.add_argument("--model", help=f"model to use instead of the default {default_model_path()}")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -1,4 +1,5 @@
 """Which torch device to run on: ``auto`` means the first GPU when there is one."""
+
 from __future__ import annotations
 
 import torch

@@ -1,6 +1,5 @@
 """The few exception types every layer raises, and how the command-line tools report them (``run_cli``)."""
 
-
 import sys
 from typing import Any, Callable
 
@@ -28,7 +27,7 @@ def one_line(exc: BaseException) -> str:
         return text
     last = text.splitlines()[-1]
     name = f"{type(exc).__module__}.{type(exc).__name__}: "
-    return last[len(name):] if last.startswith(name) else last.split(": ", 1)[-1]
+    return last[len(name) :] if last.startswith(name) else last.split(": ", 1)[-1]
 
 
 def run_cli(func: Callable[[Any], Any], args: Any) -> int:

@@ -2,6 +2,7 @@
 
 Each export is written beside its final name and renamed into place only when the run succeeds.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,8 +40,12 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 def to_bgr(pixels: np.ndarray, encoding: str) -> np.ndarray:
     """H x W x 3 BGR for pixels of any supported encoding (for video and PNG export)."""
-    code = {"rgb8": cv2.COLOR_RGB2BGR, "rgba8": cv2.COLOR_RGBA2BGR, "bgra8": cv2.COLOR_BGRA2BGR,
-            "mono8": cv2.COLOR_GRAY2BGR}.get(encoding)
+    code = {
+        "rgb8": cv2.COLOR_RGB2BGR,
+        "rgba8": cv2.COLOR_RGBA2BGR,
+        "bgra8": cv2.COLOR_BGRA2BGR,
+        "mono8": cv2.COLOR_GRAY2BGR,
+    }.get(encoding)
     return cv2.cvtColor(pixels, code) if code is not None else pixels
 
 
@@ -55,13 +60,16 @@ def thumbnail(bgr: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
     return cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def contact_sheet(tiles: list[tuple[str, np.ndarray]], columns: int = SHEET_COLUMNS,
-                  width: int = THUMB_WIDTH) -> np.ndarray:
+def contact_sheet(
+    tiles: list[tuple[str, np.ndarray]], columns: int = SHEET_COLUMNS, width: int = THUMB_WIDTH
+) -> np.ndarray:
     """A grid of BGR images scaled to ``width``, each under its label on a dark band."""
     thumbs = []
     for label, pixels in tiles:
         band = np.zeros((22, width, 3), np.uint8)
-        cv2.putText(band, label, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            band, label, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA
+        )
         thumbs.append(np.vstack([band, thumbnail(pixels, width)]))
     cell_h = max(t.shape[0] for t in thumbs)
     columns = min(columns, len(thumbs))
@@ -69,25 +77,39 @@ def contact_sheet(tiles: list[tuple[str, np.ndarray]], columns: int = SHEET_COLU
     sheet = np.full((rows * cell_h, columns * width, 3), 32, np.uint8)
     for i, thumb in enumerate(thumbs):
         r, c = divmod(i, columns)
-        sheet[r * cell_h: r * cell_h + thumb.shape[0], c * width: (c + 1) * width] = thumb
+        sheet[r * cell_h : r * cell_h + thumb.shape[0], c * width : (c + 1) * width] = thumb
     return sheet
 
 
 class OverlayExports:
     """Optional overlay exports (MP4, PNG frames, contact sheet), each renamed into place on success."""
 
-    def __init__(self, stack: contextlib.ExitStack, total: int | None, video: Path | None = None,
-                 frames_dir: Path | None = None, sheet: Path | None = None, fps: float = 10.0) -> None:
+    def __init__(
+        self,
+        stack: contextlib.ExitStack,
+        total: int | None,
+        video: Path | None = None,
+        frames_dir: Path | None = None,
+        sheet: Path | None = None,
+        fps: float = 10.0,
+    ) -> None:
         self.video_tmp = stack.enter_context(atomic_file(video)) if video else None
-        self.frames_tmp = stack.enter_context(atomic_path(frames_dir, directory=True)) if frames_dir else None
+        self.frames_tmp = (
+            stack.enter_context(atomic_path(frames_dir, directory=True)) if frames_dir else None
+        )
         self.sheet_tmp = stack.enter_context(atomic_file(sheet)) if sheet else None
         if self.frames_tmp:
             self.frames_tmp.mkdir()
         self.fps = fps
         self.writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
-        self.sheet_indices = (set(range(0, LIVE_TILE_EVERY * SHEET_TILES, LIVE_TILE_EVERY)) if total is None else
-                              set(np.linspace(0, total - 1, min(total, SHEET_TILES)).round().astype(int).tolist()))
+        self.sheet_indices = (
+            set(range(0, LIVE_TILE_EVERY * SHEET_TILES, LIVE_TILE_EVERY))
+            if total is None
+            else set(
+                np.linspace(0, total - 1, min(total, SHEET_TILES)).round().astype(int).tolist()
+            )
+        )
         self.tiles: list[tuple[str, np.ndarray]] = []
         stack.callback(self.release)
 
@@ -104,9 +126,13 @@ class OverlayExports:
         """Append a frame to the MP4, opening it on the first frame."""
         if self.writer is None:
             self.size = (bgr.shape[1] // 2 * 2, bgr.shape[0] // 2 * 2)  # MPEG-4 wants even sizes
-            self.writer = cv2.VideoWriter(str(self.video_tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
+            self.writer = cv2.VideoWriter(
+                str(self.video_tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size
+            )
             if not self.writer.isOpened():
-                raise DataError(f"cannot open an MP4 writer (OpenCV FFmpeg, mp4v) for {self.video_tmp}")
+                raise DataError(
+                    f"cannot open an MP4 writer (OpenCV FFmpeg, mp4v) for {self.video_tmp}"
+                )
         if (bgr.shape[1], bgr.shape[0]) != self.size:
             bgr = cv2.resize(bgr, self.size, interpolation=cv2.INTER_AREA)
         self.writer.write(bgr)

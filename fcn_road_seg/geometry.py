@@ -8,6 +8,7 @@ computed once per camera and pose:
   computes it: road frame from ``P2``, ``R0_rect`` and ``Tr_cam_to_road``, x from -10 to 10 m and
   z from 6 to 46 m at 0.05 m per cell, nearest pixel by the devkit's 1-based rounding.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,17 +25,23 @@ from .kitti import read_calib
 OPTICAL_IN_BODY = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
 
-def plane_homography(projection: np.ndarray, cam_from_plane: np.ndarray, axes: tuple[int, int] = (0, 1)) -> np.ndarray:
+def plane_homography(
+    projection: np.ndarray, cam_from_plane: np.ndarray, axes: tuple[int, int] = (0, 1)
+) -> np.ndarray:
     """3x3 H with (u, v, w) = H (a, b, 1) for the plane point whose ``axes`` coordinates are a and b (others 0).
 
     ``projection`` is a 3x4 camera matrix (CameraInfo P, KITTI P2 @ R0_rect), ``cam_from_plane`` the 4x4
     transform from the plane's frame to the camera's.
     """
-    full = np.asarray(projection, np.float64).reshape(3, 4) @ np.asarray(cam_from_plane, np.float64).reshape(4, 4)
+    full = np.asarray(projection, np.float64).reshape(3, 4) @ np.asarray(
+        cam_from_plane, np.float64
+    ).reshape(4, 4)
     return full[:, [axes[0], axes[1], 3]]
 
 
-def project(homography: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def project(
+    homography: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Image coordinates (u, v) and depth sign w of plane points (a, b) through ``homography``."""
     uvw = np.tensordot(homography, np.stack([a, b, np.ones_like(a)]), axes=1)
     w = uvw[2]
@@ -48,9 +55,13 @@ def rotation_from_quaternion(x: float, y: float, z: float, w: float) -> np.ndarr
     if not n > 0:
         raise ValueError("a zero quaternion is not a rotation")
     x, y, z, w = x / n, y / n, z / n, w / n
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def rigid(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
@@ -86,13 +97,23 @@ class LookupMaps:
     def sample(self, image: np.ndarray, interpolation: int, outside: float = 0) -> np.ndarray:
         """``image`` (H x W, this map's size) at every cell; cells out of view get ``outside``."""
         if image.shape[:2] != self.image_size:
-            raise ValueError(f"image is {image.shape[1]}x{image.shape[0]}, the maps were made for "
-                             f"{self.image_size[1]}x{self.image_size[0]}")
-        return cv2.remap(image, self.map_u, self.map_v, interpolation, borderMode=cv2.BORDER_CONSTANT,
-                         borderValue=outside)
+            raise ValueError(
+                f"image is {image.shape[1]}x{image.shape[0]}, the maps were made for "
+                f"{self.image_size[1]}x{self.image_size[0]}"
+            )
+        return cv2.remap(
+            image,
+            self.map_u,
+            self.map_v,
+            interpolation,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=outside,
+        )
 
 
-def lookup_maps(homography: np.ndarray, a: np.ndarray, b: np.ndarray, image_size: tuple[int, int]) -> LookupMaps:
+def lookup_maps(
+    homography: np.ndarray, a: np.ndarray, b: np.ndarray, image_size: tuple[int, int]
+) -> LookupMaps:
     """Maps for bilinear sampling at the projections of plane points (a, b), 0-based pixel centres.
 
     A cell is known when it lies in front of the camera and its projection falls on the image.
@@ -116,8 +137,10 @@ class BevParams:
     @property
     def shape(self) -> tuple[int, int]:
         """(rows along z, columns along x): 800 x 400 for the devkit's view."""
-        return (round((self.z_limits[1] - self.z_limits[0]) / self.resolution),
-                round((self.x_limits[1] - self.x_limits[0]) / self.resolution))
+        return (
+            round((self.z_limits[1] - self.z_limits[0]) / self.resolution),
+            round((self.x_limits[1] - self.x_limits[0]) / self.resolution),
+        )
 
     def cell_centres(self) -> tuple[np.ndarray, np.ndarray]:
         """(x, z) of every cell centre; row 0 is the far edge, column 0 the left edge, as in the devkit."""
@@ -125,11 +148,15 @@ class BevParams:
         x = np.arange(self.x_limits[0] + res / 2, self.x_limits[1], res)
         z = np.arange(self.z_limits[1] - res / 2, self.z_limits[0], -res)
         if (len(z), len(x)) != self.shape:
-            raise ValueError(f"limits {self.x_limits}, {self.z_limits} are not whole multiples of {res} m")
+            raise ValueError(
+                f"limits {self.x_limits}, {self.z_limits} are not whole multiples of {res} m"
+            )
         return np.meshgrid(x, z)
 
 
-def kitti_road_homography(calib: dict[str, np.ndarray], source: Path | str = "calibration") -> np.ndarray:
+def kitti_road_homography(
+    calib: dict[str, np.ndarray], source: Path | str = "calibration"
+) -> np.ndarray:
     """The devkit's Tr33: road plane (x, z, 1) -> image, from P2, R0_rect and Tr_cam_to_road."""
     sizes = {"P2": 12, "R0_rect": 9, "Tr_cam_to_road": 12}
     for key, size in sizes.items():
@@ -139,7 +166,9 @@ def kitti_road_homography(calib: dict[str, np.ndarray], source: Path | str = "ca
     r0 = np.eye(4)
     r0[:3, :3] = calib["R0_rect"].reshape(3, 3)
     road_from_cam = np.vstack([calib["Tr_cam_to_road"].reshape(3, 4), [0.0, 0.0, 0.0, 1.0]])
-    return plane_homography(calib["P2"].reshape(3, 4) @ r0, np.linalg.inv(road_from_cam), axes=(0, 2))
+    return plane_homography(
+        calib["P2"].reshape(3, 4) @ r0, np.linalg.inv(road_from_cam), axes=(0, 2)
+    )
 
 
 class KittiBev:
@@ -150,19 +179,32 @@ class KittiBev:
     keep are 0 in the devkit's images, i.e. outside the evaluation area.
     """
 
-    def __init__(self, homography: np.ndarray, image_size: tuple[int, int], params: BevParams = BevParams()) -> None:
+    def __init__(
+        self, homography: np.ndarray, image_size: tuple[int, int], params: BevParams = BevParams()
+    ) -> None:
         x, z = params.cell_centres()
-        u, v, _ = project(homography, x.astype(np.float32).astype(np.float64), z.astype(np.float32).astype(np.float64))
+        u, v, _ = project(
+            homography,
+            x.astype(np.float32).astype(np.float64),
+            z.astype(np.float32).astype(np.float64),
+        )
         height, width = image_size
         known = (v >= 1) & (u >= 1) & (v <= height) & (u <= width)
-        self.maps = LookupMaps(np.where(known, np.floor(u) - 1, -1).astype(np.float32),
-                               np.where(known, np.floor(v) - 1, -1).astype(np.float32), known, (height, width))
+        self.maps = LookupMaps(
+            np.where(known, np.floor(u) - 1, -1).astype(np.float32),
+            np.where(known, np.floor(v) - 1, -1).astype(np.float32),
+            known,
+            (height, width),
+        )
 
     @classmethod
-    def from_file(cls, calib_file: Path | str, image_size: tuple[int, int],
-                  params: BevParams = BevParams()) -> "KittiBev":
+    def from_file(
+        cls, calib_file: Path | str, image_size: tuple[int, int], params: BevParams = BevParams()
+    ) -> "KittiBev":
         """The view for a KITTI Road ``calib/<stem>.txt``; DataError naming the file when it is incomplete."""
-        return cls(kitti_road_homography(read_calib(Path(calib_file)), calib_file), image_size, params)
+        return cls(
+            kitti_road_homography(read_calib(Path(calib_file)), calib_file), image_size, params
+        )
 
     def transform(self, image: np.ndarray, outside: float = 0) -> np.ndarray:
         """``image`` in bird's-eye view (nearest pixel, as the devkit); cells out of view get ``outside``."""

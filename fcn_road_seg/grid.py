@@ -6,6 +6,7 @@ pixels; the lookup maps are rebuilt only when the camera model or the pose chang
 costs one ``cv2.remap``. Values follow nav_msgs: road 0 (free), non-road 100 (occupied; or
 round(100 (1 - P)) when ``occupancy`` is ``scaled``), not seen -1 (unknown).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,15 +34,21 @@ class GridSpec:
             raise ValueError(f"grid resolution must be > 0 m, got {self.resolution}")
         for name, (low, high) in (("x", self.x_range), ("y", self.y_range)):
             if not high > low:
-                raise ValueError(f"grid {name} range must be [min, max] with max > min, got [{low}, {high}]")
+                raise ValueError(
+                    f"grid {name} range must be [min, max] with max > min, got [{low}, {high}]"
+                )
         if self.shape[0] * self.shape[1] > 4096 * 4096:
-            raise ValueError(f"a {self.shape[1]}x{self.shape[0]} grid is too large; use coarser cells")
+            raise ValueError(
+                f"a {self.shape[1]}x{self.shape[0]} grid is too large; use coarser cells"
+            )
 
     @property
     def shape(self) -> tuple[int, int]:
         """(rows along y, columns along x), as OccupancyGrid's height and width."""
-        return (round((self.y_range[1] - self.y_range[0]) / self.resolution),
-                round((self.x_range[1] - self.x_range[0]) / self.resolution))
+        return (
+            round((self.y_range[1] - self.y_range[0]) / self.resolution),
+            round((self.x_range[1] - self.x_range[0]) / self.resolution),
+        )
 
     def cell_centres(self) -> tuple[np.ndarray, np.ndarray]:
         """(x, y) of every cell centre, row-major from the origin corner (x_min, y_min)."""
@@ -66,7 +73,9 @@ class Camera:
         if not p.any():
             p = np.hstack([np.asarray(info.k, np.float64).reshape(3, 3), np.zeros((3, 1))])
         if not (np.isfinite(p).all() and p[0, 0] > 0 and p[1, 1] > 0 and p[2, 2] != 0):
-            raise ValueError("camera_info has no usable projection (P and K are zero, or fx, fy <= 0)")
+            raise ValueError(
+                "camera_info has no usable projection (P and K are zero, or fx, fy <= 0)"
+            )
         if info.height <= 0 or info.width <= 0:
             raise ValueError(f"camera_info size {info.width}x{info.height} is not positive")
         return cls(p, int(info.height), int(info.width))
@@ -76,7 +85,9 @@ class Camera:
         return (self.projection.tobytes(), self.height, self.width)
 
 
-def occupancy(mask: np.ndarray, confidence: np.ndarray, maps: geometry.LookupMaps, mode: str = "binary") -> np.ndarray:
+def occupancy(
+    mask: np.ndarray, confidence: np.ndarray, maps: geometry.LookupMaps, mode: str = "binary"
+) -> np.ndarray:
     """int8 occupancy of every cell from the frame's uint8 mask and confidence (input size).
 
     ``binary`` samples the mask (nearest), so the grid agrees with the published mask; ``scaled``
@@ -122,20 +133,32 @@ class GroundGrid:
         if self.maps is None:
             raise ValueError("no camera_info received yet")
         if mask.shape != self.maps.image_size:
-            raise ValueError(f"the frame is {mask.shape[1]}x{mask.shape[0]} but camera_info says "
-                             f"{self.maps.image_size[1]}x{self.maps.image_size[0]}")
+            raise ValueError(
+                f"the frame is {mask.shape[1]}x{mask.shape[0]} but camera_info says "
+                f"{self.maps.image_size[1]}x{self.maps.image_size[0]}"
+            )
         return occupancy(mask, confidence, self.maps, self.mode)
 
     def fields(self, cells: np.ndarray) -> dict[str, Any]:
         """OccupancyGrid fields besides the header: MapMetaData values and the row-major data."""
         rows, cols = self.spec.shape
-        return {"resolution": float(self.spec.resolution), "width": cols, "height": rows,
-                "origin_xy": (float(self.spec.x_range[0]), float(self.spec.y_range[0])),
-                "data": np.ascontiguousarray(cells, np.int8).reshape(-1)}
+        return {
+            "resolution": float(self.spec.resolution),
+            "width": cols,
+            "height": rows,
+            "origin_xy": (float(self.spec.x_range[0]), float(self.spec.y_range[0])),
+            "data": np.ascontiguousarray(cells, np.int8).reshape(-1),
+        }
 
 
 def grid_spec(resolution: float, x_range: Sequence[float], y_range: Sequence[float]) -> GridSpec:
     """A GridSpec from parameter values, checked (ValueError naming what is wrong)."""
     if len(x_range) != 2 or len(y_range) != 2:
-        raise ValueError(f"grid x and y ranges must be [min, max], got {list(x_range)} and {list(y_range)}")
-    return GridSpec(float(resolution), (float(x_range[0]), float(x_range[1])), (float(y_range[0]), float(y_range[1])))
+        raise ValueError(
+            f"grid x and y ranges must be [min, max], got {list(x_range)} and {list(y_range)}"
+        )
+    return GridSpec(
+        float(resolution),
+        (float(x_range[0]), float(x_range[1])),
+        (float(y_range[0]), float(y_range[1])),
+    )

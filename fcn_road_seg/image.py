@@ -3,6 +3,7 @@
 Works with any object that has the Image fields (rclpy messages, rosbags messages, test doubles).
 Every rejection is an ``ImageError`` whose text says what is wrong with the image.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ ENCODINGS: dict[str, tuple[int, str]] = {
 }
 MAX_PIXELS = 4096 * 4096  # default limit on width x height (a 631-byte JPEG can claim 30000x30000)
 MIN_SIDE = 2  # a 1-pixel line is no camera image
-MAX_ASPECT = 32  # the network pads each side to a multiple of 32: a 1 x 100000 frame would cost gigabytes
+MAX_ASPECT = (
+    32  # the network pads each side to a multiple of 32: a 1 x 100000 frame would cost gigabytes
+)
 _SIXTEEN_BIT = ("mono16", "rgb16", "bgr16", "rgba16", "bgra16", "16UC1", "16UC3", "16SC1")
 
 
@@ -60,20 +63,28 @@ def from_msg(msg: Any) -> Frame:
     """Validate an Image message and return a zero-copy ``Frame`` over its data."""
     encoding, height, width, step = msg.encoding, int(msg.height), int(msg.width), int(msg.step)
     if min(height, width, step) < 0:
-        raise ImageError(f"negative field in the message: height {height}, width {width}, step {step}")
+        raise ImageError(
+            f"negative field in the message: height {height}, width {width}, step {step}"
+        )
     if encoding not in ENCODINGS:
         if encoding in _SIXTEEN_BIT and msg.is_bigendian:
-            raise ImageError(f"big-endian 16-bit image ({encoding}) is not supported; "
-                             f"supported encodings: {', '.join(ENCODINGS)}")
+            raise ImageError(
+                f"big-endian 16-bit image ({encoding}) is not supported; "
+                f"supported encodings: {', '.join(ENCODINGS)}"
+            )
         raise ImageError(f"unsupported encoding '{encoding}'; supported: {', '.join(ENCODINGS)}")
     if height == 0 or width == 0:
         raise ImageError(f"empty image ({width}x{height})")
     channels = ENCODINGS[encoding][0]
     if step < width * channels:
-        raise ImageError(f"step {step} is smaller than width*channels = {width * channels} for {encoding}")
+        raise ImageError(
+            f"step {step} is smaller than width*channels = {width * channels} for {encoding}"
+        )
     buf = _buffer(msg.data)
     if buf.size != step * height:
-        raise ImageError(f"data length {buf.size} does not match step*height = {step}*{height} = {step * height}")
+        raise ImageError(
+            f"data length {buf.size} does not match step*height = {step}*{height} = {step * height}"
+        )
     pixels = buf.reshape(height, step)[:, : width * channels].reshape(height, width, channels)
     return Frame(pixels, encoding)
 
@@ -82,13 +93,19 @@ def check_size(height: int, width: int, max_pixels: int = MAX_PIXELS) -> None:
     """ImageError unless each side is at least MIN_SIDE, the aspect ratio at most MAX_ASPECT : 1 and
     width x height at most ``max_pixels``."""
     if min(height, width) < MIN_SIDE:
-        raise ImageError(f"image of {width}x{height} is too small: each side must be at least {MIN_SIDE} pixels")
+        raise ImageError(
+            f"image of {width}x{height} is too small: each side must be at least {MIN_SIDE} pixels"
+        )
     if max(height, width) > MAX_ASPECT * min(height, width):
-        raise ImageError(f"image of {width}x{height} is too elongated: the longer side may be at most "
-                         f"{MAX_ASPECT} times the shorter")
+        raise ImageError(
+            f"image of {width}x{height} is too elongated: the longer side may be at most "
+            f"{MAX_ASPECT} times the shorter"
+        )
     if width * height > max_pixels:
-        raise ImageError(f"image of {width}x{height} = {width * height} pixels is larger than max_pixels = "
-                         f"{max_pixels}")
+        raise ImageError(
+            f"image of {width}x{height} = {width * height} pixels is larger than max_pixels = "
+            f"{max_pixels}"
+        )
 
 
 def compressed_size(buf: np.ndarray, max_pixels: int) -> tuple[int, int] | None:
@@ -104,7 +121,9 @@ def compressed_size(buf: np.ndarray, max_pixels: int) -> tuple[int, int] | None:
         with Image.open(io.BytesIO(buf.tobytes())) as im:
             return im.height, im.width
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"compressed image claims more pixels than max_pixels = {max_pixels} ({exc})") from exc
+        raise ImageError(
+            f"compressed image claims more pixels than max_pixels = {max_pixels} ({exc})"
+        ) from exc
     except (UnidentifiedImageError, OSError, ValueError):
         return None
 
@@ -115,12 +134,16 @@ def from_compressed(msg: Any, max_pixels: int | None = MAX_PIXELS) -> Frame:
     if max_pixels is not None and buf.size:
         size = compressed_size(buf, max_pixels)
         if size is None:
-            raise ImageError(f"cannot decode compressed image (format '{msg.format}', {buf.size} bytes): "
-                             "no JPEG/PNG header")
+            raise ImageError(
+                f"cannot decode compressed image (format '{msg.format}', {buf.size} bytes): "
+                "no JPEG/PNG header"
+            )
         check_size(*size, max_pixels)
     pixels = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
     if pixels is None:
-        raise ImageError(f"cannot decode compressed image (format '{msg.format}', {buf.size} bytes)")
+        raise ImageError(
+            f"cannot decode compressed image (format '{msg.format}', {buf.size} bytes)"
+        )
     return Frame(pixels, "bgr8")
 
 
@@ -130,9 +153,16 @@ def from_array(pixels: np.ndarray, encoding: str) -> Frame:
         raise ImageError(f"unsupported encoding '{encoding}'; supported: {', '.join(ENCODINGS)}")
     pixels = pixels[..., None] if pixels.ndim == 2 else pixels
     channels = ENCODINGS[encoding][0]
-    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != channels or 0 in pixels.shape:
-        raise ImageError(f"expected a non-empty uint8 H x W x {channels} array for {encoding}, "
-                         f"got {pixels.dtype} {pixels.shape}")
+    if (
+        pixels.dtype != np.uint8
+        or pixels.ndim != 3
+        or pixels.shape[2] != channels
+        or 0 in pixels.shape
+    ):
+        raise ImageError(
+            f"expected a non-empty uint8 H x W x {channels} array for {encoding}, "
+            f"got {pixels.dtype} {pixels.shape}"
+        )
     return Frame(pixels, encoding)
 
 
@@ -140,8 +170,14 @@ def to_fields(pixels: np.ndarray, encoding: str) -> dict[str, Any]:
     """Image message fields (all but header) for H x W or H x W x C uint8 pixels; ``data`` is a flat array."""
     pixels = np.ascontiguousarray(pixels)
     height, width = pixels.shape[:2]
-    return {"height": height, "width": width, "encoding": encoding, "is_bigendian": 0,
-            "step": pixels.strides[0], "data": pixels.reshape(-1)}
+    return {
+        "height": height,
+        "width": width,
+        "encoding": encoding,
+        "is_bigendian": 0,
+        "step": pixels.strides[0],
+        "data": pixels.reshape(-1),
+    }
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp")

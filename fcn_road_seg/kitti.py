@@ -9,6 +9,7 @@ Two layouts of the left colour camera (camera 2) are read:
   and ``image_02/timestamps.txt``, or its parent date folder (``2011_09_26``) when that holds
   exactly one drive; ``calib_cam_to_cam.txt`` is looked for in the drive folder, then the date folder.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -51,7 +52,9 @@ def parse_stamp(text: str) -> int:
     """``YYYY-MM-DD HH:MM:SS[.fraction]`` (UTC, up to 9 fraction digits) -> integer ns, with no float."""
     match = _STAMP.fullmatch(text.strip())
     if not match:
-        raise ValueError(f"not a KITTI timestamp (YYYY-MM-DD HH:MM:SS.nnnnnnnnn): {text.strip()!r}")
+        raise ValueError(
+            f"not a KITTI timestamp (YYYY-MM-DD HH:MM:SS.nnnnnnnnn): {text.strip()!r}"
+        )
     seconds = calendar.timegm(datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S").timetuple())
     return seconds * 10**9 + int((match[2] or "").ljust(9, "0"))
 
@@ -92,7 +95,9 @@ def _entry(path: Path, key: str, size: int) -> np.ndarray:
 
 def _rectified(p: np.ndarray) -> CameraModel:
     """The model of a rectified image: K = P[:3,:3], R = I, no distortion."""
-    return CameraModel(k=p.reshape(3, 4)[:, :3].reshape(-1), r=np.eye(3).reshape(-1), p=p, d=np.zeros(5))
+    return CameraModel(
+        k=p.reshape(3, 4)[:, :3].reshape(-1), r=np.eye(3).reshape(-1), p=p, d=np.zeros(5)
+    )
 
 
 def camera_model(layout: str, calib: Path, width: int, height: int) -> CameraModel:
@@ -110,9 +115,16 @@ def camera_model(layout: str, calib: Path, width: int, height: int) -> CameraMod
         return _rectified(p)
     raw_size = tuple(_entry(calib, "S_02", 2).round().astype(int))
     if (width, height) != raw_size:
-        raise DataError(f"image size {width}x{height} matches neither S_rect_02 {rect_size[0]}x{rect_size[1]} "
-                        f"nor S_02 {raw_size[0]}x{raw_size[1]} in {calib}")
-    return CameraModel(k=_entry(calib, "K_02", 9), r=_entry(calib, "R_rect_02", 9), p=p, d=_entry(calib, "D_02", 5))
+        raise DataError(
+            f"image size {width}x{height} matches neither S_rect_02 {rect_size[0]}x{rect_size[1]} "
+            f"nor S_02 {raw_size[0]}x{raw_size[1]} in {calib}"
+        )
+    return CameraModel(
+        k=_entry(calib, "K_02", 9),
+        r=_entry(calib, "R_rect_02", 9),
+        p=p,
+        d=_entry(calib, "D_02", 5),
+    )
 
 
 def _drives(root: Path) -> list[Path]:
@@ -126,9 +138,11 @@ def detect_layout(root: Path) -> str:
         return "road"
     if (root / "image_02").is_dir() or _drives(root):
         return "raw"
-    raise DataError(f"cannot tell the KITTI layout of {root}: expected image_2/ (a KITTI Road folder such as "
-                    "data_road/testing), image_02/ (a KITTI raw drive folder) or a date folder with one "
-                    "*_drive_* folder")
+    raise DataError(
+        f"cannot tell the KITTI layout of {root}: expected image_2/ (a KITTI Road folder such as "
+        "data_road/testing), image_02/ (a KITTI raw drive folder) or a date folder with one "
+        "*_drive_* folder"
+    )
 
 
 def _pngs(folder: Path) -> list[Path]:
@@ -146,8 +160,10 @@ def road_frames(root: Path, start_ns: int, rate_hz: float) -> list[KittiFrame]:
     images = _pngs(root / "image_2")
     calib_dir = root / "calib"
     stamps = synthetic_stamps(len(images), start_ns, rate_hz)
-    return [KittiFrame(image, stamp, calib_dir / f"{image.stem}.txt" if calib_dir.is_dir() else None)
-            for image, stamp in zip(images, stamps)]
+    return [
+        KittiFrame(image, stamp, calib_dir / f"{image.stem}.txt" if calib_dir.is_dir() else None)
+        for image, stamp in zip(images, stamps)
+    ]
 
 
 def drive_folder(root: Path) -> Path:
@@ -157,8 +173,10 @@ def drive_folder(root: Path) -> Path:
     drives = _drives(root)
     if len(drives) != 1:
         found = ", ".join(d.name for d in drives) or "none"
-        raise DataError(f"{root} is not a KITTI raw drive folder (no image_02/) nor a date folder with exactly "
-                        f"one drive (found: {found}); pass the drive folder")
+        raise DataError(
+            f"{root} is not a KITTI raw drive folder (no image_02/) nor a date folder with exactly "
+            f"one drive (found: {found}); pass the drive folder"
+        )
     return drives[0]
 
 
@@ -183,14 +201,17 @@ def raw_frames(root: Path) -> list[KittiFrame]:
     images = _pngs(drive / "image_02" / "data")
     stamps = read_timestamps(drive / "image_02" / "timestamps.txt")
     if len(stamps) != len(images):
-        raise DataError(f"{drive / 'image_02'}: {len(images)} images in data/ but {len(stamps)} lines in "
-                        "timestamps.txt")
+        raise DataError(
+            f"{drive / 'image_02'}: {len(images)} images in data/ but {len(stamps)} lines in "
+            "timestamps.txt"
+        )
     calib = next((c for c in (drive / RAW_CALIB, drive.parent / RAW_CALIB) if c.is_file()), None)
     return [KittiFrame(image, stamp, calib) for image, stamp in zip(images, stamps)]
 
 
-def kitti_frames(root: Path, layout: str | None = None, start_ns: int = 0,
-                 rate_hz: float = 10.0) -> tuple[str, list[KittiFrame]]:
+def kitti_frames(
+    root: Path, layout: str | None = None, start_ns: int = 0, rate_hz: float = 10.0
+) -> tuple[str, list[KittiFrame]]:
     """The layout (detected unless given) and the frames of a KITTI folder, in order."""
     if not root.is_dir():
         raise DataError(f"KITTI folder not found: {root}")

@@ -4,6 +4,7 @@ The producer (a subscription callback) ``put``s without ever blocking; the consu
 worker) ``take``s the newest item, blocking until one arrives or the slot is closed. An item replaced
 before anyone took it counts as dropped.
 """
+
 from __future__ import annotations
 
 import threading

@@ -1,11 +1,12 @@
 """The managed (lifecycle) variant of the road_segmentation node: same parameters, core and topics.
 
-    configure  -> load and warm up the model, create the (lifecycle) publishers
-    activate   -> subscribe, start the worker; outputs are published
-    deactivate -> unsubscribe, stop the worker; the model stays loaded, nothing is published
-    cleanup    -> destroy the publishers, release the model
-    shutdown   -> all of the above, from any state
+configure  -> load and warm up the model, create the (lifecycle) publishers
+activate   -> subscribe, start the worker; outputs are published
+deactivate -> unsubscribe, stop the worker; the model stays loaded, nothing is published
+cleanup    -> destroy the publishers, release the model
+shutdown   -> all of the above, from any state
 """
+
 from __future__ import annotations
 
 from typing import Any

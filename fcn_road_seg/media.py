@@ -9,6 +9,7 @@ with the same model, backend, device, network-size and threshold options. The ou
 only when the run ends (it is built beside its name and renamed), never over an existing one unless
 ``--overwrite``; a camera stopped with Ctrl-C keeps what it recorded, a file run interrupted keeps nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,9 @@ from .segmenter import Segmenter, add_segmenter_arguments, segmenter_from_args
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 KITTI_STEM = re.compile(r"^(um|umm|uu)_(\d{6})$")
 DEFAULT_FPS = 10.0
-MAX_BAD_VIDEO_FRAMES = 25  # consecutive undecodable frames after which a video is taken to have ended
+MAX_BAD_VIDEO_FRAMES = (
+    25  # consecutive undecodable frames after which a video is taken to have ended
+)
 
 
 @dataclass
@@ -91,7 +94,9 @@ def _read_video(capture: cv2.VideoCapture, spec: str, total: int | None) -> Iter
                 return
             else:
                 bad_run += 1
-                yield Item(index, f"{index:06d}", None, f"{spec}: frame {index} could not be decoded")
+                yield Item(
+                    index, f"{index:06d}", None, f"{spec}: frame {index} could not be decoded"
+                )
             index += 1
     finally:
         capture.release()
@@ -104,15 +109,22 @@ def open_source(spec: str, fps: float | None = None) -> Source:
         if not capture.isOpened():
             raise DataError(f"cannot open camera {spec}")
         rate = fps or capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
-        return Source(f"camera {spec}", None, rate, _read_video(capture, f"camera {spec}", None), live=True)
+        return Source(
+            f"camera {spec}", None, rate, _read_video(capture, f"camera {spec}", None), live=True
+        )
     files = image_files(spec)
     if files is None and Path(spec).suffix.lower() in IMAGE_SUFFIXES:
         files = [Path(spec)] if Path(spec).is_file() else None
     if files is not None:
         if not files:
             raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {spec}")
-        return Source(f"{len(files)} images from {spec}", len(files), fps or DEFAULT_FPS, _read_images(files),
-                      still=True)
+        return Source(
+            f"{len(files)} images from {spec}",
+            len(files),
+            fps or DEFAULT_FPS,
+            _read_images(files),
+            still=True,
+        )
     if not Path(spec).is_file():
         raise DataError(f"input not found: {spec}")
     capture = cv2.VideoCapture(spec)
@@ -121,7 +133,12 @@ def open_source(spec: str, fps: float | None = None) -> Source:
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     total = count if count > 0 else None
     rate = fps or capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
-    return Source(f"video {spec} ({count} frames at {rate:g} FPS)", total, rate, _read_video(capture, spec, total))
+    return Source(
+        f"video {spec} ({count} frames at {rate:g} FPS)",
+        total,
+        rate,
+        _read_video(capture, spec, total),
+    )
 
 
 def confidence_name(name: str) -> str:
@@ -149,19 +166,38 @@ def wanted_outputs(args: argparse.Namespace, still_images: bool) -> Wanted:
     return Wanted(not still_images, still_images, True, False, True)
 
 
-def segment_source(source: Source, segmenter: Segmenter, out: Path, wanted: Wanted, strict: bool = False,
-                   show: bool = False, progress: bool = True) -> dict:
+def segment_source(
+    source: Source,
+    segmenter: Segmenter,
+    out: Path,
+    wanted: Wanted,
+    strict: bool = False,
+    show: bool = False,
+    progress: bool = True,
+) -> dict:
     """Segment every frame of ``source`` into the (new, temporary) folder ``out``; returns a summary."""
     for sub, on in (("masks", wanted.masks), ("confidence", wanted.confidence)):
         if on:
             (out / sub).mkdir()
     skipped, frames, core_ms, start = [], 0, 0.0, time.perf_counter()
     with contextlib.ExitStack() as stack:
-        exports = OverlayExports(stack, source.total, out / "overlay.mp4" if wanted.video else None,
-                                 out / "overlays" if wanted.overlays else None,
-                                 out / "contact_sheet.png" if wanted.sheet else None, source.fps)
-        bar = stack.enter_context(tqdm(source.frames, total=source.total, unit="frame", desc="segment",
-                                       disable=not progress))
+        exports = OverlayExports(
+            stack,
+            source.total,
+            out / "overlay.mp4" if wanted.video else None,
+            out / "overlays" if wanted.overlays else None,
+            out / "contact_sheet.png" if wanted.sheet else None,
+            source.fps,
+        )
+        bar = stack.enter_context(
+            tqdm(
+                source.frames,
+                total=source.total,
+                unit="frame",
+                desc="segment",
+                disable=not progress,
+            )
+        )
         try:
             for item in bar:
                 try:
@@ -178,7 +214,9 @@ def segment_source(source: Source, segmenter: Segmenter, out: Path, wanted: Want
                 if wanted.masks:
                     write_png(out / "masks" / f"{item.name}.png", result.mask)
                 if wanted.confidence:
-                    write_png(out / "confidence" / f"{confidence_name(item.name)}.png", result.confidence)
+                    write_png(
+                        out / "confidence" / f"{confidence_name(item.name)}.png", result.confidence
+                    )
                 exports.add(item.index, f"#{item.index}  {item.name}", item.name, result.overlay)
                 frames += 1
                 if show:
@@ -192,8 +230,13 @@ def segment_source(source: Source, segmenter: Segmenter, out: Path, wanted: Want
             raise DataError(f"none of the frames of {source.description} could be segmented")
         exports.finish()
     seconds = time.perf_counter() - start
-    return {"frames": frames, "seconds": seconds, "fps": frames / seconds, "core_ms": core_ms / frames,
-            "skipped": skipped}
+    return {
+        "frames": frames,
+        "seconds": seconds,
+        "fps": frames / seconds,
+        "core_ms": core_ms / frames,
+        "skipped": skipped,
+    }
 
 
 def publish(tmp: Path, out: Path, overwrite: bool) -> None:
@@ -212,19 +255,39 @@ def publish(tmp: Path, out: Path, overwrite: bool) -> None:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fcn-road-segment", description="Road masks and overlays for a video file, "
-                                "an image, a folder or glob of images, or a camera index; no ROS needed")
-    p.add_argument("input", help="video file, image file, folder, glob ('dir/*.jpg') or camera index (0)")
-    p.add_argument("-o", "--output", required=True, help="output folder (must not exist, unless --overwrite)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder once done")
-    p.add_argument("--video", action="store_true", help="write overlay.mp4 at the input's frame rate")
+    p = argparse.ArgumentParser(
+        prog="fcn-road-segment",
+        description="Road masks and overlays for a video file, "
+        "an image, a folder or glob of images, or a camera index; no ROS needed",
+    )
+    p.add_argument(
+        "input", help="video file, image file, folder, glob ('dir/*.jpg') or camera index (0)"
+    )
+    p.add_argument(
+        "-o", "--output", required=True, help="output folder (must not exist, unless --overwrite)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output folder once done"
+    )
+    p.add_argument(
+        "--video", action="store_true", help="write overlay.mp4 at the input's frame rate"
+    )
     p.add_argument("--overlays", action="store_true", help="write overlays/<name>.png")
     p.add_argument("--masks", action="store_true", help="write masks/<name>.png (0 / 255)")
-    p.add_argument("--confidence", action="store_true",
-                   help="write confidence/<name>.png (255 * P(road); KITTI names become <cat>_road_<id>.png)")
+    p.add_argument(
+        "--confidence",
+        action="store_true",
+        help="write confidence/<name>.png (255 * P(road); KITTI names become <cat>_road_<id>.png)",
+    )
     p.add_argument("--contact-sheet", action="store_true", help="write contact_sheet.png")
-    p.add_argument("--fps", type=float, help="frame rate of the overlay MP4 (default: the input's, or 10)")
-    p.add_argument("--strict", action="store_true", help="stop at the first unreadable frame instead of listing it")
+    p.add_argument(
+        "--fps", type=float, help="frame rate of the overlay MP4 (default: the input's, or 10)"
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first unreadable frame instead of listing it",
+    )
     p.add_argument("--show", action="store_true", help="preview window (needs a display); q stops")
     add_segmenter_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -241,16 +304,22 @@ def run(args: argparse.Namespace) -> dict:
     source = open_source(args.input, args.fps)
     wanted = wanted_outputs(args, source.still)
     segmenter = segmenter_from_args(args)
-    print(f"{source.description}; model {args.model or default_model_path()}: {segmenter.backend.describe()}")
+    print(
+        f"{source.description}; model {args.model or default_model_path()}: {segmenter.backend.describe()}"
+    )
     tmp = temp_dir_for(out)
     try:
-        summary = segment_source(source, segmenter, tmp, wanted, args.strict, args.show, not args.no_progress)
+        summary = segment_source(
+            source, segmenter, tmp, wanted, args.strict, args.show, not args.no_progress
+        )
         publish(tmp, out, args.overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    print(f"wrote {out}: {summary['frames']} frames in {summary['seconds']:.1f} s = {summary['fps']:.2f} FPS "
-          f"(core {summary['core_ms']:.0f} ms/frame), network at {segmenter.backend.network_size_text()}")
+    print(
+        f"wrote {out}: {summary['frames']} frames in {summary['seconds']:.1f} s = {summary['fps']:.2f} FPS "
+        f"(core {summary['core_ms']:.0f} ms/frame), network at {segmenter.backend.network_size_text()}"
+    )
     for item in summary["skipped"]:
         print(f"skipped frame #{item.index} ({item.name}): {item.reason}")
     return summary

@@ -1,4 +1,5 @@
 """The JSON metadata beside an exported model or engine (``<model>.json``), and file hashes."""
+
 from __future__ import annotations
 
 import hashlib

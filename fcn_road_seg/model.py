@@ -5,6 +5,7 @@ logits (0 = non-road, 1 = road). ImageNet normalisation lives inside the model, 
 ONNX export and every backend feed the same thing. ``RoadProbability`` wraps it for deployment:
 uint8 N x H x W x 3 RGB in, float P(road) N x H x W out, so pre- and post-processing run in the graph.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,7 +23,10 @@ from .weights import IMAGENET_MEAN, IMAGENET_STD, encoder_state_dict, load_torch
 
 NUM_CLASSES = 2
 STRIDE = 32
-POOL3_END, POOL4_END = 17, 24  # indices just past pool3 and pool4 in torchvision's VGG16 ``features``
+POOL3_END, POOL4_END = (
+    17,
+    24,
+)  # indices just past pool3 and pool4 in torchvision's VGG16 ``features``
 POOL4_SCALE, POOL3_SCALE = 0.01, 0.0001  # FCN-8s "at-once" skip scaling
 INPUT, OUTPUT = "image", "prob"  # RoadProbability's I/O names in every exported model and engine
 
@@ -40,7 +44,9 @@ def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
 
 def _upsample(channels: int, factor: int) -> nn.ConvTranspose2d:
     """A transposed convolution (kernel 2f, stride f) initialised as exact bilinear upsampling by f."""
-    layer = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, padding=factor // 2, bias=False)
+    layer = nn.ConvTranspose2d(
+        channels, channels, 2 * factor, stride=factor, padding=factor // 2, bias=False
+    )
     with torch.no_grad():
         layer.weight.copy_(bilinear_kernel(channels, 2 * factor))
     return layer
@@ -49,13 +55,24 @@ def _upsample(channels: int, factor: int) -> nn.ConvTranspose2d:
 class FCN8s(nn.Module):
     """VGG16 FCN-8s with convolutional fc6/fc7, scaled skips and bilinear-initialised upsampling."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, fc_channels: int = 4096, fc6_kernel: int = 7,
-                 dropout: float = 0.5) -> None:
+    def __init__(
+        self,
+        num_classes: int = NUM_CLASSES,
+        fc_channels: int = 4096,
+        fc6_kernel: int = 7,
+        dropout: float = 0.5,
+    ) -> None:
         super().__init__()
         if fc6_kernel % 2 != 1:
             raise ValueError(f"fc6_kernel must be odd, got {fc6_kernel}")
-        self.config = {"num_classes": num_classes, "fc_channels": fc_channels, "fc6_kernel": fc6_kernel}
-        self.features = make_layers(cfgs["D"], batch_norm=False)  # torchvision's VGG16 layout and key names
+        self.config = {
+            "num_classes": num_classes,
+            "fc_channels": fc_channels,
+            "fc6_kernel": fc6_kernel,
+        }
+        self.features = make_layers(
+            cfgs["D"], batch_norm=False
+        )  # torchvision's VGG16 layout and key names
         self.fc6 = nn.Conv2d(512, fc_channels, fc6_kernel, padding=fc6_kernel // 2)
         self.fc7 = nn.Conv2d(fc_channels, fc_channels, 1)
         self.drop = nn.Dropout2d(dropout)
@@ -65,7 +82,9 @@ class FCN8s(nn.Module):
         self.upscore2 = _upsample(num_classes, 2)
         self.upscore_pool4 = _upsample(num_classes, 2)
         self.upscore8 = _upsample(num_classes, 8)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False
+        )
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self._init_weights()
 
@@ -110,7 +129,9 @@ class RoadProbability(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Normalise, run FCN-8s in its own dtype, and take the (tempered) two-class softmax's road channel."""
-        x = image.permute(0, 3, 1, 2).to(self.fcn.mean.dtype) / 255.0  # NHWC input: already channels_last
+        x = (
+            image.permute(0, 3, 1, 2).to(self.fcn.mean.dtype) / 255.0
+        )  # NHWC input: already channels_last
         logits = self.fcn(x).float()
         z = logits[:, 1] - logits[:, 0]
         if self.temperature != 1.0:
@@ -126,20 +147,41 @@ def load_vgg16_weights(model: FCN8s, weights: str) -> list[str]:
     has one (HED's has none).
     """
     state, source = encoder_state_dict(weights)
-    fc = model.config["fc_channels"] == 4096 and model.config["fc6_kernel"] == 7 and not source.startswith("HED")
+    fc = (
+        model.config["fc_channels"] == 4096
+        and model.config["fc6_kernel"] == 7
+        and not source.startswith("HED")
+    )
     wanted = {f"features.{k}": v.shape for k, v in model.features.state_dict().items()}
     if fc:
-        wanted.update({"classifier.0.weight": (4096, 25088), "classifier.0.bias": (4096,),
-                       "classifier.3.weight": (4096, 4096), "classifier.3.bias": (4096,)})
+        wanted.update(
+            {
+                "classifier.0.weight": (4096, 25088),
+                "classifier.0.bias": (4096,),
+                "classifier.3.weight": (4096, 4096),
+                "classifier.3.bias": (4096,),
+            }
+        )
     missing = sorted(k for k in wanted if k not in state)
-    wrong = sorted(f"{k}: {tuple(state[k].shape)} (expected {tuple(s)})"
-                   for k, s in wanted.items() if k in state and tuple(state[k].shape) != tuple(s))
+    wrong = sorted(
+        f"{k}: {tuple(state[k].shape)} (expected {tuple(s)})"
+        for k, s in wanted.items()
+        if k in state and tuple(state[k].shape) != tuple(s)
+    )
     if missing or wrong:
-        raise ModelError(f"{source} is not a torchvision VGG16 state dict: "
-                         + "; ".join(filter(None, [missing and f"missing keys {missing}",
-                                                   wrong and f"wrong shapes {wrong}"])))
+        raise ModelError(
+            f"{source} is not a torchvision VGG16 state dict: "
+            + "; ".join(
+                filter(
+                    None,
+                    [missing and f"missing keys {missing}", wrong and f"wrong shapes {wrong}"],
+                )
+            )
+        )
     with torch.no_grad():
-        model.features.load_state_dict({k[len("features."):]: state[k] for k in wanted if k.startswith("features.")})
+        model.features.load_state_dict(
+            {k[len("features.") :]: state[k] for k in wanted if k.startswith("features.")}
+        )
         loaded = ["features"]
         if fc:
             model.fc6.weight.copy_(state["classifier.0.weight"].view(4096, 512, 7, 7))
@@ -165,29 +207,54 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[FCN8s, dict[str, Any]]:
     """
     ckpt = load_torch_file(path, "model")
     if not isinstance(ckpt, Mapping) or "model" not in ckpt or "model_config" not in ckpt:
-        raise ModelError(f"{path} is not an fcn_road_seg checkpoint (needs 'model' and 'model_config' entries)")
+        raise ModelError(
+            f"{path} is not an fcn_road_seg checkpoint (needs 'model' and 'model_config' entries)"
+        )
     state, config = ckpt["model"], ckpt["model_config"]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelError(f"checkpoint {path}: 'model' is a {type(state).__name__}, not a state dict of tensors")
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        raise ModelError(
+            f"checkpoint {path}: 'model' is a {type(state).__name__}, not a state dict of tensors"
+        )
     if not isinstance(config, Mapping):
-        raise ModelError(f"checkpoint {path}: 'model_config' is a {type(config).__name__}, not a mapping")
-    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+        raise ModelError(
+            f"checkpoint {path}: 'model_config' is a {type(config).__name__}, not a mapping"
+        )
+    bad = sorted(
+        k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()
+    )
     if bad:
-        raise ModelError(f"checkpoint {path}: weights that are NaN or infinite in {', '.join(bad[:5])}"
-                         f"{' ...' if len(bad) > 5 else ''}")
+        raise ModelError(
+            f"checkpoint {path}: weights that are NaN or infinite in {', '.join(bad[:5])}"
+            f"{' ...' if len(bad) > 5 else ''}"
+        )
     try:
         model = FCN8s(**config)
         model.load_state_dict({k: v.float() for k, v in state.items()})
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ModelError(f"checkpoint {path} does not match FCN8s: {exc}") from exc
-    meta = {k: ckpt[k] for k in ("working_size", "encoder", "metrics", "temperature", "calibration") if k in ckpt}
+    meta = {
+        k: ckpt[k]
+        for k in ("working_size", "encoder", "metrics", "temperature", "calibration")
+        if k in ckpt
+    }
     temperature = meta.get("temperature", 1.0)
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise ModelError(f"checkpoint {path}: temperature {temperature!r} is not a positive number")
+    if not (
+        isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0
+    ):
+        raise ModelError(
+            f"checkpoint {path}: temperature {temperature!r} is not a positive number"
+        )
     size = meta.get("working_size")
-    if size is not None and not (isinstance(size, (list, tuple)) and len(size) == 2
-                                 and all(isinstance(v, int) and v >= STRIDE for v in size)):
-        raise ModelError(f"checkpoint {path}: working_size {size!r} is not [height, width] of at least {STRIDE}")
+    if size is not None and not (
+        isinstance(size, (list, tuple))
+        and len(size) == 2
+        and all(isinstance(v, int) and v >= STRIDE for v in size)
+    ):
+        raise ModelError(
+            f"checkpoint {path}: working_size {size!r} is not [height, width] of at least {STRIDE}"
+        )
     return model.eval(), meta
 
 

@@ -7,6 +7,7 @@ The callback only stores the newest message, so a slow model drops frames instea
 the confidence, overlay and grid are computed only while someone subscribes to them. ``RoadSeg`` holds
 everything both the plain node and the lifecycle node do; they differ only in when they call it.
 """
+
 from __future__ import annotations
 
 import array
@@ -19,7 +20,12 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, Quaternion
 from nav_msgs.msg import MapMetaData, OccupancyGrid
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.logging import get_logger
@@ -42,8 +48,12 @@ from .stats import Stats, health
 
 NODE_NAME = "road_segmentation"
 RUNTIME = ("threshold", "overlay_alpha", "overlay_color")
-CHOICES = {"backend": BACKENDS, "resize_policy": RESIZE_POLICIES, "trt_rebuild": ("never", "if-stale"),
-           "grid_occupancy": OCCUPANCY_MODES}
+CHOICES = {
+    "backend": BACKENDS,
+    "resize_policy": RESIZE_POLICIES,
+    "trt_rebuild": ("never", "if-stale"),
+    "grid_occupancy": OCCUPANCY_MODES,
+}
 LOG_PERIOD_S = 5.0
 OUTPUT_DEPTH = 5
 _UNIT = {"floating_point_range": [FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)]}
@@ -51,53 +61,126 @@ _ANGLE = {"floating_point_range": [FloatingPointRange(from_value=-1.5, to_value=
 
 #: name -> (default, description, extra ParameterDescriptor fields); all but RUNTIME are read-only
 PARAMETERS: dict[str, tuple[Any, str, dict]] = {
-    "model_path": ("", "Model file: .pt checkpoint, .onnx or TensorRT .engine; '' = the model shipped "
-                       "in the package", {}),
-    "backend": ("auto", "Inference backend: auto | tensorrt | torch | onnxruntime (auto picks by file type, "
-                        "TensorRT for .onnx when available)", {}),
+    "model_path": (
+        "",
+        "Model file: .pt checkpoint, .onnx or TensorRT .engine; '' = the model shipped "
+        "in the package",
+        {},
+    ),
+    "backend": (
+        "auto",
+        "Inference backend: auto | tensorrt | torch | onnxruntime (auto picks by file type, "
+        "TensorRT for .onnx when available)",
+        {},
+    ),
     "device": ("auto", "torch device: auto (CUDA when available) | cpu | cuda | cuda:N", {}),
-    "network_size": ("auto", "Size the network runs at: auto (the model's working size, from its file) | "
-                              "native (each frame's own size) | HxW, e.g. 188x624", {}),
-    "resize_policy": ("letterbox", "How frames meet a fixed-shape model exported at another size than its "
-                                   "working size: letterbox (keep aspect, pad) | stretch", {}),
-    "precision": ("auto", "Network precision: torch auto | fp32 | fp16 | bf16; TensorRT auto | fp32 | fp16 | int8", {}),
+    "network_size": (
+        "auto",
+        "Size the network runs at: auto (the model's working size, from its file) | "
+        "native (each frame's own size) | HxW, e.g. 188x624",
+        {},
+    ),
+    "resize_policy": (
+        "letterbox",
+        "How frames meet a fixed-shape model exported at another size than its "
+        "working size: letterbox (keep aspect, pad) | stretch",
+        {},
+    ),
+    "precision": (
+        "auto",
+        "Network precision: torch auto | fp32 | fp16 | bf16; TensorRT auto | fp32 | fp16 | int8",
+        {},
+    ),
     "torch_compile": (False, "torch.compile the network (torch backend)", {}),
-    "onnx_threads": (0, "ONNX Runtime intra-op threads (0 = its default)",
-                     {"integer_range": [IntegerRange(from_value=0, to_value=256, step=1)]}),
-    "trt_rebuild": ("never", "TensorRT .engine files: never | if-stale (rebuild from the ONNX named in its metadata)",
-                    {}),
-    "trt_workspace_gb": (4.0, "TensorRT builder workspace in GiB (engines built at startup from an .onnx)",
-                         {"floating_point_range": [FloatingPointRange(from_value=0.25, to_value=1024.0, step=0.0)]}),
+    "onnx_threads": (
+        0,
+        "ONNX Runtime intra-op threads (0 = its default)",
+        {"integer_range": [IntegerRange(from_value=0, to_value=256, step=1)]},
+    ),
+    "trt_rebuild": (
+        "never",
+        "TensorRT .engine files: never | if-stale (rebuild from the ONNX named in its metadata)",
+        {},
+    ),
+    "trt_workspace_gb": (
+        4.0,
+        "TensorRT builder workspace in GiB (engines built at startup from an .onnx)",
+        {"floating_point_range": [FloatingPointRange(from_value=0.25, to_value=1024.0, step=0.0)]},
+    ),
     "trt_timing_cache": ("", "TensorRT timing cache file ('' = none)", {}),
-    "warmup_size": ([375, 1242], "[height, width] of the blank frames run at startup; [0, 0] = no warm-up",
-                    {}),
+    "warmup_size": (
+        [375, 1242],
+        "[height, width] of the blank frames run at startup; [0, 0] = no warm-up",
+        {},
+    ),
     "threshold": (0.5, "A pixel is road when P(road) >= threshold; changeable at run time", _UNIT),
-    "overlay_alpha": (0.5, "Blend weight of overlay_color over road pixels; changeable at run time", _UNIT),
-    "overlay_color": ([0, 255, 0], "[R, G, B] (0..255) painted over road pixels in the overlay; changeable "
-                                   "at run time", {}),
+    "overlay_alpha": (
+        0.5,
+        "Blend weight of overlay_color over road pixels; changeable at run time",
+        _UNIT,
+    ),
+    "overlay_color": (
+        [0, 255, 0],
+        "[R, G, B] (0..255) painted over road pixels in the overlay; changeable at run time",
+        {},
+    ),
     "publish_confidence": (True, "Advertise road_seg/confidence (mono8, 255 * P(road))", {}),
-    "publish_overlay": (True, "Advertise road_seg/overlay (the input with road pixels tinted)", {}),
-    "publish_grid": (True, "Advertise road_seg/grid (nav_msgs/OccupancyGrid of drivable road in grid_frame; "
-                           "needs camera_info)", {}),
-    "use_compressed": (False, "Subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image",
-                       {}),
-    "max_pixels": (MAX_PIXELS, f"Largest width x height accepted (bigger frames are rejected as bad messages, "
-                               f"compressed ones before decoding); each side must also be >= {MIN_SIDE}",
-                   {"integer_range": [IntegerRange(from_value=MIN_SIDE ** 2, to_value=1 << 31, step=1)]}),
-    "grid_frame": ("base_footprint", "Frame of road_seg/grid; the ground is its z = 0 plane (x forward, y left)",
-                   {}),
-    "grid_use_tf": (False, "Look the camera up in grid_frame with tf2 (else: camera_height, camera_pitch, "
-                           "camera_roll, with grid_frame on the ground under the camera)", {}),
-    "camera_height": (1.65, "Camera height over the ground (m), without tf (KITTI: 1.65)",
-                      {"floating_point_range": [FloatingPointRange(from_value=0.01, to_value=100.0, step=0.0)]}),
+    "publish_overlay": (
+        True,
+        "Advertise road_seg/overlay (the input with road pixels tinted)",
+        {},
+    ),
+    "publish_grid": (
+        True,
+        "Advertise road_seg/grid (nav_msgs/OccupancyGrid of drivable road in grid_frame; "
+        "needs camera_info)",
+        {},
+    ),
+    "use_compressed": (
+        False,
+        "Subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image",
+        {},
+    ),
+    "max_pixels": (
+        MAX_PIXELS,
+        f"Largest width x height accepted (bigger frames are rejected as bad messages, "
+        f"compressed ones before decoding); each side must also be >= {MIN_SIDE}",
+        {"integer_range": [IntegerRange(from_value=MIN_SIDE**2, to_value=1 << 31, step=1)]},
+    ),
+    "grid_frame": (
+        "base_footprint",
+        "Frame of road_seg/grid; the ground is its z = 0 plane (x forward, y left)",
+        {},
+    ),
+    "grid_use_tf": (
+        False,
+        "Look the camera up in grid_frame with tf2 (else: camera_height, camera_pitch, "
+        "camera_roll, with grid_frame on the ground under the camera)",
+        {},
+    ),
+    "camera_height": (
+        1.65,
+        "Camera height over the ground (m), without tf (KITTI: 1.65)",
+        {"floating_point_range": [FloatingPointRange(from_value=0.01, to_value=100.0, step=0.0)]},
+    ),
     "camera_pitch": (0.0, "Camera pitch (rad, positive = looking down), without tf", _ANGLE),
-    "camera_roll": (0.0, "Camera roll (rad, positive = clockwise seen from behind), without tf", _ANGLE),
-    "grid_resolution": (0.05, "Grid cell size (m)",
-                        {"floating_point_range": [FloatingPointRange(from_value=0.01, to_value=10.0, step=0.0)]}),
+    "camera_roll": (
+        0.0,
+        "Camera roll (rad, positive = clockwise seen from behind), without tf",
+        _ANGLE,
+    ),
+    "grid_resolution": (
+        0.05,
+        "Grid cell size (m)",
+        {"floating_point_range": [FloatingPointRange(from_value=0.01, to_value=10.0, step=0.0)]},
+    ),
     "grid_x_range": ([0.0, 40.0], "[min, max] of the grid along grid_frame's x (forward), m", {}),
     "grid_y_range": ([-10.0, 10.0], "[min, max] of the grid along grid_frame's y (left), m", {}),
-    "grid_occupancy": ("binary", "Cell values: binary (road 0, other 100) | scaled (round(100 (1 - P))); "
-                                 "unseen cells -1", {}),
+    "grid_occupancy": (
+        "binary",
+        "Cell values: binary (road 0, other 100) | scaled (round(100 (1 - P))); unseen cells -1",
+        {},
+    ),
 }
 
 
@@ -110,8 +193,15 @@ def make_image(header: Any, fields: dict) -> Image:
     """An rclpy Image from the core's fields; ``data`` goes in as array('B'), rclpy's fast path."""
     data = array.array("B")
     data.frombytes(fields["data"])
-    return Image(header=header, height=fields["height"], width=fields["width"], encoding=fields["encoding"],
-                 is_bigendian=fields["is_bigendian"], step=fields["step"], data=data)
+    return Image(
+        header=header,
+        height=fields["height"],
+        width=fields["width"],
+        encoding=fields["encoding"],
+        is_bigendian=fields["is_bigendian"],
+        step=fields["step"],
+        data=data,
+    )
 
 
 def make_grid(header: Header, fields: dict) -> OccupancyGrid:
@@ -119,21 +209,29 @@ def make_grid(header: Header, fields: dict) -> OccupancyGrid:
     data = array.array("b")
     data.frombytes(fields["data"].tobytes())
     x, y = fields["origin_xy"]
-    info = MapMetaData(map_load_time=header.stamp, resolution=fields["resolution"], width=fields["width"],
-                       height=fields["height"], origin=Pose(position=Point(x=x, y=y, z=0.0),
-                                                            orientation=Quaternion(w=1.0)))
+    info = MapMetaData(
+        map_load_time=header.stamp,
+        resolution=fields["resolution"],
+        width=fields["width"],
+        height=fields["height"],
+        origin=Pose(position=Point(x=x, y=y, z=0.0), orientation=Quaternion(w=1.0)),
+    )
     return OccupancyGrid(header=header, info=info, data=data)
 
 
 def declare_parameters(node: Node) -> dict[str, Any]:
     """Declare every parameter of PARAMETERS on ``node`` with its descriptor; return the values, checked."""
     for name, (default, description, extra) in PARAMETERS.items():
-        descriptor = ParameterDescriptor(description=description, read_only=name not in RUNTIME, **extra)
+        descriptor = ParameterDescriptor(
+            description=description, read_only=name not in RUNTIME, **extra
+        )
         node.declare_parameter(name, default, descriptor)
     values = {name: _plain(node.get_parameter(name).value) for name in PARAMETERS}
     for name, choices in CHOICES.items():
         if values[name] not in choices:
-            raise ValueError(f"parameter {name} must be one of {', '.join(choices)}, got '{values[name]}'")
+            raise ValueError(
+                f"parameter {name} must be one of {', '.join(choices)}, got '{values[name]}'"
+            )
     size = values["warmup_size"]
     if len(size) != 2 or min(size) < 0:
         raise ValueError(f"parameter warmup_size must be [height, width] >= 0, got {size}")
@@ -142,10 +240,26 @@ def declare_parameters(node: Node) -> dict[str, Any]:
 
 def build_segmenter(p: dict[str, Any]) -> Segmenter:
     """The per-frame core from the node's parameters (ModelError or ValueError when it cannot be built)."""
-    options = BackendOptions(p["precision"], p["torch_compile"], p["onnx_threads"], p["trt_rebuild"],
-                             p["trt_workspace_gb"], p["trt_timing_cache"])
-    return make_segmenter(p["model_path"] or None, p["backend"], p["device"], p["resize_policy"], p["network_size"],
-                          p["threshold"], p["overlay_color"], p["overlay_alpha"], p["max_pixels"], options)
+    options = BackendOptions(
+        p["precision"],
+        p["torch_compile"],
+        p["onnx_threads"],
+        p["trt_rebuild"],
+        p["trt_workspace_gb"],
+        p["trt_timing_cache"],
+    )
+    return make_segmenter(
+        p["model_path"] or None,
+        p["backend"],
+        p["device"],
+        p["resize_policy"],
+        p["network_size"],
+        p["threshold"],
+        p["overlay_color"],
+        p["overlay_alpha"],
+        p["max_pixels"],
+        options,
+    )
 
 
 def build_grid(p: dict[str, Any]) -> GroundGrid:
@@ -184,36 +298,54 @@ class RoadSeg:
         backend = self._segmenter.backend
         warmup = backend.warmup(*p["warmup_size"]) if min(p["warmup_size"]) > 0 else 0.0
         self._grid = build_grid(p)
-        self._mount = geometry.camera_from_mount(p["camera_height"], p["camera_pitch"], p["camera_roll"])
+        self._mount = geometry.camera_from_mount(
+            p["camera_height"], p["camera_pitch"], p["camera_roll"]
+        )
         self._tf_buffer = self._tf_listener = None
         self._camera: Camera | None = None
         self._backend_info = backend.describe()
         self._network_size = backend.network_size_text()
-        return (f"{self._backend_info}; model {p['model_path'] or 'the default model'}; warm-up {warmup:.2f} s at "
-                f"{p['warmup_size'][0]}x{p['warmup_size'][1]}")
+        return (
+            f"{self._backend_info}; model {p['model_path'] or 'the default model'}; warm-up {warmup:.2f} s at "
+            f"{p['warmup_size'][0]}x{p['warmup_size'][1]}"
+        )
 
     def _open(self, create_publisher: Callable[..., Any]) -> None:
         """Create the output publishers with ``create_publisher`` (only the outputs asked for)."""
         p = self._params
         qos = QoSProfile(depth=OUTPUT_DEPTH)
-        wanted = {"mask": True, "confidence": p["publish_confidence"], "overlay": p["publish_overlay"]}
-        self._outputs = {name: _overridable(create_publisher, Image, f"road_seg/{name}", qos)
-                         for name, on in wanted.items() if on}
-        self._grid_pub = (_overridable(create_publisher, OccupancyGrid, "road_seg/grid", qos)
-                          if p["publish_grid"] else None)
+        wanted = {
+            "mask": True,
+            "confidence": p["publish_confidence"],
+            "overlay": p["publish_overlay"],
+        }
+        self._outputs = {
+            name: _overridable(create_publisher, Image, f"road_seg/{name}", qos)
+            for name, on in wanted.items()
+            if on
+        }
+        self._grid_pub = (
+            _overridable(create_publisher, OccupancyGrid, "road_seg/grid", qos)
+            if p["publish_grid"]
+            else None
+        )
         self._diagnostics = create_publisher(DiagnosticArray, "/diagnostics", 10)
 
     def _start(self) -> None:
         """Subscribe to the camera and start the worker and the diagnostics timer (ValueError: bad QoS override)."""
         p = self._params
-        msg_type, topic = (CompressedImage, "image/compressed") if p["use_compressed"] else (Image, "image")
+        msg_type, topic = (
+            (CompressedImage, "image/compressed") if p["use_compressed"] else (Image, "image")
+        )
         inputs = [(msg_type, topic, self._on_image)]
         if self._grid_pub is not None:
             inputs.append((CameraInfo, "camera_info", self._on_camera_info))
         self._inputs = []
         try:
             for args in inputs:
-                self._inputs.append(_overridable(self.create_subscription, *args, qos_profile_sensor_data))
+                self._inputs.append(
+                    _overridable(self.create_subscription, *args, qos_profile_sensor_data)
+                )
         except ValueError:
             for subscription in self._inputs:
                 self.destroy_subscription(subscription)
@@ -229,9 +361,11 @@ class RoadSeg:
         self._worker = threading.Thread(target=self._work, name="road_seg_worker", daemon=True)
         self._worker.start()
         qos = self._inputs[0].qos_profile
-        self.get_logger().info(f"segmenting {self._inputs[0].topic_name} ({msg_type.__name__}, "
-                               f"{qos.reliability.name.lower()}, depth {qos.depth}); publishing "
-                               f"{', '.join([*self._outputs, *(['grid'] if self._grid_pub else [])])}")
+        self.get_logger().info(
+            f"segmenting {self._inputs[0].topic_name} ({msg_type.__name__}, "
+            f"{qos.reliability.name.lower()}, depth {qos.depth}); publishing "
+            f"{', '.join([*self._outputs, *(['grid'] if self._grid_pub else [])])}"
+        )
 
     def _stop(self) -> None:
         """Stop the worker (it finishes the frame in hand), the subscriptions and the timer."""
@@ -276,15 +410,22 @@ class RoadSeg:
         try:
             self._camera = Camera.from_info(msg)
         except ValueError as exc:
-            self.get_logger().warning(f"ignoring camera_info: {exc}", throttle_duration_sec=LOG_PERIOD_S)
+            self.get_logger().warning(
+                f"ignoring camera_info: {exc}", throttle_duration_sec=LOG_PERIOD_S
+            )
 
     def _on_diagnostics_timer(self) -> None:
         """Publish one DiagnosticStatus with FPS, latency, drops and bad messages."""
-        level, message, values = health(self._stats.summary(dropped=self._slot.dropped), self._backend_info,
-                                        self._network_size)
-        status = DiagnosticStatus(level=getattr(DiagnosticStatus, level), name=self.get_fully_qualified_name(),
-                                  message=message, hardware_id=self._backend_info,
-                                  values=[KeyValue(key=k, value=v) for k, v in values])
+        level, message, values = health(
+            self._stats.summary(dropped=self._slot.dropped), self._backend_info, self._network_size
+        )
+        status = DiagnosticStatus(
+            level=getattr(DiagnosticStatus, level),
+            name=self.get_fully_qualified_name(),
+            message=message,
+            hardware_id=self._backend_info,
+            values=[KeyValue(key=k, value=v) for k, v in values],
+        )
         header = Header(stamp=self.get_clock().now().to_msg())
         self._diagnostics.publish(DiagnosticArray(header=header, status=[status]))
 
@@ -296,16 +437,28 @@ class RoadSeg:
                 self._segment(msg, received)
             except ImageError as exc:
                 self._stats.bad_message()
-                self.get_logger().error(f"bad image message: {exc}", throttle_duration_sec=LOG_PERIOD_S)
-            except Exception as exc:  # keep serving frames; a shutting-down context ends the worker
+                self.get_logger().error(
+                    f"bad image message: {exc}", throttle_duration_sec=LOG_PERIOD_S
+                )
+            except (
+                Exception
+            ) as exc:  # keep serving frames; a shutting-down context ends the worker
                 if not self.context.ok():
                     return
-                self.get_logger().error(f"segmentation failed: {exc!r}", throttle_duration_sec=LOG_PERIOD_S)
+                self.get_logger().error(
+                    f"segmentation failed: {exc!r}", throttle_duration_sec=LOG_PERIOD_S
+                )
 
     def _segment(self, msg: Image | CompressedImage, received: float) -> None:
         """Segment one message and publish the outputs someone listens to (the mask always)."""
-        outputs = [name for name, pub in self._outputs.items() if name == "mask" or pub.get_subscription_count()]
-        result, messages = self._segmenter.process(msg, make_image, outputs, compressed=self._params["use_compressed"])
+        outputs = [
+            name
+            for name, pub in self._outputs.items()
+            if name == "mask" or pub.get_subscription_count()
+        ]
+        result, messages = self._segmenter.process(
+            msg, make_image, outputs, compressed=self._params["use_compressed"]
+        )
         for name, out in messages.items():
             self._outputs[name].publish(out)
         if self._grid_pub is not None and self._grid_pub.get_subscription_count():
@@ -317,13 +470,17 @@ class RoadSeg:
         pose = self._camera_pose(header.frame_id)
         if self._camera is None or pose is None:
             why = "no camera_info received yet" if self._camera is None else "no camera pose"
-            self.get_logger().warning(f"road_seg/grid not published: {why}", throttle_duration_sec=LOG_PERIOD_S)
+            self.get_logger().warning(
+                f"road_seg/grid not published: {why}", throttle_duration_sec=LOG_PERIOD_S
+            )
             return
         try:
             self._grid.update(self._camera, pose)
             cells = self._grid.occupancy(mask, confidence)
         except ValueError as exc:
-            self.get_logger().warning(f"road_seg/grid not published: {exc}", throttle_duration_sec=LOG_PERIOD_S)
+            self.get_logger().warning(
+                f"road_seg/grid not published: {exc}", throttle_duration_sec=LOG_PERIOD_S
+            )
             return
         grid_header = Header(stamp=header.stamp, frame_id=self._params["grid_frame"])
         self._grid_pub.publish(make_grid(grid_header, self._grid.fields(cells)))
@@ -335,12 +492,18 @@ class RoadSeg:
         from tf2_ros import TransformException
 
         try:
-            t = self._tf_buffer.lookup_transform(camera_frame, self._params["grid_frame"], Time()).transform
+            t = self._tf_buffer.lookup_transform(
+                camera_frame, self._params["grid_frame"], Time()
+            ).transform
         except TransformException as exc:
-            self.get_logger().warning(f"no transform {self._params['grid_frame']} -> {camera_frame}: {exc}",
-                                      throttle_duration_sec=LOG_PERIOD_S)
+            self.get_logger().warning(
+                f"no transform {self._params['grid_frame']} -> {camera_frame}: {exc}",
+                throttle_duration_sec=LOG_PERIOD_S,
+            )
             return None
-        r = geometry.rotation_from_quaternion(t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w)
+        r = geometry.rotation_from_quaternion(
+            t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w
+        )
         return geometry.rigid(r, np.array([t.translation.x, t.translation.y, t.translation.z]))
 
 

@@ -4,6 +4,7 @@ message -> Frame -> backend -> mask / confidence / overlay -> output messages wi
 Output messages are built by a ``make_image(header, fields)`` factory, the only thing that differs
 between rclpy messages and rosbags messages.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,18 +37,31 @@ def check_setting(name: str, value: Any) -> str | None:
         ok = (_is_int(value) or isinstance(value, float)) and 0.0 <= value <= 1.0
         return None if ok else f"{name} must be a number in [0, 1], got {value!r}"
     if name == "overlay_color":
-        ok = (isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, str) and len(value) == 3
-              and all(_is_int(v) and 0 <= v <= 255 for v in value))
-        return None if ok else f"overlay_color must be three integers [R, G, B] in 0..255, got {value!r}"
+        ok = (
+            isinstance(value, (Sequence, np.ndarray))
+            and not isinstance(value, str)
+            and len(value) == 3
+            and all(_is_int(v) and 0 <= v <= 255 for v in value)
+        )
+        return (
+            None
+            if ok
+            else f"overlay_color must be three integers [R, G, B] in 0..255, got {value!r}"
+        )
     return f"unknown setting '{name}'"
 
 
 def overlay(frame: Frame, mask: np.ndarray, color_rgb: Sequence[int], alpha: float) -> np.ndarray:
     """The frame in its own encoding with road pixels blended towards ``color_rgb`` by ``alpha``."""
     r, g, b = color_rgb
-    color = {"rgb": (r, g, b), "bgr": (b, g, r), "mono": (0.299 * r + 0.587 * g + 0.114 * b,)}[frame.order]
+    color = {"rgb": (r, g, b), "bgr": (b, g, r), "mono": (0.299 * r + 0.587 * g + 0.114 * b,)}[
+        frame.order
+    ]
     pixels = frame.pixels[..., 0] if frame.order == "mono" else frame.pixels
-    tint = cv2.add(cv2.convertScaleAbs(pixels, alpha=1.0 - alpha), (*(alpha * c for c in color), 0.0, 0.0, 0.0)[:4])
+    tint = cv2.add(
+        cv2.convertScaleAbs(pixels, alpha=1.0 - alpha),
+        (*(alpha * c for c in color), 0.0, 0.0, 0.0)[:4],
+    )
     out = cv2.copyTo(tint, mask, np.array(pixels, order="C"))
     if out.ndim == 3 and out.shape[2] == 4:
         out[..., 3] = pixels[..., 3]
@@ -67,10 +81,18 @@ class SegResult:
 class Segmenter:
     """A backend plus the run-time settings (threshold, overlay colour and alpha)."""
 
-    def __init__(self, backend: Backend, threshold: float = 0.5, overlay_color: Sequence[int] = (0, 255, 0),
-                 overlay_alpha: float = 0.5, max_pixels: int = image.MAX_PIXELS) -> None:
-        if not _is_int(max_pixels) or max_pixels < image.MIN_SIDE ** 2:
-            raise ValueError(f"max_pixels must be an integer >= {image.MIN_SIDE ** 2}, got {max_pixels!r}")
+    def __init__(
+        self,
+        backend: Backend,
+        threshold: float = 0.5,
+        overlay_color: Sequence[int] = (0, 255, 0),
+        overlay_alpha: float = 0.5,
+        max_pixels: int = image.MAX_PIXELS,
+    ) -> None:
+        if not _is_int(max_pixels) or max_pixels < image.MIN_SIDE**2:
+            raise ValueError(
+                f"max_pixels must be an integer >= {image.MIN_SIDE**2}, got {max_pixels!r}"
+            )
         self.backend = backend
         self.max_pixels = int(max_pixels)
         self.threshold = threshold
@@ -93,13 +115,23 @@ class Segmenter:
         start = time.perf_counter()
         maps = self.backend.infer(frame, self.threshold, timings if profile else None)
         t = time.perf_counter()
-        tinted = overlay(frame, maps.mask, self.overlay_color, self.overlay_alpha) if want_overlay else None
+        tinted = (
+            overlay(frame, maps.mask, self.overlay_color, self.overlay_alpha)
+            if want_overlay
+            else None
+        )
         timings["overlay"] = 1e3 * (time.perf_counter() - t)
         timings["segment"] = 1e3 * (time.perf_counter() - start)
         return SegResult(maps.mask, maps.confidence, tinted, timings)
 
-    def process(self, msg: Any, make_image: MakeImage, outputs: Collection[str] = OUTPUTS,
-                compressed: bool = False, profile: bool = False) -> tuple[SegResult, dict[str, Any]]:
+    def process(
+        self,
+        msg: Any,
+        make_image: MakeImage,
+        outputs: Collection[str] = OUTPUTS,
+        compressed: bool = False,
+        profile: bool = False,
+    ) -> tuple[SegResult, dict[str, Any]]:
         """Segment one Image (or CompressedImage) message into output messages carrying its header.
 
         Raises ``ImageError`` for a message that cannot be segmented. Only the ``outputs`` asked for
@@ -110,23 +142,41 @@ class Segmenter:
         to_array = 1e3 * (time.perf_counter() - start)
         result = self.segment(frame, want_overlay="overlay" in outputs, profile=profile)
         t = time.perf_counter()
-        arrays = {"mask": (result.mask, "mono8"), "confidence": (result.confidence, "mono8"),
-                  "overlay": (result.overlay, frame.encoding)}
-        messages = {name: make_image(msg.header, image.to_fields(*arrays[name])) for name in outputs}
-        result.timings.update(to_array=to_array, to_msg=1e3 * (time.perf_counter() - t),
-                              total=1e3 * (time.perf_counter() - start))
+        arrays = {
+            "mask": (result.mask, "mono8"),
+            "confidence": (result.confidence, "mono8"),
+            "overlay": (result.overlay, frame.encoding),
+        }
+        messages = {
+            name: make_image(msg.header, image.to_fields(*arrays[name])) for name in outputs
+        }
+        result.timings.update(
+            to_array=to_array,
+            to_msg=1e3 * (time.perf_counter() - t),
+            total=1e3 * (time.perf_counter() - start),
+        )
         return result, messages
 
 
-def make_segmenter(model: str | os.PathLike | None = None, backend: str = "auto", device: str = "auto",
-                   resize_policy: str = "letterbox", network_size: str = "auto", threshold: float = 0.5,
-                   overlay_color: Sequence[int] = (0, 255, 0), overlay_alpha: float = 0.5,
-                   max_pixels: int = image.MAX_PIXELS, options: BackendOptions | None = None) -> Segmenter:
+def make_segmenter(
+    model: str | os.PathLike | None = None,
+    backend: str = "auto",
+    device: str = "auto",
+    resize_policy: str = "letterbox",
+    network_size: str = "auto",
+    threshold: float = 0.5,
+    overlay_color: Sequence[int] = (0, 255, 0),
+    overlay_alpha: float = 0.5,
+    max_pixels: int = image.MAX_PIXELS,
+    options: BackendOptions | None = None,
+) -> Segmenter:
     """The one place a Segmenter is built from options (node, segment_bag, demo); ``model`` None = the default."""
     path = model or default_model_path()
     if not model and not os.path.isfile(path):
-        raise ModelError(f"the default model {path} is not installed; pass a model file "
-                         "(checkpoint .pt, .onnx or TensorRT .engine)")
+        raise ModelError(
+            f"the default model {path} is not installed; pass a model file "
+            "(checkpoint .pt, .onnx or TensorRT .engine)"
+        )
     backend_ = load_backend(path, backend, device, resize_policy, network_size, options)
     return Segmenter(backend_, threshold, overlay_color, overlay_alpha, max_pixels)
 
@@ -134,34 +184,81 @@ def make_segmenter(model: str | os.PathLike | None = None, backend: str = "auto"
 def add_segmenter_arguments(parser: argparse.ArgumentParser) -> None:
     """The model, backend and per-frame options every tool shares (the node has them as parameters)."""
     o = BackendOptions()
-    parser.add_argument("--model", help=f"checkpoint, ONNX model or TensorRT engine (default {default_model_path()})")
+    parser.add_argument(
+        "--model",
+        help=f"checkpoint, ONNX model or TensorRT engine (default {default_model_path()})",
+    )
     parser.add_argument("--backend", choices=BACKENDS, default="auto")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument("--network-size", default="auto",
-                        help="size the network runs at: auto (the model's working size), native or HxW")
-    parser.add_argument("--resize-policy", choices=RESIZE_POLICIES, default="letterbox",
-                        help="how frames meet a fixed-shape model exported at another size than its working size")
-    parser.add_argument("--precision", default=o.precision,
-                        help="torch: auto|fp32|fp16|bf16; TensorRT: auto|fp32|fp16|int8 (default auto)")
+    parser.add_argument(
+        "--network-size",
+        default="auto",
+        help="size the network runs at: auto (the model's working size), native or HxW",
+    )
+    parser.add_argument(
+        "--resize-policy",
+        choices=RESIZE_POLICIES,
+        default="letterbox",
+        help="how frames meet a fixed-shape model exported at another size than its working size",
+    )
+    parser.add_argument(
+        "--precision",
+        default=o.precision,
+        help="torch: auto|fp32|fp16|bf16; TensorRT: auto|fp32|fp16|int8 (default auto)",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (torch)")
-    parser.add_argument("--threads", type=int, default=o.threads, help="ONNX Runtime threads (0 = its default)")
-    parser.add_argument("--rebuild", choices=("never", "if-stale"), default=o.rebuild,
-                        help="TensorRT: rebuild a stale .engine from its ONNX")
-    parser.add_argument("--workspace-gb", type=float, default=o.workspace_gb, help="TensorRT builder workspace")
-    parser.add_argument("--timing-cache", default=o.timing_cache, help="TensorRT timing cache file")
-    parser.add_argument("--threshold", type=float, default=0.5, help="road if P(road) >= threshold")
-    parser.add_argument("--overlay-color", type=int, nargs=3, default=[0, 255, 0], metavar=("R", "G", "B"))
+    parser.add_argument(
+        "--threads", type=int, default=o.threads, help="ONNX Runtime threads (0 = its default)"
+    )
+    parser.add_argument(
+        "--rebuild",
+        choices=("never", "if-stale"),
+        default=o.rebuild,
+        help="TensorRT: rebuild a stale .engine from its ONNX",
+    )
+    parser.add_argument(
+        "--workspace-gb", type=float, default=o.workspace_gb, help="TensorRT builder workspace"
+    )
+    parser.add_argument(
+        "--timing-cache", default=o.timing_cache, help="TensorRT timing cache file"
+    )
+    parser.add_argument(
+        "--threshold", type=float, default=0.5, help="road if P(road) >= threshold"
+    )
+    parser.add_argument(
+        "--overlay-color", type=int, nargs=3, default=[0, 255, 0], metavar=("R", "G", "B")
+    )
     parser.add_argument("--overlay-alpha", type=float, default=0.5)
-    parser.add_argument("--max-pixels", type=int, default=image.MAX_PIXELS,
-                        help=f"largest width x height accepted (default {image.MAX_PIXELS}); larger frames are skipped")
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=image.MAX_PIXELS,
+        help=f"largest width x height accepted (default {image.MAX_PIXELS}); larger frames are skipped",
+    )
 
 
 def segmenter_from_args(args: argparse.Namespace) -> Segmenter:
     """``make_segmenter`` from ``add_segmenter_arguments``' flags; a bad setting is a ModelError."""
-    options = BackendOptions(args.precision, args.compile, args.threads, args.rebuild, args.workspace_gb,
-                             args.timing_cache)
+    options = BackendOptions(
+        args.precision,
+        args.compile,
+        args.threads,
+        args.rebuild,
+        args.workspace_gb,
+        args.timing_cache,
+    )
     try:
-        return make_segmenter(args.model, args.backend, args.device, args.resize_policy, args.network_size,
-                              args.threshold, args.overlay_color, args.overlay_alpha, args.max_pixels, options)
+        return make_segmenter(
+            args.model,
+            args.backend,
+            args.device,
+            args.resize_policy,
+            args.network_size,
+            args.threshold,
+            args.overlay_color,
+            args.overlay_alpha,
+            args.max_pixels,
+            options,
+        )
     except ValueError as exc:
         raise ModelError(str(exc)) from exc

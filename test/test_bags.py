@@ -1,4 +1,5 @@
 """kitti2bag and segment_bag on real KITTI frames (downscaled copies), checked value by value."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,10 +38,17 @@ def road_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "calib").mkdir()
     for i, name in enumerate(NAMES):
         pixels = cv2.imread(str(SAMPLES / name))
-        small = cv2.resize(pixels, (pixels.shape[1] // 4, pixels.shape[0] // 4), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            pixels, (pixels.shape[1] // 4, pixels.shape[0] // 4), interpolation=cv2.INTER_AREA
+        )
         cv2.imwrite(str(root / "image_2" / name), small)
         (root / "calib" / name.replace(".png", ".txt")).write_text(
-            "P0: " + " ".join(["0"] * 12) + "\nP2: " + " ".join(f"{v:.12e}" for v in p2_for(i)) + "\n")
+            "P0: "
+            + " ".join(["0"] * 12)
+            + "\nP2: "
+            + " ".join(f"{v:.12e}" for v in p2_for(i))
+            + "\n"
+        )
     return root
 
 
@@ -48,8 +56,13 @@ def road_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def converted(road_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """kitti2bag's summary for ``road_dir``."""
     out = tmp_path_factory.mktemp("bags") / "kitti"
-    return bags.kitti2bag(road_dir, out, rate_hz=4.0, start_ns=parse_stamp("2011-09-26 13:02:25.964389445"),
-                          progress=False)
+    return bags.kitti2bag(
+        road_dir,
+        out,
+        rate_hz=4.0,
+        start_ns=parse_stamp("2011-09-26 13:02:25.964389445"),
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +74,15 @@ def segmenter(tiny_model: Path) -> Segmenter:
 def segmented(converted: dict[str, Any], segmenter: Segmenter) -> dict[str, Any]:
     """segment_bag's summary for the converted bag, with every export."""
     out = converted["bag"].parent
-    return bags.segment_bag(converted["bag"], out / "seg", segmenter, video=out / "o.mp4", frames_dir=out / "frames",
-                            sheet=out / "sheet.png", progress=False)
+    return bags.segment_bag(
+        converted["bag"],
+        out / "seg",
+        segmenter,
+        video=out / "o.mp4",
+        frames_dir=out / "frames",
+        sheet=out / "sheet.png",
+        progress=False,
+    )
 
 
 def read_bag(path: Path) -> dict[str, list[tuple[int, bytes, Any]]]:
@@ -83,31 +103,47 @@ def leftovers(folder: Path) -> list[str]:
 def test_kitti2bag_images_stamps_and_pixels(converted: dict[str, Any], road_dir: Path) -> None:
     start = parse_stamp("2011-09-26 13:02:25.964389445")
     expected = [start, start + 250_000_000, start + 500_000_000]
-    assert converted["frames"] == 3 and converted["layout"] == "road" and converted["stamps_ns"] == expected
+    assert (
+        converted["frames"] == 3
+        and converted["layout"] == "road"
+        and converted["stamps_ns"] == expected
+    )
     topics = read_bag(converted["bag"])
     assert sorted(topics) == [bags.INFO_TOPIC, bags.IMAGE_TOPIC]
     for (stamp, _, msg), want, name in zip(topics[bags.IMAGE_TOPIC], expected, NAMES, strict=True):
         assert stamp == want == bags.header_ns(msg.header)
         assert msg.header.frame_id == "camera_color_left" and msg.encoding == "bgr8"
         pixels = cv2.imread(str(road_dir / "image_2" / name))
-        assert (msg.height, msg.width, msg.step) == (pixels.shape[0], pixels.shape[1], 3 * pixels.shape[1])
+        assert (msg.height, msg.width, msg.step) == (
+            pixels.shape[0],
+            pixels.shape[1],
+            3 * pixels.shape[1],
+        )
         np.testing.assert_array_equal(msg.data.reshape(pixels.shape), pixels)
 
 
 def test_kitti2bag_camera_info_from_calib(converted: dict[str, Any]) -> None:
     topics = read_bag(converted["bag"])
     images = topics[bags.IMAGE_TOPIC]
-    for i, ((stamp, _, info), (image_stamp, _, img)) in enumerate(zip(topics[bags.INFO_TOPIC], images, strict=True)):
+    for i, ((stamp, _, info), (image_stamp, _, img)) in enumerate(
+        zip(topics[bags.INFO_TOPIC], images, strict=True)
+    ):
         assert stamp == image_stamp and info.header.stamp == img.header.stamp
         assert info.header.frame_id == "camera_color_left"
-        assert (info.width, info.height, info.distortion_model) == (img.width, img.height, "plumb_bob")
+        assert (info.width, info.height, info.distortion_model) == (
+            img.width,
+            img.height,
+            "plumb_bob",
+        )
         np.testing.assert_array_equal(info.p, p2_for(i))
         np.testing.assert_array_equal(info.k, [700.0 + i, 0, 600.5, 0, 701.0 + i, 170.25, 0, 0, 1])
         np.testing.assert_array_equal(info.r, np.eye(3).ravel())
         np.testing.assert_array_equal(info.d, np.zeros(5))
 
 
-def test_segment_bag_copies_input_unchanged(converted: dict[str, Any], segmented: dict[str, Any]) -> None:
+def test_segment_bag_copies_input_unchanged(
+    converted: dict[str, Any], segmented: dict[str, Any]
+) -> None:
     before, after = read_bag(converted["bag"]), read_bag(segmented["output"])
     assert sorted(after) == sorted([*before, *SEG_TOPICS])
     for topic, messages in before.items():
@@ -116,42 +152,57 @@ def test_segment_bag_copies_input_unchanged(converted: dict[str, Any], segmented
     assert segmented["fps"] > 0 and segmented["core_ms"] > 0
 
 
-def test_segment_bag_outputs_equal_the_core(segmented: dict[str, Any], tiny_model: Path, road_dir: Path) -> None:
-    core = Segmenter(load_backend(tiny_model, "torch", "cpu"))  # a fresh core on the same checkpoint
+def test_segment_bag_outputs_equal_the_core(
+    segmented: dict[str, Any], tiny_model: Path, road_dir: Path
+) -> None:
+    core = Segmenter(
+        load_backend(tiny_model, "torch", "cpu")
+    )  # a fresh core on the same checkpoint
     topics = read_bag(segmented["output"])
     for i, name in enumerate(NAMES):
         stamp, _, img = topics[bags.IMAGE_TOPIC][i]
         want = core.segment(from_array(cv2.imread(str(road_dir / "image_2" / name)), "bgr8"))
-        for topic, array, encoding in zip(SEG_TOPICS, (want.mask, want.confidence, want.overlay),
-                                          ("mono8", "mono8", "bgr8")):
+        for topic, array, encoding in zip(
+            SEG_TOPICS, (want.mask, want.confidence, want.overlay), ("mono8", "mono8", "bgr8")
+        ):
             out_stamp, _, msg = topics[topic][i]
             assert out_stamp == stamp and msg.header == img.header and msg.encoding == encoding
             np.testing.assert_array_equal(msg.data.reshape(array.shape), array)
-    assert 0 < np.count_nonzero(want.mask) < want.mask.size  # the tiny model's maps are not constant
+    assert (
+        0 < np.count_nonzero(want.mask) < want.mask.size
+    )  # the tiny model's maps are not constant
 
 
 def test_segment_bag_exports(segmented: dict[str, Any], converted: dict[str, Any]) -> None:
     outputs = segmented["outputs"]
     assert video_frames(outputs["video"]) == 3
     overlays = [msg for _, _, msg in read_bag(segmented["output"])["/road_seg/overlay"]]
-    for i, (path, stamp, msg) in enumerate(zip(sorted(outputs["frames_dir"].iterdir()), converted["stamps_ns"],
-                                               overlays, strict=True)):
+    for i, (path, stamp, msg) in enumerate(
+        zip(sorted(outputs["frames_dir"].iterdir()), converted["stamps_ns"], overlays, strict=True)
+    ):
         assert path.name == f"{i:06d}_{stamp}.png"
-        np.testing.assert_array_equal(cv2.imread(str(path)), msg.data.reshape(msg.height, msg.width, 3))
+        np.testing.assert_array_equal(
+            cv2.imread(str(path)), msg.data.reshape(msg.height, msg.width, 3)
+        )
     sheet = cv2.imread(str(outputs["contact_sheet"]))
     thumb_height = round(overlays[0].height * exports.THUMB_WIDTH / overlays[0].width)
     assert sheet.shape == (22 + thumb_height, 3 * exports.THUMB_WIDTH, 3)
     assert leftovers(segmented["output"].parent) == []
 
 
-def test_outputs_are_never_overwritten(converted: dict[str, Any], road_dir: Path, segmenter: Segmenter,
-                                       tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=f"refusing to overwrite existing output: {converted['bag']}"):
+def test_outputs_are_never_overwritten(
+    converted: dict[str, Any], road_dir: Path, segmenter: Segmenter, tmp_path: Path
+) -> None:
+    with pytest.raises(
+        DataError, match=f"refusing to overwrite existing output: {converted['bag']}"
+    ):
         bags.kitti2bag(road_dir, converted["bag"], progress=False)
     video = tmp_path / "taken.mp4"
     video.write_bytes(b"mine")
     with pytest.raises(DataError, match=f"refusing to overwrite existing output: {video}"):
-        bags.segment_bag(converted["bag"], tmp_path / "seg", segmenter, video=video, progress=False)
+        bags.segment_bag(
+            converted["bag"], tmp_path / "seg", segmenter, video=video, progress=False
+        )
     assert video.read_bytes() == b"mine" and not (tmp_path / "seg").exists()
 
 
@@ -162,28 +213,42 @@ def test_unreadable_frames_are_named(road_dir: Path, tmp_path: Path) -> None:
         (src / "image_2" / name).write_bytes((road_dir / "image_2" / name).read_bytes())
     data = (src / "image_2" / NAMES[1]).read_bytes()
     (src / "image_2" / NAMES[1]).write_bytes(data[: len(data) // 2])  # truncated PNG
-    with pytest.raises(DataError, match=rf"1 of 3 frames .*could not be read.*--skip-bad.*\n  .*{NAMES[1]}"):
+    with pytest.raises(
+        DataError, match=rf"1 of 3 frames .*could not be read.*--skip-bad.*\n  .*{NAMES[1]}"
+    ):
         bags.kitti2bag(src, tmp_path / "bag", progress=False)
     assert not (tmp_path / "bag").exists() and leftovers(tmp_path) == []
     summary = bags.kitti2bag(src, tmp_path / "bag", skip_bad=True, progress=False)
-    assert summary["frames"] == 2 and len(summary["skipped"]) == 1 and NAMES[1] in summary["skipped"][0]
+    assert (
+        summary["frames"] == 2
+        and len(summary["skipped"]) == 1
+        and NAMES[1] in summary["skipped"][0]
+    )
     assert len(read_bag(tmp_path / "bag")[bags.IMAGE_TOPIC]) == 2
 
 
-def test_corrupt_bag_is_named_and_leaves_no_output(converted: dict[str, Any], segmenter: Segmenter,
-                                                   tmp_path: Path) -> None:
+def test_corrupt_bag_is_named_and_leaves_no_output(
+    converted: dict[str, Any], segmenter: Segmenter, tmp_path: Path
+) -> None:
     bag = tmp_path / "truncated"
     bag.mkdir()
     for item in converted["bag"].iterdir():
         data = item.read_bytes()
         (bag / item.name).write_bytes(data[: len(data) // 2] if item.suffix == ".db3" else data)
     with pytest.raises(DataError, match=f"cannot read bag {bag}"):
-        bags.segment_bag(bag, tmp_path / "seg", segmenter, video=tmp_path / "o.mp4", progress=False)
+        bags.segment_bag(
+            bag, tmp_path / "seg", segmenter, video=tmp_path / "o.mp4", progress=False
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["truncated"]
 
 
-def test_exception_mid_write_leaves_no_output(converted: dict[str, Any], segmenter: Segmenter, road_dir: Path,
-                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_exception_mid_write_leaves_no_output(
+    converted: dict[str, Any],
+    segmenter: Segmenter,
+    road_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     real_process, calls = Segmenter.process, []
 
     def failing_process(self: Segmenter, *args: Any, **kwargs: Any) -> Any:
@@ -194,8 +259,15 @@ def test_exception_mid_write_leaves_no_output(converted: dict[str, Any], segment
 
     monkeypatch.setattr(Segmenter, "process", failing_process)
     with pytest.raises(RuntimeError, match="boom"):
-        bags.segment_bag(converted["bag"], tmp_path / "seg", segmenter, video=tmp_path / "o.mp4",
-                         frames_dir=tmp_path / "frames", sheet=tmp_path / "s.png", progress=False)
+        bags.segment_bag(
+            converted["bag"],
+            tmp_path / "seg",
+            segmenter,
+            video=tmp_path / "o.mp4",
+            frames_dir=tmp_path / "frames",
+            sheet=tmp_path / "s.png",
+            progress=False,
+        )
     real_messages = bags.frame_messages
 
     def interrupted(frame: Any, layout: str) -> Any:
@@ -219,56 +291,101 @@ def write_bag(path: Path, messages: list[tuple[str, str, int, Any]]) -> None:
             writer.write(conns[topic], stamp, ts.serialize_cdr(msg, msgtype))
 
 
-def test_compressed_images_other_topics_and_skipped_frames(road_dir: Path, segmenter: Segmenter,
-                                                           tmp_path: Path) -> None:
+def test_compressed_images_other_topics_and_skipped_frames(
+    road_dir: Path, segmenter: Segmenter, tmp_path: Path
+) -> None:
     types = bags.typestore().types
     compressed, string = types[bags.COMPRESSED], types["std_msgs/msg/String"]
     png = cv2.imread(str(road_dir / "image_2" / NAMES[0]))
     good = np.frombuffer(cv2.imencode(".png", png)[1].tobytes(), np.uint8)
     stamps = [10**18 + i * 10**8 for i in range(3)]
-    write_bag(tmp_path / "in", [
-        ("/cam/compressed", bags.COMPRESSED, stamps[0], compressed(header=bags.header(stamps[0] - 5), format="png",
-                                                                   data=good)),
-        ("/chatter", "std_msgs/msg/String", stamps[0] + 1, string(data="hello")),
-        ("/cam/compressed", bags.COMPRESSED, stamps[1], compressed(header=bags.header(stamps[1]), format="jpeg",
-                                                                   data=np.zeros(10, np.uint8))),
-        ("/cam/compressed", bags.COMPRESSED, stamps[2], compressed(header=bags.header(stamps[2]), format="png",
-                                                                   data=good)),
-    ])
-    summary = bags.segment_bag(tmp_path / "in", tmp_path / "out", segmenter, topic="/cam/compressed", namespace="seg/",
-                               progress=False)
+    write_bag(
+        tmp_path / "in",
+        [
+            (
+                "/cam/compressed",
+                bags.COMPRESSED,
+                stamps[0],
+                compressed(header=bags.header(stamps[0] - 5), format="png", data=good),
+            ),
+            ("/chatter", "std_msgs/msg/String", stamps[0] + 1, string(data="hello")),
+            (
+                "/cam/compressed",
+                bags.COMPRESSED,
+                stamps[1],
+                compressed(
+                    header=bags.header(stamps[1]), format="jpeg", data=np.zeros(10, np.uint8)
+                ),
+            ),
+            (
+                "/cam/compressed",
+                bags.COMPRESSED,
+                stamps[2],
+                compressed(header=bags.header(stamps[2]), format="png", data=good),
+            ),
+        ],
+    )
+    summary = bags.segment_bag(
+        tmp_path / "in",
+        tmp_path / "out",
+        segmenter,
+        topic="/cam/compressed",
+        namespace="seg/",
+        progress=False,
+    )
     assert summary["frames"] == 2 and summary["copied"] == 4
-    assert summary["skipped"] == [{"index": 1, "stamp_ns": stamps[1],
-                                   "reason": "cannot decode compressed image (format 'jpeg', 10 bytes): "
-                                             "no JPEG/PNG header"}]
+    assert summary["skipped"] == [
+        {
+            "index": 1,
+            "stamp_ns": stamps[1],
+            "reason": "cannot decode compressed image (format 'jpeg', 10 bytes): "
+            "no JPEG/PNG header",
+        }
+    ]
     before, after = read_bag(tmp_path / "in"), read_bag(tmp_path / "out")
     assert after["/chatter"][0][:2] == before["/chatter"][0][:2]
     want = segmenter.segment(from_array(png, "bgr8"))
     overlays = after["/seg/overlay"]
     assert [s for s, _, _ in overlays] == [stamps[0], stamps[2]]
-    assert bags.header_ns(overlays[0][2].header) == stamps[0] - 5 and overlays[0][2].encoding == "bgr8"
-    np.testing.assert_array_equal(after["/seg/mask"][1][2].data.reshape(want.mask.shape), want.mask)
+    assert (
+        bags.header_ns(overlays[0][2].header) == stamps[0] - 5
+        and overlays[0][2].encoding == "bgr8"
+    )
+    np.testing.assert_array_equal(
+        after["/seg/mask"][1][2].data.reshape(want.mask.shape), want.mask
+    )
 
 
-def test_missing_image_topic_lists_the_image_topics(converted: dict[str, Any], segmenter: Segmenter,
-                                                    tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"topic /nope is not in it; image topics in the bag: "
-                                        r"/kitti/camera_color_left/image_raw \(sensor_msgs/msg/Image\)"):
-        bags.segment_bag(converted["bag"], tmp_path / "seg", segmenter, topic="/nope", progress=False)
+def test_missing_image_topic_lists_the_image_topics(
+    converted: dict[str, Any], segmenter: Segmenter, tmp_path: Path
+) -> None:
+    with pytest.raises(
+        DataError,
+        match=r"topic /nope is not in it; image topics in the bag: "
+        r"/kitti/camera_color_left/image_raw \(sensor_msgs/msg/Image\)",
+    ):
+        bags.segment_bag(
+            converted["bag"], tmp_path / "seg", segmenter, topic="/nope", progress=False
+        )
 
 
 def test_raw_drive_with_real_stamps_and_mcap(tmp_path: Path) -> None:
     date = tmp_path / "2011_09_26"
     data = date / "2011_09_26_drive_0001_sync" / "image_02" / "data"
     data.mkdir(parents=True)
-    lines = ["2011-09-26 13:02:25.964389445", "2011-09-26 13:02:26.074450923", "2011-09-26 13:02:26.184520000"]
+    lines = [
+        "2011-09-26 13:02:25.964389445",
+        "2011-09-26 13:02:26.074450923",
+        "2011-09-26 13:02:26.184520000",
+    ]
     (data.parent / "timestamps.txt").write_text("\n".join(lines) + "\n")
     for i in range(3):
         cv2.imwrite(str(data / f"{i:010d}.png"), np.full((20, 64, 3), 40 * i, np.uint8))
     p_rect = np.arange(12, dtype=float) + 0.125
     (date / "calib_cam_to_cam.txt").write_text(
         "calib_time: 09-Jan-2012 13:57:47\nS_02: 1.392e+03 5.12e+02\nS_rect_02: 6.4e+01 2.0e+01\n"
-        f"P_rect_02: {' '.join(map(str, p_rect))}\n")
+        f"P_rect_02: {' '.join(map(str, p_rect))}\n"
+    )
     summary = bags.kitti2bag(date, tmp_path / "bag", storage="mcap", progress=False)
     assert summary["layout"] == "raw" and (tmp_path / "bag" / "bag.mcap").is_file()
     topics = read_bag(tmp_path / "bag")
@@ -283,8 +400,13 @@ def test_raw_drive_with_real_stamps_and_mcap(tmp_path: Path) -> None:
         bags.kitti2bag(date, tmp_path / "bag2", rate_hz=5.0, progress=False)
 
 
-def test_command_lines(road_dir: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_command_lines(
+    road_dir: Path,
+    tiny_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     bag, seg = str(tmp_path / "bag"), str(tmp_path / "seg")
     assert bags.kitti2bag_main([str(road_dir), bag, "--limit", "2", "--no-progress"]) == 0
     assert "2 frames of the KITTI road layout" in capsys.readouterr().out
@@ -292,18 +414,40 @@ def test_command_lines(road_dir: Path, tiny_model: Path, tmp_path: Path, monkeyp
     assert f"error: refusing to overwrite existing output: {bag}" in capsys.readouterr().err
     monkeypatch.setattr(segmenter_module, "default_model_path", lambda: tmp_path / "missing.pt")
     assert bags.segment_bag_main([bag, seg, "--no-progress"]) == 1
-    assert f"error: the default model {tmp_path / 'missing.pt'} is not installed" in capsys.readouterr().err
-    assert bags.segment_bag_main([bag, seg, "--model", str(tiny_model), "--device", "cpu", "--no-progress",
-                                  "--contact-sheet", str(tmp_path / "sheet.png")]) == 0
+    assert (
+        f"error: the default model {tmp_path / 'missing.pt'} is not installed"
+        in capsys.readouterr().err
+    )
+    assert (
+        bags.segment_bag_main(
+            [
+                bag,
+                seg,
+                "--model",
+                str(tiny_model),
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--contact-sheet",
+                str(tmp_path / "sheet.png"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "2 frames segmented" in out and "FPS" in out and f"contact_sheet: {tmp_path / 'sheet.png'}" in out
+    assert (
+        "2 frames segmented" in out
+        and "FPS" in out
+        and f"contact_sheet: {tmp_path / 'sheet.png'}" in out
+    )
     with pytest.raises(SystemExit):
         bags.segment_bag_main([bag, str(tmp_path / "x"), "--threshold", "2"])
     assert "threshold must be a number in [0, 1]" in capsys.readouterr().err
 
 
-def test_a_corrupt_message_is_skipped_and_listed_or_stops_with_strict(converted: dict[str, Any],
-                                                                      segmenter: Segmenter, tmp_path: Path) -> None:
+def test_a_corrupt_message_is_skipped_and_listed_or_stops_with_strict(
+    converted: dict[str, Any], segmenter: Segmenter, tmp_path: Path
+) -> None:
     """A bag whose second image message holds truncated CDR bytes: like an undecodable image, skipped."""
     from rosbags.rosbag2 import Writer
 
@@ -316,10 +460,15 @@ def test_a_corrupt_message_is_skipped_and_listed_or_stops_with_strict(converted:
             writer.write(conn, stamp, raw[:40] if i == 1 else raw)
     summary = bags.segment_bag(bag, tmp_path / "seg", segmenter, progress=False)
     assert summary["frames"] == len(src) - 1 and [s["index"] for s in summary["skipped"]] == [1]
-    assert f"bag {bag}: corrupt {bags.IMAGE} message at {src[1][0]} ns" in summary["skipped"][0]["reason"]
+    assert (
+        f"bag {bag}: corrupt {bags.IMAGE} message at {src[1][0]} ns"
+        in summary["skipped"][0]["reason"]
+    )
     with Reader(tmp_path / "seg") as reader:  # the copy keeps the corrupt message as it was
         counts = {c.topic: c.msgcount for c in reader.connections}
-    assert counts[f"{bags.SEG_NAMESPACE}/mask"] == len(src) - 1 and counts[bags.IMAGE_TOPIC] == len(src)
+    assert counts[f"{bags.SEG_NAMESPACE}/mask"] == len(src) - 1 and counts[
+        bags.IMAGE_TOPIC
+    ] == len(src)
     with pytest.raises(DataError, match=r"frame #1 .* \(--strict\)"):
         bags.segment_bag(bag, tmp_path / "strict", segmenter, progress=False, strict=True)
     assert not (tmp_path / "strict").exists() and leftovers(tmp_path) == []

@@ -1,4 +1,5 @@
 """training/calibration.py: ECE/MCE/Brier on hand-computed cases, temperature recovery, T in every backend."""
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,12 @@ def meter_of(p: list[float], y: list[int]) -> dict:
 def test_perfectly_calibrated_bins_give_zero_ece() -> None:
     # bin [0.2, 0.267): P = 0.25 on 4 pixels, 1 road; bin [0.733, 0.8): P = 0.75 on 4 pixels, 3 road.
     stats = meter_of([0.25] * 4 + [0.75] * 4, [1, 0, 0, 0, 1, 1, 1, 0])
-    assert stats["ECE"] == pytest.approx(0.0, abs=1e-12) and stats["MCE"] == pytest.approx(0.0, abs=1e-12)
-    assert stats["Brier"] == pytest.approx((0.75 ** 2 + 3 * 0.25 ** 2) / 4)  # same in both bins: 0.1875
+    assert stats["ECE"] == pytest.approx(0.0, abs=1e-12) and stats["MCE"] == pytest.approx(
+        0.0, abs=1e-12
+    )
+    assert stats["Brier"] == pytest.approx(
+        (0.75**2 + 3 * 0.25**2) / 4
+    )  # same in both bins: 0.1875
     assert [b["count"] for b in stats["bins"] if b["count"]] == [4, 4]
 
 
@@ -35,7 +40,7 @@ def test_over_confident_predictions() -> None:
     stats = meter_of([0.95] * 10 + [0.02] * 10, [1] * 5 + [0] * 5 + [0] * 10)
     assert stats["ECE"] == pytest.approx((10 * 0.45 + 10 * 0.02) / 20)  # 0.235
     assert stats["MCE"] == pytest.approx(0.45)
-    assert stats["Brier"] == pytest.approx((5 * 0.05 ** 2 + 5 * 0.95 ** 2 + 10 * 0.02 ** 2) / 20)
+    assert stats["Brier"] == pytest.approx((5 * 0.05**2 + 5 * 0.95**2 + 10 * 0.02**2) / 20)
 
 
 def test_ignored_pixels_and_the_top_bin() -> None:
@@ -55,8 +60,9 @@ def test_fit_resizes_back_like_the_runtime() -> None:
     """z at a quarter size, labels at full size: the fit upsamples sigmoid(z / T) before the NLL."""
     g = torch.Generator().manual_seed(1)
     z = torch.randn(1, 1, 50, 60, generator=g).mul(5)
-    full = torch.nn.functional.interpolate(torch.sigmoid(z / 0.5), size=(200, 240), mode="bilinear",
-                                           align_corners=False)[0, 0]
+    full = torch.nn.functional.interpolate(
+        torch.sigmoid(z / 0.5), size=(200, 240), mode="bilinear", align_corners=False
+    )[0, 0]
     labels = (torch.rand(200, 240, generator=g) < full).to(torch.uint8)
     assert cal.fit_temperature([(z[0, 0], labels)]) == pytest.approx(0.5, rel=0.05)
 
@@ -66,8 +72,15 @@ def tempered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint with T = 3 and working size 64x96."""
     path = tmp_path_factory.mktemp("tempered") / "t.pt"
     model = untrained_model(fc_channels=16, fc6_kernel=3, score_std=0.5)
-    torch.save({"model": model.state_dict(), "model_config": model.config, "working_size": [64, 96],
-                "temperature": 3.0}, path)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "model_config": model.config,
+            "working_size": [64, 96],
+            "temperature": 3.0,
+        },
+        path,
+    )
     return path
 
 
@@ -93,22 +106,40 @@ def test_torch_and_onnx_apply_the_temperature(tempered: Path, tmp_path: Path) ->
 def test_bad_temperature_is_refused(tmp_path: Path) -> None:
     model = untrained_model(fc_channels=16, fc6_kernel=3)
     path = tmp_path / "bad.pt"
-    torch.save({"model": model.state_dict(), "model_config": model.config, "temperature": -1.0}, path)
+    torch.save(
+        {"model": model.state_dict(), "model_config": model.config, "temperature": -1.0}, path
+    )
     with pytest.raises(ModelError, match=r"bad\.pt: temperature -1\.0 is not a positive number"):
         load_backend(path, "torch", "cpu")
     with pytest.raises(ModelError, match="temperature must be a positive number"):
         RoadProbability(model, math.nan)
 
 
-def test_calibrate_command_writes_t_and_diagrams(tempered: Path, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture) -> None:
+def test_calibrate_command_writes_t_and_diagrams(
+    tempered: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from test_data import make_road
 
     root = make_road(tmp_path / "road", ["um_000000", "um_000001", "uu_000000"], size=(40, 60))
     (tmp_path / "val.txt").write_text("um_000000\num_000001\nuu_000000\n")
     out = tmp_path / "calibrated.pt"
-    assert cal.main([str(tempered), "--data-path", str(root), "--split", str(tmp_path / "val.txt"), "-o", str(out),
-                     "--diagram-dir", str(tmp_path / "diag"), "--no-progress"]) == 0
+    assert (
+        cal.main(
+            [
+                str(tempered),
+                "--data-path",
+                str(root),
+                "--split",
+                str(tmp_path / "val.txt"),
+                "-o",
+                str(out),
+                "--diagram-dir",
+                str(tmp_path / "diag"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     ckpt = torch.load(out, weights_only=True)
     assert ckpt["temperature"] > 0 and ckpt["calibration"]["frames"] == 3
     assert load_backend(out, "torch", "cpu").temperature == ckpt["temperature"]

@@ -1,4 +1,5 @@
 """training/data.py and training/transforms.py: KITTI Road layout, ground-truth colours, splits, paired transforms."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,19 +29,28 @@ def gt_rgb(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def make_road(root: Path, stems: list[str], size: tuple[int, int] = (12, 20), testing: tuple[str, ...] = ()) -> Path:
+def make_road(
+    root: Path, stems: list[str], size: tuple[int, int] = (12, 20), testing: tuple[str, ...] = ()
+) -> Path:
     """A tiny data_road folder: random images, ground truth with all three labels."""
     rng = np.random.default_rng(0)
     for stem in stems:
-        write_rgb(root / "training" / "image_2" / f"{stem}.png", rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+        write_rgb(
+            root / "training" / "image_2" / f"{stem}.png",
+            rng.integers(0, 256, (*size, 3), dtype=np.uint8),
+        )
         labels = rng.choice(np.array([0, 1, 255], np.uint8), size)
         write_rgb(root / "training" / "gt_image_2" / data.gt_name(stem), gt_rgb(labels))
     for stem in testing:
-        write_rgb(root / "testing" / "image_2" / f"{stem}.png", rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+        write_rgb(
+            root / "testing" / "image_2" / f"{stem}.png",
+            rng.integers(0, 256, (*size, 3), dtype=np.uint8),
+        )
     return root
 
 
 # --- real data -------------------------------------------------------------------------------------------------
+
 
 def test_camvid_layout_and_official_splits(camvid_root: Path) -> None:
     samples = data.list_samples(camvid_root)
@@ -85,12 +95,20 @@ def test_seeded_split_is_deterministic_per_category(camvid_root: Path) -> None:
 
 # --- synthetic layouts and bad data ---------------------------------------------------------------------------
 
+
 def test_layout_lane_files_and_testing_images(tmp_path: Path) -> None:
-    root = make_road(tmp_path, ["um_000000", "umm_000003", "uu_000010"], testing=("uu_000001", "um_000002"))
-    write_rgb(root / "training" / "gt_image_2" / "um_lane_000000.png", np.zeros((12, 20, 3), np.uint8))
+    root = make_road(
+        tmp_path, ["um_000000", "umm_000003", "uu_000010"], testing=("uu_000001", "um_000002")
+    )
+    write_rgb(
+        root / "training" / "gt_image_2" / "um_lane_000000.png", np.zeros((12, 20, 3), np.uint8)
+    )
     samples = data.list_samples(root)
-    assert [(s.stem, s.category) for s in samples] == [("um_000000", "um"), ("umm_000003", "umm"),
-                                                       ("uu_000010", "uu")]
+    assert [(s.stem, s.category) for s in samples] == [
+        ("um_000000", "um"),
+        ("umm_000003", "umm"),
+        ("uu_000010", "uu"),
+    ]
     assert samples[0].target == root / "training" / "gt_image_2" / "um_road_000000.png"
     assert [s.stem for s in data.testing_samples(root)] == ["um_000002", "uu_000001"]
     assert data.testing_samples(root)[0].target is None
@@ -101,8 +119,21 @@ def test_layout_lane_files_and_testing_images(tmp_path: Path) -> None:
 
 def test_devkit_channel_rule_pixel_by_pixel() -> None:
     """valid = red > 0, road = blue > 0: each colour against its hand-derived label."""
-    colours = np.array([[[255, 0, 255], [255, 0, 0], [0, 0, 0], [0, 0, 255],     # road, non-road, out, blue
-                         [128, 0, 1], [1, 7, 0], [0, 255, 0], [0, 9, 200]]], np.uint8)  # odd colours
+    colours = np.array(
+        [
+            [
+                [255, 0, 255],
+                [255, 0, 0],
+                [0, 0, 0],
+                [0, 0, 255],  # road, non-road, out, blue
+                [128, 0, 1],
+                [1, 7, 0],
+                [0, 255, 0],
+                [0, 9, 200],
+            ]
+        ],
+        np.uint8,
+    )  # odd colours
     assert data.decode_target(colours).tolist() == [[1, 0, 255, 255, 1, 0, 255, 255]]
 
 
@@ -120,8 +151,14 @@ def test_blue_pixels_are_ignored_and_odd_colours_warn_once_per_file(tmp_path: Pa
     write_rgb(odd, rgb)
     warnings = data.check_samples(data.list_samples(root))
     assert len(warnings) == 1 and warnings[0].startswith(str(odd))
-    assert "6 pixels" in warnings[0] and "RGB(0, 255, 0) x 5" in warnings[0] and "RGB(128, 0, 255) x 1" in warnings[0]
-    assert data.load_sample(data.list_samples(root)[1])[1][3, 3] == 1  # decoded by the rule, not an error
+    assert (
+        "6 pixels" in warnings[0]
+        and "RGB(0, 255, 0) x 5" in warnings[0]
+        and "RGB(128, 0, 255) x 1" in warnings[0]
+    )
+    assert (
+        data.load_sample(data.list_samples(root)[1])[1][3, 3] == 1
+    )  # decoded by the rule, not an error
 
 
 def test_check_samples_finds_a_bad_file_before_training(tmp_path: Path) -> None:
@@ -151,14 +188,21 @@ def test_real_kitti_ground_truth_decodes_with_blue_ignored(kitti_road_root: Path
 def test_image_without_ground_truth(tmp_path: Path) -> None:
     root = make_road(tmp_path, ["um_000000", "um_000001"])
     (root / "training" / "gt_image_2" / "um_road_000001.png").unlink()
-    with pytest.raises(DataError, match=r"um_000001\.png has no ground truth.*um_road_000001\.png"):
+    with pytest.raises(
+        DataError, match=r"um_000001\.png has no ground truth.*um_road_000001\.png"
+    ):
         data.list_samples(root)
 
 
 def test_size_mismatch(tmp_path: Path) -> None:
     root = make_road(tmp_path, ["uu_000007"])
-    write_rgb(root / "training" / "gt_image_2" / "uu_road_000007.png", gt_rgb(np.zeros((12, 21), np.uint8)))
-    with pytest.raises(DataError, match=r"uu_road_000007\.png is 21x12 but image .*uu_000007\.png is 20x12"):
+    write_rgb(
+        root / "training" / "gt_image_2" / "uu_road_000007.png",
+        gt_rgb(np.zeros((12, 21), np.uint8)),
+    )
+    with pytest.raises(
+        DataError, match=r"uu_road_000007\.png is 21x12 but image .*uu_000007\.png is 20x12"
+    ):
         data.load_sample(data.list_samples(root)[0])
 
 
@@ -189,18 +233,28 @@ def test_missing_root_and_stem_without_category(tmp_path: Path) -> None:
 
 # --- transforms -------------------------------------------------------------------------------------------------
 
+
 def labelled_pair(h: int = 24, w: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """Image whose red channel is 100 x label, in 4x4 blocks, so alignment is checkable after transforms."""
     rng = np.random.default_rng(1)
-    labels = np.kron(rng.choice(np.array([0, 1, 2], np.uint8), (h // 4, w // 4)), np.ones((4, 4), np.uint8))
-    image = np.stack([labels * 100, np.full_like(labels, 7), np.full_like(labels, 200)], -1).astype(np.uint8)
+    labels = np.kron(
+        rng.choice(np.array([0, 1, 2], np.uint8), (h // 4, w // 4)), np.ones((4, 4), np.uint8)
+    )
+    image = np.stack(
+        [labels * 100, np.full_like(labels, 7), np.full_like(labels, 200)], -1
+    ).astype(np.uint8)
     return image, labels
 
 
 def test_to_tensor_keeps_values_unnormalised() -> None:
     image, labels = labelled_pair()
     x, y = T.ToTensor()(image, labels)
-    assert x.dtype == torch.float32 and x.shape == (3, 24, 32) and y.dtype == torch.int64 and y.shape == (24, 32)
+    assert (
+        x.dtype == torch.float32
+        and x.shape == (3, 24, 32)
+        and y.dtype == torch.int64
+        and y.shape == (24, 32)
+    )
     assert torch.equal(x, torch.from_numpy(image).permute(2, 0, 1).float() / 255)
     assert torch.equal(y, torch.from_numpy(labels).long())
 
@@ -208,7 +262,9 @@ def test_to_tensor_keeps_values_unnormalised() -> None:
 def test_flip_and_crop_keep_image_and_target_aligned() -> None:
     image, labels = labelled_pair()
     torch.manual_seed(0)
-    x, y = T.Compose([T.RandomHorizontalFlip(1.0), T.RandomCrop((16, 20)), T.ToTensor()])(image, labels)
+    x, y = T.Compose([T.RandomHorizontalFlip(1.0), T.RandomCrop((16, 20)), T.ToTensor()])(
+        image, labels
+    )
     assert x.shape == (3, 16, 20) and y.shape == (16, 20)
     assert torch.equal((x[0] * 255).round().long(), y * 100)
     full = T.Compose([T.RandomHorizontalFlip(1.0), T.ToTensor()])(image, labels)[1]
@@ -223,7 +279,9 @@ def test_crop_larger_than_image_pads_target_with_ignore_and_image_with_mean() ->
     assert int((y == 255).sum()) == 10 * 16 - 8 * 12
     assert torch.equal(y[:8, :12], torch.from_numpy(labels).long())
     mean = torch.tensor([124, 116, 104]).view(3, 1, 1) / 255
-    assert torch.equal(x[:, 8:], mean.expand(3, 2, 16)) and torch.equal(x[:, :, 12:], mean.expand(3, 10, 4))
+    assert torch.equal(x[:, 8:], mean.expand(3, 2, 16)) and torch.equal(
+        x[:, :, 12:], mean.expand(3, 10, 4)
+    )
 
 
 def test_scale_and_resize_use_nearest_for_targets() -> None:
@@ -258,8 +316,12 @@ def test_color_jitter_changes_image_only() -> None:
 def test_train_transforms_output_size_and_pure_resize() -> None:
     image, labels = labelled_pair(36, 52)
     torch.manual_seed(0)
-    x, y = T.train_transforms((16, 24), None, (0.5, 1.5), 0.5, (0.3, 0.3, 0.3, 0.02))(image, labels)
+    x, y = T.train_transforms((16, 24), None, (0.5, 1.5), 0.5, (0.3, 0.3, 0.3, 0.02))(
+        image, labels
+    )
     assert x.shape == (3, 16, 24) and y.shape == (16, 24) and x.dtype == torch.float32
     resize = T.train_transforms((18, 26), (18, 26), (1.0, 1.0), 0.0)
     assert [type(t).__name__ for t in resize.transforms] == ["Resize", "RandomCrop", "ToTensor"]
-    assert torch.equal(resize(image, labels)[1], T.Compose([T.Resize((18, 26)), T.ToTensor()])(image, labels)[1])
+    assert torch.equal(
+        resize(image, labels)[1], T.Compose([T.Resize((18, 26)), T.ToTensor()])(image, labels)[1]
+    )

@@ -1,4 +1,5 @@
 """The shipped default model: small enough to ship, knows itself, and finds the road on real KITTI frames."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +28,9 @@ def default_model() -> Path:
     """The default checkpoint, or a skip with the reason when this checkout does not ship one."""
     path = default_model_path()
     if not path.is_file():
-        pytest.skip(f"no default model at {path} (it is trained with training/train.py on KITTI Road)")
+        pytest.skip(
+            f"no default model at {path} (it is trained with training/train.py on KITTI Road)"
+        )
     return path
 
 
@@ -45,7 +48,11 @@ def test_the_cpu_default_is_the_int8_companion_and_agrees_with_fp32(default_mode
     assert int8_companion(default_model) is not None
     auto = load_backend(default_model, "auto", "cpu")
     fp32 = load_backend(default_model, "torch", "cpu")
-    assert isinstance(auto, OnnxBackend) and auto.input_size == (188, 624) and auto.resize_policy == "stretch"
+    assert (
+        isinstance(auto, OnnxBackend)
+        and auto.input_size == (188, 624)
+        and auto.resize_policy == "stretch"
+    )
     for path in SHIPPED_FRAMES:
         frame = Frame(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), "rgb8")
         p8, p32 = auto.probability(frame), fp32.probability(frame)
@@ -55,14 +62,19 @@ def test_the_cpu_default_is_the_int8_companion_and_agrees_with_fp32(default_mode
         assert (p32[-40:, 500:740] >= 0.5).float().mean().item() > 0.9, path.name
 
 
-def test_default_model_on_held_out_kitti_frames(default_model: Path, kitti_road_root: Path) -> None:
+def test_default_model_on_held_out_kitti_frames(
+    default_model: Path, kitti_road_root: Path
+) -> None:
     """Devkit MaxF (URBAN) on the seeded validation split, run exactly as the node runs it on a CPU."""
     samples = data.split(kitti_road_root, "val")
     assert len(samples) == 46
-    metrics = evaluate_backend(load_backend(default_model, "auto", "cpu"), samples, workers=1,
-                               progress=False).compute()
+    metrics = evaluate_backend(
+        load_backend(default_model, "auto", "cpu"), samples, workers=1, progress=False
+    ).compute()
     assert metrics["URBAN"]["MaxF"] > MAXF_FLOOR
-    all_road = metrics["URBAN"]["posNum"] / (metrics["URBAN"]["posNum"] + metrics["URBAN"]["negNum"])
+    all_road = metrics["URBAN"]["posNum"] / (
+        metrics["URBAN"]["posNum"] + metrics["URBAN"]["negNum"]
+    )
     assert metrics["URBAN"]["IoU"] > all_road + 0.4
     assert np.isfinite([m["AP"] for m in metrics.values()]).all()
 

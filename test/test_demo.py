@@ -1,4 +1,5 @@
 """The demo end to end in a temporary folder: bags, MP4 and contact sheet; re-runs; the untrained fallback."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,12 @@ def frames(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "image_2").mkdir()
     for path in sorted(SAMPLES.glob("*.png"))[:3]:
         pixels = cv2.imread(str(path))
-        cv2.imwrite(str(root / "image_2" / path.name),
-                    cv2.resize(pixels, (pixels.shape[1] // 4, pixels.shape[0] // 4), interpolation=cv2.INTER_AREA))
+        cv2.imwrite(
+            str(root / "image_2" / path.name),
+            cv2.resize(
+                pixels, (pixels.shape[1] // 4, pixels.shape[0] // 4), interpolation=cv2.INTER_AREA
+            ),
+        )
     return root
 
 
@@ -36,15 +41,24 @@ def counts(bag: Path) -> dict[str, int]:
 def check_outputs(out: Path) -> None:
     """The demo's bags, video and contact sheet, for three frames."""
     assert counts(out / demo.INPUT_BAG) == {"/kitti/camera_color_left/image_raw": 3}
-    assert counts(out / demo.OUTPUT_BAG) == {"/kitti/camera_color_left/image_raw": 3, "/road_seg/mask": 3,
-                                             "/road_seg/confidence": 3, "/road_seg/overlay": 3}
+    assert counts(out / demo.OUTPUT_BAG) == {
+        "/kitti/camera_color_left/image_raw": 3,
+        "/road_seg/mask": 3,
+        "/road_seg/confidence": 3,
+        "/road_seg/overlay": 3,
+    }
     assert (out / demo.VIDEO).stat().st_size > 0 and video_frames(out / demo.VIDEO) == 3
     sheet = cv2.imread(str(out / demo.SHEET))
     assert sheet is not None and sheet.shape[1] == 3 * 320
 
 
-def test_demo_end_to_end_and_rerun(frames: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_end_to_end_and_rerun(
+    frames: Path,
+    tiny_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     out = tmp_path / "demo"
     args = ["--out", str(out), "--frames", str(frames), "--device", "cpu", "--no-progress"]
     assert demo.main([*args, "--model", str(tiny_model)]) == 0
@@ -60,7 +74,9 @@ def test_demo_end_to_end_and_rerun(frames: Path, tiny_model: Path, tmp_path: Pat
     assert demo.main(args) == 0
     check_outputs(out)
     printed = capsys.readouterr().out
-    assert printed.startswith(f"WARNING: the default model {tmp_path / 'missing.pt'} does not exist")
+    assert printed.startswith(
+        f"WARNING: the default model {tmp_path / 'missing.pt'} does not exist"
+    )
     assert "UNTRAINED" in printed and "MEANINGLESS" in printed
     checkpoint = torch.load(out / demo.UNTRAINED, weights_only=True)
     assert checkpoint["model_config"] == {"num_classes": 2, "fc_channels": 512, "fc6_kernel": 3}

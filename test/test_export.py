@@ -1,4 +1,5 @@
 """training/export.py: checkpoint -> ONNX with the built-in parity check, sidecar, and atomic writes."""
+
 from __future__ import annotations
 
 import json
@@ -30,26 +31,57 @@ def kitti_dir() -> Path:
 def io_of(path: Path) -> tuple[list, list, int]:
     """(input dims, output dims, opset) of an ONNX file; symbolic dims as their names."""
     model = onnx.load(str(path))
-    dims = [[d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim]
-            for v in (model.graph.input[0], model.graph.output[0])]
-    return dims[0], dims[1], max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    dims = [
+        [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim]
+        for v in (model.graph.input[0], model.graph.output[0])
+    ]
+    return (
+        dims[0],
+        dims[1],
+        max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+    )
 
 
 def test_default_export_is_fixed_384x1248_and_matches_torch_on_real_frames(
-        tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "fcn.onnx"
-    assert main([str(tiny_model), "-o", str(out), "--check-images", str(kitti_dir()), "--check-frames", "1"]) == 0
+    assert (
+        main(
+            [
+                str(tiny_model),
+                "-o",
+                str(out),
+                "--check-images",
+                str(kitti_dir()),
+                "--check-frames",
+                "1",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
-    numbers = re.search(r"parity on 1 real frame\(s\): max \|dP\| = (\S+), masks differ on (\S+) %", printed)
+    numbers = re.search(
+        r"parity on 1 real frame\(s\): max \|dP\| = (\S+), masks differ on (\S+) %", printed
+    )
     assert numbers, printed
     assert float(numbers[1]) <= 1e-4 and float(numbers[2]) <= 0.01
     model = onnx.load(str(out))
-    assert [(v.name, v.type.tensor_type.elem_type) for v in model.graph.input] == [("image", onnx.TensorProto.UINT8)]
-    assert [(v.name, v.type.tensor_type.elem_type) for v in model.graph.output] == [("prob", onnx.TensorProto.FLOAT)]
+    assert [(v.name, v.type.tensor_type.elem_type) for v in model.graph.input] == [
+        ("image", onnx.TensorProto.UINT8)
+    ]
+    assert [(v.name, v.type.tensor_type.elem_type) for v in model.graph.output] == [
+        ("prob", onnx.TensorProto.FLOAT)
+    ]
     inputs, outputs, opset = io_of(out)
     assert inputs == [1, 384, 1248, 3] and outputs == [1, 384, 1248] and opset >= 17
     meta = read_sidecar(out)
-    assert meta["input"] == {"name": "image", "shape": [1, 384, 1248, 3], "dtype": "uint8", "layout": "NHWC RGB"}
+    assert meta["input"] == {
+        "name": "image",
+        "shape": [1, 384, 1248, 3],
+        "dtype": "uint8",
+        "layout": "NHWC RGB",
+    }
     assert meta["output"]["name"] == "prob" and meta["output"]["shape"] == [1, 384, 1248]
     assert meta["dynamic"] is False and meta["opset"] == opset and meta["precision"] == "fp32"
     assert meta["checkpoint_sha256"] == sha256_file(tiny_model)
@@ -59,72 +91,161 @@ def test_default_export_is_fixed_384x1248_and_matches_torch_on_real_frames(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fcn.onnx", "fcn.onnx.json"]
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch deprecates the TorchScript exporter
+@pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning"
+)  # torch deprecates the TorchScript exporter
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
-def test_dynamic_export_with_either_exporter(tiny_model: Path, tmp_path: Path, exporter: str) -> None:
+def test_dynamic_export_with_either_exporter(
+    tiny_model: Path, tmp_path: Path, exporter: str
+) -> None:
     out = tmp_path / f"{exporter}.onnx"
-    assert main([str(tiny_model), "-o", str(out), "--dynamic", "--height", "64", "--width", "96",
-                 "--exporter", exporter, "--check-frames", "1"]) == 0
+    assert (
+        main(
+            [
+                str(tiny_model),
+                "-o",
+                str(out),
+                "--dynamic",
+                "--height",
+                "64",
+                "--width",
+                "96",
+                "--exporter",
+                exporter,
+                "--check-frames",
+                "1",
+            ]
+        )
+        == 0
+    )
     inputs, outputs, _ = io_of(out)
     assert isinstance(inputs[1], str) and isinstance(inputs[2], str) and inputs[3] == 3
     assert OnnxBackend(out, torch.device("cpu")).input_size is None
     meta = read_sidecar(out)
     assert meta["dynamic"] is True and meta["exporter"] == exporter
-    assert meta["input"]["shape"] == [1, "height", "width", 3] and meta["parity"]["source"] == "random"
+    assert (
+        meta["input"]["shape"] == [1, "height", "width", 3]
+        and meta["parity"]["source"] == "random"
+    )
 
 
 def test_fp16_export_is_checked_against_fp32_torch(tiny_model: Path, tmp_path: Path) -> None:
     from fcn_road_seg.backends.tensorrt_common import inspect_onnx
 
     out = tmp_path / "half.onnx"
-    assert main([str(tiny_model), "-o", str(out), "--fp16", "--height", "64", "--width", "96",
-                 "--check-frames", "1"]) == 0
+    assert (
+        main(
+            [
+                str(tiny_model),
+                "-o",
+                str(out),
+                "--fp16",
+                "--height",
+                "64",
+                "--width",
+                "96",
+                "--check-frames",
+                "1",
+            ]
+        )
+        == 0
+    )
     meta = read_sidecar(out)
     assert meta["precision"] == "fp16"
     tol = export_module.TOLERANCES["fp16"]
-    assert meta["parity"]["max_abs"] <= tol.max_abs and meta["parity"]["mask_fraction"] <= tol.mask_fraction
+    assert (
+        meta["parity"]["max_abs"] <= tol.max_abs
+        and meta["parity"]["mask_fraction"] <= tol.mask_fraction
+    )
     info = inspect_onnx(out)
     assert info.fp16 and not info.qdq and not info.dynamic
 
 
-def test_failed_parity_check_leaves_no_file(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture) -> None:
+def test_failed_parity_check_leaves_no_file(
+    tiny_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
     monkeypatch.setitem(export_module.TOLERANCES, "fp32", Tolerance(-1.0, -1.0))
     out = tmp_path / "never.onnx"
-    assert main([str(tiny_model), "-o", str(out), "--height", "64", "--width", "96", "--check-frames", "1"]) == 1
-    assert re.search(r"parity check FAILED \(fp32\): parity on 1 random frame\(s\): max \|dP\| = \S+",
-                     capsys.readouterr().err)
+    assert (
+        main(
+            [
+                str(tiny_model),
+                "-o",
+                str(out),
+                "--height",
+                "64",
+                "--width",
+                "96",
+                "--check-frames",
+                "1",
+            ]
+        )
+        == 1
+    )
+    assert re.search(
+        r"parity check FAILED \(fp32\): parity on 1 random frame\(s\): max \|dP\| = \S+",
+        capsys.readouterr().err,
+    )
     assert list(tmp_path.iterdir()) == []
 
 
-def test_failing_exporter_leaves_no_file(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_exporter_leaves_no_file(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def half_written(model, args, f, **kwargs) -> None:
         Path(f).write_bytes(b"partial graph")
         raise RuntimeError("exporter crashed")
 
     monkeypatch.setattr(torch.onnx, "export", half_written)
-    args = export_module.get_args_parser().parse_args([str(tiny_model), "-o", str(tmp_path / "m.onnx")])
+    args = export_module.get_args_parser().parse_args(
+        [str(tiny_model), "-o", str(tmp_path / "m.onnx")]
+    )
     with pytest.raises(ModelError, match="ONNX export \\(dynamo\\) failed: exporter crashed"):
         export_module.export(args)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_existing_model_survives_a_failed_export(tiny_model: Path, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_existing_model_survives_a_failed_export(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "m.onnx"
     out.write_bytes(b"previous model")
     monkeypatch.setitem(export_module.TOLERANCES, "fp32", Tolerance(-1.0, -1.0))
-    assert main([str(tiny_model), "-o", str(out), "--height", "32", "--width", "32", "--check-frames", "1"]) == 1
-    assert out.read_bytes() == b"previous model" and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+    assert (
+        main(
+            [
+                str(tiny_model),
+                "-o",
+                str(out),
+                "--height",
+                "32",
+                "--width",
+                "32",
+                "--check-frames",
+                "1",
+            ]
+        )
+        == 1
+    )
+    assert out.read_bytes() == b"previous model" and [p.name for p in tmp_path.iterdir()] == [
+        "m.onnx"
+    ]
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--opset", "16"], "opset 16 is too old"),
-    (["--height", "0"], "must be positive"),
-    (["--check-images", "{empty}"], "no images"),
-])
-def test_bad_arguments_are_clear_errors(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
-                                        extra: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--opset", "16"], "opset 16 is too old"),
+        (["--height", "0"], "must be positive"),
+        (["--check-images", "{empty}"], "no images"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture, extra: list[str], message: str
+) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     out = tmp_path / "x.onnx"
@@ -148,7 +269,14 @@ def test_check_parity_reports_the_numbers() -> None:
 
 def test_sidecar_is_json_with_provenance(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.onnx"
-    assert main([str(tiny_model), "-o", str(out), "--height", "32", "--width", "64", "--no-check"]) == 0
+    assert (
+        main([str(tiny_model), "-o", str(out), "--height", "32", "--width", "64", "--no-check"])
+        == 0
+    )
     meta = json.loads((tmp_path / "m.onnx.json").read_text())
-    assert meta["parity"] is None and meta["example_size"] == [32, 64] and meta["checkpoint"] == str(tiny_model)
+    assert (
+        meta["parity"] is None
+        and meta["example_size"] == [32, 64]
+        and meta["checkpoint"] == str(tiny_model)
+    )
     assert meta["format"] == "fcn_road_seg.onnx/1" and meta["torch"] == torch.__version__

@@ -1,4 +1,5 @@
 """Ground-plane homographies, camera mounts and the KITTI devkit's bird's-eye view, against hand-computed cells."""
+
 from __future__ import annotations
 
 import math
@@ -13,7 +14,9 @@ from fcn_road_seg.kitti import read_calib
 
 from conftest import level_road_calib
 
-CALIB = Path(__file__).parent / "data" / "um_000000_calib.txt"  # the real KITTI Road calibration of um_000000
+CALIB = (
+    Path(__file__).parent / "data" / "um_000000_calib.txt"
+)  # the real KITTI Road calibration of um_000000
 K = np.array([[500.0, 0.0, 320.0, 0.0], [0.0, 500.0, 240.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
 
 
@@ -48,8 +51,11 @@ def test_points_behind_the_camera_are_not_known() -> None:
 
 def test_quaternion_rotation_matches_a_known_rotation() -> None:
     s = math.sqrt(0.5)  # 90 degrees about z
-    np.testing.assert_allclose(geometry.rotation_from_quaternion(0, 0, s, s), [[0, -1, 0], [1, 0, 0], [0, 0, 1]],
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        geometry.rotation_from_quaternion(0, 0, s, s),
+        [[0, -1, 0], [1, 0, 0], [0, 0, 1]],
+        atol=1e-12,
+    )
     with pytest.raises(ValueError, match="zero quaternion"):
         geometry.rotation_from_quaternion(0, 0, 0, 0)
 
@@ -65,11 +71,16 @@ def test_devkit_bev_shape_and_cell_centres() -> None:
 def test_kitti_bev_takes_the_devkit_pixel_on_a_synthetic_calibration() -> None:
     height, width = 375, 1242
     bev = geometry.KittiBev(geometry.kitti_road_homography(level_road_calib()), (height, width))
-    index = np.arange(height * width, dtype=np.float32).reshape(height, width)  # every pixel its own value
+    index = np.arange(height * width, dtype=np.float32).reshape(
+        height, width
+    )  # every pixel its own value
     out = bev.transform(index, outside=-1)
     for row, col in [(799, 200), (799, 0), (0, 399), (400, 123)]:
         x, z = -10 + 0.025 + 0.05 * col, 46 - 0.025 - 0.05 * row
-        u, v = 600 + 700 * x / z, 180 + 700 * 1.6 / z  # 1-based in the devkit: pixel (floor(v) - 1, floor(u) - 1)
+        u, v = (
+            600 + 700 * x / z,
+            180 + 700 * 1.6 / z,
+        )  # 1-based in the devkit: pixel (floor(v) - 1, floor(u) - 1)
         if 1 <= u <= width and 1 <= v <= height:
             assert out[row, col] == (math.floor(v) - 1) * width + math.floor(u) - 1, (row, col)
         else:
@@ -92,7 +103,10 @@ def test_kitti_bev_matches_the_devkit_formula_on_the_real_calibration() -> None:
         u, v, w = tr33 @ [x, z, 1.0]
         u, v = u / w, v / w
         if 1 <= u <= 1242 and 1 <= v <= 375:
-            assert (bev.maps.map_u[row, col], bev.maps.map_v[row, col]) == (math.floor(u) - 1, math.floor(v) - 1)
+            assert (bev.maps.map_u[row, col], bev.maps.map_v[row, col]) == (
+                math.floor(u) - 1,
+                math.floor(v) - 1,
+            )
         else:
             assert not bev.maps.known[row, col]
     # KITTI's camera is 1.65 m high, looking level: 6.5 m ahead is near the bottom row, 46 m just under the horizon
@@ -104,7 +118,9 @@ def test_kitti_bev_of_the_real_ground_truth_has_the_road_ahead(kitti_road_root: 
 
     sample = next(s for s in data.list_samples(kitti_road_root) if s.stem == "um_000000")
     target = data.read_target(sample.target)
-    bev = geometry.KittiBev.from_file(CALIB, target.shape).transform(target, outside=data.IGNORE_INDEX)
+    bev = geometry.KittiBev.from_file(CALIB, target.shape).transform(
+        target, outside=data.IGNORE_INDEX
+    )
     road, valid = bev == 1, bev != data.IGNORE_INDEX
     assert road[700:, 190:210].mean() > 0.95  # 7 to 11 m straight ahead
     assert valid.mean() > 0.5 and road[valid].mean() > 0.2
@@ -113,5 +129,7 @@ def test_kitti_bev_of_the_real_ground_truth_has_the_road_ahead(kitti_road_root: 
 def test_incomplete_calibration_names_the_file_and_key(tmp_path: Path) -> None:
     bad = tmp_path / "um_000001.txt"
     bad.write_text(CALIB.read_text().replace("Tr_cam_to_road:", "Tr_cam_to_road_x:"))
-    with pytest.raises(DataError, match=r"um_000001\.txt: 'Tr_cam_to_road' must hold 12 numbers \(missing\)"):
+    with pytest.raises(
+        DataError, match=r"um_000001\.txt: 'Tr_cam_to_road' must hold 12 numbers \(missing\)"
+    ):
         geometry.KittiBev.from_file(bad, (375, 1242))

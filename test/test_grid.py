@@ -1,4 +1,5 @@
 """The drivable-area grid: a road painted on the ground of a synthetic camera lands in the right cells."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -58,9 +59,13 @@ def test_scaled_occupancy_is_100_times_one_minus_p() -> None:
 
 def test_maps_are_rebuilt_only_when_camera_or_pose_change() -> None:
     grid = make_grid()
-    grid.update(Camera(P.copy(), HEIGHT, WIDTH), geometry.camera_from_mount(CAM_HEIGHT, PITCH, 0.0))
+    grid.update(
+        Camera(P.copy(), HEIGHT, WIDTH), geometry.camera_from_mount(CAM_HEIGHT, PITCH, 0.0)
+    )
     assert grid.rebuilds == 1
-    grid.update(Camera(P, HEIGHT, WIDTH), geometry.camera_from_mount(CAM_HEIGHT, PITCH + 0.01, 0.0))
+    grid.update(
+        Camera(P, HEIGHT, WIDTH), geometry.camera_from_mount(CAM_HEIGHT, PITCH + 0.01, 0.0)
+    )
     assert grid.rebuilds == 2
 
 
@@ -69,13 +74,20 @@ def test_frame_size_must_match_the_camera_info() -> None:
     with pytest.raises(ValueError, match="the frame is 320x240 but camera_info says 640x480"):
         grid.occupancy(np.zeros((240, 320), np.uint8), np.zeros((240, 320), np.uint8))
     with pytest.raises(ValueError, match="no camera_info received yet"):
-        GroundGrid(GridSpec()).occupancy(np.zeros((240, 320), np.uint8), np.zeros((240, 320), np.uint8))
+        GroundGrid(GridSpec()).occupancy(
+            np.zeros((240, 320), np.uint8), np.zeros((240, 320), np.uint8)
+        )
 
 
 def test_camera_from_a_camera_info_message_uses_p_or_else_k() -> None:
     k = P[:, :3].ravel()
-    info = camera_info(header(0), CameraModel(k=k, r=np.eye(3).ravel(), p=P.ravel(), d=np.zeros(5)), WIDTH, HEIGHT)
-    assert np.array_equal(Camera.from_info(info).projection, P) and Camera.from_info(info).width == WIDTH
+    info = camera_info(
+        header(0), CameraModel(k=k, r=np.eye(3).ravel(), p=P.ravel(), d=np.zeros(5)), WIDTH, HEIGHT
+    )
+    assert (
+        np.array_equal(Camera.from_info(info).projection, P)
+        and Camera.from_info(info).width == WIDTH
+    )
     info.p = np.zeros(12)
     assert np.array_equal(Camera.from_info(info).projection, P)
     info.k = np.zeros(9)
@@ -91,12 +103,15 @@ def test_fields_describe_the_grid_for_occupancygrid() -> None:
     assert fields["data"].shape == (20000,)
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    ((0.0, [0, 40], [-10, 10]), "resolution must be > 0"),
-    ((0.05, [40, 0], [-10, 10]), "x range must be"),
-    ((0.05, [0, 40, 1], [-10, 10]), "must be \\[min, max\\]"),
-    ((0.001, [0, 40], [-10, 10]), "too large"),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ((0.0, [0, 40], [-10, 10]), "resolution must be > 0"),
+        ((0.05, [40, 0], [-10, 10]), "x range must be"),
+        ((0.05, [0, 40, 1], [-10, 10]), "must be \\[min, max\\]"),
+        ((0.001, [0, 40], [-10, 10]), "too large"),
+    ],
+)
 def test_bad_grid_parameters_say_what_is_wrong(args: tuple, words: str) -> None:
     with pytest.raises(ValueError, match=words):
         grid_spec(*args)

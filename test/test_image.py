@@ -1,4 +1,5 @@
 """image.py: Image/CompressedImage messages (rosbags classes) to Frames and back, and every rejection."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -27,14 +28,25 @@ def image_msg(pixels: np.ndarray, encoding: str, pad: int = 0, **overrides) -> I
     h, w = pixels.shape[:2]
     rows = np.full((h, pixels[0].size + pad), 0xAB, np.uint8)
     rows[:, : pixels[0].size] = pixels.reshape(h, -1)
-    fields = dict(header=header(), height=h, width=w, encoding=encoding, is_bigendian=0, step=rows.shape[1],
-                  data=rows.reshape(-1))
+    fields = dict(
+        header=header(),
+        height=h,
+        width=w,
+        encoding=encoding,
+        is_bigendian=0,
+        step=rows.shape[1],
+        data=rows.reshape(-1),
+    )
     return Image(**{**fields, **overrides})
 
 
 def pixels_for(encoding: str, h: int = 5, w: int = 7) -> np.ndarray:
     """Distinct pixel values for ``encoding``'s channel count."""
-    return (np.arange(h * w * CHANNELS[encoding]) % 251).astype(np.uint8).reshape(h, w, CHANNELS[encoding])
+    return (
+        (np.arange(h * w * CHANNELS[encoding]) % 251)
+        .astype(np.uint8)
+        .reshape(h, w, CHANNELS[encoding])
+    )
 
 
 @pytest.mark.parametrize("encoding", list(CHANNELS))
@@ -49,8 +61,10 @@ def test_from_msg_is_a_view_of_the_pixels(encoding: str, pad: int) -> None:
     assert np.shares_memory(frame.pixels, msg.data)
 
 
-@pytest.mark.parametrize("encoding, order", [("bgr8", "bgr"), ("bgra8", "bgr"), ("rgb8", "rgb"), ("rgba8", "rgb"),
-                                             ("mono8", "mono")])
+@pytest.mark.parametrize(
+    "encoding, order",
+    [("bgr8", "bgr"), ("bgra8", "bgr"), ("rgb8", "rgb"), ("rgba8", "rgb"), ("mono8", "mono")],
+)
 def test_channel_order(encoding: str, order: str) -> None:
     assert image.from_msg(image_msg(pixels_for(encoding), encoding)).order == order
 
@@ -61,18 +75,31 @@ def test_from_msg_accepts_any_data_container(data) -> None:
     np.testing.assert_array_equal(image.from_msg(msg).pixels.reshape(-1), np.arange(6))
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"encoding": "yuv422"}, "unsupported encoding 'yuv422'; supported: rgb8, bgr8, rgba8, bgra8, mono8"),
-    ({"encoding": "mono16", "is_bigendian": 1},
-     "big-endian 16-bit image (mono16) is not supported; supported encodings: rgb8, bgr8, rgba8, bgra8, mono8"),
-    ({"encoding": "16UC1", "is_bigendian": 0},
-     "unsupported encoding '16UC1'; supported: rgb8, bgr8, rgba8, bgra8, mono8"),
-    ({"height": 0, "data": np.zeros(0, np.uint8)}, "empty image (7x0)"),
-    ({"width": 0}, "empty image (0x5)"),
-    ({"step": 20}, "step 20 is smaller than width*channels = 21 for bgr8"),
-    ({"step": 22}, "data length 105 does not match step*height = 22*5 = 110"),
-    ({"data": np.zeros(104, np.uint8)}, "data length 104 does not match step*height = 21*5 = 105"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            {"encoding": "yuv422"},
+            "unsupported encoding 'yuv422'; supported: rgb8, bgr8, rgba8, bgra8, mono8",
+        ),
+        (
+            {"encoding": "mono16", "is_bigendian": 1},
+            "big-endian 16-bit image (mono16) is not supported; supported encodings: rgb8, bgr8, rgba8, bgra8, mono8",
+        ),
+        (
+            {"encoding": "16UC1", "is_bigendian": 0},
+            "unsupported encoding '16UC1'; supported: rgb8, bgr8, rgba8, bgra8, mono8",
+        ),
+        ({"height": 0, "data": np.zeros(0, np.uint8)}, "empty image (7x0)"),
+        ({"width": 0}, "empty image (0x5)"),
+        ({"step": 20}, "step 20 is smaller than width*channels = 21 for bgr8"),
+        ({"step": 22}, "data length 105 does not match step*height = 22*5 = 110"),
+        (
+            {"data": np.zeros(104, np.uint8)},
+            "data length 104 does not match step*height = 21*5 = 105",
+        ),
+    ],
+)
 def test_from_msg_rejects_with_the_reason(overrides: dict, message: str) -> None:
     with pytest.raises(ImageError) as err:
         image.from_msg(image_msg(pixels_for("bgr8"), **{"encoding": "bgr8", **overrides}))
@@ -81,7 +108,11 @@ def test_from_msg_rejects_with_the_reason(overrides: dict, message: str) -> None
 
 def test_from_compressed_png_is_lossless_bgr8() -> None:
     pixels = pixels_for("bgr8", 9, 11)
-    msg = CompressedImage(header=header(), format="png", data=np.frombuffer(cv2.imencode(".png", pixels)[1], np.uint8))
+    msg = CompressedImage(
+        header=header(),
+        format="png",
+        data=np.frombuffer(cv2.imencode(".png", pixels)[1], np.uint8),
+    )
     frame = image.from_compressed(msg)
     assert frame.encoding == "bgr8"
     np.testing.assert_array_equal(frame.pixels, pixels)
@@ -94,9 +125,13 @@ def test_from_compressed_jpeg_decodes_like_opencv() -> None:
     np.testing.assert_array_equal(frame.pixels, cv2.imdecode(data, cv2.IMREAD_COLOR))
 
 
-@pytest.mark.parametrize("data, size", [(np.zeros(0, np.uint8), 0), (np.arange(10, dtype=np.uint8), 10)])
+@pytest.mark.parametrize(
+    "data, size", [(np.zeros(0, np.uint8), 0), (np.arange(10, dtype=np.uint8), 10)]
+)
 def test_from_compressed_rejects_undecodable_data(data: np.ndarray, size: int) -> None:
-    with pytest.raises(ImageError, match=rf"cannot decode compressed image \(format 'jpeg', {size} bytes\)"):
+    with pytest.raises(
+        ImageError, match=rf"cannot decode compressed image \(format 'jpeg', {size} bytes\)"
+    ):
         image.from_compressed(CompressedImage(header=header(), format="jpeg", data=data))
 
 
@@ -105,32 +140,57 @@ def test_to_fields_round_trip(encoding: str) -> None:
     pixels = pixels_for(encoding)
     fields = image.to_fields(pixels[::-1], encoding)  # a non-contiguous view comes out contiguous
     assert {k: fields[k] for k in ("height", "width", "encoding", "is_bigendian", "step")} == {
-        "height": 5, "width": 7, "encoding": encoding, "is_bigendian": 0, "step": 7 * CHANNELS[encoding]}
-    assert fields["data"].dtype == np.uint8 and fields["data"].shape == (5 * 7 * CHANNELS[encoding],)
-    np.testing.assert_array_equal(image.from_msg(Image(header=header(), **fields)).pixels, pixels[::-1])
+        "height": 5,
+        "width": 7,
+        "encoding": encoding,
+        "is_bigendian": 0,
+        "step": 7 * CHANNELS[encoding],
+    }
+    assert fields["data"].dtype == np.uint8 and fields["data"].shape == (
+        5 * 7 * CHANNELS[encoding],
+    )
+    np.testing.assert_array_equal(
+        image.from_msg(Image(header=header(), **fields)).pixels, pixels[::-1]
+    )
 
 
 def test_to_fields_of_a_two_dimensional_mask_is_mono8_sized() -> None:
     fields = image.to_fields(np.zeros((4, 6), np.uint8), "mono8")
-    assert (fields["height"], fields["width"], fields["step"], fields["data"].size) == (4, 6, 6, 24)
+    assert (fields["height"], fields["width"], fields["step"], fields["data"].size) == (
+        4,
+        6,
+        6,
+        24,
+    )
 
 
-@pytest.mark.parametrize("pixels, encoding, message", [
-    (np.zeros((2, 2, 3), np.uint8), "yuv422", "unsupported encoding 'yuv422'"),
-    (np.zeros((2, 2, 3), np.uint16), "bgr8",
-     r"expected a non-empty uint8 H x W x 3 array for bgr8, got uint16 \(2, 2, 3\)"),
-    (np.zeros((2, 2, 4), np.uint8), "bgr8", r"got uint8 \(2, 2, 4\)"),
-    (np.zeros((0, 2), np.uint8), "mono8", r"got uint8 \(0, 2, 1\)"),
-])
-def test_from_array_rejects_with_the_reason(pixels: np.ndarray, encoding: str, message: str) -> None:
+@pytest.mark.parametrize(
+    "pixels, encoding, message",
+    [
+        (np.zeros((2, 2, 3), np.uint8), "yuv422", "unsupported encoding 'yuv422'"),
+        (
+            np.zeros((2, 2, 3), np.uint16),
+            "bgr8",
+            r"expected a non-empty uint8 H x W x 3 array for bgr8, got uint16 \(2, 2, 3\)",
+        ),
+        (np.zeros((2, 2, 4), np.uint8), "bgr8", r"got uint8 \(2, 2, 4\)"),
+        (np.zeros((0, 2), np.uint8), "mono8", r"got uint8 \(0, 2, 1\)"),
+    ],
+)
+def test_from_array_rejects_with_the_reason(
+    pixels: np.ndarray, encoding: str, message: str
+) -> None:
     with pytest.raises(ImageError, match=message):
         image.from_array(pixels, encoding)
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"height": -5}, "negative field in the message: height -5"),
-    ({"step": -21}, "negative field in the message: height 5, width 7, step -21"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"height": -5}, "negative field in the message: height -5"),
+        ({"step": -21}, "negative field in the message: height 5, width 7, step -21"),
+    ],
+)
 def test_negative_fields_are_rejected(fields: dict, message: str) -> None:
     msg = image_msg(pixels_for("rgb8"), "rgb8")
     for k, v in fields.items():
@@ -139,11 +199,18 @@ def test_negative_fields_are_rejected(fields: dict, message: str) -> None:
         image.from_msg(msg)
 
 
-@pytest.mark.parametrize("h, w, message", [
-    (1, 100000, "image of 100000x1 is too small: each side must be at least 2 pixels"),
-    (20, 100000, "image of 100000x20 is too elongated: the longer side may be at most 32 times the shorter"),
-    (5000, 4000, "image of 4000x5000 = 20000000 pixels is larger than max_pixels = 16777216"),
-])
+@pytest.mark.parametrize(
+    "h, w, message",
+    [
+        (1, 100000, "image of 100000x1 is too small: each side must be at least 2 pixels"),
+        (
+            20,
+            100000,
+            "image of 100000x20 is too elongated: the longer side may be at most 32 times the shorter",
+        ),
+        (5000, 4000, "image of 4000x5000 = 20000000 pixels is larger than max_pixels = 16777216"),
+    ],
+)
 def test_size_limits(h: int, w: int, message: str) -> None:
     with pytest.raises(ImageError, match=message):
         image.check_size(h, w)
@@ -157,13 +224,19 @@ def test_a_tiny_jpeg_claiming_a_huge_size_is_refused_before_decoding() -> None:
     ok, jpeg = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))
     data = bytearray(jpeg.tobytes())
     sof = data.index(b"\xff\xc0")
-    data[sof + 5:sof + 9] = (30000).to_bytes(2, "big") * 2  # height, width in the SOF0 segment
+    data[sof + 5 : sof + 9] = (30000).to_bytes(2, "big") * 2  # height, width in the SOF0 segment
     msg = SimpleNamespace(format="jpeg", data=np.frombuffer(bytes(data), np.uint8))
     assert len(data) < 1000
     with pytest.raises(ImageError, match="claims more pixels than max_pixels = 16777216"):
         image.from_compressed(msg)
-    data[sof + 5:sof + 9] = (5000).to_bytes(2, "big") * 2  # 25 MP: Pillow lets it through, max_pixels does not
-    with pytest.raises(ImageError, match="image of 5000x5000 = 25000000 pixels is larger than max_pixels"):
-        image.from_compressed(SimpleNamespace(format="jpeg", data=np.frombuffer(bytes(data), np.uint8)))
+    data[sof + 5 : sof + 9] = (5000).to_bytes(
+        2, "big"
+    ) * 2  # 25 MP: Pillow lets it through, max_pixels does not
+    with pytest.raises(
+        ImageError, match="image of 5000x5000 = 25000000 pixels is larger than max_pixels"
+    ):
+        image.from_compressed(
+            SimpleNamespace(format="jpeg", data=np.frombuffer(bytes(data), np.uint8))
+        )
     with pytest.raises(ImageError, match="no JPEG/PNG header"):
         image.from_compressed(SimpleNamespace(format="jpeg", data=np.arange(50, dtype=np.uint8)))

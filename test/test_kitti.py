@@ -1,4 +1,5 @@
 """KITTI folder reading: layouts, exact timestamps and calibration -> camera models."""
+
 from __future__ import annotations
 
 import calendar
@@ -8,16 +9,47 @@ import numpy as np
 import pytest
 
 from fcn_road_seg.errors import DataError
-from fcn_road_seg.kitti import (camera_model, detect_layout, kitti_frames, parse_stamp, read_timestamps,
-                                synthetic_stamps)
+from fcn_road_seg.kitti import (
+    camera_model,
+    detect_layout,
+    kitti_frames,
+    parse_stamp,
+    read_timestamps,
+    synthetic_stamps,
+)
 
 P2 = np.arange(1.0, 13.0) * 10.5  # any distinct 12 numbers
-P_RECT_02 = np.array([721.5377, 0.0, 609.5593, 44.85728, 0.0, 721.5377, 172.854, 0.2163791, 0.0, 0.0, 1.0,
-                      0.002745884])
+P_RECT_02 = np.array(
+    [
+        721.5377,
+        0.0,
+        609.5593,
+        44.85728,
+        0.0,
+        721.5377,
+        172.854,
+        0.2163791,
+        0.0,
+        0.0,
+        1.0,
+        0.002745884,
+    ]
+)
 K_02 = np.array([959.7910, 0.0, 696.0217, 0.0, 956.9251, 224.1806, 0.0, 0.0, 1.0])
 D_02 = np.array([-0.3691481, 0.1968681, 0.001353473, 0.0005677587, -0.06770705])
-R_RECT_02 = np.array([0.9998817, 0.01511453, -0.002841595, -0.01511724, 0.9998853, -0.000933851, 0.002827154,
-                      0.0009766976, 0.9999955])
+R_RECT_02 = np.array(
+    [
+        0.9998817,
+        0.01511453,
+        -0.002841595,
+        -0.01511724,
+        0.9998853,
+        -0.000933851,
+        0.002827154,
+        0.0009766976,
+        0.9999955,
+    ]
+)
 
 
 def fmt(values: np.ndarray) -> str:
@@ -27,16 +59,21 @@ def fmt(values: np.ndarray) -> str:
 
 def write_cam_to_cam(path: Path, rect_size: tuple[int, int], raw_size: tuple[int, int]) -> Path:
     """A calib_cam_to_cam.txt with the camera-2 entries (and the non-numeric header line KITTI has)."""
-    path.write_text("calib_time: 09-Jan-2012 13:57:47\ncorner_dist: 9.950000e-02\n"
-                    f"S_02: {fmt(raw_size)}\nK_02: {fmt(K_02)}\nD_02: {fmt(D_02)}\n"
-                    f"S_rect_02: {fmt(rect_size)}\nR_rect_02: {fmt(R_RECT_02)}\nP_rect_02: {fmt(P_RECT_02)}\n")
+    path.write_text(
+        "calib_time: 09-Jan-2012 13:57:47\ncorner_dist: 9.950000e-02\n"
+        f"S_02: {fmt(raw_size)}\nK_02: {fmt(K_02)}\nD_02: {fmt(D_02)}\n"
+        f"S_rect_02: {fmt(rect_size)}\nR_rect_02: {fmt(R_RECT_02)}\nP_rect_02: {fmt(P_RECT_02)}\n"
+    )
     return path
 
 
 def test_parse_stamp_is_exact_to_the_nanosecond() -> None:
     base = calendar.timegm((2011, 9, 26, 13, 2, 25, 0, 0, 0)) * 10**9
     assert parse_stamp("2011-09-26 13:02:25.964389445") == base + 964389445
-    assert parse_stamp("2011-09-26 13:02:25.964389446") - parse_stamp("2011-09-26 13:02:25.964389445") == 1
+    assert (
+        parse_stamp("2011-09-26 13:02:25.964389446") - parse_stamp("2011-09-26 13:02:25.964389445")
+        == 1
+    )
     assert parse_stamp(" 2011-09-26 13:02:25.5\n") == base + 500_000_000
     assert parse_stamp("2011-09-26 13:02:25") == base
     with pytest.raises(ValueError, match="not a KITTI timestamp"):
@@ -53,8 +90,10 @@ def test_synthetic_stamps_do_not_drift() -> None:
 def test_read_timestamps_names_the_bad_line(tmp_path: Path) -> None:
     path = tmp_path / "timestamps.txt"
     path.write_text("2011-09-26 13:02:25.964389445\n2011-09-26 13:02:26.074450000\n")
-    assert read_timestamps(path) == [parse_stamp("2011-09-26 13:02:25.964389445"),
-                                     parse_stamp("2011-09-26 13:02:26.07445")]
+    assert read_timestamps(path) == [
+        parse_stamp("2011-09-26 13:02:25.964389445"),
+        parse_stamp("2011-09-26 13:02:26.07445"),
+    ]
     path.write_text("2011-09-26 13:02:25.964389445\nbroken\n")
     with pytest.raises(DataError, match=r"timestamps.txt:2"):
         read_timestamps(path)
@@ -62,15 +101,21 @@ def test_read_timestamps_names_the_bad_line(tmp_path: Path) -> None:
 
 def test_road_camera_model_from_p2(tmp_path: Path) -> None:
     calib = tmp_path / "um_000000.txt"
-    calib.write_text(f"P0: {fmt(np.zeros(12))}\nP2: {fmt(P2)}\nR0_rect: {fmt(np.eye(3).ravel())}\n")
+    calib.write_text(
+        f"P0: {fmt(np.zeros(12))}\nP2: {fmt(P2)}\nR0_rect: {fmt(np.eye(3).ravel())}\n"
+    )
     model = camera_model("road", calib, 1242, 375)
     np.testing.assert_array_equal(model.p, P2)
-    np.testing.assert_array_equal(model.k, [10.5, 21.0, 31.5, 52.5, 63.0, 73.5, 94.5, 105.0, 115.5])
+    np.testing.assert_array_equal(
+        model.k, [10.5, 21.0, 31.5, 52.5, 63.0, 73.5, 94.5, 105.0, 115.5]
+    )
     np.testing.assert_array_equal(model.r, np.eye(3).ravel())
     np.testing.assert_array_equal(model.d, np.zeros(5))
     assert model.distortion_model == "plumb_bob"
     calib.write_text(f"P2: {fmt(P2[:11])}\n")
-    with pytest.raises(DataError, match=r"um_000000.txt: 'P2' must hold 12 numbers \(11 numbers\)"):
+    with pytest.raises(
+        DataError, match=r"um_000000.txt: 'P2' must hold 12 numbers \(11 numbers\)"
+    ):
         camera_model("road", calib, 1242, 375)
 
 
@@ -101,7 +146,9 @@ def test_layouts_are_detected(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot tell the KITTI layout"):
         detect_layout(tmp_path)
     (date / "2011_09_26_drive_0002_sync" / "image_02").mkdir(parents=True)
-    with pytest.raises(DataError, match="found: 2011_09_26_drive_0001_sync, 2011_09_26_drive_0002_sync"):
+    with pytest.raises(
+        DataError, match="found: 2011_09_26_drive_0001_sync, 2011_09_26_drive_0002_sync"
+    ):
         kitti_frames(date)
 
 

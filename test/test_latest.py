@@ -1,4 +1,5 @@
 """latest.py: the newest-frame slot between the subscription callback and the inference worker."""
+
 from __future__ import annotations
 
 import threading

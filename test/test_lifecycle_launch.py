@@ -3,6 +3,7 @@
 Skipped where launch_testing (ROS 2) cannot be imported. Run it with ``colcon test`` or, in a sourced
 workspace where fcn_road_seg is installed, ``python -m pytest test/test_lifecycle_launch.py``.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -51,9 +52,17 @@ def generate_test_description() -> tuple[launch.LaunchDescription, dict[str, Any
     launch_file = Path(get_package_share_directory("fcn_road_seg")) / "launch" / "seg.launch.py"
     seg_launch = launch.actions.IncludeLaunchDescription(
         PythonLaunchDescriptionSource(str(launch_file)),
-        launch_arguments={"model_path": str(model), "params_file": str(params), "image_topic": IMAGE_TOPIC,
-                          "namespace": NAMESPACE, "lifecycle": "true"}.items())
-    return launch.LaunchDescription([seg_launch, launch_testing.actions.ReadyToTest()]), {"tmp": tmp}
+        launch_arguments={
+            "model_path": str(model),
+            "params_file": str(params),
+            "image_topic": IMAGE_TOPIC,
+            "namespace": NAMESPACE,
+            "lifecycle": "true",
+        }.items(),
+    )
+    return launch.LaunchDescription([seg_launch, launch_testing.actions.ReadyToTest()]), {
+        "tmp": tmp
+    }
 
 
 class TestLifecycle(unittest.TestCase):
@@ -73,7 +82,9 @@ class TestLifecycle(unittest.TestCase):
         cls.get = cls.node.create_client(GetState, f"{NODE}/get_state")
         pixels = np.zeros((96, 320, 3), np.uint8)
         pixels[48:] = 120  # a grey "road" under a black sky
-        cls.msg = make_image(Header(stamp=Time(sec=7), frame_id="camera"), image.to_fields(pixels, "bgr8"))
+        cls.msg = make_image(
+            Header(stamp=Time(sec=7), frame_id="camera"), image.to_fields(pixels, "bgr8")
+        )
 
     @classmethod
     def tearDownClass(cls) -> None:
@@ -83,7 +94,9 @@ class TestLifecycle(unittest.TestCase):
 
     def call(self, client: Any, request: Any) -> Any:
         """Call a service and spin until its answer."""
-        self.assertTrue(client.wait_for_service(timeout_sec=TIMEOUT_S), f"{client.srv_name} not available")
+        self.assertTrue(
+            client.wait_for_service(timeout_sec=TIMEOUT_S), f"{client.srv_name} not available"
+        )
         future = client.call_async(request)
         spin_until(self.executor, future.done, TIMEOUT_S)
         self.assertTrue(future.done(), f"no answer from {client.srv_name}")
@@ -95,13 +108,22 @@ class TestLifecycle(unittest.TestCase):
 
     def transition(self, transition_id: int) -> None:
         """Take a transition and check it succeeded."""
-        self.assertTrue(self.call(self.change, ChangeState.Request(transition=Transition(id=transition_id))).success)
+        self.assertTrue(
+            self.call(
+                self.change, ChangeState.Request(transition=Transition(id=transition_id))
+            ).success
+        )
 
     def test_autostart_active_then_inactive_publishes_nothing_then_active_again(self) -> None:
         publish = lambda: self.publisher.publish(self.msg)  # noqa: E731
         spin_until(self.executor, lambda: self.state() == State.PRIMARY_STATE_ACTIVE, TIMEOUT_S)
-        self.assertEqual(self.state(), State.PRIMARY_STATE_ACTIVE, "autostart should configure and activate")
-        self.assertTrue(spin_until(self.executor, lambda: self.masks, TIMEOUT_S, publish), "no mask while active")
+        self.assertEqual(
+            self.state(), State.PRIMARY_STATE_ACTIVE, "autostart should configure and activate"
+        )
+        self.assertTrue(
+            spin_until(self.executor, lambda: self.masks, TIMEOUT_S, publish),
+            "no mask while active",
+        )
         self.transition(Transition.TRANSITION_DEACTIVATE)
         self.assertEqual(self.state(), State.PRIMARY_STATE_INACTIVE)
         spin_until(self.executor, lambda: False, 1.0)
@@ -109,7 +131,9 @@ class TestLifecycle(unittest.TestCase):
         spin_until(self.executor, lambda: False, 4.0, publish)
         self.assertEqual(len(self.masks), count, "a mask was published while inactive")
         self.transition(Transition.TRANSITION_ACTIVATE)
-        self.assertTrue(spin_until(self.executor, lambda: len(self.masks) > count, TIMEOUT_S, publish))
+        self.assertTrue(
+            spin_until(self.executor, lambda: len(self.masks) > count, TIMEOUT_S, publish)
+        )
         self.transition(Transition.TRANSITION_DEACTIVATE)
         self.transition(Transition.TRANSITION_CLEANUP)
         self.assertEqual(self.state(), State.PRIMARY_STATE_UNCONFIGURED)

@@ -1,4 +1,5 @@
 """fcn-road-segment (fcn_road_seg/media.py): videos, image folders and globs through the per-frame core."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,8 +40,9 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
-def test_video_masks_equal_the_core_on_the_decoded_frames(tmp_path: Path, tiny_model: Path,
-                                                          small_frames: list[np.ndarray]) -> None:
+def test_video_masks_equal_the_core_on_the_decoded_frames(
+    tmp_path: Path, tiny_model: Path, small_frames: list[np.ndarray]
+) -> None:
     clip = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, SIZE)
     for bgr in small_frames:
@@ -63,29 +65,42 @@ def test_video_masks_equal_the_core_on_the_decoded_frames(tmp_path: Path, tiny_m
     assert leftovers(tmp_path) == []
 
 
-def test_folder_with_a_corrupt_image_is_skipped_and_listed(tmp_path: Path, tiny_model: Path, image_dir: Path,
-                                                           capsys: pytest.CaptureFixture) -> None:
+def test_folder_with_a_corrupt_image_is_skipped_and_listed(
+    tmp_path: Path, tiny_model: Path, image_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
     (image_dir / "uu_000099.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     out = tmp_path / "out"
-    assert run(tiny_model, str(image_dir), "-o", str(out), "--masks", "--confidence", "--overlays") == 0
+    assert (
+        run(tiny_model, str(image_dir), "-o", str(out), "--masks", "--confidence", "--overlays")
+        == 0
+    )
     printed = capsys.readouterr().out
-    assert f"skipped frame #5 (uu_000099): cannot read image {image_dir / 'uu_000099.png'}" in printed
+    assert (
+        f"skipped frame #5 (uu_000099): cannot read image {image_dir / 'uu_000099.png'}" in printed
+    )
     assert "wrote" in printed and "5 frames" in printed
     assert sorted(p.name for p in (out / "confidence").iterdir()) == sorted(
-        p.name.replace("_0", "_road_0", 1) for p in KITTI)  # KITTI submission names
+        p.name.replace("_0", "_road_0", 1) for p in KITTI
+    )  # KITTI submission names
     assert len(list((out / "overlays").iterdir())) == len(list((out / "masks").iterdir())) == 5
 
 
-def test_strict_stops_and_leaves_nothing(tmp_path: Path, tiny_model: Path, image_dir: Path,
-                                         capsys: pytest.CaptureFixture) -> None:
+def test_strict_stops_and_leaves_nothing(
+    tmp_path: Path, tiny_model: Path, image_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
     (image_dir / "um_000000.png").write_bytes(b"junk")
     out = tmp_path / "out"
     assert run(tiny_model, str(image_dir), "-o", str(out), "--strict") == 1
-    assert f"error: cannot read image {image_dir / 'um_000000.png'} (--strict)" in capsys.readouterr().err
+    assert (
+        f"error: cannot read image {image_dir / 'um_000000.png'} (--strict)"
+        in capsys.readouterr().err
+    )
     assert not out.exists() and leftovers(tmp_path) == []
 
 
-def test_glob_single_image_and_default_outputs(tmp_path: Path, tiny_model: Path, image_dir: Path) -> None:
+def test_glob_single_image_and_default_outputs(
+    tmp_path: Path, tiny_model: Path, image_dir: Path
+) -> None:
     out = tmp_path / "glob"
     assert run(tiny_model, str(image_dir / "umm_*.png"), "-o", str(out)) == 0
     assert sorted(p.name for p in out.iterdir()) == ["contact_sheet.png", "masks", "overlays"]
@@ -95,39 +110,57 @@ def test_glob_single_image_and_default_outputs(tmp_path: Path, tiny_model: Path,
     assert [p.name for p in (single / "masks").iterdir()] == ["uu_000002.png"]
 
 
-def test_existing_output_needs_overwrite(tmp_path: Path, tiny_model: Path, image_dir: Path,
-                                         capsys: pytest.CaptureFixture) -> None:
+def test_existing_output_needs_overwrite(
+    tmp_path: Path, tiny_model: Path, image_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     assert run(tiny_model, str(image_dir), "-o", str(out)) == 1
-    assert "refusing to overwrite existing output" in capsys.readouterr().err and (out / "keep.txt").is_file()
+    assert (
+        "refusing to overwrite existing output" in capsys.readouterr().err
+        and (out / "keep.txt").is_file()
+    )
     assert run(tiny_model, str(image_dir), "-o", str(out), "--overwrite", "--masks") == 0
     assert sorted(p.name for p in out.iterdir()) == ["masks"] and leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda d: d / "missing.mp4", "input not found: {}"),
-    (lambda d: (d / "fake.mp4").write_bytes(b"not a video") and d / "fake.mp4", "cannot open video {}"),
-    (lambda d: (d / "empty").mkdir() or d / "empty", "no images (.png, .jpg, .jpeg) in {}"),
-])
-def test_bad_inputs_name_the_file(tmp_path: Path, tiny_model: Path, capsys: pytest.CaptureFixture, make,
-                                  message: str) -> None:
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "missing.mp4", "input not found: {}"),
+        (
+            lambda d: (d / "fake.mp4").write_bytes(b"not a video") and d / "fake.mp4",
+            "cannot open video {}",
+        ),
+        (lambda d: (d / "empty").mkdir() or d / "empty", "no images (.png, .jpg, .jpeg) in {}"),
+    ],
+)
+def test_bad_inputs_name_the_file(
+    tmp_path: Path, tiny_model: Path, capsys: pytest.CaptureFixture, make, message: str
+) -> None:
     spec = make(tmp_path)
     assert run(tiny_model, str(spec), "-o", str(tmp_path / "out")) == 1
     assert message.format(spec) in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
 
 
-def test_a_failing_model_leaves_nothing(tmp_path: Path, image_dir: Path, capsys: pytest.CaptureFixture) -> None:
-    assert media.main([str(image_dir), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "none.pt")]) == 1
+def test_a_failing_model_leaves_nothing(
+    tmp_path: Path, image_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert (
+        media.main(
+            [str(image_dir), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "none.pt")]
+        )
+        == 1
+    )
     assert f"model file not found: {tmp_path / 'none.pt'}" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
 
 
-def test_a_corrupt_frame_in_the_middle_of_a_video_is_listed(tmp_path: Path, tiny_model: Path,
-                                                            small_frames: list[np.ndarray],
-                                                            capsys: pytest.CaptureFixture) -> None:
+def test_a_corrupt_frame_in_the_middle_of_a_video_is_listed(
+    tmp_path: Path, tiny_model: Path, small_frames: list[np.ndarray], capsys: pytest.CaptureFixture
+) -> None:
     """An MJPEG AVI whose third JPEG is wiped: frames 0, 1, 3, 4 are segmented, frame 2 is listed."""
     clip = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, SIZE)
@@ -135,11 +168,16 @@ def test_a_corrupt_frame_in_the_middle_of_a_video_is_listed(tmp_path: Path, tiny
         writer.write(bgr)
     writer.release()
     data = bytearray(clip.read_bytes())
-    starts = [i for i in range(len(data) - 2) if data[i:i + 3] == b"\xff\xd8\xff"]
+    starts = [i for i in range(len(data) - 2) if data[i : i + 3] == b"\xff\xd8\xff"]
     assert len(starts) == len(small_frames)
-    data[starts[2]:starts[2] + 600] = bytes(600)
+    data[starts[2] : starts[2] + 600] = bytes(600)
     clip.write_bytes(bytes(data))
     out = tmp_path / "out"
     assert run(tiny_model, str(clip), "-o", str(out), "--masks") == 0
-    assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{i:06d}.png" for i in (0, 1, 3, 4)]
-    assert f"skipped frame #2 (000002): {clip}: frame 2 could not be decoded" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "masks").iterdir()) == [
+        f"{i:06d}.png" for i in (0, 1, 3, 4)
+    ]
+    assert (
+        f"skipped frame #2 (000002): {clip}: frame 2 could not be decoded"
+        in capsys.readouterr().out
+    )

@@ -1,4 +1,5 @@
 """model.py: FCN-8s shapes, bilinear upsampling init, skip scaling and torchvision VGG16 weight loading."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,15 @@ import torch.nn.functional as F
 import torchvision
 
 from fcn_road_seg.errors import ModelError
-from fcn_road_seg.model import POOL3_END, POOL3_SCALE, POOL4_END, POOL4_SCALE, FCN8s, build_model, load_vgg16_weights
+from fcn_road_seg.model import (
+    POOL3_END,
+    POOL3_SCALE,
+    POOL4_END,
+    POOL4_SCALE,
+    FCN8s,
+    build_model,
+    load_vgg16_weights,
+)
 
 LIGHT = {"fc_channels": 16, "fc6_kernel": 3}
 
@@ -72,8 +81,12 @@ def test_skips_are_scaled() -> None:
     torch.manual_seed(2)
     model = FCN8s(**LIGHT).eval()
     seen: dict[str, torch.Tensor] = {}
-    model.features[POOL3_END - 1].register_forward_hook(lambda m, i, o: seen.__setitem__("pool3", o))
-    model.features[POOL4_END - 1].register_forward_hook(lambda m, i, o: seen.__setitem__("pool4", o))
+    model.features[POOL3_END - 1].register_forward_hook(
+        lambda m, i, o: seen.__setitem__("pool3", o)
+    )
+    model.features[POOL4_END - 1].register_forward_hook(
+        lambda m, i, o: seen.__setitem__("pool4", o)
+    )
     model.score_pool3.register_forward_pre_hook(lambda m, i: seen.__setitem__("in3", i[0]))
     model.score_pool4.register_forward_pre_hook(lambda m, i: seen.__setitem__("in4", i[0]))
     with torch.no_grad():
@@ -91,7 +104,9 @@ def test_score_layers_start_at_zero() -> None:
     assert torch.count_nonzero(out) == 0  # zero-initialised score layers: P(road) = 0.5 everywhere
 
 
-def test_imagenet_format_weights_are_copied(vgg16_file: tuple[Path, dict[str, torch.Tensor]]) -> None:
+def test_imagenet_format_weights_are_copied(
+    vgg16_file: tuple[Path, dict[str, torch.Tensor]],
+) -> None:
     path, state = vgg16_file
     model = _full_shell().to_empty(device="cpu")
     assert load_vgg16_weights(model, str(path)) == ["features", "fc6", "fc7"]
@@ -105,11 +120,15 @@ def test_imagenet_format_weights_are_copied(vgg16_file: tuple[Path, dict[str, to
     pool5 = torch.randn(1, 512, 7, 7)
     with torch.no_grad():
         conv = F.conv2d(pool5, model.fc6.weight, model.fc6.bias)[0, :, 0, 0]
-        linear = F.linear(pool5.flatten(1), state["classifier.0.weight"], state["classifier.0.bias"])[0]
+        linear = F.linear(
+            pool5.flatten(1), state["classifier.0.weight"], state["classifier.0.bias"]
+        )[0]
     torch.testing.assert_close(conv, linear, atol=1e-4, rtol=1e-4)
 
 
-def test_light_head_takes_features_only(tmp_path: Path, features_state: dict[str, torch.Tensor]) -> None:
+def test_light_head_takes_features_only(
+    tmp_path: Path, features_state: dict[str, torch.Tensor]
+) -> None:
     path = tmp_path / "features.pth"
     torch.save(features_state, path)
     model = FCN8s(**LIGHT)
@@ -119,14 +138,18 @@ def test_light_head_takes_features_only(tmp_path: Path, features_state: dict[str
     assert torch.equal(model.fc6.weight, fc6)
 
 
-def test_missing_key_names_file_and_key(tmp_path: Path, features_state: dict[str, torch.Tensor]) -> None:
+def test_missing_key_names_file_and_key(
+    tmp_path: Path, features_state: dict[str, torch.Tensor]
+) -> None:
     path = tmp_path / "missing.pth"
     torch.save({k: v for k, v in features_state.items() if k != "features.10.weight"}, path)
     with pytest.raises(ModelError, match=r"missing\.pth.*features\.10\.weight"):
         build_model(str(path), **LIGHT)
 
 
-def test_wrong_shape_names_file_key_and_shape(tmp_path: Path, features_state: dict[str, torch.Tensor]) -> None:
+def test_wrong_shape_names_file_key_and_shape(
+    tmp_path: Path, features_state: dict[str, torch.Tensor]
+) -> None:
     path = tmp_path / "shape.pth"
     torch.save({**features_state, "features.0.weight": torch.zeros(64, 1, 3, 3)}, path)
     expected = r"shape\.pth.*features\.0\.weight: \(64, 1, 3, 3\) \(expected \(64, 3, 3, 3\)\)"
@@ -134,17 +157,22 @@ def test_wrong_shape_names_file_key_and_shape(tmp_path: Path, features_state: di
         build_model(str(path), **LIGHT)
 
 
-def test_full_head_needs_classifier(tmp_path: Path, features_state: dict[str, torch.Tensor]) -> None:
+def test_full_head_needs_classifier(
+    tmp_path: Path, features_state: dict[str, torch.Tensor]
+) -> None:
     path = tmp_path / "nofc.pth"
     torch.save(features_state, path)
     with pytest.raises(ModelError, match=r"nofc\.pth.*classifier\.0\.weight"):
         load_vgg16_weights(_full_shell(), str(path))
 
 
-@pytest.mark.parametrize("content,pattern", [
-    (b"not a torch file at all", "cannot read weights .*: not a PyTorch file"),
-    (None, "holds a list, not a state dict"),
-])
+@pytest.mark.parametrize(
+    "content,pattern",
+    [
+        (b"not a torch file at all", "cannot read weights .*: not a PyTorch file"),
+        (None, "holds a list, not a state dict"),
+    ],
+)
 def test_bad_files_name_the_file(tmp_path: Path, content: bytes | None, pattern: str) -> None:
     path = tmp_path / "bad.pth"
     if content is None:
@@ -156,7 +184,9 @@ def test_bad_files_name_the_file(tmp_path: Path, content: bytes | None, pattern:
     assert str(path) in str(info.value)
 
 
-def test_truncated_file_names_the_file(tmp_path: Path, features_state: dict[str, torch.Tensor]) -> None:
+def test_truncated_file_names_the_file(
+    tmp_path: Path, features_state: dict[str, torch.Tensor]
+) -> None:
     path = tmp_path / "truncated.pth"
     torch.save(features_state, path)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -176,15 +206,29 @@ def _checkpoint(path: Path, **entries) -> Path:
     return path
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: torch.save({"model": [1, 2, 3], "model_config": {}}, p), "'model' is a list, not a state dict"),
-    (lambda p: torch.save({"model": {}, "model_config": "big"}, p), "'model_config' is a str, not a mapping"),
-    (lambda p: p.write_bytes(b""), "is empty (0 bytes)"),
-    (lambda p: p.mkdir(), "is a directory, not a file"),
-    (lambda p: p.write_bytes(bytes(range(256)) * 40), "not a PyTorch file (UnpicklingError)"),
-    (lambda p: torch.save({"model": {}, "model_config": {}}, p) or p.write_bytes(p.read_bytes()[:300]),
-     "truncated or corrupt"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda p: torch.save({"model": [1, 2, 3], "model_config": {}}, p),
+            "'model' is a list, not a state dict",
+        ),
+        (
+            lambda p: torch.save({"model": {}, "model_config": "big"}, p),
+            "'model_config' is a str, not a mapping",
+        ),
+        (lambda p: p.write_bytes(b""), "is empty (0 bytes)"),
+        (lambda p: p.mkdir(), "is a directory, not a file"),
+        (lambda p: p.write_bytes(bytes(range(256)) * 40), "not a PyTorch file (UnpicklingError)"),
+        (
+            lambda p: (
+                torch.save({"model": {}, "model_config": {}}, p)
+                or p.write_bytes(p.read_bytes()[:300])
+            ),
+            "truncated or corrupt",
+        ),
+    ],
+)
 def test_bad_checkpoints_are_one_clear_model_error(tmp_path: Path, make, message: str) -> None:
     from fcn_road_seg.model import read_checkpoint
 
@@ -204,7 +248,9 @@ def test_nan_weights_are_refused_at_load(tmp_path: Path) -> None:
     state["score_fr.weight"] = torch.full_like(state["score_fr.weight"], float("nan"))
     path = tmp_path / "nan.pt"
     torch.save({"model": state, "model_config": model.config}, path)
-    with pytest.raises(ModelError, match=rf"{path}: weights that are NaN or infinite in score_fr.weight"):
+    with pytest.raises(
+        ModelError, match=rf"{path}: weights that are NaN or infinite in score_fr.weight"
+    ):
         read_checkpoint(path)
 
 
@@ -221,4 +267,7 @@ def test_forward_backward_gives_finite_gradients_everywhere() -> None:
     assert torch.isfinite(loss)
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
-    assert model.features[0].weight.grad.abs().sum() > 0 and model.upscore8.weight.grad.abs().sum() > 0
+    assert (
+        model.features[0].weight.grad.abs().sum() > 0
+        and model.upscore8.weight.grad.abs().sum() > 0
+    )

@@ -1,4 +1,5 @@
 """node.py in-process on a real ROS 2 (skipped without rclpy): parameters, frames in and masks out, startup errors."""
+
 from __future__ import annotations
 
 import array
@@ -44,14 +45,20 @@ def context() -> Context:
 def frame_bgr() -> np.ndarray:
     """A real KITTI Road frame at a quarter of its size (310x93, BGR)."""
     pixels = kitti_frame()
-    return cv2.resize(pixels, (pixels.shape[1] // 4, pixels.shape[0] // 4), interpolation=cv2.INTER_AREA)
+    return cv2.resize(
+        pixels, (pixels.shape[1] // 4, pixels.shape[0] // 4), interpolation=cv2.INTER_AREA
+    )
 
 
 @pytest.fixture
 def overrides(request: pytest.FixtureRequest, tiny_model: Path) -> list[Parameter]:
     """The node's parameters: the tiny model, CPU, no warm-up, plus any given by indirect parametrisation."""
-    return [Parameter("model_path", value=str(tiny_model)), Parameter("device", value="cpu"),
-            Parameter("warmup_size", value=[0, 0]), *getattr(request, "param", [])]
+    return [
+        Parameter("model_path", value=str(tiny_model)),
+        Parameter("device", value="cpu"),
+        Parameter("warmup_size", value=[0, 0]),
+        *getattr(request, "param", []),
+    ]
 
 
 @pytest.fixture
@@ -90,26 +97,38 @@ def test_every_parameter_is_declared_with_a_descriptor(seg_node: RoadSegNode) ->
     for name in PARAMETERS:
         descriptor = seg_node.describe_parameter(name)
         assert descriptor.description, name
-        assert descriptor.read_only == (name not in ("threshold", "overlay_alpha", "overlay_color")), name
+        assert descriptor.read_only == (
+            name not in ("threshold", "overlay_alpha", "overlay_color")
+        ), name
     threshold = seg_node.describe_parameter("threshold").floating_point_range[0]
     assert (threshold.from_value, threshold.to_value) == (0.0, 1.0)
     # QoS through rclpy's standard overrides, sensor-data defaults: best effort, keep last 5
-    assert seg_node.get_parameter("qos_overrides./image.subscription.reliability").value == "best_effort"
+    assert (
+        seg_node.get_parameter("qos_overrides./image.subscription.reliability").value
+        == "best_effort"
+    )
     assert seg_node.get_parameter("qos_overrides./image.subscription.depth").value == 5
-    assert seg_node.get_parameter("qos_overrides./road_seg/mask.publisher.reliability").value == "reliable"
+    assert (
+        seg_node.get_parameter("qos_overrides./road_seg/mask.publisher.reliability").value
+        == "reliable"
+    )
     assert seg_node.describe_parameter("qos_overrides./image.subscription.depth").read_only
 
 
-@pytest.mark.parametrize("name, value, reason", [
-    ("threshold", 1.5, None),  # out of the descriptor's range: rclpy's own reason
-    ("overlay_alpha", -0.5, None),
-    ("overlay_color", [0, 255], check_setting("overlay_color", [0, 255])),
-    ("overlay_color", [0, 256, 0], check_setting("overlay_color", [0, 256, 0])),
-    ("model_path", "/other.pt", "Trying to set a read-only parameter: model_path."),
-    ("grid_frame", "map", "Trying to set a read-only parameter: grid_frame."),
-])
-def test_invalid_or_read_only_parameters_are_rejected(seg_node: RoadSegNode, name: str, value: Any,
-                                                      reason: str | None) -> None:
+@pytest.mark.parametrize(
+    "name, value, reason",
+    [
+        ("threshold", 1.5, None),  # out of the descriptor's range: rclpy's own reason
+        ("overlay_alpha", -0.5, None),
+        ("overlay_color", [0, 255], check_setting("overlay_color", [0, 255])),
+        ("overlay_color", [0, 256, 0], check_setting("overlay_color", [0, 256, 0])),
+        ("model_path", "/other.pt", "Trying to set a read-only parameter: model_path."),
+        ("grid_frame", "map", "Trying to set a read-only parameter: grid_frame."),
+    ],
+)
+def test_invalid_or_read_only_parameters_are_rejected(
+    seg_node: RoadSegNode, name: str, value: Any, reason: str | None
+) -> None:
     before = seg_node.get_parameter(name).value
     [result] = seg_node.set_parameters([Parameter(name, value=value)])
     assert not result.successful
@@ -118,57 +137,86 @@ def test_invalid_or_read_only_parameters_are_rejected(seg_node: RoadSegNode, nam
 
 
 def test_a_rejected_set_changes_nothing(seg_node: RoadSegNode) -> None:
-    result = seg_node.set_parameters_atomically([Parameter("threshold", value=0.2),
-                                                 Parameter("overlay_color", value=[1, 2])])
+    result = seg_node.set_parameters_atomically(
+        [Parameter("threshold", value=0.2), Parameter("overlay_color", value=[1, 2])]
+    )
     assert not result.successful
     assert seg_node.get_parameter("threshold").value == 0.5
 
 
-def test_frame_in_mask_out_with_the_header(executor: SingleThreadedExecutor, probe: Node, tiny_model: Path,
-                                           frame_bgr: np.ndarray) -> None:
+def test_frame_in_mask_out_with_the_header(
+    executor: SingleThreadedExecutor, probe: Node, tiny_model: Path, frame_bgr: np.ndarray
+) -> None:
     got: dict[str, Image] = {}
     for name in ("mask", "overlay"):
-        probe.create_subscription(Image, f"road_seg/{name}", lambda m, n=name: got.setdefault(n, m), 10)
+        probe.create_subscription(
+            Image, f"road_seg/{name}", lambda m, n=name: got.setdefault(n, m), 10
+        )
     publisher = probe.create_publisher(Image, "image", qos_profile_sensor_data)
     msg = image_msg(frame_bgr, "bgr8", 1_700_000_123, 456_789)
     assert spin_until(executor, lambda: len(got) == 2, 30.0, lambda: publisher.publish(msg))
     expected, _ = Segmenter(load_backend(tiny_model, "torch", "cpu")).process(msg, make_image)
     for name, out in got.items():
         assert (out.header.stamp.sec, out.header.stamp.nanosec, out.header.frame_id) == (
-            1_700_000_123, 456_789, FRAME_ID), name
+            1_700_000_123,
+            456_789,
+            FRAME_ID,
+        ), name
         assert (out.height, out.width) == (93, 310), name
     mask, overlay = got["mask"], got["overlay"]
     assert (mask.encoding, mask.step, len(mask.data)) == ("mono8", 310, 310 * 93)
-    np.testing.assert_array_equal(np.frombuffer(mask.data, np.uint8).reshape(93, 310), expected.mask)
+    np.testing.assert_array_equal(
+        np.frombuffer(mask.data, np.uint8).reshape(93, 310), expected.mask
+    )
     assert (overlay.encoding, overlay.step) == ("bgr8", 310 * 3)
-    np.testing.assert_array_equal(np.frombuffer(overlay.data, np.uint8).reshape(93, 310, 3), expected.overlay)
+    np.testing.assert_array_equal(
+        np.frombuffer(overlay.data, np.uint8).reshape(93, 310, 3), expected.overlay
+    )
 
 
 @pytest.mark.parametrize("overrides", [[Parameter("use_compressed", value=True)]], indirect=True)
-def test_compressed_input(executor: SingleThreadedExecutor, probe: Node, tiny_model: Path,
-                          frame_bgr: np.ndarray) -> None:
+def test_compressed_input(
+    executor: SingleThreadedExecutor, probe: Node, tiny_model: Path, frame_bgr: np.ndarray
+) -> None:
     masks: list[Image] = []
     probe.create_subscription(Image, "road_seg/mask", masks.append, 10)
-    publisher = probe.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
-    msg = CompressedImage(header=Header(stamp=Time(sec=42, nanosec=7), frame_id=FRAME_ID), format="png",
-                          data=array.array("B", cv2.imencode(".png", frame_bgr)[1].tobytes()))
+    publisher = probe.create_publisher(
+        CompressedImage, "image/compressed", qos_profile_sensor_data
+    )
+    msg = CompressedImage(
+        header=Header(stamp=Time(sec=42, nanosec=7), frame_id=FRAME_ID),
+        format="png",
+        data=array.array("B", cv2.imencode(".png", frame_bgr)[1].tobytes()),
+    )
     assert spin_until(executor, lambda: masks, 30.0, lambda: publisher.publish(msg))
-    expected, _ = Segmenter(load_backend(tiny_model, "torch", "cpu")).process(image_msg(frame_bgr, "bgr8", 42, 7),
-                                                                              make_image, ("mask",))
-    assert (masks[0].header.stamp.sec, masks[0].header.stamp.nanosec, masks[0].header.frame_id) == (42, 7, FRAME_ID)
-    np.testing.assert_array_equal(np.frombuffer(masks[0].data, np.uint8).reshape(93, 310), expected.mask)
+    expected, _ = Segmenter(load_backend(tiny_model, "torch", "cpu")).process(
+        image_msg(frame_bgr, "bgr8", 42, 7), make_image, ("mask",)
+    )
+    assert (
+        masks[0].header.stamp.sec,
+        masks[0].header.stamp.nanosec,
+        masks[0].header.frame_id,
+    ) == (42, 7, FRAME_ID)
+    np.testing.assert_array_equal(
+        np.frombuffer(masks[0].data, np.uint8).reshape(93, 310), expected.mask
+    )
 
 
-def test_run_time_threshold_changes_the_mask(executor: SingleThreadedExecutor, seg_node: RoadSegNode, probe: Node,
-                                             frame_bgr: np.ndarray) -> None:
+def test_run_time_threshold_changes_the_mask(
+    executor: SingleThreadedExecutor, seg_node: RoadSegNode, probe: Node, frame_bgr: np.ndarray
+) -> None:
     masks: list[Image] = []
     probe.create_subscription(Image, "road_seg/mask", masks.append, 10)
     publisher = probe.create_publisher(Image, "image", qos_profile_sensor_data)
     for i, (threshold, value) in enumerate([(0.0, 255), (1.0, 0)]):
         assert seg_node.set_parameters([Parameter("threshold", value=threshold)])[0].successful
         msg = image_msg(frame_bgr, "bgr8", 100 + i, 0)
-        assert spin_until(executor, lambda: any(m.header.stamp.sec == 100 + i for m in masks),
-                          30.0, lambda: publisher.publish(msg))
+        assert spin_until(
+            executor,
+            lambda: any(m.header.stamp.sec == 100 + i for m in masks),
+            30.0,
+            lambda: publisher.publish(msg),
+        )
         mask = next(m for m in masks if m.header.stamp.sec == 100 + i)
         assert set(mask.data) == {value}
 
@@ -184,60 +232,115 @@ def listen(probe: Node) -> tuple[list[Image], list[DiagnosticArray], Any]:
 
 def bad_counted(diagnostics: list[DiagnosticArray]) -> bool:
     """Some /diagnostics message counts a bad message."""
-    return any(dict((v.key, v.value) for v in d.status[0].values).get("bad messages", "0") != "0"
-               for d in diagnostics)
+    return any(
+        dict((v.key, v.value) for v in d.status[0].values).get("bad messages", "0") != "0"
+        for d in diagnostics
+    )
 
 
-def test_a_bad_message_is_counted_and_the_node_keeps_working(executor: SingleThreadedExecutor, probe: Node,
-                                                             frame_bgr: np.ndarray) -> None:
+def test_a_bad_message_is_counted_and_the_node_keeps_working(
+    executor: SingleThreadedExecutor, probe: Node, frame_bgr: np.ndarray
+) -> None:
     masks, diagnostics, publisher = listen(probe)
     bad = image_msg(frame_bgr, "bgr8", 7, 0)
     bad.step += 1  # data no longer matches step * height
     good = image_msg(frame_bgr, "bgr8", 8, 0)
-    assert spin_until(executor, lambda: bad_counted(diagnostics), 30.0, lambda: publisher.publish(bad))
-    assert spin_until(executor, lambda: any(m.header.stamp.sec == 8 for m in masks), 30.0,
-                      lambda: publisher.publish(good))
+    assert spin_until(
+        executor, lambda: bad_counted(diagnostics), 30.0, lambda: publisher.publish(bad)
+    )
+    assert spin_until(
+        executor,
+        lambda: any(m.header.stamp.sec == 8 for m in masks),
+        30.0,
+        lambda: publisher.publish(good),
+    )
     assert not any(m.header.stamp.sec == 7 for m in masks)
     status = diagnostics[-1].status[0]
     assert status.name == "/road_segmentation"
-    assert {"FPS", "latency median (ms)", "latency p99 (ms)", "dropped frames", "bad messages", "backend"} <= {
-        v.key for v in status.values}
+    assert {
+        "FPS",
+        "latency median (ms)",
+        "latency p99 (ms)",
+        "dropped frames",
+        "bad messages",
+        "backend",
+    } <= {v.key for v in status.values}
 
 
-@pytest.mark.parametrize("overrides", [[Parameter("network_size", value="64x160"),
-                                        Parameter("max_pixels", value=320 * 93)]], indirect=True)
-def test_network_size_and_max_pixels_parameters(executor: SingleThreadedExecutor, probe: Node, tiny_model: Path,
-                                                frame_bgr: np.ndarray) -> None:
+@pytest.mark.parametrize(
+    "overrides",
+    [[Parameter("network_size", value="64x160"), Parameter("max_pixels", value=320 * 93)]],
+    indirect=True,
+)
+def test_network_size_and_max_pixels_parameters(
+    executor: SingleThreadedExecutor, probe: Node, tiny_model: Path, frame_bgr: np.ndarray
+) -> None:
     """The network runs at 64x160, results come back at 310x93, /diagnostics says so; a bigger frame is refused."""
     masks, diagnostics, publisher = listen(probe)
     msg = image_msg(frame_bgr, "bgr8", 5, 0)
-    assert spin_until(executor, lambda: masks and diagnostics, 30.0, lambda: publisher.publish(msg))
-    expected, _ = Segmenter(load_backend(tiny_model, "torch", "cpu", network_size="64x160")).process(msg, make_image)
+    assert spin_until(
+        executor, lambda: masks and diagnostics, 30.0, lambda: publisher.publish(msg)
+    )
+    expected, _ = Segmenter(
+        load_backend(tiny_model, "torch", "cpu", network_size="64x160")
+    ).process(msg, make_image)
     assert (masks[0].height, masks[0].width) == (93, 310)
-    np.testing.assert_array_equal(np.frombuffer(masks[0].data, np.uint8).reshape(93, 310), expected.mask)
-    assert dict((v.key, v.value) for v in diagnostics[-1].status[0].values)["network size"] == "64x160 (stretch)"
+    np.testing.assert_array_equal(
+        np.frombuffer(masks[0].data, np.uint8).reshape(93, 310), expected.mask
+    )
+    assert (
+        dict((v.key, v.value) for v in diagnostics[-1].status[0].values)["network size"]
+        == "64x160 (stretch)"
+    )
     big = image_msg(cv2.resize(frame_bgr, (640, 186)), "bgr8", 6, 0)
-    assert spin_until(executor, lambda: bad_counted(diagnostics), 30.0, lambda: publisher.publish(big))
+    assert spin_until(
+        executor, lambda: bad_counted(diagnostics), 30.0, lambda: publisher.publish(big)
+    )
     assert not any(m.header.stamp.sec == 6 for m in masks)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["-p", "model_path:=/nonexistent/model.pt"], "cannot start: model file not found: /nonexistent/model.pt"),
-    (["-p", "qos_overrides./image.subscription.reliability:=sometimes"],
-     "cannot start: parameter qos_overrides for topic 'image': Unexpected QoS override for policy `reliability`"),
-    (["-p", "grid_occupancy:=fuzzy"],
-     "cannot start: parameter grid_occupancy must be one of binary, scaled, got 'fuzzy'"),
-    (["-p", "grid_x_range:=[40.0, 0.0]"], "cannot start: parameters grid_resolution, grid_x_range, grid_y_range: "
-                                          "grid x range must be [min, max] with max > min"),
-    (["-p", "overlay_color:=[1, 2]"],
-     "cannot start: overlay_color must be three integers [R, G, B] in 0..255, got (1, 2)"),
-    (["-p", "warmup_size:=[5]"], "cannot start: parameter warmup_size must be [height, width] >= 0, got [5]"),
-    (["-p", "network_size:=huge"], "cannot start: network_size 'huge' is not auto, native or HxW"),
-    (["-p", "precision:=fp16", "-p", "device:=cpu", "-p", "backend:=torch"], "precision 'fp16' needs CUDA"),
-    (["-p", "threshold:=2.0"], "out of range"),
-])
-def test_main_exits_non_zero_with_a_clear_message(tiny_model: Path, capfd: pytest.CaptureFixture, args: list[str],
-                                                  message: str) -> None:
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["-p", "model_path:=/nonexistent/model.pt"],
+            "cannot start: model file not found: /nonexistent/model.pt",
+        ),
+        (
+            ["-p", "qos_overrides./image.subscription.reliability:=sometimes"],
+            "cannot start: parameter qos_overrides for topic 'image': Unexpected QoS override for policy `reliability`",
+        ),
+        (
+            ["-p", "grid_occupancy:=fuzzy"],
+            "cannot start: parameter grid_occupancy must be one of binary, scaled, got 'fuzzy'",
+        ),
+        (
+            ["-p", "grid_x_range:=[40.0, 0.0]"],
+            "cannot start: parameters grid_resolution, grid_x_range, grid_y_range: "
+            "grid x range must be [min, max] with max > min",
+        ),
+        (
+            ["-p", "overlay_color:=[1, 2]"],
+            "cannot start: overlay_color must be three integers [R, G, B] in 0..255, got (1, 2)",
+        ),
+        (
+            ["-p", "warmup_size:=[5]"],
+            "cannot start: parameter warmup_size must be [height, width] >= 0, got [5]",
+        ),
+        (
+            ["-p", "network_size:=huge"],
+            "cannot start: network_size 'huge' is not auto, native or HxW",
+        ),
+        (
+            ["-p", "precision:=fp16", "-p", "device:=cpu", "-p", "backend:=torch"],
+            "precision 'fp16' needs CUDA",
+        ),
+        (["-p", "threshold:=2.0"], "out of range"),
+    ],
+)
+def test_main_exits_non_zero_with_a_clear_message(
+    tiny_model: Path, capfd: pytest.CaptureFixture, args: list[str], message: str
+) -> None:
     model = [] if "model_path" in args[1] else ["-p", f"model_path:={tiny_model}"]
     assert main(["road_seg_node", "--ros-args", *model, "-p", "warmup_size:=[0, 0]", *args]) == 1
     err = capfd.readouterr().err
@@ -245,23 +348,36 @@ def test_main_exits_non_zero_with_a_clear_message(tiny_model: Path, capfd: pytes
     assert "Traceback" not in err
 
 
-def test_main_without_a_model_names_the_missing_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        capfd: pytest.CaptureFixture) -> None:
-    monkeypatch.setattr("fcn_road_seg.segmenter.default_model_path", lambda: tmp_path / "default.pt")
+def test_main_without_a_model_names_the_missing_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr(
+        "fcn_road_seg.segmenter.default_model_path", lambda: tmp_path / "default.pt"
+    )
     assert main(["road_seg_node"]) == 1
-    assert (f"cannot start: the default model {tmp_path / 'default.pt'} is not installed; pass a model file"
-            in capfd.readouterr().err)
+    assert (
+        f"cannot start: the default model {tmp_path / 'default.pt'} is not installed; pass a model file"
+        in capfd.readouterr().err
+    )
 
 
 # --- road_seg/grid --------------------------------------------------------------------------------------------
+
 
 def quarter_kitti_info(stamp_sec: int) -> Any:
     """An rclpy CameraInfo of KITTI's camera 2 (P2 of um_000000) scaled to the quarter-size test frame."""
     from sensor_msgs.msg import CameraInfo
 
-    p = np.array([[721.5377 / 4, 0, 609.5593 / 4, 0], [0, 721.5377 / 4, 172.854 / 4, 0], [0, 0, 1, 0]])
-    return CameraInfo(header=Header(stamp=Time(sec=stamp_sec), frame_id=FRAME_ID), height=93, width=310,
-                      k=p[:, :3].ravel().tolist(), p=p.ravel().tolist())
+    p = np.array(
+        [[721.5377 / 4, 0, 609.5593 / 4, 0], [0, 721.5377 / 4, 172.854 / 4, 0], [0, 0, 1, 0]]
+    )
+    return CameraInfo(
+        header=Header(stamp=Time(sec=stamp_sec), frame_id=FRAME_ID),
+        height=93,
+        width=310,
+        k=p[:, :3].ravel().tolist(),
+        p=p.ravel().tolist(),
+    )
 
 
 def expected_grid(tiny_model: Path, msg: Image) -> np.ndarray:
@@ -269,13 +385,19 @@ def expected_grid(tiny_model: Path, msg: Image) -> np.ndarray:
     from fcn_road_seg import geometry
     from fcn_road_seg.grid import Camera, GroundGrid, GridSpec
 
-    result, _ = Segmenter(load_backend(tiny_model, "torch", "cpu")).process(msg, make_image, ["mask"])
+    result, _ = Segmenter(load_backend(tiny_model, "torch", "cpu")).process(
+        msg, make_image, ["mask"]
+    )
     grid = GroundGrid(GridSpec())
-    grid.update(Camera.from_info(quarter_kitti_info(0)), geometry.camera_from_mount(1.65, 0.0, 0.0))
+    grid.update(
+        Camera.from_info(quarter_kitti_info(0)), geometry.camera_from_mount(1.65, 0.0, 0.0)
+    )
     return grid.occupancy(result.mask, result.confidence)
 
 
-def grid_round_trip(executor: SingleThreadedExecutor, probe: Node, frame_bgr: np.ndarray) -> tuple[Any, Image]:
+def grid_round_trip(
+    executor: SingleThreadedExecutor, probe: Node, frame_bgr: np.ndarray
+) -> tuple[Any, Image]:
     """Publish camera_info and a frame until road_seg/grid arrives; returns (grid, frame)."""
     from nav_msgs.msg import OccupancyGrid
     from sensor_msgs.msg import CameraInfo
@@ -294,22 +416,31 @@ def grid_round_trip(executor: SingleThreadedExecutor, probe: Node, frame_bgr: np
     return grids[0], msg
 
 
-def test_grid_arrives_with_the_input_stamp_in_grid_frame(executor: SingleThreadedExecutor, probe: Node,
-                                                         tiny_model: Path, frame_bgr: np.ndarray) -> None:
+def test_grid_arrives_with_the_input_stamp_in_grid_frame(
+    executor: SingleThreadedExecutor, probe: Node, tiny_model: Path, frame_bgr: np.ndarray
+) -> None:
     grid, msg = grid_round_trip(executor, probe, frame_bgr)
     assert (grid.header.stamp.sec, grid.header.stamp.nanosec) == (21, 500)
     assert grid.header.frame_id == "base_footprint"
-    assert (grid.info.width, grid.info.height, grid.info.resolution) == (800, 400, pytest.approx(0.05))
+    assert (grid.info.width, grid.info.height, grid.info.resolution) == (
+        800,
+        400,
+        pytest.approx(0.05),
+    )
     assert (grid.info.origin.position.x, grid.info.origin.position.y) == (0.0, -10.0)
     cells = np.array(grid.data, np.int8).reshape(400, 800)
     np.testing.assert_array_equal(cells, expected_grid(tiny_model, msg))
     assert {-1, 0, 100} >= set(np.unique(cells)) and (cells == -1).any() and (cells != -1).any()
 
 
-@pytest.mark.parametrize("overrides", [[Parameter("grid_use_tf", value=True), Parameter("camera_height", value=9.0)]],
-                         indirect=True)
-def test_grid_pose_from_tf2(executor: SingleThreadedExecutor, probe: Node, tiny_model: Path,
-                            frame_bgr: np.ndarray) -> None:
+@pytest.mark.parametrize(
+    "overrides",
+    [[Parameter("grid_use_tf", value=True), Parameter("camera_height", value=9.0)]],
+    indirect=True,
+)
+def test_grid_pose_from_tf2(
+    executor: SingleThreadedExecutor, probe: Node, tiny_model: Path, frame_bgr: np.ndarray
+) -> None:
     """With grid_use_tf the pose comes from tf (camera_height is ignored): a static 1.65 m level mount."""
     from geometry_msgs.msg import TransformStamped
     from tf2_ros import StaticTransformBroadcaster
@@ -329,8 +460,10 @@ def test_grid_pose_from_tf2(executor: SingleThreadedExecutor, probe: Node, tiny_
 
 # --- lifecycle ------------------------------------------------------------------------------------------------
 
-def test_lifecycle_publishes_only_while_active(context: Context, overrides: list[Parameter], probe: Node,
-                                               frame_bgr: np.ndarray) -> None:
+
+def test_lifecycle_publishes_only_while_active(
+    context: Context, overrides: list[Parameter], probe: Node, frame_bgr: np.ndarray
+) -> None:
     from lifecycle_msgs.msg import State
 
     from fcn_road_seg.lifecycle_node import RoadSegLifecycleNode
@@ -344,9 +477,14 @@ def test_lifecycle_publishes_only_while_active(context: Context, overrides: list
         msg = image_msg(frame_bgr, "bgr8", 30, 0)
         assert node._segmenter is None  # nothing loaded before configure
         node.trigger_configure()
-        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_INACTIVE and node._segmenter is not None
+        assert (
+            node._state_machine.current_state[0] == State.PRIMARY_STATE_INACTIVE
+            and node._segmenter is not None
+        )
         spin_until(executor, lambda: False, 2.0, lambda: publisher.publish(msg))
-        assert not masks and publisher.get_subscription_count() == 0  # inactive: not even subscribed
+        assert (
+            not masks and publisher.get_subscription_count() == 0
+        )  # inactive: not even subscribed
         node.trigger_activate()
         assert spin_until(executor, lambda: masks, 30.0, lambda: publisher.publish(msg))
         node.trigger_deactivate()
@@ -355,7 +493,9 @@ def test_lifecycle_publishes_only_while_active(context: Context, overrides: list
         spin_until(executor, lambda: False, 2.0, lambda: publisher.publish(msg))
         assert len(masks) == count and publisher.get_subscription_count() == 0
         node.trigger_activate()  # the model was kept: straight back to work
-        assert spin_until(executor, lambda: len(masks) > count, 30.0, lambda: publisher.publish(msg))
+        assert spin_until(
+            executor, lambda: len(masks) > count, 30.0, lambda: publisher.publish(msg)
+        )
         node.trigger_deactivate()
         node.trigger_cleanup()
         assert node._segmenter is None
@@ -365,13 +505,16 @@ def test_lifecycle_publishes_only_while_active(context: Context, overrides: list
         node.destroy_node()
 
 
-def test_lifecycle_configure_fails_cleanly_on_a_bad_model(context: Context, overrides: list[Parameter],
-                                                          tmp_path: Path) -> None:
+def test_lifecycle_configure_fails_cleanly_on_a_bad_model(
+    context: Context, overrides: list[Parameter], tmp_path: Path
+) -> None:
     from lifecycle_msgs.msg import State
 
     from fcn_road_seg.lifecycle_node import RoadSegLifecycleNode
 
-    bad = [p for p in overrides if p.name != "model_path"] + [Parameter("model_path", value=str(tmp_path / "x.pt"))]
+    bad = [p for p in overrides if p.name != "model_path"] + [
+        Parameter("model_path", value=str(tmp_path / "x.pt"))
+    ]
     node = RoadSegLifecycleNode(context=context, parameter_overrides=bad)
     try:
         node.trigger_configure()

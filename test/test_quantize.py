@@ -1,4 +1,5 @@
 """INT8 export (training/quantize.py via fcn-road-export --int8), bf16 on CPU, and what backend=auto runs."""
+
 from __future__ import annotations
 
 import shutil
@@ -30,12 +31,26 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     folder = tmp_path_factory.mktemp("int8")
     model = untrained_model(fc_channels=32, fc6_kernel=3)
-    torch.save({"model": model.state_dict(), "model_config": model.config, "working_size": [96, 320]},
-               folder / "m.pt")
+    torch.save(
+        {"model": model.state_dict(), "model_config": model.config, "working_size": [96, 320]},
+        folder / "m.pt",
+    )
     # Random weights quantize far worse than trained ones, so the parity check is left to the default model's
     # companion (test_default_model.py); here the mechanics.
-    assert export_main([str(folder / "m.pt"), "--int8", "--calib-dir", str(FRAMES), "--calib-frames", "3",
-                        "--no-check"]) == 0
+    assert (
+        export_main(
+            [
+                str(folder / "m.pt"),
+                "--int8",
+                "--calib-dir",
+                str(FRAMES),
+                "--calib-frames",
+                "3",
+                "--no-check",
+            ]
+        )
+        == 0
+    )
     return folder
 
 
@@ -54,14 +69,18 @@ def test_int8_export_is_quantized_and_agrees_with_fp32(model_dir: Path) -> None:
     graph = onnx.load(str(int8)).graph
     quantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
     convs = [n for n in graph.node if n.op_type in ("Conv", "ConvTranspose")]
-    assert len(convs) == 21 and all(n.input[1] in quantized for n in convs)  # every weight int8 (QDQ)
+    assert len(convs) == 21 and all(
+        n.input[1] in quantized for n in convs
+    )  # every weight int8 (QDQ)
     frame = kitti_frame()
     want = load_backend(model_dir / "m.pt", "torch", "cpu").probability(frame)
     got = OnnxBackend(int8, torch.device("cpu"))
     got.set_network_size("auto")
     p = got.probability(frame)
     assert p.shape == want.shape == (375, 1242)
-    assert np.corrcoef(p.flatten().numpy(), want.flatten().numpy())[0, 1] > 0.9  # the same map, coarsely
+    assert (
+        np.corrcoef(p.flatten().numpy(), want.flatten().numpy())[0, 1] > 0.9
+    )  # the same map, coarsely
 
 
 def test_auto_on_cpu_runs_the_int8_companion(model_dir: Path) -> None:
@@ -69,9 +88,16 @@ def test_auto_on_cpu_runs_the_int8_companion(model_dir: Path) -> None:
     assert int8_companion(pt) == model_dir / "m.int8.onnx"
     assert fastest_for(pt, "auto", "cpu") == (model_dir / "m.int8.onnx", "onnxruntime")
     assert fastest_for(pt, "torch", "cpu") == (pt, "torch")  # asked for torch: torch
-    assert fastest_for(pt, "auto", "cpu", BackendOptions(precision="fp32")) == (pt, "torch")  # torch settings: torch
+    assert fastest_for(pt, "auto", "cpu", BackendOptions(precision="fp32")) == (
+        pt,
+        "torch",
+    )  # torch settings: torch
     backend = load_backend(pt, "auto", "cpu")
-    assert isinstance(backend, OnnxBackend) and backend.input_size == (96, 320) and backend.resize_policy == "stretch"
+    assert (
+        isinstance(backend, OnnxBackend)
+        and backend.input_size == (96, 320)
+        and backend.resize_policy == "stretch"
+    )
 
 
 def test_a_stale_companion_is_not_used(model_dir: Path, tmp_path: Path) -> None:
@@ -79,13 +105,17 @@ def test_a_stale_companion_is_not_used(model_dir: Path, tmp_path: Path) -> None:
     for name in ("m.pt", "m.int8.onnx", "m.int8.onnx.json"):
         shutil.copy(model_dir / name, tmp_path / name)
     model = untrained_model(seed=5, fc_channels=32, fc6_kernel=3, score_std=2.0)
-    torch.save({"model": model.state_dict(), "model_config": model.config, "working_size": [96, 320]},
-               tmp_path / "m.pt")
+    torch.save(
+        {"model": model.state_dict(), "model_config": model.config, "working_size": [96, 320]},
+        tmp_path / "m.pt",
+    )
     assert int8_companion(tmp_path / "m.pt") is None
     assert isinstance(load_backend(tmp_path / "m.pt", "auto", "cpu"), TorchBackend)
 
 
-def test_int8_needs_calibration_frames_and_a_fixed_shape(model_dir: Path, capsys: pytest.CaptureFixture) -> None:
+def test_int8_needs_calibration_frames_and_a_fixed_shape(
+    model_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
     from training.export import main as export_main
 
     assert export_main([str(model_dir / "m.pt"), "--int8", "-o", str(model_dir / "x.onnx")]) == 1

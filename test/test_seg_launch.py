@@ -3,6 +3,7 @@
 Skipped where launch_testing (ROS 2) cannot be imported. Run it with ``colcon test`` or, in a sourced
 workspace where fcn_road_seg is installed, ``python -m pytest test/test_seg_launch.py``.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -37,13 +38,17 @@ from fcn_road_seg.segmenter import Segmenter  # noqa: E402
 from conftest import spin_until, write_launch_params, write_tiny_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-KITTI_DIRS = [ROOT / "data" / "kitti" / "image_2",
-              ROOT.parent / "shared" / "data" / "kitti_road_samples" / "testing" / "image_2"]
+KITTI_DIRS = [
+    ROOT / "data" / "kitti" / "image_2",
+    ROOT.parent / "shared" / "data" / "kitti_road_samples" / "testing" / "image_2",
+]
 KITTI_FRAME = "um_000005.png"
 NAMESPACE = "seg_launch_test"
 IMAGE_TOPIC = f"/{NAMESPACE}/camera/image_raw"
 MASK_TOPIC = f"/{NAMESPACE}/road_seg/mask"
-THRESHOLD = 0.45  # differs from the default: the mask proves the params file reached the namespaced node
+THRESHOLD = (
+    0.45  # differs from the default: the mask proves the params file reached the namespaced node
+)
 FRAME_ID = "camera_color_left"
 TIMEOUT_S = 120.0
 
@@ -52,7 +57,9 @@ def kitti_frame() -> np.ndarray:
     """A real 1242x375 KITTI Road frame (BGR); the tests skip without one."""
     path = next((d / KITTI_FRAME for d in KITTI_DIRS if (d / KITTI_FRAME).is_file()), None)
     if path is None:
-        raise unittest.SkipTest(f"KITTI sample {KITTI_FRAME} not found in {' or '.join(map(str, KITTI_DIRS))}")
+        raise unittest.SkipTest(
+            f"KITTI sample {KITTI_FRAME} not found in {' or '.join(map(str, KITTI_DIRS))}"
+        )
     return cv2.imread(str(path), cv2.IMREAD_COLOR)
 
 
@@ -61,21 +68,35 @@ def generate_test_description() -> tuple[launch.LaunchDescription, dict[str, Any
     """seg.launch.py in a namespace with a tiny model and a params file derived from the installed one."""
     tmp = tempfile.TemporaryDirectory(prefix="fcn_road_seg_launch_test_")
     model = write_tiny_model(Path(tmp.name) / "tiny.pt")
-    params = write_launch_params(Path(tmp.name) / "params.yaml", device="cpu", threshold=THRESHOLD,
-                                 warmup_size=[96, 320],
-                                 qos_overrides={IMAGE_TOPIC: {"subscription": {"reliability": "reliable"}}})
+    params = write_launch_params(
+        Path(tmp.name) / "params.yaml",
+        device="cpu",
+        threshold=THRESHOLD,
+        warmup_size=[96, 320],
+        qos_overrides={IMAGE_TOPIC: {"subscription": {"reliability": "reliable"}}},
+    )
     launch_file = Path(get_package_share_directory("fcn_road_seg")) / "launch" / "seg.launch.py"
     seg_launch = launch.actions.IncludeLaunchDescription(
         PythonLaunchDescriptionSource(str(launch_file)),
-        launch_arguments={"model_path": str(model), "params_file": str(params), "image_topic": IMAGE_TOPIC,
-                          "namespace": NAMESPACE}.items())
-    return launch.LaunchDescription([seg_launch, launch_testing.actions.ReadyToTest()]), {"tmp": tmp, "model": model}
+        launch_arguments={
+            "model_path": str(model),
+            "params_file": str(params),
+            "image_topic": IMAGE_TOPIC,
+            "namespace": NAMESPACE,
+        }.items(),
+    )
+    return launch.LaunchDescription([seg_launch, launch_testing.actions.ReadyToTest()]), {
+        "tmp": tmp,
+        "model": model,
+    }
 
 
 def image_msg(pixels: np.ndarray, encoding: str, sec: int) -> Image:
     """An rclpy Image over ``pixels`` stamped ``sec``.123456789 in FRAME_ID."""
-    return make_image(Header(stamp=Time(sec=sec, nanosec=123_456_789), frame_id=FRAME_ID),
-                      image.to_fields(pixels, encoding))
+    return make_image(
+        Header(stamp=Time(sec=sec, nanosec=123_456_789), frame_id=FRAME_ID),
+        image.to_fields(pixels, encoding),
+    )
 
 
 class TestSegmentation(unittest.TestCase):
@@ -101,22 +122,31 @@ class TestSegmentation(unittest.TestCase):
 
     def mask_for(self, msg: Image, timeout: float = TIMEOUT_S) -> Image:
         """Publish ``msg`` about once a second until the mask with its stamp arrives."""
+
         def found() -> Image | None:
             return next((m for m in self.masks if m.header.stamp == msg.header.stamp), None)
 
         spin_until(self.executor, found, timeout, lambda: self.publisher.publish(msg))
         mask = found()
-        self.assertIsNotNone(mask, f"no mask for stamp {msg.header.stamp.sec} on {MASK_TOPIC} within {timeout} s")
+        self.assertIsNotNone(
+            mask, f"no mask for stamp {msg.header.stamp.sec} on {MASK_TOPIC} within {timeout} s"
+        )
         return mask
 
     def test_a_kitti_frame_gets_its_mask_with_the_header(self, model: Path) -> None:
         msg = image_msg(self.frame, "bgr8", 1_000)
-        expected, _ = Segmenter(load_backend(model, "torch", "cpu"), threshold=THRESHOLD).process(msg, make_image)
+        expected, _ = Segmenter(load_backend(model, "torch", "cpu"), threshold=THRESHOLD).process(
+            msg, make_image
+        )
         mask = self.mask_for(msg)
-        self.assertEqual((mask.header.stamp.sec, mask.header.stamp.nanosec, mask.header.frame_id),
-                         (1_000, 123_456_789, FRAME_ID))
-        self.assertEqual((mask.encoding, mask.height, mask.width, mask.step, mask.is_bigendian),
-                         ("mono8", 375, 1242, 1242, 0))
+        self.assertEqual(
+            (mask.header.stamp.sec, mask.header.stamp.nanosec, mask.header.frame_id),
+            (1_000, 123_456_789, FRAME_ID),
+        )
+        self.assertEqual(
+            (mask.encoding, mask.height, mask.width, mask.step, mask.is_bigendian),
+            ("mono8", 375, 1242, 1242, 0),
+        )
         pixels = np.frombuffer(mask.data, np.uint8).reshape(375, 1242)
         self.assertTrue(0 < pixels.mean() < 255, "the mask should hold road and non-road pixels")
         np.testing.assert_array_equal(pixels, expected.mask)
@@ -125,7 +155,9 @@ class TestSegmentation(unittest.TestCase):
         bad = image_msg(self.frame, "bgr8", 2_000)
         bad.step = 1242 * 3 + 1  # data no longer matches step * height
         spin_until(self.executor, lambda: False, 2.0, lambda: self.publisher.publish(bad))
-        proc_output.assertWaitFor("data length 1397250 does not match step*height = 3727*375", timeout=TIMEOUT_S)
+        proc_output.assertWaitFor(
+            "data length 1397250 does not match step*height = 3727*375", timeout=TIMEOUT_S
+        )
         good = image_msg(cv2.flip(self.frame, 1), "bgr8", 2_001)
         mask = self.mask_for(good)
         self.assertEqual((mask.height, mask.width, mask.header.stamp.sec), (375, 1242, 2_001))

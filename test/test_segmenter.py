@@ -1,4 +1,5 @@
 """segmenter.py: the per-frame core fed with rosbags sensor_msgs, on a real KITTI frame and a small model."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,7 +20,12 @@ from conftest import kitti_frame
 TYPES = get_typestore(Stores.ROS2_HUMBLE).types
 Image, CompressedImage = TYPES["sensor_msgs/msg/Image"], TYPES["sensor_msgs/msg/CompressedImage"]
 Header, Time = TYPES["std_msgs/msg/Header"], TYPES["builtin_interfaces/msg/Time"]
-COLOR_FROM_BGR = {"bgr8": None, "rgb8": cv2.COLOR_BGR2RGB, "bgra8": cv2.COLOR_BGR2BGRA, "rgba8": cv2.COLOR_BGR2RGBA}
+COLOR_FROM_BGR = {
+    "bgr8": None,
+    "rgb8": cv2.COLOR_BGR2RGB,
+    "bgra8": cv2.COLOR_BGR2BGRA,
+    "rgba8": cv2.COLOR_BGR2RGBA,
+}
 
 
 def make_image(header: Header, fields: dict) -> Image:
@@ -37,8 +43,15 @@ def image_msg(pixels: np.ndarray, encoding: str, pad: int = 0) -> Image:
     h, w = pixels.shape[:2]
     rows = np.full((h, pixels[0].size + pad), 0x5A, np.uint8)
     rows[:, : pixels[0].size] = pixels.reshape(h, -1)
-    return Image(header=header(), height=h, width=w, encoding=encoding, is_bigendian=0, step=rows.shape[1],
-                 data=rows.reshape(-1))
+    return Image(
+        header=header(),
+        height=h,
+        width=w,
+        encoding=encoding,
+        is_bigendian=0,
+        step=rows.shape[1],
+        data=rows.reshape(-1),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +63,9 @@ def kitti_bgr() -> np.ndarray:
 @pytest.fixture(scope="module")
 def small_bgr(kitti_bgr: np.ndarray) -> np.ndarray:
     """The KITTI frame at a quarter of its size (310x93), for the many-encodings tests."""
-    return cv2.resize(kitti_bgr, (kitti_bgr.shape[1] // 4, kitti_bgr.shape[0] // 4), interpolation=cv2.INTER_AREA)
+    return cv2.resize(
+        kitti_bgr, (kitti_bgr.shape[1] // 4, kitti_bgr.shape[0] // 4), interpolation=cv2.INTER_AREA
+    )
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +88,9 @@ class FixedProbability(Backend):
         return self.prob
 
 
-def test_mask_and_confidence_equal_the_network_on_a_full_kitti_frame(segmenter: Segmenter, tiny_model: Path,
-                                                                     kitti_bgr: np.ndarray) -> None:
+def test_mask_and_confidence_equal_the_network_on_a_full_kitti_frame(
+    segmenter: Segmenter, tiny_model: Path, kitti_bgr: np.ndarray
+) -> None:
     """The core against the network run by hand (the stored golden maps are in test_default_model.py)."""
     net = RoadProbability(load_checkpoint_model(tiny_model))
     with torch.inference_mode():
@@ -89,8 +105,9 @@ def test_mask_and_confidence_equal_the_network_on_a_full_kitti_frame(segmenter: 
 
 @pytest.mark.parametrize("encoding", list(COLOR_FROM_BGR))
 @pytest.mark.parametrize("pad", [0, 5])
-def test_every_color_encoding_gives_the_same_mask(segmenter: Segmenter, small_bgr: np.ndarray,
-                                                  encoding: str, pad: int) -> None:
+def test_every_color_encoding_gives_the_same_mask(
+    segmenter: Segmenter, small_bgr: np.ndarray, encoding: str, pad: int
+) -> None:
     reference, _ = segmenter.process(image_msg(small_bgr, "bgr8"), make_image, ("mask",))
     code = COLOR_FROM_BGR[encoding]
     pixels = small_bgr if code is None else cv2.cvtColor(small_bgr, code)
@@ -101,27 +118,41 @@ def test_every_color_encoding_gives_the_same_mask(segmenter: Segmenter, small_bg
 
 
 @pytest.mark.parametrize("pad", [0, 3])
-def test_mono8_gives_the_mask_of_the_gray_picture_in_color(segmenter: Segmenter, small_bgr: np.ndarray,
-                                                           pad: int) -> None:
+def test_mono8_gives_the_mask_of_the_gray_picture_in_color(
+    segmenter: Segmenter, small_bgr: np.ndarray, pad: int
+) -> None:
     gray = cv2.cvtColor(small_bgr, cv2.COLOR_BGR2GRAY)
-    as_color, _ = segmenter.process(image_msg(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), "bgr8"), make_image)
+    as_color, _ = segmenter.process(
+        image_msg(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), "bgr8"), make_image
+    )
     result, _ = segmenter.process(image_msg(gray, "mono8", pad), make_image)
     np.testing.assert_array_equal(result.mask, as_color.mask)
 
 
 @pytest.mark.parametrize("encoding, channels", [("bgr8", 3), ("rgba8", 4), ("mono8", 1)])
-def test_every_output_has_the_input_header_and_the_right_fields(segmenter: Segmenter, small_bgr: np.ndarray,
-                                                                encoding: str, channels: int) -> None:
-    pixels = {"bgr8": small_bgr, "rgba8": cv2.cvtColor(small_bgr, cv2.COLOR_BGR2RGBA),
-              "mono8": cv2.cvtColor(small_bgr, cv2.COLOR_BGR2GRAY)}[encoding]
+def test_every_output_has_the_input_header_and_the_right_fields(
+    segmenter: Segmenter, small_bgr: np.ndarray, encoding: str, channels: int
+) -> None:
+    pixels = {
+        "bgr8": small_bgr,
+        "rgba8": cv2.cvtColor(small_bgr, cv2.COLOR_BGR2RGBA),
+        "mono8": cv2.cvtColor(small_bgr, cv2.COLOR_BGR2GRAY),
+    }[encoding]
     msg = image_msg(pixels, encoding, pad=2)
     _, messages = segmenter.process(msg, make_image)
     assert set(messages) == {"mask", "confidence", "overlay"}
     h, w = 93, 310
-    expected = {"mask": ("mono8", w), "confidence": ("mono8", w), "overlay": (encoding, w * channels)}
+    expected = {
+        "mask": ("mono8", w),
+        "confidence": ("mono8", w),
+        "overlay": (encoding, w * channels),
+    }
     for name, out in messages.items():
         assert (out.header.stamp.sec, out.header.stamp.nanosec, out.header.frame_id) == (
-            1_700_000_000, 987_654_321, "camera_color_left"), name
+            1_700_000_000,
+            987_654_321,
+            "camera_color_left",
+        ), name
         assert (out.height, out.width, out.is_bigendian) == (h, w, 0), name
         assert (out.encoding, out.step) == expected[name], name
         assert out.data.dtype == np.uint8 and out.data.size == out.step * h, name
@@ -135,29 +166,41 @@ def test_only_the_outputs_asked_for_are_built(segmenter: Segmenter, small_bgr: n
 
 
 @pytest.mark.parametrize("fmt, ext", [("png", ".png"), ("jpeg", ".jpg")])
-def test_compressed_input_gives_the_mask_of_the_decoded_picture(segmenter: Segmenter, small_bgr: np.ndarray,
-                                                                fmt: str, ext: str) -> None:
+def test_compressed_input_gives_the_mask_of_the_decoded_picture(
+    segmenter: Segmenter, small_bgr: np.ndarray, fmt: str, ext: str
+) -> None:
     data = np.frombuffer(cv2.imencode(ext, small_bgr)[1], np.uint8)
     decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if fmt == "png":
         np.testing.assert_array_equal(decoded, small_bgr)
     reference, _ = segmenter.process(image_msg(decoded, "bgr8"), make_image)
-    result, messages = segmenter.process(CompressedImage(header=header(), format=fmt, data=data), make_image,
-                                         compressed=True)
+    result, messages = segmenter.process(
+        CompressedImage(header=header(), format=fmt, data=data), make_image, compressed=True
+    )
     np.testing.assert_array_equal(result.mask, reference.mask)
     np.testing.assert_array_equal(result.overlay, reference.overlay)
     assert messages["overlay"].encoding == "bgr8"
     assert all(out.header.stamp.nanosec == 987_654_321 for out in messages.values())
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"encoding": "yuv422"}, "unsupported encoding 'yuv422'"),
-    ({"encoding": "rgb16", "is_bigendian": 1}, r"big-endian 16-bit image \(rgb16\) is not supported"),
-    ({"height": 0, "width": 0, "step": 0, "data": np.zeros(0, np.uint8)}, r"empty image \(0x0\)"),
-    ({"step": 31}, r"data length 30 does not match step\*height = 31\*2 = 62"),
-])
-def test_bad_messages_raise_image_error_with_the_reason(segmenter: Segmenter, overrides: dict,
-                                                        message: str) -> None:
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"encoding": "yuv422"}, "unsupported encoding 'yuv422'"),
+        (
+            {"encoding": "rgb16", "is_bigendian": 1},
+            r"big-endian 16-bit image \(rgb16\) is not supported",
+        ),
+        (
+            {"height": 0, "width": 0, "step": 0, "data": np.zeros(0, np.uint8)},
+            r"empty image \(0x0\)",
+        ),
+        ({"step": 31}, r"data length 30 does not match step\*height = 31\*2 = 62"),
+    ],
+)
+def test_bad_messages_raise_image_error_with_the_reason(
+    segmenter: Segmenter, overrides: dict, message: str
+) -> None:
     msg = image_msg(np.zeros((2, 5, 3), np.uint8), "bgr8")
     for name, value in overrides.items():
         setattr(msg, name, value)
@@ -167,7 +210,9 @@ def test_bad_messages_raise_image_error_with_the_reason(segmenter: Segmenter, ov
 
 def test_undecodable_compressed_message_raises_image_error(segmenter: Segmenter) -> None:
     msg = CompressedImage(header=header(), format="jpeg", data=np.arange(64, dtype=np.uint8))
-    with pytest.raises(ImageError, match=r"cannot decode compressed image \(format 'jpeg', 64 bytes\)"):
+    with pytest.raises(
+        ImageError, match=r"cannot decode compressed image \(format 'jpeg', 64 bytes\)"
+    ):
         segmenter.process(msg, make_image, compressed=True)
 
 
@@ -175,21 +220,30 @@ PROB = np.array([[0.9, 0.1], [0.6, 0.4]])
 ROAD = np.array([[True, False], [True, False]])
 
 
-@pytest.mark.parametrize("encoding, pixel, tinted", [
-    # alpha 0.25, colour RGB (200, 100, 0): road = round(0.75 * pixel) + round(0.25 * colour) per channel
-    ("rgb8", (40, 80, 120), (80, 85, 90)),
-    ("bgr8", (40, 80, 120), (30, 85, 140)),
-    ("rgba8", (40, 80, 120, 7), (80, 85, 90, 7)),
-    ("bgra8", (40, 80, 120, 7), (30, 85, 140, 7)),
-    # gray of the colour: 0.299 * 200 + 0.587 * 100 = 118.5; round(0.75 * 40) + round(0.25 * 118.5) = 30 + 30
-    ("mono8", (40,), (60,)),
-])
-def test_overlay_pixels_match_hand_computed_values(encoding: str, pixel: tuple, tinted: tuple) -> None:
-    seg = Segmenter(FixedProbability(PROB), threshold=0.5, overlay_color=(200, 100, 0), overlay_alpha=0.25)
+@pytest.mark.parametrize(
+    "encoding, pixel, tinted",
+    [
+        # alpha 0.25, colour RGB (200, 100, 0): road = round(0.75 * pixel) + round(0.25 * colour) per channel
+        ("rgb8", (40, 80, 120), (80, 85, 90)),
+        ("bgr8", (40, 80, 120), (30, 85, 140)),
+        ("rgba8", (40, 80, 120, 7), (80, 85, 90, 7)),
+        ("bgra8", (40, 80, 120, 7), (30, 85, 140, 7)),
+        # gray of the colour: 0.299 * 200 + 0.587 * 100 = 118.5; round(0.75 * 40) + round(0.25 * 118.5) = 30 + 30
+        ("mono8", (40,), (60,)),
+    ],
+)
+def test_overlay_pixels_match_hand_computed_values(
+    encoding: str, pixel: tuple, tinted: tuple
+) -> None:
+    seg = Segmenter(
+        FixedProbability(PROB), threshold=0.5, overlay_color=(200, 100, 0), overlay_alpha=0.25
+    )
     pixels = np.tile(np.array(pixel, np.uint8), (2, 2, 1))
     result, messages = seg.process(image_msg(pixels, encoding, pad=1), make_image)
     np.testing.assert_array_equal(result.mask, np.where(ROAD, 255, 0))
-    np.testing.assert_array_equal(result.overlay[ROAD], np.tile(np.array(tinted, np.uint8), (2, 1)))
+    np.testing.assert_array_equal(
+        result.overlay[ROAD], np.tile(np.array(tinted, np.uint8), (2, 1))
+    )
     np.testing.assert_array_equal(result.overlay[~ROAD], pixels[~ROAD])
     overlay_msg = messages["overlay"]
     assert (overlay_msg.encoding, overlay_msg.step) == (encoding, 2 * len(pixel))
@@ -197,16 +251,27 @@ def test_overlay_pixels_match_hand_computed_values(encoding: str, pixel: tuple, 
 
 
 def test_confidence_is_255_p_rounded() -> None:
-    result, _ = Segmenter(FixedProbability(PROB)).process(image_msg(np.zeros((2, 2, 3), np.uint8), "rgb8"), make_image)
+    result, _ = Segmenter(FixedProbability(PROB)).process(
+        image_msg(np.zeros((2, 2, 3), np.uint8), "rgb8"), make_image
+    )
     np.testing.assert_array_equal(result.confidence, [[230, 26], [153, 102]])
 
 
-@pytest.mark.parametrize("threshold, road", [(0.0, [[1, 1], [1, 1]]), (0.4, [[1, 0], [1, 1]]),
-                                             (0.6, [[1, 0], [1, 0]]), (0.95, [[0, 0], [0, 0]])])
+@pytest.mark.parametrize(
+    "threshold, road",
+    [
+        (0.0, [[1, 1], [1, 1]]),
+        (0.4, [[1, 0], [1, 1]]),
+        (0.6, [[1, 0], [1, 0]]),
+        (0.95, [[0, 0], [0, 0]]),
+    ],
+)
 def test_threshold_update_changes_the_mask(threshold: float, road: list) -> None:
     seg = Segmenter(FixedProbability(PROB))
     seg.update("threshold", threshold)
-    result, _ = seg.process(image_msg(np.zeros((2, 2, 3), np.uint8), "rgb8"), make_image, ("mask",))
+    result, _ = seg.process(
+        image_msg(np.zeros((2, 2, 3), np.uint8), "rgb8"), make_image, ("mask",)
+    )
     np.testing.assert_array_equal(result.mask, 255 * np.array(road, np.uint8))
 
 
@@ -220,26 +285,54 @@ def test_colour_and_alpha_updates_change_the_overlay() -> None:
     np.testing.assert_array_equal(result.overlay[~ROAD], [[9, 9, 9], [9, 9, 9]])
 
 
-@pytest.mark.parametrize("name, value", [
-    ("threshold", 0.0), ("threshold", 1.0), ("threshold", 1), ("threshold", np.float64(0.3)), ("overlay_alpha", 0.5),
-    ("overlay_color", [0, 255, 0]), ("overlay_color", (1, 2, 3)), ("overlay_color", np.array([255, 0, 7])),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("threshold", 0.0),
+        ("threshold", 1.0),
+        ("threshold", 1),
+        ("threshold", np.float64(0.3)),
+        ("overlay_alpha", 0.5),
+        ("overlay_color", [0, 255, 0]),
+        ("overlay_color", (1, 2, 3)),
+        ("overlay_color", np.array([255, 0, 7])),
+    ],
+)
 def test_check_setting_accepts(name: str, value) -> None:
     assert check_setting(name, value) is None
 
 
-@pytest.mark.parametrize("name, value, reason", [
-    ("threshold", 1.5, "threshold must be a number in [0, 1], got 1.5"),
-    ("threshold", -0.1, "threshold must be a number in [0, 1], got -0.1"),
-    ("threshold", "0.5", "threshold must be a number in [0, 1], got '0.5'"),
-    ("threshold", True, "threshold must be a number in [0, 1], got True"),
-    ("overlay_alpha", 2, "overlay_alpha must be a number in [0, 1], got 2"),
-    ("overlay_color", [0, 255], "overlay_color must be three integers [R, G, B] in 0..255, got [0, 255]"),
-    ("overlay_color", [0, 256, 0], "overlay_color must be three integers [R, G, B] in 0..255, got [0, 256, 0]"),
-    ("overlay_color", [0.0, 1.0, 2.0], "overlay_color must be three integers [R, G, B] in 0..255, got [0.0, 1.0, 2.0]"),
-    ("overlay_color", "red", "overlay_color must be three integers [R, G, B] in 0..255, got 'red'"),
-    ("model_path", "x.pt", "unknown setting 'model_path'"),
-])
+@pytest.mark.parametrize(
+    "name, value, reason",
+    [
+        ("threshold", 1.5, "threshold must be a number in [0, 1], got 1.5"),
+        ("threshold", -0.1, "threshold must be a number in [0, 1], got -0.1"),
+        ("threshold", "0.5", "threshold must be a number in [0, 1], got '0.5'"),
+        ("threshold", True, "threshold must be a number in [0, 1], got True"),
+        ("overlay_alpha", 2, "overlay_alpha must be a number in [0, 1], got 2"),
+        (
+            "overlay_color",
+            [0, 255],
+            "overlay_color must be three integers [R, G, B] in 0..255, got [0, 255]",
+        ),
+        (
+            "overlay_color",
+            [0, 256, 0],
+            "overlay_color must be three integers [R, G, B] in 0..255, got [0, 256, 0]",
+        ),
+        (
+            "overlay_color",
+            [0.0, 1.0, 2.0],
+            "overlay_color must be three integers [R, G, B] in 0..255, got [0.0, 1.0, 2.0]",
+        ),
+        (
+            "overlay_color",
+            "red",
+            "overlay_color must be three integers [R, G, B] in 0..255, got 'red'",
+        ),
+        ("model_path", "x.pt", "unknown setting 'model_path'"),
+    ],
+)
 def test_check_setting_rejects_with_the_reason(name: str, value, reason: str) -> None:
     assert check_setting(name, value) == reason
 
@@ -251,9 +344,14 @@ def test_update_rejects_and_keeps_the_old_value() -> None:
     assert seg.threshold == 0.3
 
 
-@pytest.mark.parametrize("kwargs, message", [({"threshold": 2.0}, "threshold must be"),
-                                             ({"overlay_alpha": -1.0}, "overlay_alpha must be"),
-                                             ({"overlay_color": (1, 2)}, "overlay_color must be")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"threshold": 2.0}, "threshold must be"),
+        ({"overlay_alpha": -1.0}, "overlay_alpha must be"),
+        ({"overlay_color": (1, 2)}, "overlay_color must be"),
+    ],
+)
 def test_constructor_rejects_invalid_settings(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Segmenter(FixedProbability(PROB), **kwargs)

@@ -1,4 +1,5 @@
 """stats.py: FPS and latency numbers for /diagnostics, against hand-computed values."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,8 +14,15 @@ def stats_at(start: float = 100.0, window_s: float = 2.0, min_frames: int = 0) -
 
 def test_no_frames() -> None:
     summary = stats_at().summary(now=101.0)
-    assert summary == Summary(window_s=2.0, fps=0.0, latency_median_ms=None, latency_p99_ms=None, frames=0, bad=0,
-                              dropped=0)
+    assert summary == Summary(
+        window_s=2.0,
+        fps=0.0,
+        latency_median_ms=None,
+        latency_p99_ms=None,
+        frames=0,
+        bad=0,
+        dropped=0,
+    )
 
 
 def test_fps_and_latency_over_a_full_window() -> None:
@@ -55,7 +63,9 @@ def test_slow_frames_keep_a_steady_fps() -> None:
         for dt in (0.0, 1.0, 3.0):  # the diagnostics timer fires at any time between frames
             summary = stats.summary(now=104.0 + 4 * k + dt)
             if k >= 2:
-                assert summary.fps == pytest.approx(2 / (8 + dt)) and summary.latency_median_ms == pytest.approx(3900)
+                assert summary.fps == pytest.approx(
+                    2 / (8 + dt)
+                ) and summary.latency_median_ms == pytest.approx(3900)
                 assert summary.window_s == pytest.approx(8 + dt)
     level, message, _ = health(stats.summary(now=124.0), "torch on cpu")
     assert level == "OK" and message == "0.2 FPS, median latency 3900.0 ms"
@@ -82,18 +92,41 @@ def test_a_non_positive_window_is_rejected() -> None:
 
 
 def test_health_ok_with_every_value() -> None:
-    summary = Summary(window_s=5.0, fps=9.96, latency_median_ms=41.04, latency_p99_ms=87.25, frames=120, bad=2,
-                      dropped=7)
+    summary = Summary(
+        window_s=5.0,
+        fps=9.96,
+        latency_median_ms=41.04,
+        latency_p99_ms=87.25,
+        frames=120,
+        bad=2,
+        dropped=7,
+    )
     level, message, values = health(summary, "torch on cpu", "188x624 (stretch)")
     assert level == "OK"
     assert message == "10.0 FPS, median latency 41.0 ms"
-    assert values == [("FPS", "10.0"), ("latency median (ms)", "41.0"), ("latency p99 (ms)", "87.2"),
-                      ("frames segmented", "120"), ("dropped frames", "7"), ("bad messages", "2"),
-                      ("window (s)", "5"), ("backend", "torch on cpu"), ("network size", "188x624 (stretch)")]
+    assert values == [
+        ("FPS", "10.0"),
+        ("latency median (ms)", "41.0"),
+        ("latency p99 (ms)", "87.2"),
+        ("frames segmented", "120"),
+        ("dropped frames", "7"),
+        ("bad messages", "2"),
+        ("window (s)", "5"),
+        ("backend", "torch on cpu"),
+        ("network size", "188x624 (stretch)"),
+    ]
 
 
 def test_health_warns_without_recent_frames() -> None:
-    summary = Summary(window_s=5.0, fps=0.0, latency_median_ms=None, latency_p99_ms=None, frames=3, bad=4, dropped=0)
+    summary = Summary(
+        window_s=5.0,
+        fps=0.0,
+        latency_median_ms=None,
+        latency_p99_ms=None,
+        frames=3,
+        bad=4,
+        dropped=0,
+    )
     level, message, values = health(summary, "torch on cpu")
     assert (level, message) == ("WARN", "no frame segmented in the last 5 s")
     assert dict(values)["latency median (ms)"] == "n/a" and dict(values)["bad messages"] == "4"

@@ -1,5 +1,6 @@
 """TensorRT backend: metadata checks, build planning for TensorRT 10 and 11, engine I/O checks (all without
 TensorRT), and engine build/run/reject tests that need TensorRT and a CUDA GPU."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,15 +12,26 @@ import torch
 from fcn_road_seg.backends import load_backend
 from fcn_road_seg.metadata import read_sidecar, write_sidecar
 from fcn_road_seg.backends.tensorrt_build import BuildPlan, _size, main, plan_build
-from fcn_road_seg.backends.tensorrt_common import (ENGINE_FORMAT, OnnxInfo, TrtFeatures,
-                                                   compare_metadata, engine_io_problems,
-                                                   inspect_onnx, onnx_source, trt_features)
+from fcn_road_seg.backends.tensorrt_common import (
+    ENGINE_FORMAT,
+    OnnxInfo,
+    TrtFeatures,
+    compare_metadata,
+    engine_io_problems,
+    inspect_onnx,
+    onnx_source,
+    trt_features,
+)
 from fcn_road_seg.errors import ModelError
 
 TRT10 = TrtFeatures("10.13.0.35", weak_typing=True, implicit_int8=True, strongly_typed_flag=True)
 TRT11 = TrtFeatures("11.4.0.106", weak_typing=False, implicit_int8=False, strongly_typed_flag=True)
-FOUND = {"tensorrt": "10.13.0.35", "gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0",
-         "engine_sha256": "ab" * 32}
+FOUND = {
+    "tensorrt": "10.13.0.35",
+    "gpu": "NVIDIA H100 80GB HBM3",
+    "compute_capability": "9.0",
+    "engine_sha256": "ab" * 32,
+}
 META = {"format": ENGINE_FORMAT, **FOUND, "precision": "fp16", "onnx_sha256": "cd" * 32}
 
 
@@ -30,22 +42,32 @@ def onnx_info(fp16: bool = False, qdq: bool = False, shape: tuple = (1, 384, 124
 
 # --- metadata comparison --------------------------------------------------------------------------------------
 
+
 def test_matching_metadata_has_no_problems() -> None:
     assert compare_metadata(META, FOUND) == ([], [])
-    assert compare_metadata(META, {**FOUND, "onnx_sha256": "cd" * 32, "precision": "fp16"}) == ([], [])
+    assert compare_metadata(META, {**FOUND, "onnx_sha256": "cd" * 32, "precision": "fp16"}) == (
+        [],
+        [],
+    )
     assert compare_metadata(META, {**FOUND, "precision": "auto"}) == ([], [])
 
 
 def test_tensorrt_version_mismatch_is_incompatible() -> None:
     incompatible, _ = compare_metadata({**META, "tensorrt": "10.3.0.26"}, FOUND)
-    assert incompatible == ["it was built with TensorRT 10.3.0.26 but this is TensorRT 10.13.0.35 (an engine only "
-                            "loads in the TensorRT version that built it)"]
+    assert incompatible == [
+        "it was built with TensorRT 10.3.0.26 but this is TensorRT 10.13.0.35 (an engine only "
+        "loads in the TensorRT version that built it)"
+    ]
 
 
 def test_compute_capability_mismatch_names_both_gpus() -> None:
-    incompatible, _ = compare_metadata({**META, "compute_capability": "8.6", "gpu": "NVIDIA GeForce RTX 3090"}, FOUND)
-    assert incompatible == ["it was built for compute capability 8.6 (NVIDIA GeForce RTX 3090) but this GPU "
-                            "(NVIDIA H100 80GB HBM3) is 9.0"]
+    incompatible, _ = compare_metadata(
+        {**META, "compute_capability": "8.6", "gpu": "NVIDIA GeForce RTX 3090"}, FOUND
+    )
+    assert incompatible == [
+        "it was built for compute capability 8.6 (NVIDIA GeForce RTX 3090) but this GPU "
+        "(NVIDIA H100 80GB HBM3) is 9.0"
+    ]
 
 
 def test_engine_bytes_that_do_not_match_the_metadata_are_corrupt() -> None:
@@ -54,22 +76,35 @@ def test_engine_bytes_that_do_not_match_the_metadata_are_corrupt() -> None:
 
 
 def test_several_problems_are_all_reported() -> None:
-    incompatible, stale = compare_metadata({**META, "tensorrt": "11.0", "compute_capability": "7.5"}, FOUND)
+    incompatible, stale = compare_metadata(
+        {**META, "tensorrt": "11.0", "compute_capability": "7.5"}, FOUND
+    )
     assert len(incompatible) == 2 and stale == []
 
 
-@pytest.mark.parametrize("meta, message", [
-    ({"tensorrt": "10.13.0.35"}, "its metadata lacks format, compute_capability, engine_sha256"),
-    ({**META, "format": "something/2"}, "its metadata format is 'something/2', not 'fcn_road_seg.engine/1'"),
-])
+@pytest.mark.parametrize(
+    "meta, message",
+    [
+        (
+            {"tensorrt": "10.13.0.35"},
+            "its metadata lacks format, compute_capability, engine_sha256",
+        ),
+        (
+            {**META, "format": "something/2"},
+            "its metadata format is 'something/2', not 'fcn_road_seg.engine/1'",
+        ),
+    ],
+)
 def test_foreign_or_incomplete_metadata_is_incompatible(meta: dict, message: str) -> None:
     assert compare_metadata(meta, FOUND)[0] == [message]
 
 
 def test_stale_but_loadable_engines() -> None:
     _, stale = compare_metadata({**META, "gpu": "NVIDIA H100 PCIe"}, FOUND)
-    assert stale == ["it was built on NVIDIA H100 PCIe, this is NVIDIA H100 80GB HBM3 (same compute capability: it "
-                     "loads, but tactics were tuned for the other GPU)"]
+    assert stale == [
+        "it was built on NVIDIA H100 PCIe, this is NVIDIA H100 80GB HBM3 (same compute capability: it "
+        "loads, but tactics were tuned for the other GPU)"
+    ]
     _, stale = compare_metadata(META, {**FOUND, "onnx_sha256": "99" * 32})
     assert stale == ["its ONNX model has changed since it was built"]
     _, stale = compare_metadata(META, {**FOUND, "precision": "fp32"})
@@ -78,6 +113,7 @@ def test_stale_but_loadable_engines() -> None:
 
 # --- build planning: TensorRT 10 (weak typing, implicit INT8) and TensorRT 11 (strong typing only) ------------
 
+
 def test_fp16_on_tensorrt_10_uses_the_builder_flag() -> None:
     assert plan_build(onnx_info(), "fp16", TRT10) == BuildPlan("fp16", False, ("FP16",))
     assert plan_build(onnx_info(), "auto", TRT10) == BuildPlan("fp16", False, ("FP16",))
@@ -85,8 +121,11 @@ def test_fp16_on_tensorrt_10_uses_the_builder_flag() -> None:
 
 
 def test_fp16_on_tensorrt_11_needs_an_fp16_model() -> None:
-    with pytest.raises(ModelError, match=r"TensorRT 11.4.0.106 has no FP16 builder flag.*fcn-road-export --fp16.*"
-                                         r"AutoCast"):
+    with pytest.raises(
+        ModelError,
+        match=r"TensorRT 11.4.0.106 has no FP16 builder flag.*fcn-road-export --fp16.*"
+        r"AutoCast",
+    ):
         plan_build(onnx_info(), "fp16", TRT11)
     assert plan_build(onnx_info(), "auto", TRT11) == BuildPlan("fp32", True)
     assert plan_build(onnx_info(fp16=True), "fp16", TRT11) == BuildPlan("fp16", True)
@@ -95,18 +134,27 @@ def test_fp16_on_tensorrt_11_needs_an_fp16_model() -> None:
 
 
 def test_int8_calibration_where_tensorrt_still_has_it() -> None:
-    assert plan_build(onnx_info(), "int8", TRT10) == BuildPlan("int8", False, ("INT8", "FP16"), calibrate=True)
+    assert plan_build(onnx_info(), "int8", TRT10) == BuildPlan(
+        "int8", False, ("INT8", "FP16"), calibrate=True
+    )
 
 
 @pytest.mark.parametrize("features", [TRT11, TrtFeatures("10.16", True, False, True)])
-def test_int8_without_implicit_calibration_points_to_explicit_quantization(features: TrtFeatures) -> None:
-    with pytest.raises(ModelError, match=r"no implicit INT8 calibration.*has no Q/DQ nodes: use explicit "
-                                         r"quantization.*ModelOpt.*QuantFormat.QDQ.*--int8"):
+def test_int8_without_implicit_calibration_points_to_explicit_quantization(
+    features: TrtFeatures,
+) -> None:
+    with pytest.raises(
+        ModelError,
+        match=r"no implicit INT8 calibration.*has no Q/DQ nodes: use explicit "
+        r"quantization.*ModelOpt.*QuantFormat.QDQ.*--int8",
+    ):
         plan_build(onnx_info(), "int8", features)
 
 
 def test_quantized_models_build_as_int8() -> None:
-    assert plan_build(onnx_info(qdq=True), "int8", TRT10) == BuildPlan("int8", False, ("INT8", "FP16"))
+    assert plan_build(onnx_info(qdq=True), "int8", TRT10) == BuildPlan(
+        "int8", False, ("INT8", "FP16")
+    )
     assert plan_build(onnx_info(qdq=True), "auto", TRT11) == BuildPlan("int8", True)
     with pytest.raises(ModelError, match="is quantized .*build it as int8, not fp16"):
         plan_build(onnx_info(qdq=True), "fp16", TRT10)
@@ -123,18 +171,29 @@ def test_trt_features_tells_tensorrt_10_from_11() -> None:
     class Config10:
         int8_calibrator = None
 
-    trt10 = SimpleNamespace(__version__="10.13.0.35", BuilderFlag=SimpleNamespace(FP16=1, INT8=2),
-                            IInt8EntropyCalibrator2=object, IBuilderConfig=Config10,
-                            NetworkDefinitionCreationFlag=SimpleNamespace(STRONGLY_TYPED=1))
-    trt11 = SimpleNamespace(__version__="11.4.0.106", BuilderFlag=SimpleNamespace(TF32=0), IBuilderConfig=object,
-                            NetworkDefinitionCreationFlag=SimpleNamespace())
+    trt10 = SimpleNamespace(
+        __version__="10.13.0.35",
+        BuilderFlag=SimpleNamespace(FP16=1, INT8=2),
+        IInt8EntropyCalibrator2=object,
+        IBuilderConfig=Config10,
+        NetworkDefinitionCreationFlag=SimpleNamespace(STRONGLY_TYPED=1),
+    )
+    trt11 = SimpleNamespace(
+        __version__="11.4.0.106",
+        BuilderFlag=SimpleNamespace(TF32=0),
+        IBuilderConfig=object,
+        NetworkDefinitionCreationFlag=SimpleNamespace(),
+    )
     assert trt_features(trt10) == TRT10
     assert trt_features(trt11) == TrtFeatures("11.4.0.106", False, False, False)
 
 
 # --- ONNX inspection, engine I/O, paths ------------------------------------------------------------------------
 
-def small_onnx(path: Path, dims: list, cast_to: int | None = None, qdq: bool = False, name: str = "image") -> Path:
+
+def small_onnx(
+    path: Path, dims: list, cast_to: int | None = None, qdq: bool = False, name: str = "image"
+) -> Path:
     """A tiny stand-in graph with our I/O names: uint8 image -> Cast -> ReduceMean over channels -> prob."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
@@ -142,16 +201,29 @@ def small_onnx(path: Path, dims: list, cast_to: int | None = None, qdq: bool = F
     nodes = [helper.make_node("Cast", [name], ["x"], to=cast_to or TensorProto.FLOAT)]
     last = "x"
     if qdq:
-        nodes += [helper.make_node("QuantizeLinear", ["x", "s"], ["q"]),
-                  helper.make_node("DequantizeLinear", ["q", "s"], ["dq"])]
+        nodes += [
+            helper.make_node("QuantizeLinear", ["x", "s"], ["q"]),
+            helper.make_node("DequantizeLinear", ["q", "s"], ["dq"]),
+        ]
         last = "dq"
-    nodes += [helper.make_node("ReduceMean", [last, "axes"], ["m"], keepdims=0),
-              helper.make_node("Cast", ["m"], ["prob"], to=TensorProto.FLOAT)]
-    inits = [helper.make_tensor("axes", TensorProto.INT64, [1], [3]),
-             helper.make_tensor("s", TensorProto.FLOAT, [], [1.0])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(name, TensorProto.UINT8, dims)],
-                              [helper.make_tensor_value_info("prob", TensorProto.FLOAT, dims[:3])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), path)
+    nodes += [
+        helper.make_node("ReduceMean", [last, "axes"], ["m"], keepdims=0),
+        helper.make_node("Cast", ["m"], ["prob"], to=TensorProto.FLOAT),
+    ]
+    inits = [
+        helper.make_tensor("axes", TensorProto.INT64, [1], [3]),
+        helper.make_tensor("s", TensorProto.FLOAT, [], [1.0]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(name, TensorProto.UINT8, dims)],
+        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, dims[:3])],
+        inits,
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), path
+    )
     return path
 
 
@@ -159,7 +231,12 @@ def test_inspect_onnx_reads_shape_and_typing(tmp_path: Path) -> None:
     from onnx import TensorProto
 
     fixed = inspect_onnx(small_onnx(tmp_path / "fixed.onnx", [1, 384, 1248, 3]))
-    assert fixed.input_shape == (1, 384, 1248, 3) and not fixed.dynamic and not fixed.fp16 and not fixed.qdq
+    assert (
+        fixed.input_shape == (1, 384, 1248, 3)
+        and not fixed.dynamic
+        and not fixed.fp16
+        and not fixed.qdq
+    )
     assert len(fixed.sha256) == 64
     dynamic = inspect_onnx(small_onnx(tmp_path / "dynamic.onnx", [1, "height", "width", 3]))
     assert dynamic.input_shape == (1, "height", "width", 3) and dynamic.dynamic
@@ -168,8 +245,11 @@ def test_inspect_onnx_reads_shape_and_typing(tmp_path: Path) -> None:
 
 
 def test_inspect_onnx_rejects_foreign_and_corrupt_files(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match=r"other\.onnx is not an fcn_road_seg ONNX model: expected one input "
-                                         r"'image', found \['input'\]"):
+    with pytest.raises(
+        ModelError,
+        match=r"other\.onnx is not an fcn_road_seg ONNX model: expected one input "
+        r"'image', found \['input'\]",
+    ):
         inspect_onnx(small_onnx(tmp_path / "other.onnx", [1, 8, 8, 3], name="input"))
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"\xff\x00garbage" * 5)
@@ -178,15 +258,21 @@ def test_inspect_onnx_rejects_foreign_and_corrupt_files(tmp_path: Path) -> None:
 
 
 def test_engine_io_problems() -> None:
-    good = {"image": ("INPUT", "UINT8", (1, 384, 1248, 3)), "prob": ("OUTPUT", "FLOAT", (1, 384, 1248))}
+    good = {
+        "image": ("INPUT", "UINT8", (1, 384, 1248, 3)),
+        "prob": ("OUTPUT", "FLOAT", (1, 384, 1248)),
+    }
     assert engine_io_problems(good) == []
     assert engine_io_problems({**good, "image": ("INPUT", "UINT8", (1, -1, -1, 3))}) == []
     assert engine_io_problems({"input": good["image"], "prob": good["prob"]}) == [
-        "expected I/O tensors ['image', 'prob'], found ['input', 'prob']"]
+        "expected I/O tensors ['image', 'prob'], found ['input', 'prob']"
+    ]
     assert engine_io_problems({**good, "image": ("INPUT", "FLOAT", (1, 3, 384, 1248))}) == [
-        "'image' is INPUT FLOAT [1, 3, 384, 1248], expected INPUT UINT8 of rank 4"]
+        "'image' is INPUT FLOAT [1, 3, 384, 1248], expected INPUT UINT8 of rank 4"
+    ]
     assert engine_io_problems({**good, "image": ("INPUT", "UINT8", (1, 3, 384, 1248))}) == [
-        "'image' has shape [1, 3, 384, 1248], expected [1, H, W, 3]"]
+        "'image' has shape [1, 3, 384, 1248], expected [1, H, W, 3]"
+    ]
 
 
 def test_onnx_source_prefers_the_model_named_in_the_metadata(tmp_path: Path) -> None:
@@ -209,6 +295,7 @@ def test_size_argument() -> None:
 
 # --- without TensorRT or a GPU: clear errors, nothing imported at package import --------------------------------
 
+
 def test_engine_without_gpu_or_tensorrt_is_a_clear_error(tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
@@ -221,12 +308,16 @@ def test_engine_without_gpu_or_tensorrt_is_a_clear_error(tmp_path: Path) -> None
 def test_missing_tensorrt_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from fcn_road_seg.backends.tensorrt_common import import_tensorrt
 
-    monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)  # import now raises ImportError
+    monkeypatch.setitem(
+        __import__("sys").modules, "tensorrt", None
+    )  # import now raises ImportError
     with pytest.raises(ModelError, match="TensorRT is not installed: pip install tensorrt"):
         import_tensorrt()
 
 
-def test_build_cli_without_gpu_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_build_cli_without_gpu_fails_cleanly(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     model = small_onnx(tmp_path / "m.onnx", [1, 8, 8, 3])
@@ -237,7 +328,9 @@ def test_build_cli_without_gpu_fails_cleanly(tmp_path: Path, capsys: pytest.Capt
 
 # --- with TensorRT and a CUDA GPU ------------------------------------------------------------------------------
 
-needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU for TensorRT")
+needs_gpu = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU for TensorRT"
+)
 
 
 @pytest.fixture(scope="module")
@@ -267,18 +360,27 @@ def frames() -> list:
     from fcn_road_seg.image import Frame
 
     gen = torch.Generator().manual_seed(3)
-    return [Frame(torch.randint(0, 256, (h, w, 3), dtype=torch.uint8, generator=gen).numpy(), "rgb8")
-            for h, w in [(96, 320), (93, 311), (120, 400)]]
+    return [
+        Frame(torch.randint(0, 256, (h, w, 3), dtype=torch.uint8, generator=gen).numpy(), "rgb8")
+        for h, w in [(96, 320), (93, 311), (120, 400)]
+    ]
 
 
 @needs_gpu
 @pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("fp16", 2e-2)])
-def test_built_engine_matches_onnx_runtime(exported: dict, tmp_path: Path, precision: str, tolerance: float) -> None:
+def test_built_engine_matches_onnx_runtime(
+    exported: dict, tmp_path: Path, precision: str, tolerance: float
+) -> None:
     from fcn_road_seg.backends.tensorrt_build import build_engine
 
     engine = tmp_path / f"{precision}.engine"
-    meta = build_engine(exported["fixed"], engine, torch.device("cuda"), precision,
-                        timing_cache=tmp_path / "timing.cache")
+    meta = build_engine(
+        exported["fixed"],
+        engine,
+        torch.device("cuda"),
+        precision,
+        timing_cache=tmp_path / "timing.cache",
+    )
     assert (tmp_path / "timing.cache").stat().st_size > 0
     assert read_sidecar(engine) == meta and meta["precision"] == precision
     assert meta["input"]["shape"] == [1, 96, 320, 3] and meta["output"]["shape"] == [1, 96, 320]
@@ -297,18 +399,26 @@ def test_dynamic_engine_runs_at_two_sizes(exported: dict, tmp_path: Path) -> Non
     from fcn_road_seg.backends.tensorrt_build import build_engine
 
     engine = tmp_path / "dynamic.engine"
-    build_engine(exported["dynamic"], engine, torch.device("cuda"), "fp32",
-                 profile=((32, 32), (96, 320), (256, 512)))
+    build_engine(
+        exported["dynamic"],
+        engine,
+        torch.device("cuda"),
+        "fp32",
+        profile=((32, 32), (96, 320), (256, 512)),
+    )
     backend = load_backend(engine, "tensorrt", "cuda")
     assert backend.input_size is None
     ort = load_backend(exported["dynamic"], "onnxruntime", "cpu")
     for frame in frames()[1:]:
-        assert float((backend.probability(frame).cpu() - ort.probability(frame)).abs().max()) <= 1e-3
+        assert (
+            float((backend.probability(frame).cpu() - ort.probability(frame)).abs().max()) <= 1e-3
+        )
 
 
 @needs_gpu
-def test_onnx_given_to_tensorrt_builds_and_caches_an_engine_in_the_cache(exported: dict, tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_onnx_given_to_tensorrt_builds_and_caches_an_engine_in_the_cache(
+    exported: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FCN_ROAD_SEG_CACHE", str(tmp_path / "cache"))
     backend = load_backend(exported["fixed"], "tensorrt", "cuda", precision="fp16")
     engine = backend.engine_path
@@ -326,25 +436,32 @@ def test_mismatched_or_corrupt_engines_are_model_errors(exported: dict, tmp_path
     engine = tmp_path / "m.engine"
     meta = build_engine(exported["fixed"], engine, torch.device("cuda"), "fp32")
     write_sidecar(engine, {**meta, "tensorrt": "9.9.9"})
-    with pytest.raises(ModelError, match=r"m\.engine cannot be used here: it was built with TensorRT 9\.9\.9"):
+    with pytest.raises(
+        ModelError, match=r"m\.engine cannot be used here: it was built with TensorRT 9\.9\.9"
+    ):
         load_backend(engine, "tensorrt", "cuda")
     write_sidecar(engine, {**meta, "compute_capability": "1.0"})
     with pytest.raises(ModelError, match="built for compute capability 1.0"):
         load_backend(engine, "tensorrt", "cuda")
     write_sidecar(engine, meta)
     data = bytearray(engine.read_bytes())
-    data[len(data) // 2:] = bytes(len(data) - len(data) // 2)
+    data[len(data) // 2 :] = bytes(len(data) - len(data) // 2)
     engine.write_bytes(bytes(data))
     with pytest.raises(ModelError, match="does not match the SHA-256"):
         load_backend(engine, "tensorrt", "cuda")
     (tmp_path / "m.onnx").write_bytes(exported["fixed"].read_bytes())
     write_sidecar(engine, {**meta, "onnx": "m.onnx"})
     backend = load_backend(engine, "tensorrt", "cuda", rebuild="if-stale")  # rebuilt from m.onnx
-    assert backend.input_size == (96, 320) and read_sidecar(engine)["engine_sha256"] != meta["engine_sha256"]
+    assert (
+        backend.input_size == (96, 320)
+        and read_sidecar(engine)["engine_sha256"] != meta["engine_sha256"]
+    )
 
 
 @needs_gpu
-def test_garbage_engine_with_valid_looking_metadata_is_a_model_error(exported: dict, tmp_path: Path) -> None:
+def test_garbage_engine_with_valid_looking_metadata_is_a_model_error(
+    exported: dict, tmp_path: Path
+) -> None:
     from fcn_road_seg.metadata import sha256_file
     from fcn_road_seg.backends.tensorrt_build import build_engine
 
@@ -356,7 +473,9 @@ def test_garbage_engine_with_valid_looking_metadata_is_a_model_error(exported: d
         load_backend(engine, "tensorrt", "cuda")
 
 
-def test_engine_cache_is_keyed_and_outside_the_model_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_cache_is_keyed_and_outside_the_model_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No TensorRT needed: the path an .onnx's startup engine is cached at."""
     from fcn_road_seg.backends.tensorrt_common import engine_cache_path
 
@@ -374,4 +493,7 @@ def test_engine_cache_is_keyed_and_outside_the_model_folder(tmp_path: Path, monk
     assert engine_cache_path(onnx, facts, "fp16") != path
     monkeypatch.delenv("FCN_ROAD_SEG_CACHE")
     monkeypatch.setenv("ROS_HOME", str(tmp_path / "ros"))
-    assert engine_cache_path(onnx, facts, "fp16").parent == tmp_path / "ros" / "fcn_road_seg" / "engines"
+    assert (
+        engine_cache_path(onnx, facts, "fp16").parent
+        == tmp_path / "ros" / "fcn_road_seg" / "engines"
+    )

@@ -1,4 +1,5 @@
 """training/train.py: a short real training run, exact resume, atomic checkpoints, LR schedule, DDP on gloo."""
+
 from __future__ import annotations
 
 import csv
@@ -20,8 +21,27 @@ from training import evaluate as ev
 from training import train as tr
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--fc-channels", "8", "--fc6-kernel", "3", "--size", "32", "48", "--batch-size", "4", "--workers", "0",
-        "--val-batch-size", "4", "--threads", "2", "--no-progress", "--no-tensorboard", "--lr", "1e-3"]
+TINY = [
+    "--fc-channels",
+    "8",
+    "--fc6-kernel",
+    "3",
+    "--size",
+    "32",
+    "48",
+    "--batch-size",
+    "4",
+    "--workers",
+    "0",
+    "--val-batch-size",
+    "4",
+    "--threads",
+    "2",
+    "--no-progress",
+    "--no-tensorboard",
+    "--lr",
+    "1e-3",
+]
 
 
 def read_log(out: Path) -> list[dict[str, float]]:
@@ -34,27 +54,45 @@ def synthetic_road(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """data_road with 8 + 4 small random frames in two categories (no shared data needed)."""
     root = tmp_path_factory.mktemp("data_road")
     rng = np.random.default_rng(0)
-    colours = np.array([(0, 0, 255), (255, 0, 255), (0, 0, 0)], np.uint8)  # BGR: non-road, road, ignore
+    colours = np.array(
+        [(0, 0, 255), (255, 0, 255), (0, 0, 0)], np.uint8
+    )  # BGR: non-road, road, ignore
     for i in range(12):
         stem = f"{'um' if i % 2 else 'uu'}_{i:06d}"
         h, w = 36, 52
         labels = np.zeros((h, w), np.int64)
-        labels[h // 2:] = 1  # road in the lower half, like a camera view
+        labels[h // 2 :] = 1  # road in the lower half, like a camera view
         labels[rng.random((h, w)) < 0.05] = 2
         image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         image[labels == 1] //= 3
-        for folder, name, pixels in (("image_2", f"{stem}.png", image),
-                                     ("gt_image_2", data.gt_name(stem), colours[labels])):
+        for folder, name, pixels in (
+            ("image_2", f"{stem}.png", image),
+            ("gt_image_2", data.gt_name(stem), colours[labels]),
+        ):
             (root / "training" / folder).mkdir(parents=True, exist_ok=True)
             assert cv2.imwrite(str(root / "training" / folder / name), pixels)
-    (root / "train.txt").write_text("".join(f"{'um' if i % 2 else 'uu'}_{i:06d}\n" for i in range(8)))
-    (root / "val.txt").write_text("".join(f"{'um' if i % 2 else 'uu'}_{i:06d}\n" for i in range(8, 12)))
+    (root / "train.txt").write_text(
+        "".join(f"{'um' if i % 2 else 'uu'}_{i:06d}\n" for i in range(8))
+    )
+    (root / "val.txt").write_text(
+        "".join(f"{'um' if i % 2 else 'uu'}_{i:06d}\n" for i in range(8, 12))
+    )
     return root
 
 
 def synthetic_args(root: Path, out: Path, *extra: str) -> list[str]:
-    return ["--data-path", str(root), "--train-split", str(root / "train.txt"), "--val-split", str(root / "val.txt"),
-            "--output-dir", str(out), *TINY, *extra]
+    return [
+        "--data-path",
+        str(root),
+        "--train-split",
+        str(root / "train.txt"),
+        "--val-split",
+        str(root / "val.txt"),
+        "--output-dir",
+        str(out),
+        *TINY,
+        *extra,
+    ]
 
 
 def test_short_camvid_run_learns_road(camvid_root: Path, tmp_path: Path) -> None:
@@ -64,17 +102,61 @@ def test_short_camvid_run_learns_road(camvid_root: Path, tmp_path: Path) -> None
     (tmp_path / "train.txt").write_text("\n".join(train_stems))
     (tmp_path / "val.txt").write_text("\n".join(val_stems))
     out = tmp_path / "run"
-    args = ["--data-path", str(camvid_root), "--train-split", str(tmp_path / "train.txt"), "--val-split",
-            str(tmp_path / "val.txt"), "--output-dir", str(out), "--base-size", "72", "96", "--size", "72", "96",
-            "--scale-range", "1", "1", "--color-jitter", "0", "0", "0", "0", "--val-size", "72", "96",
-            "--fc-channels", "32", "--fc6-kernel", "3", "--dropout", "0", "--batch-size", "4", "--epochs", "2",
-            "--lr", "3e-4", "--lr-warmup-epochs", "0.5", "--workers", "0", "--threads", "2", "--seed", "0",
-            "--no-progress"]
+    args = [
+        "--data-path",
+        str(camvid_root),
+        "--train-split",
+        str(tmp_path / "train.txt"),
+        "--val-split",
+        str(tmp_path / "val.txt"),
+        "--output-dir",
+        str(out),
+        "--base-size",
+        "72",
+        "96",
+        "--size",
+        "72",
+        "96",
+        "--scale-range",
+        "1",
+        "1",
+        "--color-jitter",
+        "0",
+        "0",
+        "0",
+        "0",
+        "--val-size",
+        "72",
+        "96",
+        "--fc-channels",
+        "32",
+        "--fc6-kernel",
+        "3",
+        "--dropout",
+        "0",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "2",
+        "--lr",
+        "3e-4",
+        "--lr-warmup-epochs",
+        "0.5",
+        "--workers",
+        "0",
+        "--threads",
+        "2",
+        "--seed",
+        "0",
+        "--no-progress",
+    ]
     assert tr.main(args) == 0
     log = read_log(out)
     assert [r["step"] for r in log] == [8, 16]
     # The untrained model predicts P = 0.5 everywhere (zero score layers): loss ln 2 at step 0.
-    assert log[-1]["train_loss"] < 0.8 * log[0]["train_loss"] and log[-1]["train_loss"] < 0.8 * math.log(2)
+    assert log[-1]["train_loss"] < 0.8 * log[0]["train_loss"] and log[-1][
+        "train_loss"
+    ] < 0.8 * math.log(2)
 
     # Trivial baselines on the same validation images, at full resolution.
     samples = data.split(camvid_root, "val", tmp_path / "val.txt")
@@ -87,22 +169,56 @@ def test_short_camvid_run_learns_road(camvid_root: Path, tmp_path: Path) -> None
 
     # The slim fp16 model is the best epoch's, loads for deployment and re-evaluates to the logged metrics.
     slim = torch.load(out / "model_best_fp16.pt", weights_only=True)
-    assert set(slim) == {"model", "model_config", "working_size", "encoder", "metrics", "train_args", "temperature",
-                         "calibration"}
+    assert set(slim) == {
+        "model",
+        "model_config",
+        "working_size",
+        "encoder",
+        "metrics",
+        "train_args",
+        "temperature",
+        "calibration",
+    }
     assert slim["working_size"] == [72, 96] and slim["encoder"] == "scratch"
     # calibrated at the end on the validation split: T > 0 and the stored numbers are the fitted ones
     calibration = json.loads((out / "calibration.json").read_text())
-    assert slim["temperature"] == pytest.approx(calibration["temperature"]) and slim["temperature"] > 0
+    assert (
+        slim["temperature"] == pytest.approx(calibration["temperature"])
+        and slim["temperature"] > 0
+    )
     assert slim["calibration"]["after"]["ECE"] == pytest.approx(calibration["after"]["ECE"])
     assert all(v.dtype == torch.float16 for v in slim["model"].values() if v.is_floating_point())
     assert slim["metrics"]["MaxF"] == pytest.approx(best["val_MaxF"])
     assert slim["model_config"] == {"num_classes": 2, "fc_channels": 32, "fc6_kernel": 3}
-    assert ev.main(["--data-path", str(camvid_root), "--split", str(tmp_path / "val.txt"), "--model",
-                    str(out / "model_best_fp16.pt"), "--device", "cpu", "--size", "72", "96", "--workers", "0",
-                    "--output", str(tmp_path / "eval")]) == 0
+    assert (
+        ev.main(
+            [
+                "--data-path",
+                str(camvid_root),
+                "--split",
+                str(tmp_path / "val.txt"),
+                "--model",
+                str(out / "model_best_fp16.pt"),
+                "--device",
+                "cpu",
+                "--size",
+                "72",
+                "96",
+                "--workers",
+                "0",
+                "--output",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert report["metrics"]["URBAN"]["MaxF"] == pytest.approx(best["val_MaxF"], abs=5e-3)  # fp16 weights
-    assert report["metrics"]["URBAN"]["posNum"] + report["metrics"]["URBAN"]["negNum"] == int((targets != 255).sum())
+    assert report["metrics"]["URBAN"]["MaxF"] == pytest.approx(
+        best["val_MaxF"], abs=5e-3
+    )  # fp16 weights
+    assert report["metrics"]["URBAN"]["posNum"] + report["metrics"]["URBAN"]["negNum"] == int(
+        (targets != 255).sum()
+    )
     assert (out / "curves.png").stat().st_size > 10_000 and (out / "checkpoint_best.pt").is_file()
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
@@ -119,10 +235,19 @@ def whole_run(synthetic_road: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return out
 
 
-@pytest.mark.parametrize("stop, workers", [(2, "0"), (1, "0"), (1, "1")],
-                         ids=["epoch-end", "mid-epoch", "mid-epoch-1-worker"])
-def test_resume_continues_exactly(synthetic_road: Path, whole_run: Path, tmp_path: Path,
-                                  capsys: pytest.CaptureFixture, stop: int, workers: str) -> None:
+@pytest.mark.parametrize(
+    "stop, workers",
+    [(2, "0"), (1, "0"), (1, "1")],
+    ids=["epoch-end", "mid-epoch", "mid-epoch-1-worker"],
+)
+def test_resume_continues_exactly(
+    synthetic_road: Path,
+    whole_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    stop: int,
+    workers: str,
+) -> None:
     """Stopped by --max-steps at an epoch's end or inside one, then --resume: the same steps, LR,
     log, optimizer state, RNG and bitwise the same weights as the uninterrupted run, which used
     no workers (augmentations are seeded per sample, not per worker)."""
@@ -139,16 +264,23 @@ def test_resume_continues_exactly(synthetic_road: Path, whole_run: Path, tmp_pat
     else:
         assert (first["epoch"], first["epoch_finished"], first["epoch_batches"]) == (0, True, 2)
         assert {"metrics", "best_maxf", "model_config", "optimizer", "scaler"} <= set(first)
-    assert tr.main(synthetic_args(synthetic_road, resumed, *run, "--resume",
-                                  str(part / "checkpoint_last.pt"))) == 0
+    assert (
+        tr.main(
+            synthetic_args(
+                synthetic_road, resumed, *run, "--resume", str(part / "checkpoint_last.pt")
+            )
+        )
+        == 0
+    )
     a = torch.load(whole_run / "checkpoint_last.pt", weights_only=True)
     b = torch.load(resumed / "checkpoint_last.pt", weights_only=True)
     counters = ("epoch", "epoch_finished", "epoch_batches", "step", "best_maxf")
     assert [a[k] for k in counters] == [b[k] for k in counters] == [1, True, 2, 4, a["best_maxf"]]
     assert a["scheduler"] == b["scheduler"]
     untimed = [k for k in tr.LOG_FIELDS if k not in ("seconds", "images_per_s")]
-    assert [[r[k] for k in untimed] for r in read_log(resumed)] == \
-        [[r[k] for k in untimed] for r in read_log(whole_run)]
+    assert [[r[k] for k in untimed] for r in read_log(resumed)] == [
+        [r[k] for k in untimed] for r in read_log(whole_run)
+    ]
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     for i, s in a["optimizer"]["state"].items():
@@ -192,8 +324,9 @@ def test_epoch_seeded_augmentation_ignores_and_keeps_global_rng() -> None:
     assert not torch.equal(tr.EpochSeeded(RandomDraws(), seed=8)[(2, 1)], x)
 
 
-def test_resume_from_bad_file_fails_cleanly(synthetic_road: Path, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture) -> None:
+def test_resume_from_bad_file_fails_cleanly(
+    synthetic_road: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"junk")
     assert tr.main(synthetic_args(synthetic_road, tmp_path / "out", "--resume", str(bad))) == 1
@@ -204,9 +337,13 @@ def test_checkpoint_write_is_atomic(tmp_path: Path) -> None:
     target = tmp_path / "checkpoint_last.pt"
     tr.save_checkpoint({"step": 1}, target)
     with pytest.raises(Exception):
-        tr.save_checkpoint({"step": 2, "unpicklable": lambda: None}, target)  # fails half-way through writing
+        tr.save_checkpoint(
+            {"step": 2, "unpicklable": lambda: None}, target
+        )  # fails half-way through writing
     assert torch.load(target, weights_only=True) == {"step": 1}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_last.pt"]  # no partial file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint_last.pt"
+    ]  # no partial file left
 
 
 def test_slim_checkpoint_loads_for_deployment(tmp_path: Path) -> None:
@@ -225,7 +362,7 @@ def test_lr_schedule() -> None:
     assert f(0, 100, 10, "poly", 0.01) == 0.01
     assert f(5, 100, 10, "poly", 0.01) == pytest.approx(0.01 + 0.99 * 0.5)
     assert f(10, 100, 10, "poly", 0.01) == 1.0
-    assert f(55, 100, 10, "poly", 0.01) == pytest.approx(0.5 ** 0.9)
+    assert f(55, 100, 10, "poly", 0.01) == pytest.approx(0.5**0.9)
     assert f(55, 100, 10, "cosine", 0.01) == pytest.approx(0.5)
     assert f(100, 100, 10, "cosine", 0.01) == pytest.approx(0.0)
     assert f(70, 100, 0, "constant", 0.01) == 1.0
@@ -239,10 +376,19 @@ def test_amp_and_scaler_only_on_cuda() -> None:
 def torchrun(args: list[str]) -> subprocess.CompletedProcess:
     """``training.train`` under torchrun: 2 CPU processes of one thread each; it must succeed."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "training.train", *args]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=240)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "training.train",
+        *args,
+    ]
+    result = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -250,8 +396,9 @@ def torchrun(args: list[str]) -> subprocess.CompletedProcess:
 def test_ddp_two_processes_on_gloo(synthetic_road: Path, tmp_path: Path) -> None:
     """torchrun with 2 CPU processes: DistributedSampler halves the steps, metrics are all-reduced."""
     out = tmp_path / "ddp"
-    result = torchrun(synthetic_args(synthetic_road, out, "--epochs", "1", "--device", "cpu",
-                                     "--threads", "1"))
+    result = torchrun(
+        synthetic_args(synthetic_road, out, "--epochs", "1", "--device", "cpu", "--threads", "1")
+    )
     log = read_log(out)
     assert len(log) == 1 and log[0]["step"] == 1  # 8 images / (2 processes x batch 4)
     assert "cpu x 2" in result.stdout
@@ -265,15 +412,26 @@ def test_ddp_two_processes_on_gloo(synthetic_road: Path, tmp_path: Path) -> None
 def test_ddp_resume_mid_epoch_is_exact(synthetic_road: Path, tmp_path: Path) -> None:
     """Under torchrun too, a stop inside an epoch and --resume give bitwise the uninterrupted
     weights: every rank's RNG is saved, and every rank's sampler skips its done batches."""
-    run = ["--epochs", "2", "--batch-size", "2", "--device", "cpu", "--threads", "1",
-           "--no-calibrate"]  # 2 steps per epoch and process
+    run = [
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--no-calibrate",
+    ]  # 2 steps per epoch and process
     whole, part, resumed = tmp_path / "whole", tmp_path / "part", tmp_path / "resumed"
     torchrun(synthetic_args(synthetic_road, whole, *run))
     torchrun(synthetic_args(synthetic_road, part, *run, "--max-steps", "3"))
-    torchrun(synthetic_args(synthetic_road, resumed, *run, "--resume",
-                            str(part / "checkpoint_last.pt")))
-    p, a, b = (torch.load(d / "checkpoint_last.pt", weights_only=True)
-               for d in (part, whole, resumed))
+    torchrun(
+        synthetic_args(synthetic_road, resumed, *run, "--resume", str(part / "checkpoint_last.pt"))
+    )
+    p, a, b = (
+        torch.load(d / "checkpoint_last.pt", weights_only=True) for d in (part, whole, resumed)
+    )
     assert (p["epoch"], p["epoch_finished"], p["epoch_batches"], len(p["rng"])) == (1, False, 1, 2)
     assert (a["step"], a["epoch"]) == (b["step"], b["epoch"]) == (4, 1)
     assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]

@@ -6,6 +6,7 @@ split, exactly as the runtime computes P: the frame fitted to the working size, 
 P resized back to the frame's size (bilinear). T leaves the 0.5 mask, and so MaxF's ranking of pixels,
 unchanged. ``fcn-road-calibrate`` fits T for an existing checkpoint and writes it into a copy.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,10 +62,23 @@ class CalibrationMeter:
         mean_p = np.divide(self.sum_p, self.count, out=np.zeros(self.bins), where=used)
         freq = np.divide(self.road, self.count, out=np.zeros(self.bins), where=used)
         gap = np.abs(freq - mean_p)
-        bins = [{"low": i / self.bins, "high": (i + 1) / self.bins, "count": int(self.count[i]),
-                 "mean_p": float(mean_p[i]), "road_frequency": float(freq[i])} for i in range(self.bins)]
-        return {"ECE": float((self.count * gap).sum() / n), "MCE": float(gap[used].max()),
-                "Brier": self.brier / n, "pixels": n, "bins": bins}
+        bins = [
+            {
+                "low": i / self.bins,
+                "high": (i + 1) / self.bins,
+                "count": int(self.count[i]),
+                "mean_p": float(mean_p[i]),
+                "road_frequency": float(freq[i]),
+            }
+            for i in range(self.bins)
+        ]
+        return {
+            "ECE": float((self.count * gap).sum() / n),
+            "MCE": float(gap[used].max()),
+            "Brier": self.brier / n,
+            "pixels": n,
+            "bins": bins,
+        }
 
 
 def reliability_diagram(stats: dict[str, Any], path: str | Path, title: str = "") -> Path:
@@ -76,16 +90,40 @@ def reliability_diagram(stats: dict[str, Any], path: str | Path, title: str = ""
 
     bins = [b for b in stats["bins"] if b["count"]]
     width = 1.0 / max(1, len(stats["bins"]))
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
     top.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-    top.bar([b["low"] for b in bins], [b["road_frequency"] for b in bins], width=width, align="edge",
-            edgecolor="black", alpha=0.6, label="observed road frequency")
-    top.plot([b["mean_p"] for b in bins], [b["road_frequency"] for b in bins], "o-", color="C3",
-             label="(mean P, frequency)")
-    top.set(ylabel="fraction of pixels that are road", xlim=(0, 1), ylim=(0, 1),
-            title=f"{title}  ECE {100 * stats['ECE']:.2f} %, Brier {stats['Brier']:.4f}".strip())
+    top.bar(
+        [b["low"] for b in bins],
+        [b["road_frequency"] for b in bins],
+        width=width,
+        align="edge",
+        edgecolor="black",
+        alpha=0.6,
+        label="observed road frequency",
+    )
+    top.plot(
+        [b["mean_p"] for b in bins],
+        [b["road_frequency"] for b in bins],
+        "o-",
+        color="C3",
+        label="(mean P, frequency)",
+    )
+    top.set(
+        ylabel="fraction of pixels that are road",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title=f"{title}  ECE {100 * stats['ECE']:.2f} %, Brier {stats['Brier']:.4f}".strip(),
+    )
     top.legend(loc="upper left", fontsize=8)
-    bottom.bar([b["low"] for b in bins], [b["count"] for b in bins], width=width, align="edge", edgecolor="black")
+    bottom.bar(
+        [b["low"] for b in bins],
+        [b["count"] for b in bins],
+        width=width,
+        align="edge",
+        edgecolor="black",
+    )
     bottom.set(xlabel="P(road)", ylabel="pixels", yscale="log")
     fig.tight_layout()
     path = Path(path)
@@ -102,7 +140,9 @@ def _nll(pairs: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], log_t
     for z, target, valid in pairs:
         p = torch.sigmoid(z * inv)
         if p.shape != target.shape:
-            p = F.interpolate(p[None, None], size=target.shape, mode="bilinear", align_corners=False)[0, 0]
+            p = F.interpolate(
+                p[None, None], size=target.shape, mode="bilinear", align_corners=False
+            )[0, 0]
         p = p[valid].clamp(1e-7, 1 - 1e-7).double()
         y = target[valid] == 1
         total -= float(torch.where(y, p.log(), (1 - p).log()).sum())
@@ -110,7 +150,9 @@ def _nll(pairs: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], log_t
     return total / max(count, 1)
 
 
-def fit_temperature(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], tol: float = 1e-4) -> float:
+def fit_temperature(
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], tol: float = 1e-4
+) -> float:
     """T minimising the NLL of (logit difference map, labels) pairs: golden-section search on log T.
 
     Each z map is at the network's size; it is resized back to its labels' size after the sigmoid,
@@ -136,8 +178,12 @@ def fit_temperature(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], tol: flo
 
 
 @torch.inference_mode()
-def logit_maps(model: FCN8s, samples: Sequence[data.Sample], network_size: tuple[int, int] | None,
-               progress: bool = True) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def logit_maps(
+    model: FCN8s,
+    samples: Sequence[data.Sample],
+    network_size: tuple[int, int] | None,
+    progress: bool = True,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(l1 - l0 at the network's size, labels at the frame's size) per sample, fitted as the runtime fits."""
     model.eval()
     pairs = []
@@ -150,7 +196,9 @@ def logit_maps(model: FCN8s, samples: Sequence[data.Sample], network_size: tuple
     return pairs
 
 
-def calibration_of(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], temperature: float) -> dict[str, Any]:
+def calibration_of(
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], temperature: float
+) -> dict[str, Any]:
     """ECE/MCE/Brier of the runtime's P with ``temperature`` on the (z, labels) pairs."""
     meter = CalibrationMeter()
     for z, target in pairs:
@@ -159,13 +207,21 @@ def calibration_of(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], temperatu
     return meter.compute()
 
 
-def calibrate(model: FCN8s, samples: Sequence[data.Sample], network_size: tuple[int, int] | None,
-              progress: bool = True) -> dict[str, Any]:
+def calibrate(
+    model: FCN8s,
+    samples: Sequence[data.Sample],
+    network_size: tuple[int, int] | None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Fit T on ``samples``; returns T and the calibration (with bins) before (T = 1) and after."""
     pairs = logit_maps(model, samples, network_size, progress)
     temperature = fit_temperature(pairs)
-    return {"temperature": temperature, "frames": len(samples),
-            "before": calibration_of(pairs, 1.0), "after": calibration_of(pairs, temperature)}
+    return {
+        "temperature": temperature,
+        "frames": len(samples),
+        "before": calibration_of(pairs, 1.0),
+        "after": calibration_of(pairs, temperature),
+    }
 
 
 def write_calibrated(checkpoint: str | Path, output: str | Path, result: dict[str, Any]) -> Path:
@@ -179,16 +235,29 @@ def write_calibrated(checkpoint: str | Path, output: str | Path, result: dict[st
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fcn-road-calibrate", description="Fit the temperature T of a checkpoint "
-                                "on a validation split (NLL, Guo et al. 2017) and write a calibrated copy")
+    p = argparse.ArgumentParser(
+        prog="fcn-road-calibrate",
+        description="Fit the temperature T of a checkpoint "
+        "on a validation split (NLL, Guo et al. 2017) and write a calibrated copy",
+    )
     p.add_argument("checkpoint", help="checkpoint (.pt) written by fcn-road-train")
     p.add_argument("--data-path", required=True, help="KITTI data_road folder")
-    p.add_argument("--split", default=None, help="stems file of the validation images (default: seeded split)")
+    p.add_argument(
+        "--split", default=None, help="stems file of the validation images (default: seeded split)"
+    )
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--network-size", default="auto", help="auto (the checkpoint's working size), native or HxW")
-    p.add_argument("-o", "--output", help="calibrated checkpoint (default: overwrite the input, atomically)")
-    p.add_argument("--diagram-dir", help="write reliability diagrams (before/after) and calibration.json here")
+    p.add_argument(
+        "--network-size",
+        default="auto",
+        help="auto (the checkpoint's working size), native or HxW",
+    )
+    p.add_argument(
+        "-o", "--output", help="calibrated checkpoint (default: overwrite the input, atomically)"
+    )
+    p.add_argument(
+        "--diagram-dir", help="write reliability diagrams (before/after) and calibration.json here"
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -197,7 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
         model, meta = read_checkpoint(args.checkpoint)
-        size = working_size_of(meta) if args.network_size == "auto" else parse_network_size(args.network_size)
+        size = (
+            working_size_of(meta)
+            if args.network_size == "auto"
+            else parse_network_size(args.network_size)
+        )
         size = None if size == "native" else size
         samples = data.split(args.data_path, "val", args.split, args.val_fraction, args.split_seed)
         result = calibrate(model, samples, size, not args.no_progress)
@@ -208,14 +281,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.diagram_dir:
         out = Path(args.diagram_dir)
         for key in ("before", "after"):
-            reliability_diagram(result[key], out / f"reliability_{key}.png",
-                                f"{key} (T = {1.0 if key == 'before' else result['temperature']:.3f})")
+            reliability_diagram(
+                result[key],
+                out / f"reliability_{key}.png",
+                f"{key} (T = {1.0 if key == 'before' else result['temperature']:.3f})",
+            )
         with atomic_path(out / "calibration.json") as tmp:
-            tmp.write_text(json.dumps({k: result[k] for k in ("temperature", "frames", "before", "after")},
-                                      indent=2) + "\n")
+            tmp.write_text(
+                json.dumps(
+                    {k: result[k] for k in ("temperature", "frames", "before", "after")}, indent=2
+                )
+                + "\n"
+            )
     b, a = result["before"], result["after"]
-    print(f"T = {result['temperature']:.4f} on {result['frames']} frames: ECE {100 * b['ECE']:.2f} % -> "
-          f"{100 * a['ECE']:.2f} %, Brier {b['Brier']:.4f} -> {a['Brier']:.4f}; wrote {output}")
+    print(
+        f"T = {result['temperature']:.4f} on {result['frames']} frames: ECE {100 * b['ECE']:.2f} % -> "
+        f"{100 * a['ECE']:.2f} %, Brier {b['Brier']:.4f} -> {a['Brier']:.4f}; wrote {output}"
+    )
     return 0
 
 

@@ -10,6 +10,7 @@ The category is the stem up to its last ``_``; no category names are hard-coded.
 Ground truth is read by the KITTI devkit's channel rule (``decode_target``): road (255, 0, 255) -> 1,
 non-road (255, 0, 0) -> 0, and black or blue (0, 0, 255) -> 255 (outside the evaluation area, ignored).
 """
+
 from __future__ import annotations
 
 import os
@@ -25,7 +26,12 @@ import torch
 from fcn_road_seg.errors import DataError
 
 IGNORE_INDEX = 255
-KNOWN_COLOURS = ((255, 0, 255), (255, 0, 0), (0, 0, 0), (0, 0, 255))  # road, non-road, outside, road outside
+KNOWN_COLOURS = (
+    (255, 0, 255),
+    (255, 0, 0),
+    (0, 0, 0),
+    (0, 0, 255),
+)  # road, non-road, outside, road outside
 KNOWN_CODES = np.array([r << 16 | g << 8 | b for r, g, b in KNOWN_COLOURS])
 IMAGE_DIR, GT_DIR = "image_2", "gt_image_2"
 
@@ -84,9 +90,13 @@ def unexpected_colours(rgb: np.ndarray) -> str | None:
     if not other.any():
         return None
     colours, counts = np.unique(code[other], return_counts=True)
-    listed = ", ".join(f"RGB({c >> 16}, {c >> 8 & 255}, {c & 255}) x {n}" for c, n in zip(colours[:8], counts[:8]))
-    return (f"{int(other.sum())} pixels in colours other than road (255,0,255), non-road (255,0,0), "
-            f"black or blue: {listed}{' ...' if len(colours) > 8 else ''}; decoded by the devkit's channel rule")
+    listed = ", ".join(
+        f"RGB({c >> 16}, {c >> 8 & 255}, {c & 255}) x {n}" for c, n in zip(colours[:8], counts[:8])
+    )
+    return (
+        f"{int(other.sum())} pixels in colours other than road (255,0,255), non-road (255,0,0), "
+        f"black or blue: {listed}{' ...' if len(colours) > 8 else ''}; decoded by the devkit's channel rule"
+    )
 
 
 def read_target(path: str | os.PathLike) -> np.ndarray:
@@ -101,8 +111,10 @@ def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray | None]:
         return image, None
     target = read_target(sample.target)
     if target.shape != image.shape[:2]:
-        raise DataError(f"ground truth {sample.target} is {target.shape[1]}x{target.shape[0]} but image "
-                        f"{sample.image} is {image.shape[1]}x{image.shape[0]}")
+        raise DataError(
+            f"ground truth {sample.target} is {target.shape[1]}x{target.shape[0]} but image "
+            f"{sample.image} is {image.shape[1]}x{image.shape[0]}"
+        )
     return image, target
 
 
@@ -140,31 +152,46 @@ def read_stems(path: str | os.PathLike) -> list[str]:
     return [s for s in (line.split("#", 1)[0].strip() for line in lines) if s]
 
 
-def select(samples: Sequence[Sample], stems: Sequence[str], source: str | os.PathLike) -> list[Sample]:
+def select(
+    samples: Sequence[Sample], stems: Sequence[str], source: str | os.PathLike
+) -> list[Sample]:
     """The samples named by ``stems`` (in that order); DataError naming ``source`` for unknown stems."""
     by_stem = {s.stem: s for s in samples}
     missing = [s for s in stems if s not in by_stem]
     if missing:
-        raise DataError(f"split file {source}: {len(missing)} stems have no image and ground truth in the "
-                        f"dataset, e.g. {missing[:5]}")
+        raise DataError(
+            f"split file {source}: {len(missing)} stems have no image and ground truth in the "
+            f"dataset, e.g. {missing[:5]}"
+        )
     return [by_stem[s] for s in stems]
 
 
-def seeded_split(samples: Sequence[Sample], val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+def seeded_split(
+    samples: Sequence[Sample], val_fraction: float, seed: int
+) -> tuple[list[Sample], list[Sample]]:
     """(train, val): per category, ``round(n * val_fraction)`` frames drawn for validation with ``seed``."""
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     train, val = [], []
     for cat in sorted({s.category for s in samples}):
         group = sorted((s for s in samples if s.category == cat), key=lambda s: s.stem)
-        picked = set(random.Random(f"{seed}/{cat}").sample(range(len(group)), round(len(group) * val_fraction)))
+        picked = set(
+            random.Random(f"{seed}/{cat}").sample(
+                range(len(group)), round(len(group) * val_fraction)
+            )
+        )
         for i, s in enumerate(group):
             (val if i in picked else train).append(s)
     return train, val
 
 
-def split(root: str | os.PathLike, part: str, stems_file: str | os.PathLike | None = None,
-          val_fraction: float = 0.2, seed: int = 0) -> list[Sample]:
+def split(
+    root: str | os.PathLike,
+    part: str,
+    stems_file: str | os.PathLike | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> list[Sample]:
     """Part ``"train"`` or ``"val"`` of the labelled frames: from a stems file, or else a seeded split."""
     samples = list_samples(root)
     if stems_file is not None:
@@ -180,8 +207,10 @@ def _check_one(sample: Sample) -> str | None:
         return None
     rgb = read_image(sample.target)
     if rgb.shape[:2] != image.shape[:2]:
-        raise DataError(f"ground truth {sample.target} is {rgb.shape[1]}x{rgb.shape[0]} but image "
-                        f"{sample.image} is {image.shape[1]}x{image.shape[0]}")
+        raise DataError(
+            f"ground truth {sample.target} is {rgb.shape[1]}x{rgb.shape[0]} but image "
+            f"{sample.image} is {image.shape[1]}x{image.shape[0]}"
+        )
     odd = unexpected_colours(rgb)
     return None if odd is None else f"{sample.target}: {odd}"
 
@@ -197,7 +226,11 @@ def check_samples(samples: Sequence[Sample], threads: int = 4) -> list[str]:
 class KittiRoad(torch.utils.data.Dataset):
     """(image, target) pairs: RGB uint8 H x W x 3 and uint8 labels (None when unlabelled), then ``transforms``."""
 
-    def __init__(self, samples: Sequence[Sample], transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None):
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
+    ):
         self.samples = list(samples)
         self.transforms = transforms
 

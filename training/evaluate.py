@@ -7,6 +7,7 @@ give MaxF, the devkit's 11-point average precision and PRE/REC/FPR/FNR/IoU at th
 With ``--bev`` the same metrics are also computed in the devkit's bird's-eye view (``geometry.KittiBev``,
 each frame's ``calib/<stem>.txt``), the view the KITTI server ranks by.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,13 +51,17 @@ class RoadEvaluator:
     def __init__(self, categories: Sequence[str], device: torch.device | str = "cpu") -> None:
         self.categories = list(categories)
         self.index = {c: i for i, c in enumerate(self.categories)}
-        self.hist = torch.zeros(len(self.categories), 2, NUM_THRESHOLDS + 1, dtype=torch.int64, device=device)
+        self.hist = torch.zeros(
+            len(self.categories), 2, NUM_THRESHOLDS + 1, dtype=torch.int64, device=device
+        )
         self._thresholds = torch.tensor(THRESHOLDS, dtype=torch.float64, device=device)
 
     def update(self, prob: torch.Tensor, target: torch.Tensor, category: str) -> None:
         """Add one image (or a batch of one category): P(road) and labels of the same shape."""
         if prob.shape != target.shape:
-            raise ValueError(f"P(road) shape {tuple(prob.shape)} != target shape {tuple(target.shape)}")
+            raise ValueError(
+                f"P(road) shape {tuple(prob.shape)} != target shape {tuple(target.shape)}"
+            )
         valid = target != data.IGNORE_INDEX
         # Count of thresholds <= P, compared in float64 like the devkit: exact for P == k/255.
         b = torch.bucketize(prob[valid].double(), self._thresholds, right=True)
@@ -97,12 +102,16 @@ class BevMeter:
 
     def __init__(self, samples: Sequence[data.Sample], calib: str | Path) -> None:
         calib = Path(calib)
-        self.files = {s.stem: calib if calib.is_file() else calib / f"{s.stem}.txt" for s in samples}
+        self.files = {
+            s.stem: calib if calib.is_file() else calib / f"{s.stem}.txt" for s in samples
+        }
         missing = [f for f in self.files.values() if not f.is_file()]
         if missing:
-            raise DataError(f"--bev needs each frame's calibration: {len(missing)} of {len(samples)} files are "
-                            f"missing, e.g. {missing[0]} (KITTI's data_road/training/calib; or pass --calib FILE "
-                            "to use one calibration for every frame)")
+            raise DataError(
+                f"--bev needs each frame's calibration: {len(missing)} of {len(samples)} files are "
+                f"missing, e.g. {missing[0]} (KITTI's data_road/training/calib; or pass --calib FILE "
+                "to use one calibration for every frame)"
+            )
         self.source = str(calib)
         self.evaluator = RoadEvaluator(sorted({s.category for s in samples}))
 
@@ -111,24 +120,39 @@ class BevMeter:
         view = KittiBev.from_file(self.files[sample.stem], target.shape)
         bev_target = view.transform(target, outside=data.IGNORE_INDEX)
         bev_prob = view.transform(prob.float().numpy())
-        self.evaluator.update(torch.from_numpy(bev_prob), torch.from_numpy(bev_target), sample.category)
+        self.evaluator.update(
+            torch.from_numpy(bev_prob), torch.from_numpy(bev_target), sample.category
+        )
 
     def describe(self) -> str:
         """Where the view comes from, for reports."""
         p = BevParams()
-        return (f"bird's-eye view (devkit transform2BEV: x {p.x_limits[0]:g}..{p.x_limits[1]:g} m, "
-                f"z {p.z_limits[0]:g}..{p.z_limits[1]:g} m, {p.resolution:g} m cells; calibration {self.source})")
+        return (
+            f"bird's-eye view (devkit transform2BEV: x {p.x_limits[0]:g}..{p.x_limits[1]:g} m, "
+            f"z {p.z_limits[0]:g}..{p.z_limits[1]:g} m, {p.resolution:g} m cells; calibration {self.source})"
+        )
 
 
 def operating_point(tp: float, fp: float, fn: float, tn: float) -> dict[str, float]:
     """PRE, REC, F, IoU, FPR, FNR, accuracy of one hard decision (the devkit's calcEvalMeasures)."""
+
     def ratio(a: float, b: float) -> float:
         return a / b if b else math.nan
 
     pre, rec = ratio(tp, tp + fp), ratio(tp, tp + fn)
-    return {"PRE": pre, "REC": rec, "F": ratio(2 * pre * rec, pre + rec) if tp else 0.0,
-            "IoU": ratio(tp, tp + fp + fn), "FPR": ratio(fp, fp + tn), "FNR": ratio(fn, tp + fn),
-            "ACC": ratio(tp + tn, tp + fp + fn + tn), "TP": tp, "FP": fp, "FN": fn, "TN": tn}
+    return {
+        "PRE": pre,
+        "REC": rec,
+        "F": ratio(2 * pre * rec, pre + rec) if tp else 0.0,
+        "IoU": ratio(tp, tp + fp + fn),
+        "FPR": ratio(fp, fp + tn),
+        "FNR": ratio(fn, tp + fn),
+        "ACC": ratio(tp + tn, tp + fp + fn + tn),
+        "TP": tp,
+        "FP": fp,
+        "FN": fn,
+        "TN": tn,
+    }
 
 
 def max_f_metrics(fn: np.ndarray, fp: np.ndarray, pos: int, neg: int) -> dict[str, float]:
@@ -141,18 +165,34 @@ def max_f_metrics(fn: np.ndarray, fp: np.ndarray, pos: int, neg: int) -> dict[st
     tp, tn = pos - fn, neg - fp
     kept = np.flatnonzero(tp > 0)
     if not len(kept):
-        return {"MaxF": 0.0, "AP": 0.0, **{k: math.nan for k in METRIC_KEYS[2:]}, "posNum": pos, "negNum": neg}
+        return {
+            "MaxF": 0.0,
+            "AP": 0.0,
+            **{k: math.nan for k in METRIC_KEYS[2:]},
+            "posNum": pos,
+            "negNum": neg,
+        }
     precision, recall = tp[kept] / (tp[kept] + fp[kept]), tp[kept] / pos
-    ap = np.mean([precision[recall >= i * 0.1].max(initial=0.0) for i in range(11)])  # 11-point Pascal VOC
+    ap = np.mean(
+        [precision[recall >= i * 0.1].max(initial=0.0) for i in range(11)]
+    )  # 11-point Pascal VOC
     f = 2 * tp[kept] / (2 * tp[kept] + fp[kept] + fn[kept])  # = 2PR / (P + R)
     k = kept[int(f.argmax())]
     point = operating_point(float(tp[k]), float(fp[k]), float(fn[k]), float(tn[k]))
-    return {"MaxF": float(f.max()), "AP": float(ap), **{m: point[m] for m in ("PRE", "REC", "FPR", "FNR", "IoU")},
-            "threshold": float(THRESHOLDS[k]), **{m: point[m] for m in ("TP", "FP", "FN", "TN")},
-            "posNum": pos, "negNum": neg}
+    return {
+        "MaxF": float(f.max()),
+        "AP": float(ap),
+        **{m: point[m] for m in ("PRE", "REC", "FPR", "FNR", "IoU")},
+        "threshold": float(THRESHOLDS[k]),
+        **{m: point[m] for m in ("TP", "FP", "FN", "TN")},
+        "posNum": pos,
+        "negNum": neg,
+    }
 
 
-def hard_metrics(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> dict[str, float]:
+def hard_metrics(
+    pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray
+) -> dict[str, float]:
     """Operating-point metrics of a hard 0/1 road prediction against labels (255 ignored), e.g. baselines."""
     pred, target = torch.as_tensor(pred).bool(), torch.as_tensor(target)
     valid, road = target != data.IGNORE_INDEX, target == 1
@@ -180,19 +220,30 @@ class Indexed(torch.utils.data.Dataset):
         return (index, *self.dataset[index])
 
 
-def eval_loader(samples: Sequence[data.Sample], batch_size: int = 1, workers: int = 0,
-                indices: Sequence[int] | None = None) -> torch.utils.data.DataLoader:
+def eval_loader(
+    samples: Sequence[data.Sample],
+    batch_size: int = 1,
+    workers: int = 0,
+    indices: Sequence[int] | None = None,
+) -> torch.utils.data.DataLoader:
     """(indices, images, targets) list batches of float [0, 1] images and int64 targets at native size."""
     ds: torch.utils.data.Dataset = Indexed(data.KittiRoad(samples, Compose([ToTensor()])))
     if indices is not None:
         ds = torch.utils.data.Subset(ds, list(indices))
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_lists)
+    return torch.utils.data.DataLoader(
+        ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_lists
+    )
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, images: Sequence[torch.Tensor], device: torch.device,
-            size: Sequence[int] | None = None, amp_dtype: torch.dtype | None = None,
-            channels_last: bool = False) -> list[torch.Tensor]:
+def predict(
+    model: nn.Module,
+    images: Sequence[torch.Tensor],
+    device: torch.device,
+    size: Sequence[int] | None = None,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> list[torch.Tensor]:
     """P(road) (float32 H x W, at each image's own size) for float [0, 1] C x H x W images.
 
     With ``size`` the images are resized (bilinear, antialiased) to it for the model and P is
@@ -201,7 +252,12 @@ def predict(model: nn.Module, images: Sequence[torch.Tensor], device: torch.devi
     sizes = [tuple(im.shape[-2:]) for im in images]
     x = [im.to(device, non_blocking=True)[None] for im in images]
     if size is not None:
-        x = [F.interpolate(im, size=tuple(size), mode="bilinear", align_corners=False, antialias=True) for im in x]
+        x = [
+            F.interpolate(
+                im, size=tuple(size), mode="bilinear", align_corners=False, antialias=True
+            )
+            for im in x
+        ]
     groups = [torch.cat(x)] if len({im.shape for im in x}) == 1 else x
     probs = []
     for batch in groups:
@@ -210,14 +266,25 @@ def predict(model: nn.Module, images: Sequence[torch.Tensor], device: torch.devi
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = model(batch).float()
         probs.extend(torch.softmax(logits, 1)[:, 1:2])
-    return [p[None] if p.shape[-2:] == s else F.interpolate(p[None], size=s, mode="bilinear", align_corners=False)
-            for p, s in zip(probs, sizes)]  # type: ignore[misc]
+    return [
+        p[None]
+        if p.shape[-2:] == s
+        else F.interpolate(p[None], size=s, mode="bilinear", align_corners=False)
+        for p, s in zip(probs, sizes)
+    ]  # type: ignore[misc]
 
 
-def evaluate(model: nn.Module, loader: torch.utils.data.DataLoader, samples: Sequence[data.Sample],
-             device: torch.device, size: Sequence[int] | None = None, amp_dtype: torch.dtype | None = None,
-             channels_last: bool = False, on_prob: Callable[[data.Sample, torch.Tensor], None] | None = None,
-             progress: bool = True) -> RoadEvaluator | None:
+def evaluate(
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    samples: Sequence[data.Sample],
+    device: torch.device,
+    size: Sequence[int] | None = None,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    on_prob: Callable[[data.Sample, torch.Tensor], None] | None = None,
+    progress: bool = True,
+) -> RoadEvaluator | None:
     """Run ``model`` over an ``eval_loader``; returns the (not yet all-reduced) evaluator, None if unlabelled.
 
     ``on_prob(sample, P)`` receives each float H x W P(road) (e.g. to write submission files).
@@ -238,20 +305,31 @@ def evaluate(model: nn.Module, loader: torch.utils.data.DataLoader, samples: Seq
     return evaluator if labelled else None
 
 
-def evaluate_backend(backend: Backend, samples: Sequence[data.Sample], workers: int = 2,
-                     on_prob: Callable[[data.Sample, torch.Tensor], None] | None = None,
-                     progress: bool = True, calibration: CalibrationMeter | None = None,
-                     bev: BevMeter | None = None) -> RoadEvaluator | None:
+def evaluate_backend(
+    backend: Backend,
+    samples: Sequence[data.Sample],
+    workers: int = 2,
+    on_prob: Callable[[data.Sample, torch.Tensor], None] | None = None,
+    progress: bool = True,
+    calibration: CalibrationMeter | None = None,
+    bev: BevMeter | None = None,
+) -> RoadEvaluator | None:
     """Evaluate the way the node runs: each uint8 frame through ``backend.probability`` (fit, network, unfit).
 
     ``calibration``, when given, also collects the calibration of P(road) over all labelled frames;
     ``bev`` the bird's-eye-view metrics.
     """
-    loader = torch.utils.data.DataLoader(Indexed(data.KittiRoad(samples)), batch_size=1, num_workers=workers,
-                                         collate_fn=collate_lists)
+    loader = torch.utils.data.DataLoader(
+        Indexed(data.KittiRoad(samples)),
+        batch_size=1,
+        num_workers=workers,
+        collate_fn=collate_lists,
+    )
     evaluator = RoadEvaluator(sorted({s.category for s in samples}), "cpu")
     labelled = True
-    for (index,), (image,), (target,) in tqdm(loader, desc="eval", disable=not progress, leave=False):
+    for (index,), (image,), (target,) in tqdm(
+        loader, desc="eval", disable=not progress, leave=False
+    ):
         p = backend.probability(Frame(image, "rgb8")).float().cpu()
         if target is None:
             labelled = False
@@ -269,8 +347,12 @@ def evaluate_backend(backend: Backend, samples: Sequence[data.Sample], workers: 
 def format_table(metrics: dict[str, dict[str, float]]) -> str:
     """A fixed-width table: one row per category and URBAN, metrics in percent, threshold as is."""
     head = f"{'category':<10}" + "".join(f"{k:>10}" for k in METRIC_KEYS)
-    rows = [f"{cat:<10}" + "".join(f"{100 * m[k]:>10.2f}" for k in METRIC_KEYS[:-1]) + f"{m['threshold']:>10.3f}"
-            for cat, m in metrics.items()]
+    rows = [
+        f"{cat:<10}"
+        + "".join(f"{100 * m[k]:>10.2f}" for k in METRIC_KEYS[:-1])
+        + f"{m['threshold']:>10.3f}"
+        for cat, m in metrics.items()
+    ]
     return "\n".join([head, *rows])
 
 
@@ -285,32 +367,73 @@ def write_confidence(path: Path, prob: torch.Tensor) -> None:
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="KITTI Road (camera view) pixel evaluation of a model, run the "
-                                     "way the node runs it (same backend, working size and resizing)",
-                                     add_help=add_help)
-    parser.add_argument("--data-path", required=True, help="KITTI data_road folder (holding training/ and testing/)")
-    parser.add_argument("--model", required=True, help="checkpoint (.pt), ONNX model or TensorRT engine")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="as the node's backend parameter")
-    parser.add_argument("--split", default=None, help="stems file of the images to evaluate (default: seeded split)")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the per-category split without --split")
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="validation fraction without --split")
-    parser.add_argument("--testing", action="store_true",
-                        help="run on testing/image_2 (no metrics; use with --submission-dir)")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--network-size", default="auto",
-                        help="auto (the model's working size, as the node), native (each frame's own) or HxW")
-    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                        help="shorthand for --network-size HxW")
-    parser.add_argument("--bev", action="store_true",
-                        help="also evaluate in the devkit's bird's-eye view (the KITTI server's ranking metric); "
-                             "needs each frame's calib/<stem>.txt")
-    parser.add_argument("--calib", default=None,
-                        help="with --bev: calibration folder (default <data-path>/training/calib) or one file "
-                             "for every frame")
+    parser = argparse.ArgumentParser(
+        description="KITTI Road (camera view) pixel evaluation of a model, run the "
+        "way the node runs it (same backend, working size and resizing)",
+        add_help=add_help,
+    )
+    parser.add_argument(
+        "--data-path",
+        required=True,
+        help="KITTI data_road folder (holding training/ and testing/)",
+    )
+    parser.add_argument(
+        "--model", required=True, help="checkpoint (.pt), ONNX model or TensorRT engine"
+    )
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default="auto", help="as the node's backend parameter"
+    )
+    parser.add_argument(
+        "--split",
+        default=None,
+        help="stems file of the images to evaluate (default: seeded split)",
+    )
+    parser.add_argument(
+        "--split-seed", type=int, default=0, help="seed of the per-category split without --split"
+    )
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.2, help="validation fraction without --split"
+    )
+    parser.add_argument(
+        "--testing",
+        action="store_true",
+        help="run on testing/image_2 (no metrics; use with --submission-dir)",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ..."
+    )
+    parser.add_argument(
+        "--network-size",
+        default="auto",
+        help="auto (the model's working size, as the node), native (each frame's own) or HxW",
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="shorthand for --network-size HxW",
+    )
+    parser.add_argument(
+        "--bev",
+        action="store_true",
+        help="also evaluate in the devkit's bird's-eye view (the KITTI server's ranking metric); "
+        "needs each frame's calib/<stem>.txt",
+    )
+    parser.add_argument(
+        "--calib",
+        default=None,
+        help="with --bev: calibration folder (default <data-path>/training/calib) or one file "
+        "for every frame",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--output", default=None, help="folder for metrics.json")
-    parser.add_argument("--submission-dir", default=None,
-                        help="write KITTI submission PNGs <cat>_road_<id>.png (P(road) * 255) here")
+    parser.add_argument(
+        "--submission-dir",
+        default=None,
+        help="write KITTI submission PNGs <cat>_road_<id>.png (P(road) * 255) here",
+    )
     return parser
 
 
@@ -333,29 +456,41 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]] | None:
         out = Path(args.submission_dir)
         on_prob = lambda s, p: write_confidence(out / data.gt_name(s.stem), p)  # noqa: E731
     meter = CalibrationMeter()
-    evaluator = evaluate_backend(backend, samples, args.workers, on_prob, calibration=meter, bev=bev)
+    evaluator = evaluate_backend(
+        backend, samples, args.workers, on_prob, calibration=meter, bev=bev
+    )
     if evaluator is None:
         print(f"wrote {len(samples)} submission files to {args.submission_dir}")
         return None
     metrics = evaluator.compute()
     calibration = meter.compute()
     print(format_table(metrics))
-    print(f"calibration (URBAN, {calibration['pixels']} valid pixels): ECE {100 * calibration['ECE']:.2f} %, "
-          f"MCE {100 * calibration['MCE']:.2f} %, Brier {calibration['Brier']:.4f}")
+    print(
+        f"calibration (URBAN, {calibration['pixels']} valid pixels): ECE {100 * calibration['ECE']:.2f} %, "
+        f"MCE {100 * calibration['MCE']:.2f} %, Brier {calibration['Brier']:.4f}"
+    )
     bev_metrics = None
     if bev is not None:
         bev_metrics = bev.evaluator.compute()
         print(f"{bev.describe()}:\n{format_table(bev_metrics)}")
     if args.output:
         target = Path(args.output) / "metrics.json"
-        report = {"model": str(args.model), "data_path": str(args.data_path), "images": len(samples),
-                  "backend": backend.describe(), "network_size": backend.network_size_text(), "metrics": metrics,
-                  "calibration": calibration}
+        report = {
+            "model": str(args.model),
+            "data_path": str(args.data_path),
+            "images": len(samples),
+            "backend": backend.describe(),
+            "network_size": backend.network_size_text(),
+            "metrics": metrics,
+            "calibration": calibration,
+        }
         if bev is not None:
             report["bev"] = {"view": bev.describe(), "metrics": bev_metrics}
         with atomic_path(target) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
-        diagram = reliability_diagram(calibration, Path(args.output) / "reliability.png", Path(args.model).name)
+        diagram = reliability_diagram(
+            calibration, Path(args.output) / "reliability.png", Path(args.model).name
+        )
         print(f"wrote {target} and {diagram}")
     return metrics
 
@@ -363,7 +498,10 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]] | None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     if args.testing and not args.submission_dir:
-        print("error: --testing needs --submission-dir (testing images have no ground truth)", file=sys.stderr)
+        print(
+            "error: --testing needs --submission-dir (testing images have no ground truth)",
+            file=sys.stderr,
+        )
         return 2
     if args.testing and args.bev:
         print("error: --bev needs ground truth; --testing has none", file=sys.stderr)

@@ -11,6 +11,7 @@ checkpoint and the same pixels) has passed, together with ``<model>.onnx.json`` 
 
     fcn-road-export runs/best.pt -o fcn8s.onnx --check-images ../shared/data/kitti_road_samples/testing/image_2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,14 @@ from fcn_road_seg.metadata import sha256_file, write_sidecar
 from fcn_road_seg.backends.onnx_backend import OnnxBackend
 from fcn_road_seg.errors import ModelError, RoadSegError
 from fcn_road_seg.image import read_rgb_folder
-from fcn_road_seg.model import INPUT, OUTPUT, FCN8s, RoadProbability, read_checkpoint, working_size_of
+from fcn_road_seg.model import (
+    INPUT,
+    OUTPUT,
+    FCN8s,
+    RoadProbability,
+    read_checkpoint,
+    working_size_of,
+)
 
 from .quantize import CALIBRATION_METHODS, fitted_frames, quantize_int8
 
@@ -50,7 +58,11 @@ class Tolerance:
 
 #: fp32 graphs must match torch to 1e-4 and 0.01 % of mask pixels; fp16 graphs are held to fp16 accuracy
 #: INT8 is judged by its masks (P itself moves by up to ~0.1 near the decision boundary)
-TOLERANCES = {"fp32": Tolerance(1e-4, 1e-4), "fp16": Tolerance(2e-2, 2e-3), "int8": Tolerance(0.5, 1e-2)}
+TOLERANCES = {
+    "fp32": Tolerance(1e-4, 1e-4),
+    "fp16": Tolerance(2e-2, 2e-3),
+    "int8": Tolerance(0.5, 1e-2),
+}
 
 
 @dataclass(frozen=True)
@@ -64,47 +76,114 @@ class Parity:
 
     def report(self) -> str:
         """One line with the numbers."""
-        return (f"parity on {self.frames} {self.source} frame(s): max |dP| = {self.max_abs:.3g}, "
-                f"masks differ on {100 * self.mask_fraction:.4f} % of pixels")
+        return (
+            f"parity on {self.frames} {self.source} frame(s): max |dP| = {self.max_abs:.3g}, "
+            f"masks differ on {100 * self.mask_fraction:.4f} % of pixels"
+        )
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     """The ``fcn-road-export`` command line."""
-    p = argparse.ArgumentParser(prog="fcn-road-export", description="Export a training checkpoint to ONNX "
-                                "(uint8 NHWC RGB 'image' in, float32 P(road) 'prob' out), with a parity check.")
+    p = argparse.ArgumentParser(
+        prog="fcn-road-export",
+        description="Export a training checkpoint to ONNX "
+        "(uint8 NHWC RGB 'image' in, float32 P(road) 'prob' out), with a parity check.",
+    )
     p.add_argument("checkpoint", help="training checkpoint (.pt with 'model' and 'model_config')")
-    p.add_argument("-o", "--output", help="output .onnx (default: the checkpoint's name with .onnx)")
-    p.add_argument("--height", type=int, default=None, help="input height (default: the checkpoint's working "
-                   f"size, else {DEFAULT_SIZE[0]})")
-    p.add_argument("--width", type=int, default=None, help="input width (default: the checkpoint's working "
-                   f"size, else {DEFAULT_SIZE[1]})")
-    p.add_argument("--dynamic", action="store_true", help="symbolic height and width (--height/--width are then "
-                   "only the example size used for tracing and the check)")
-    p.add_argument("--fp16", action="store_true", help="run the FCN in fp16 inside the graph (strongly typed; "
-                   "TensorRT 11 builds FP16 engines only from such a model)")
-    p.add_argument("--int8", action="store_true", help="ONNX Runtime static INT8 quantization (QDQ, per-channel "
-                   "weights) for CPUs, calibrated on --calib-dir; needs a fixed shape")
-    p.add_argument("--calib-dir", metavar="DIR", help="folder of real road frames (PNG/JPEG) for INT8 calibration; "
-                   "use training frames, not the ones you evaluate on")
-    p.add_argument("--calib-frames", type=int, default=32, metavar="N", help="calibration frames (default 32)")
+    p.add_argument(
+        "-o", "--output", help="output .onnx (default: the checkpoint's name with .onnx)"
+    )
+    p.add_argument(
+        "--height",
+        type=int,
+        default=None,
+        help=f"input height (default: the checkpoint's working size, else {DEFAULT_SIZE[0]})",
+    )
+    p.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help=f"input width (default: the checkpoint's working size, else {DEFAULT_SIZE[1]})",
+    )
+    p.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="symbolic height and width (--height/--width are then "
+        "only the example size used for tracing and the check)",
+    )
+    p.add_argument(
+        "--fp16",
+        action="store_true",
+        help="run the FCN in fp16 inside the graph (strongly typed; "
+        "TensorRT 11 builds FP16 engines only from such a model)",
+    )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="ONNX Runtime static INT8 quantization (QDQ, per-channel "
+        "weights) for CPUs, calibrated on --calib-dir; needs a fixed shape",
+    )
+    p.add_argument(
+        "--calib-dir",
+        metavar="DIR",
+        help="folder of real road frames (PNG/JPEG) for INT8 calibration; "
+        "use training frames, not the ones you evaluate on",
+    )
+    p.add_argument(
+        "--calib-frames", type=int, default=32, metavar="N", help="calibration frames (default 32)"
+    )
     p.add_argument("--calib-method", choices=CALIBRATION_METHODS, default="minmax")
-    p.add_argument("--keep-fp32", nargs="*", default=[], metavar="NODE",
-                   help="ONNX node names to leave in float (see training.quantize.conv_nodes)")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, >= {MIN_OPSET} "
-                   f"(default {DEFAULT_OPSET})")
-    p.add_argument("--exporter", choices=EXPORTERS, default="dynamo", help="torch.onnx.export(dynamo=True) "
-                   "(torch.export based, default) or the legacy TorchScript exporter (dynamo=False)")
-    p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
-                   help="compare ONNX Runtime with torch before writing the model (default on)")
-    p.add_argument("--check-images", metavar="DIR", help="folder of real frames for the check (default: random "
-                   "images)")
-    p.add_argument("--check-frames", type=int, default=3, metavar="N", help="frames used by the check (default 3)")
+    p.add_argument(
+        "--keep-fp32",
+        nargs="*",
+        default=[],
+        metavar="NODE",
+        help="ONNX node names to leave in float (see training.quantize.conv_nodes)",
+    )
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset, >= {MIN_OPSET} (default {DEFAULT_OPSET})",
+    )
+    p.add_argument(
+        "--exporter",
+        choices=EXPORTERS,
+        default="dynamo",
+        help="torch.onnx.export(dynamo=True) "
+        "(torch.export based, default) or the legacy TorchScript exporter (dynamo=False)",
+    )
+    p.add_argument(
+        "--check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compare ONNX Runtime with torch before writing the model (default on)",
+    )
+    p.add_argument(
+        "--check-images",
+        metavar="DIR",
+        help="folder of real frames for the check (default: random images)",
+    )
+    p.add_argument(
+        "--check-frames",
+        type=int,
+        default=3,
+        metavar="N",
+        help="frames used by the check (default 3)",
+    )
     return p
 
 
-def export_onnx(model: FCN8s, path: str | Path, size: tuple[int, int] = DEFAULT_SIZE, dynamic: bool = False,
-                fp16: bool = False, opset: int = DEFAULT_OPSET, exporter: str = "dynamo",
-                temperature: float = 1.0) -> None:
+def export_onnx(
+    model: FCN8s,
+    path: str | Path,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    dynamic: bool = False,
+    fp16: bool = False,
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "dynamo",
+    temperature: float = 1.0,
+) -> None:
     """Write ``RoadProbability(model, temperature)`` to ``path`` as one self-contained ONNX file (not atomic)."""
     if opset < MIN_OPSET:
         raise ModelError(f"opset {opset} is too old: use {MIN_OPSET} or later")
@@ -116,13 +195,27 @@ def export_onnx(model: FCN8s, path: str | Path, size: tuple[int, int] = DEFAULT_
     example = torch.zeros((1, *size, 3), dtype=torch.uint8)
     kwargs: dict[str, Any] = {}
     if dynamic and exporter == "dynamo":
-        height, width = (torch.export.Dim(n, min=32, max=MAX_DYNAMIC_SIDE) for n in ("height", "width"))
+        height, width = (
+            torch.export.Dim(n, min=32, max=MAX_DYNAMIC_SIDE) for n in ("height", "width")
+        )
         kwargs["dynamic_shapes"] = {"image": {1: height, 2: width}}
     elif dynamic:
-        kwargs["dynamic_axes"] = {INPUT: {1: "height", 2: "width"}, OUTPUT: {1: "height", 2: "width"}}
+        kwargs["dynamic_axes"] = {
+            INPUT: {1: "height", 2: "width"},
+            OUTPUT: {1: "height", 2: "width"},
+        }
     try:
-        torch.onnx.export(net, (example,), str(path), input_names=[INPUT], output_names=[OUTPUT],
-                          opset_version=opset, dynamo=exporter == "dynamo", external_data=False, **kwargs)
+        torch.onnx.export(
+            net,
+            (example,),
+            str(path),
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            opset_version=opset,
+            dynamo=exporter == "dynamo",
+            external_data=False,
+            **kwargs,
+        )
     except Exception as exc:  # exporter failures come in many types
         raise ModelError(f"ONNX export ({exporter}) failed: {exc}") from exc
 
@@ -133,15 +226,22 @@ def random_images(size: tuple[int, int], count: int, seed: int = 0) -> list[np.n
     return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(count)]
 
 
-def parity(onnx_path: str | Path, model: FCN8s, images: Sequence[np.ndarray], source: str = "given",
-           temperature: float = 1.0) -> Parity:
+def parity(
+    onnx_path: str | Path,
+    model: FCN8s,
+    images: Sequence[np.ndarray],
+    source: str = "given",
+    temperature: float = 1.0,
+) -> Parity:
     """Run ONNX Runtime (CPU) and the fp32 torch model on the same fitted uint8 images and compare P(road)."""
     backend = OnnxBackend(onnx_path, torch.device("cpu"))
     net = RoadProbability(model, temperature).eval()
     worst, differing, pixels = 0.0, 0, 0
     with torch.inference_mode():
         for rgb in images:
-            image, _ = fit(torch.from_numpy(np.ascontiguousarray(rgb))[None], backend.input_size, "letterbox")
+            image, _ = fit(
+                torch.from_numpy(np.ascontiguousarray(rgb))[None], backend.input_size, "letterbox"
+            )
             got, want = backend._forward(image).numpy(), net(image).numpy()
             worst = max(worst, float(np.abs(got - want).max()))
             differing += int(((got >= 0.5) != (want >= 0.5)).sum())
@@ -153,12 +253,15 @@ def check_parity(result: Parity, precision: str) -> None:
     """Raise a ModelError with the numbers when ``result`` is outside the tolerance for ``precision``."""
     tol = TOLERANCES[precision]
     if result.max_abs > tol.max_abs or result.mask_fraction > tol.mask_fraction:
-        raise ModelError(f"ONNX parity check FAILED ({precision}): {result.report()}; allowed max |dP| <= "
-                         f"{tol.max_abs:g} and <= {100 * tol.mask_fraction:.4f} % of mask pixels")
+        raise ModelError(
+            f"ONNX parity check FAILED ({precision}): {result.report()}; allowed max |dP| <= "
+            f"{tol.max_abs:g} and <= {100 * tol.mask_fraction:.4f} % of mask pixels"
+        )
 
 
-def metadata(args: argparse.Namespace, model: FCN8s, result: Parity | None,
-             meta: dict[str, Any]) -> dict[str, Any]:
+def metadata(
+    args: argparse.Namespace, model: FCN8s, result: Parity | None, meta: dict[str, Any]
+) -> dict[str, Any]:
     """The ``<model>.onnx.json`` sidecar: I/O names and shapes, precision, opset and provenance."""
     h, w = ("height", "width") if args.dynamic else (args.height, args.width)
     return {
@@ -168,8 +271,14 @@ def metadata(args: argparse.Namespace, model: FCN8s, result: Parity | None,
         "dynamic": args.dynamic,
         "example_size": [args.height, args.width],
         "precision": precision_of(args),
-        "int8": {"calib_dir": str(args.calib_dir), "calib_frames": args.calib_frames, "method": args.calib_method,
-                 "keep_fp32": list(args.keep_fp32)} if args.int8 else None,
+        "int8": {
+            "calib_dir": str(args.calib_dir),
+            "calib_frames": args.calib_frames,
+            "method": args.calib_method,
+            "keep_fp32": list(args.keep_fp32),
+        }
+        if args.int8
+        else None,
         "opset": args.opset,
         "exporter": args.exporter,
         "checkpoint": str(Path(args.checkpoint).resolve()),
@@ -189,10 +298,14 @@ def precision_of(args: argparse.Namespace) -> str:
     return "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
 
 
-def write_int8(model: FCN8s, tmp: Path, args: argparse.Namespace, size: tuple[int, int], temperature: float) -> None:
+def write_int8(
+    model: FCN8s, tmp: Path, args: argparse.Namespace, size: tuple[int, int], temperature: float
+) -> None:
     """Export fp32 beside ``tmp``, then quantize it into ``tmp`` with frames from ``--calib-dir``."""
     if args.dynamic or args.fp16 or not args.calib_dir:
-        raise ModelError("--int8 needs --calib-dir and a fixed shape in fp32 (no --dynamic, no --fp16)")
+        raise ModelError(
+            "--int8 needs --calib-dir and a fixed shape in fp32 (no --dynamic, no --fp16)"
+        )
     frames = fitted_frames(read_rgb_folder(args.calib_dir, args.calib_frames), size)
     fp32 = tmp.with_name(tmp.name + ".fp32.onnx")
     try:
@@ -206,7 +319,9 @@ def write_int8(model: FCN8s, tmp: Path, args: argparse.Namespace, size: tuple[in
 def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:
     """Export, check and write the model and its sidecar atomically; returns the path and the check's result."""
     suffix = ".int8.onnx" if args.int8 else ".onnx"
-    output = Path(args.output or Path(args.checkpoint).with_name(Path(args.checkpoint).stem + suffix))
+    output = Path(
+        args.output or Path(args.checkpoint).with_name(Path(args.checkpoint).stem + suffix)
+    )
     model, meta = read_checkpoint(args.checkpoint)
     default = working_size_of(meta) or DEFAULT_SIZE
     args.height = default[0] if args.height is None else args.height
@@ -220,11 +335,18 @@ def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:
         if args.int8:
             write_int8(model, tmp, args, size, temperature)
         else:
-            export_onnx(model, tmp, size, args.dynamic, args.fp16, args.opset, args.exporter, temperature)
+            export_onnx(
+                model, tmp, size, args.dynamic, args.fp16, args.opset, args.exporter, temperature
+            )
         if args.check:
-            images = (read_rgb_folder(args.check_images, args.check_frames) if args.check_images
-                      else random_images(size, args.check_frames))
-            result = parity(tmp, model, images, "real" if args.check_images else "random", temperature)
+            images = (
+                read_rgb_folder(args.check_images, args.check_frames)
+                if args.check_images
+                else random_images(size, args.check_frames)
+            )
+            result = parity(
+                tmp, model, images, "real" if args.check_images else "random", temperature
+            )
             print(result.report())
             check_parity(result, precision_of(args))
         write_sidecar(output, metadata(args, model, result, meta))
@@ -240,8 +362,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     shape = "1 x H x W x 3 (dynamic)" if args.dynamic else f"1 x {args.height} x {args.width} x 3"
-    print(f"wrote {output} (uint8 '{INPUT}' {shape} -> float32 '{OUTPUT}', opset {args.opset}, "
-          f"{precision_of(args)}, {args.exporter}){'' if result else ' WITHOUT parity check'}")
+    print(
+        f"wrote {output} (uint8 '{INPUT}' {shape} -> float32 '{OUTPUT}', opset {args.opset}, "
+        f"{precision_of(args)}, {args.exporter}){'' if result else ' WITHOUT parity check'}"
+    )
     return 0
 
 

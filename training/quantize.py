@@ -5,6 +5,7 @@ in int8 per output channel, which x86 CPUs with VNNI run as int8 dot products. C
 fitted to the network input exactly as the runtime fits them. Nodes named in ``keep_fp32`` (for
 example the score layers of the skips, or the last upsampling) stay in float.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,7 +24,10 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 def fitted_frames(images: Sequence[np.ndarray], size: tuple[int, int]) -> list[np.ndarray]:
     """RGB frames fitted (stretched, area when shrinking) to the network input, as 1 x H x W x 3 uint8."""
-    return [fit(torch.from_numpy(np.ascontiguousarray(rgb))[None], size, "stretch")[0].numpy() for rgb in images]
+    return [
+        fit(torch.from_numpy(np.ascontiguousarray(rgb))[None], size, "stretch")[0].numpy()
+        for rgb in images
+    ]
 
 
 def _reader(frames: Sequence[np.ndarray]) -> Any:
@@ -48,28 +52,50 @@ def conv_nodes(onnx_path: str | Path) -> list[tuple[str, str]]:
     """(name, op type) of the Conv and ConvTranspose nodes, in graph order (to choose ``keep_fp32`` from)."""
     import onnx
 
-    return [(n.name, n.op_type) for n in onnx.load(str(onnx_path)).graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    return [
+        (n.name, n.op_type)
+        for n in onnx.load(str(onnx_path)).graph.node
+        if n.op_type in ("Conv", "ConvTranspose")
+    ]
 
 
-def quantize_int8(fp32_path: str | Path, output: str | Path, frames: Sequence[np.ndarray],
-                  keep_fp32: Sequence[str] = (), method: str = "minmax") -> None:
+def quantize_int8(
+    fp32_path: str | Path,
+    output: str | Path,
+    frames: Sequence[np.ndarray],
+    keep_fp32: Sequence[str] = (),
+    method: str = "minmax",
+) -> None:
     """Quantize the fixed-shape fp32 model at ``fp32_path`` into ``output`` (not atomic by itself)."""
     import_onnxruntime()
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if method not in CALIBRATION_METHODS:
-        raise ModelError(f"unknown calibration method '{method}'; choose one of {CALIBRATION_METHODS}")
+        raise ModelError(
+            f"unknown calibration method '{method}'; choose one of {CALIBRATION_METHODS}"
+        )
     if not frames:
         raise ModelError("INT8 calibration needs at least one frame")
     prepared = Path(output).with_name(Path(output).name + ".pre.onnx")
     try:
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(output), _reader(frames), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=["Conv", "ConvTranspose"], nodes_to_exclude=list(keep_fp32),
-                        calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                                          "percentile": CalibrationMethod.Percentile}[method])
+        quantize_static(
+            str(prepared),
+            str(output),
+            _reader(frames),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["Conv", "ConvTranspose"],
+            nodes_to_exclude=list(keep_fp32),
+            calibrate_method={
+                "minmax": CalibrationMethod.MinMax,
+                "entropy": CalibrationMethod.Entropy,
+                "percentile": CalibrationMethod.Percentile,
+            }[method],
+        )
     except ModelError:
         raise
     except Exception as exc:  # onnxruntime.quantization raises many types

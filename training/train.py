@@ -4,6 +4,7 @@ Each epoch trains, validates with the KITTI devkit metrics and, on rank 0, write
 TensorBoard logs, ``curves.png`` and the checkpoints ``checkpoint_last.pt``, ``checkpoint_best.pt``
 and ``model_best_fp16.pt`` (slim, for deployment) into ``--output-dir``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,66 +39,161 @@ from . import evaluate as ev
 from .calibration import calibrate, write_calibrated
 from .transforms import train_transforms
 
-LOG_FIELDS = ("epoch", "step", "lr", "train_loss", "val_MaxF", "val_AP", "val_IoU", "val_PRE", "val_REC",
-              "images_per_s", "seconds")
+LOG_FIELDS = (
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "val_MaxF",
+    "val_AP",
+    "val_IoU",
+    "val_PRE",
+    "val_REC",
+    "images_per_s",
+    "seconds",
+)
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Train VGG16 FCN-8s road segmentation on KITTI Road", add_help=add_help)
+    p = argparse.ArgumentParser(
+        description="Train VGG16 FCN-8s road segmentation on KITTI Road", add_help=add_help
+    )
     p.add_argument("--data-path", required=True, help="KITTI data_road folder (holding training/)")
-    p.add_argument("--train-split", default=None, help="stems file of the training images (default: seeded split)")
-    p.add_argument("--val-split", default=None, help="stems file of the validation images (default: seeded split)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the per-category train/val split")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="validation fraction of the seeded split")
-    p.add_argument("--size", type=int, nargs=2, default=(320, 960), metavar=("H", "W"), help="training crop size")
-    p.add_argument("--base-size", type=int, nargs=2, default=None, metavar=("H", "W"),
-                   help="resize training images to this size before scaling and cropping (default: keep)")
-    p.add_argument("--scale-range", type=float, nargs=2, default=(0.75, 1.25), metavar=("MIN", "MAX"),
-                   help="random scale range (1 1 disables)")
+    p.add_argument(
+        "--train-split",
+        default=None,
+        help="stems file of the training images (default: seeded split)",
+    )
+    p.add_argument(
+        "--val-split",
+        default=None,
+        help="stems file of the validation images (default: seeded split)",
+    )
+    p.add_argument(
+        "--split-seed", type=int, default=0, help="seed of the per-category train/val split"
+    )
+    p.add_argument(
+        "--val-fraction", type=float, default=0.2, help="validation fraction of the seeded split"
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=(320, 960),
+        metavar=("H", "W"),
+        help="training crop size",
+    )
+    p.add_argument(
+        "--base-size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="resize training images to this size before scaling and cropping (default: keep)",
+    )
+    p.add_argument(
+        "--scale-range",
+        type=float,
+        nargs=2,
+        default=(0.75, 1.25),
+        metavar=("MIN", "MAX"),
+        help="random scale range (1 1 disables)",
+    )
     p.add_argument("--hflip-prob", type=float, default=0.5, help="horizontal flip probability")
-    p.add_argument("--color-jitter", type=float, nargs=4, default=(0.3, 0.3, 0.3, 0.02),
-                   metavar=("B", "C", "S", "H"), help="brightness, contrast, saturation, hue jitter (0s disable)")
-    p.add_argument("--val-size", type=int, nargs=2, default=None, metavar=("H", "W"),
-                   help="run validation at this size, P upsampled back to the ground truth (default: native)")
-    p.add_argument("--weights", default=None,
-                   help="encoder init: none (default), 'imagenet' (torchvision download), 'hed' (offline, see "
-                        "fcn-road-weights) or a local VGG16 state dict / HED .weights.h5")
+    p.add_argument(
+        "--color-jitter",
+        type=float,
+        nargs=4,
+        default=(0.3, 0.3, 0.3, 0.02),
+        metavar=("B", "C", "S", "H"),
+        help="brightness, contrast, saturation, hue jitter (0s disable)",
+    )
+    p.add_argument(
+        "--val-size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="run validation at this size, P upsampled back to the ground truth (default: native)",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="encoder init: none (default), 'imagenet' (torchvision download), 'hed' (offline, see "
+        "fcn-road-weights) or a local VGG16 state dict / HED .weights.h5",
+    )
     p.add_argument("--fc-channels", type=int, default=4096, help="fc6/fc7 width (4096 = original)")
     p.add_argument("--fc6-kernel", type=int, default=7, help="fc6 kernel size (7 = original)")
     p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--opt", choices=("adam", "adamw"), default="adamw",
-                   help="adam: L2 weight decay (as KittiSeg); adamw: decoupled weight decay")
+    p.add_argument(
+        "--opt",
+        choices=("adam", "adamw"),
+        default="adamw",
+        help="adam: L2 weight decay (as KittiSeg); adamw: decoupled weight decay",
+    )
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--wd", "--weight-decay", type=float, default=1e-4, dest="weight_decay")
-    p.add_argument("--lr-scheduler", choices=("poly", "cosine", "constant"), default="poly",
-                   help="decay after warmup, stepped every iteration over epochs x steps-per-epoch")
-    p.add_argument("--lr-warmup-epochs", type=float, default=1.0, help="linear warmup length in epochs")
-    p.add_argument("--lr-warmup-factor", type=float, default=0.01, help="warmup start lr = factor x lr")
+    p.add_argument(
+        "--lr-scheduler",
+        choices=("poly", "cosine", "constant"),
+        default="poly",
+        help="decay after warmup, stepped every iteration over epochs x steps-per-epoch",
+    )
+    p.add_argument(
+        "--lr-warmup-epochs", type=float, default=1.0, help="linear warmup length in epochs"
+    )
+    p.add_argument(
+        "--lr-warmup-factor", type=float, default=0.01, help="warmup start lr = factor x lr"
+    )
     p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--max-steps", type=int, default=None,
-                   help="stop after this many steps in total (the LR schedule still spans "
-                        "--epochs); a stop inside an epoch writes checkpoint_last.pt there, "
-                        "unvalidated, for --resume to finish the epoch")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="stop after this many steps in total (the LR schedule still spans "
+        "--epochs); a stop inside an epoch writes checkpoint_last.pt there, "
+        "unvalidated, for --resume to finish the epoch",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="images per process and step")
     p.add_argument("--val-batch-size", type=int, default=4)
-    p.add_argument("--workers", type=int, default=4, help="data loader processes per training process")
+    p.add_argument(
+        "--workers", type=int, default=4, help="data loader processes per training process"
+    )
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
-    p.add_argument("--amp", choices=tuple(AMP_DTYPES), default="bf16",
-                   help="autocast dtype on CUDA (fp16 adds a GradScaler); CPU always trains in fp32")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--amp",
+        choices=tuple(AMP_DTYPES),
+        default="bf16",
+        help="autocast dtype on CUDA (fp16 adds a GradScaler); CPU always trains in fp32",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", default="out/train")
-    p.add_argument("--resume", default=None,
-                   help="checkpoint_last.pt to continue from, at the batch where it stopped. With "
-                        "the same arguments and number of processes, weights, optimizer, LR, "
-                        "GradScaler, RNG streams, sample order and augmentations go on as in "
-                        "an uninterrupted run: bitwise on CPU (same --threads); on CUDA only as "
-                        "close as two uninterrupted runs are (cuDNN, atomics: non-deterministic)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
+    p.add_argument(
+        "--resume",
+        default=None,
+        help="checkpoint_last.pt to continue from, at the batch where it stopped. With "
+        "the same arguments and number of processes, weights, optimizer, LR, "
+        "GradScaler, RNG streams, sample order and augmentations go on as in "
+        "an uninterrupted run: bitwise on CPU (same --threads); on CUDA only as "
+        "close as two uninterrupted runs are (cuDNN, atomics: non-deterministic)",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="tqdm progress bars",
+    )
     p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
-                   help="at the end, fit the temperature T of the best model on the validation split")
+    p.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="at the end, fit the temperature T of the best model on the validation split",
+    )
     return p
 
 
@@ -136,16 +232,24 @@ def seed_everything(seed: int) -> None:
 
 def make_datasets(args: argparse.Namespace) -> tuple[data.KittiRoad, list[data.Sample]]:
     """Training dataset (augmented) and the validation samples."""
-    train = data.split(args.data_path, "train", args.train_split, args.val_fraction, args.split_seed)
+    train = data.split(
+        args.data_path, "train", args.train_split, args.val_fraction, args.split_seed
+    )
     val = data.split(args.data_path, "val", args.val_split, args.val_fraction, args.split_seed)
     if not train or not val:
-        raise DataError(f"{args.data_path}: empty split ({len(train)} training, {len(val)} validation images)")
+        raise DataError(
+            f"{args.data_path}: empty split ({len(train)} training, {len(val)} validation images)"
+        )
     start = time.perf_counter()
     for warning in data.check_samples([*train, *val]):
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"checked {len(train) + len(val)} frames and their ground truth in {time.perf_counter() - start:.1f} s",
-          flush=True)
-    transforms = train_transforms(args.size, args.base_size, args.scale_range, args.hflip_prob, args.color_jitter)
+    print(
+        f"checked {len(train) + len(val)} frames and their ground truth in {time.perf_counter() - start:.1f} s",
+        flush=True,
+    )
+    transforms = train_transforms(
+        args.size, args.base_size, args.scale_range, args.hflip_prob, args.color_jitter
+    )
     return data.KittiRoad(train, transforms), val
 
 
@@ -179,8 +283,9 @@ class EpochSampler(torch.utils.data.DistributedSampler):
     """DistributedSampler (shuffled by seed + epoch, drop_last) yielding ``(index, epoch)`` keys;
     ``set_epoch(epoch, batches_done)`` starts the epoch's order after those batches' indices."""
 
-    def __init__(self, dataset: torch.utils.data.Dataset, world: int, rank: int, seed: int,
-                 batch_size: int) -> None:
+    def __init__(
+        self, dataset: torch.utils.data.Dataset, world: int, rank: int, seed: int, batch_size: int
+    ) -> None:
         super().__init__(dataset, world, rank, shuffle=True, seed=seed, drop_last=True)
         self.batch_size, self.skip = batch_size, 0
 
@@ -195,18 +300,24 @@ class EpochSampler(torch.utils.data.DistributedSampler):
         return max(0, super().__len__() - self.skip)
 
 
-def make_train_loader(train_set: data.KittiRoad, args: argparse.Namespace,
-                      run: Dist) -> torch.utils.data.DataLoader:
+def make_train_loader(
+    train_set: data.KittiRoad, args: argparse.Namespace, run: Dist
+) -> torch.utils.data.DataLoader:
     """Batches of this rank's share of ``train_set``, the sampler an ``EpochSampler``.
 
     The loader has its own generator, so starting an iterator does not draw from the global RNG.
     """
     sampler = EpochSampler(train_set, run.world, run.rank, args.seed, args.batch_size)
     return torch.utils.data.DataLoader(
-        EpochSeeded(train_set, args.seed), args.batch_size, sampler=sampler,
-        num_workers=args.workers, pin_memory=run.device.type == "cuda", drop_last=True,
+        EpochSeeded(train_set, args.seed),
+        args.batch_size,
+        sampler=sampler,
+        num_workers=args.workers,
+        pin_memory=run.device.type == "cuda",
+        drop_last=True,
         persistent_workers=args.workers > 0,
-        generator=torch.Generator().manual_seed(args.seed + run.rank))
+        generator=torch.Generator().manual_seed(args.seed + run.rank),
+    )
 
 
 def make_model(weights: str | None, device: torch.device, **config: Any) -> FCN8s:
@@ -215,7 +326,9 @@ def make_model(weights: str | None, device: torch.device, **config: Any) -> FCN8
     return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
 
 
-def to_device(images: torch.Tensor, targets: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def to_device(
+    images: torch.Tensor, targets: torch.Tensor, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch on ``device`` (images channels_last on CUDA)."""
     images = images.to(device, non_blocking=True)
     if device.type == "cuda":
@@ -223,12 +336,15 @@ def to_device(images: torch.Tensor, targets: torch.Tensor, device: torch.device)
     return images, targets.to(device, non_blocking=True)
 
 
-def make_optimizer(model: nn.Module, opt: str = "adamw", lr: float = 1e-4,
-                   weight_decay: float = 1e-4) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: nn.Module, opt: str = "adamw", lr: float = 1e-4, weight_decay: float = 1e-4
+) -> torch.optim.Optimizer:
     """Adam(W) with weight decay on weights only (not on biases)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+    ]
     return (torch.optim.AdamW if opt == "adamw" else torch.optim.Adam)(groups, lr=lr)
 
 
@@ -237,15 +353,19 @@ def lr_factor(step: int, total: int, warmup: int, kind: str, warmup_factor: floa
     if step < warmup:
         return warmup_factor + (1 - warmup_factor) * step / warmup
     t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return {"poly": (1 - t) ** 0.9, "cosine": 0.5 * (1 + math.cos(math.pi * t)), "constant": 1.0}[kind]
+    return {"poly": (1 - t) ** 0.9, "cosine": 0.5 * (1 + math.cos(math.pi * t)), "constant": 1.0}[
+        kind
+    ]
 
 
-def make_scheduler(args: argparse.Namespace, optimizer: torch.optim.Optimizer,
-                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(
+    args: argparse.Namespace, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     total = args.epochs * steps_per_epoch
     warmup = min(total, round(args.lr_warmup_epochs * steps_per_epoch))
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total, warmup, args.lr_scheduler, args.lr_warmup_factor))
+        optimizer, lambda s: lr_factor(s, total, warmup, args.lr_scheduler, args.lr_warmup_factor)
+    )
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -254,8 +374,14 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return loss / (target != data.IGNORE_INDEX).sum().clamp(min=1)
 
 
-def train_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, optimizer: torch.optim.Optimizer,
-               scaler: torch.amp.GradScaler, amp_dtype: torch.dtype | None = None) -> torch.Tensor:
+def train_step(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    amp_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
     """One forward + backward + optimizer step; returns the detached loss."""
     with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         logits = model(images)
@@ -286,15 +412,26 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def train_one_epoch(model: nn.Module, loader: torch.utils.data.DataLoader, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, scaler: torch.amp.GradScaler, state: TrainState, run: Dist,
-                    amp_dtype: torch.dtype | None, max_steps: int | None, writer: Any,
-                    progress: bool) -> tuple[float, float]:
+def train_one_epoch(
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    state: TrainState,
+    run: Dist,
+    amp_dtype: torch.dtype | None,
+    max_steps: int | None,
+    writer: Any,
+    progress: bool,
+) -> tuple[float, float]:
     """Train until the loader ends or ``max_steps``, counting into ``state``; returns
     (images/s over all ranks, seconds)."""
     model.train()
     loss_sum, images_seen, start = 0.0, 0, time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {state.epoch + 1}", disable=not (progress and run.main), leave=False)
+    bar = tqdm(
+        loader, desc=f"epoch {state.epoch + 1}", disable=not (progress and run.main), leave=False
+    )
     for images, targets in bar:
         images, targets = to_device(images, targets, run.device)
         loss = train_step(model, images, targets, optimizer, scaler, amp_dtype)
@@ -305,7 +442,9 @@ def train_one_epoch(model: nn.Module, loader: torch.utils.data.DataLoader, optim
         loss_sum += value
         images_seen += len(images) * run.world
         rate = images_seen / (time.perf_counter() - start)
-        bar.set_postfix(loss=f"{value:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", img_s=f"{rate:.1f}")
+        bar.set_postfix(
+            loss=f"{value:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", img_s=f"{rate:.1f}"
+        )
         if writer is not None:
             writer.add_scalar("train/loss", value, state.step)
             writer.add_scalar("train/lr", scheduler.get_last_lr()[0], state.step)
@@ -320,11 +459,26 @@ def train_one_epoch(model: nn.Module, loader: torch.utils.data.DataLoader, optim
     return images_seen / max(seconds, 1e-9), seconds
 
 
-def validate(model: nn.Module, loader: torch.utils.data.DataLoader, samples: Sequence[data.Sample], run: Dist,
-             size: Sequence[int] | None, amp_dtype: torch.dtype | None, progress: bool) -> dict[str, float]:
+def validate(
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    samples: Sequence[data.Sample],
+    run: Dist,
+    size: Sequence[int] | None,
+    amp_dtype: torch.dtype | None,
+    progress: bool,
+) -> dict[str, float]:
     """Devkit metrics (URBAN, i.e. over all validation images) summed over all ranks."""
-    evaluator = ev.evaluate(model, loader, samples, run.device, size, amp_dtype, run.device.type == "cuda",
-                            progress=progress and run.main)
+    evaluator = ev.evaluate(
+        model,
+        loader,
+        samples,
+        run.device,
+        size,
+        amp_dtype,
+        run.device.type == "cuda",
+        progress=progress and run.main,
+    )
     evaluator.reduce_from_all_processes()
     return evaluator.compute()[ev.URBAN]
 
@@ -372,11 +526,18 @@ def working_size(args: argparse.Namespace) -> list[int] | None:
     return list(args.val_size) if args.val_size else None
 
 
-def slim_checkpoint(model: FCN8s, metrics: dict[str, float], args: argparse.Namespace) -> dict[str, Any]:
+def slim_checkpoint(
+    model: FCN8s, metrics: dict[str, float], args: argparse.Namespace
+) -> dict[str, Any]:
     """Deployable checkpoint: fp16 weights, config, working size, validation metrics and training arguments."""
-    return {"model": {k: v.half() for k, v in model.state_dict().items()}, "model_config": dict(model.config),
-            "working_size": working_size(args), "encoder": args.weights or "scratch", "metrics": metrics,
-            "train_args": vars(args)}
+    return {
+        "model": {k: v.half() for k, v in model.state_dict().items()},
+        "model_config": dict(model.config),
+        "working_size": working_size(args),
+        "encoder": args.weights or "scratch",
+        "metrics": metrics,
+        "train_args": vars(args),
+    }
 
 
 def write_log(history: list[dict[str, float]], out: Path) -> None:
@@ -413,26 +574,49 @@ def summary_writer(out: Path, enabled: bool) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        warnings.warn("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+        warnings.warn(
+            "tensorboard is not installed: no TensorBoard logs (pip install tensorboard)"
+        )
         return None
     return SummaryWriter(str(out / "tensorboard"))
 
 
-def training_checkpoint(model: FCN8s, optimizer: torch.optim.Optimizer, scheduler: Any,
-                        scaler: torch.amp.GradScaler, state: TrainState, args: argparse.Namespace,
-                        rng: list[dict[str, Any]],
-                        metrics: dict[str, float] | None) -> dict[str, Any]:
+def training_checkpoint(
+    model: FCN8s,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    state: TrainState,
+    args: argparse.Namespace,
+    rng: list[dict[str, Any]],
+    metrics: dict[str, float] | None,
+) -> dict[str, Any]:
     """``checkpoint_last.pt``: what ``--resume`` needs, the model's metadata and, at the end of an
     epoch, its validation metrics."""
-    ckpt = {"model": model.state_dict(), "model_config": dict(model.config),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "args": vars(args), "working_size": working_size(args),
-            "encoder": args.weights or "scratch", "rng": rng, **asdict(state)}
+    ckpt = {
+        "model": model.state_dict(),
+        "model_config": dict(model.config),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "args": vars(args),
+        "working_size": working_size(args),
+        "encoder": args.weights or "scratch",
+        "rng": rng,
+        **asdict(state),
+    }
     return ckpt if metrics is None else {**ckpt, "metrics": metrics}
 
 
-def resume(path: str, model: FCN8s, optimizer: torch.optim.Optimizer, scheduler: Any,
-           scaler: torch.amp.GradScaler, run: Dist, seed: int) -> TrainState:
+def resume(
+    path: str,
+    model: FCN8s,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    run: Dist,
+    seed: int,
+) -> TrainState:
     """Model, optimizer, scheduler, scaler, counters and RNGs from ``checkpoint_last.pt``.
 
     Exact (bitwise on CPU) for the same arguments and number of processes, any ``--workers``;
@@ -466,26 +650,44 @@ def train(args: argparse.Namespace) -> TrainState:
     loader = make_train_loader(train_set, args, run)
     steps = len(loader)
     if steps == 0:
-        raise DataError(f"{len(train_set)} training images are fewer than one batch of {args.batch_size} "
-                        f"per process x {run.world} processes")
-    val_loader = ev.eval_loader(val_samples, args.val_batch_size, min(args.workers, 2),
-                                range(run.rank, len(val_samples), run.world))
+        raise DataError(
+            f"{len(train_set)} training images are fewer than one batch of {args.batch_size} "
+            f"per process x {run.world} processes"
+        )
+    val_loader = ev.eval_loader(
+        val_samples,
+        args.val_batch_size,
+        min(args.workers, 2),
+        range(run.rank, len(val_samples), run.world),
+    )
 
-    model = make_model(args.weights, run.device, fc_channels=args.fc_channels, fc6_kernel=args.fc6_kernel,
-                       dropout=args.dropout)
+    model = make_model(
+        args.weights,
+        run.device,
+        fc_channels=args.fc_channels,
+        fc6_kernel=args.fc6_kernel,
+        dropout=args.dropout,
+    )
     optimizer = make_optimizer(model, args.opt, args.lr, args.weight_decay)
     scheduler = make_scheduler(args, optimizer, steps)
     amp_dtype, scaler = amp_for(args.amp, run.device)
     state = TrainState()
     if args.resume:
         state = resume(args.resume, model, optimizer, scheduler, scaler, run, args.seed)
-    net = nn.parallel.DistributedDataParallel(model, [run.device] if run.device.type == "cuda" else None) \
-        if run.world > 1 else model
+    net = (
+        nn.parallel.DistributedDataParallel(
+            model, [run.device] if run.device.type == "cuda" else None
+        )
+        if run.world > 1
+        else model
+    )
     writer = summary_writer(out, args.tensorboard) if run.main else None
     if run.main:
-        print(f"training on {run.device} x {run.world}: {len(train_set)} training / {len(val_samples)} validation "
-              f"images, {steps} steps per epoch, amp={amp_dtype}, at step {state.step}",
-              flush=True)
+        print(
+            f"training on {run.device} x {run.world}: {len(train_set)} training / {len(val_samples)} validation "
+            f"images, {steps} steps per epoch, amp={amp_dtype}, at step {state.step}",
+            flush=True,
+        )
 
     for epoch in range(state.epoch + (1 if state.epoch_finished else 0), args.epochs):
         if args.max_steps is not None and state.step >= args.max_steps:
@@ -493,30 +695,60 @@ def train(args: argparse.Namespace) -> TrainState:
         if epoch != state.epoch:  # a new epoch, not the rest of an unfinished one
             state.epoch, state.epoch_batches, state.epoch_loss_sum = epoch, 0, 0.0
         loader.sampler.set_epoch(epoch, state.epoch_batches)
-        rate, seconds = train_one_epoch(net, loader, optimizer, scheduler, scaler, state, run,
-                                        amp_dtype, args.max_steps, writer, args.progress)
+        rate, seconds = train_one_epoch(
+            net,
+            loader,
+            optimizer,
+            scheduler,
+            scaler,
+            state,
+            run,
+            amp_dtype,
+            args.max_steps,
+            writer,
+            args.progress,
+        )
         state.epoch_finished = state.epoch_batches >= steps
         if not state.epoch_finished:  # --max-steps inside the epoch: no validation
             rng = all_rng_states(run)
             if run.main:
                 last = out / "checkpoint_last.pt"
-                save_checkpoint(training_checkpoint(model, optimizer, scheduler, scaler, state,
-                                                    args, rng, None), last)
-                print(f"stopped at step {state.step}, batch {state.epoch_batches}/{steps} of "
-                      f"epoch {epoch + 1}: --resume {last} continues there", flush=True)
+                save_checkpoint(
+                    training_checkpoint(
+                        model, optimizer, scheduler, scaler, state, args, rng, None
+                    ),
+                    last,
+                )
+                print(
+                    f"stopped at step {state.step}, batch {state.epoch_batches}/{steps} of "
+                    f"epoch {epoch + 1}: --resume {last} continues there",
+                    flush=True,
+                )
             break
         loss = state.epoch_loss_sum / state.epoch_batches
-        metrics = validate(model, val_loader, val_samples, run, args.val_size, amp_dtype, args.progress)
-        row = {"epoch": epoch, "step": state.step, "lr": scheduler.get_last_lr()[0], "train_loss": loss,
-               **{f"val_{k}": metrics[k] for k in ("MaxF", "AP", "IoU", "PRE", "REC")},
-               "images_per_s": rate, "seconds": seconds}
+        metrics = validate(
+            model, val_loader, val_samples, run, args.val_size, amp_dtype, args.progress
+        )
+        row = {
+            "epoch": epoch,
+            "step": state.step,
+            "lr": scheduler.get_last_lr()[0],
+            "train_loss": loss,
+            **{f"val_{k}": metrics[k] for k in ("MaxF", "AP", "IoU", "PRE", "REC")},
+            "images_per_s": rate,
+            "seconds": seconds,
+        }
         state.history.append(row)
         best = metrics["MaxF"] > state.best_maxf
         state.best_maxf = max(state.best_maxf, metrics["MaxF"])
         rng = all_rng_states(run)
         if run.main:
-            save_checkpoint(training_checkpoint(model, optimizer, scheduler, scaler, state, args,
-                                                rng, metrics), out / "checkpoint_last.pt")
+            save_checkpoint(
+                training_checkpoint(
+                    model, optimizer, scheduler, scaler, state, args, rng, metrics
+                ),
+                out / "checkpoint_last.pt",
+            )
             if best:
                 link_checkpoint(out / "checkpoint_last.pt", out / "checkpoint_best.pt")
                 save_checkpoint(slim_checkpoint(model, metrics, args), out / "model_best_fp16.pt")
@@ -528,9 +760,12 @@ def train(args: argparse.Namespace) -> TrainState:
                 writer.add_scalar("train/epoch_loss", loss, state.step)
                 writer.add_scalar("train/images_per_s", rate, state.step)
                 writer.flush()
-            print(f"epoch {epoch + 1}/{args.epochs} step {state.step}: loss {loss:.4f}, "
-                  f"val MaxF {metrics['MaxF']:.4f} AP {metrics['AP']:.4f} IoU {metrics['IoU']:.4f}, "
-                  f"{rate:.1f} images/s, {seconds:.0f} s{' (best)' if best else ''}", flush=True)
+            print(
+                f"epoch {epoch + 1}/{args.epochs} step {state.step}: loss {loss:.4f}, "
+                f"val MaxF {metrics['MaxF']:.4f} AP {metrics['AP']:.4f} IoU {metrics['IoU']:.4f}, "
+                f"{rate:.1f} images/s, {seconds:.0f} s{' (best)' if best else ''}",
+                flush=True,
+            )
     if writer is not None:
         writer.close()
     if run.main and args.calibrate and (out / "model_best_fp16.pt").is_file():
@@ -546,9 +781,16 @@ def calibrate_best(path: Path, samples: Sequence[data.Sample], args: argparse.Na
     result = calibrate(model, samples, working_size(args), args.progress)
     write_calibrated(path, path, result)
     with atomic_path(Path(args.output_dir) / "calibration.json") as tmp:
-        tmp.write_text(json.dumps({k: result[k] for k in ("temperature", "frames", "before", "after")}, indent=2))
-    print(f"calibrated {path}: T = {result['temperature']:.4f}, validation ECE "
-          f"{100 * result['before']['ECE']:.2f} % -> {100 * result['after']['ECE']:.2f} %", flush=True)
+        tmp.write_text(
+            json.dumps(
+                {k: result[k] for k in ("temperature", "frames", "before", "after")}, indent=2
+            )
+        )
+    print(
+        f"calibrated {path}: T = {result['temperature']:.4f}, validation ECE "
+        f"{100 * result['before']['ECE']:.2f} % -> {100 * result['after']['ECE']:.2f} %",
+        flush=True,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,6 +5,7 @@ uint8 H x W label maps (or None for unlabelled frames). Every transform turns nu
 first, resizes targets with nearest neighbour and pads them with ``IGNORE_INDEX``. ``ToTensor`` ends a
 pipeline: float image in [0, 1] (no normalisation: the model normalises) and int64 target.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -91,13 +92,17 @@ class RandomCrop:
         (th, tw), (h, w) = self.size, image.shape[-2:]
         pad = [0, 0, max(tw - w, 0), max(th - h, 0)]  # left, top, right, bottom
         if any(pad):
-            image = F.pad(image, pad, fill=PAD_FILL if image.dtype == torch.uint8 else [f / 255 for f in PAD_FILL])
+            image = F.pad(
+                image,
+                pad,
+                fill=PAD_FILL if image.dtype == torch.uint8 else [f / 255 for f in PAD_FILL],
+            )
             target = None if target is None else F.pad(target, pad, fill=IGNORE_INDEX)
         h, w = image.shape[-2:]
         top = int(torch.randint(h - th + 1, ())) if h > th else 0
         left = int(torch.randint(w - tw + 1, ())) if w > tw else 0
-        image = image[..., top:top + th, left:left + tw]
-        return image, None if target is None else target[..., top:top + th, left:left + tw]
+        image = image[..., top : top + th, left : left + tw]
+        return image, None if target is None else target[..., top : top + th, left : left + tw]
 
 
 class RandomHorizontalFlip:
@@ -117,7 +122,13 @@ class RandomHorizontalFlip:
 class ColorJitter:
     """Photometric jitter of the image only (torchvision's ColorJitter)."""
 
-    def __init__(self, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0, hue: float = 0.0):
+    def __init__(
+        self,
+        brightness: float = 0.0,
+        contrast: float = 0.0,
+        saturation: float = 0.0,
+        hue: float = 0.0,
+    ):
         self.jitter = v2.ColorJitter(brightness, contrast, saturation, hue)
 
     def __call__(self, image: Any, target: Any) -> Pair:
@@ -134,9 +145,13 @@ class ToTensor:
         return image.contiguous(), None if target is None else target[0].long()
 
 
-def train_transforms(size: Sequence[int], base_size: Sequence[int] | None = None,
-                     scale_range: Sequence[float] = (1.0, 1.0), hflip_prob: float = 0.5,
-                     jitter: Sequence[float] = (0.0, 0.0, 0.0, 0.0)) -> Compose:
+def train_transforms(
+    size: Sequence[int],
+    base_size: Sequence[int] | None = None,
+    scale_range: Sequence[float] = (1.0, 1.0),
+    hflip_prob: float = 0.5,
+    jitter: Sequence[float] = (0.0, 0.0, 0.0, 0.0),
+) -> Compose:
     """[Resize(base_size)] -> [RandomScale] -> RandomCrop(size) -> [flip] -> [ColorJitter] -> ToTensor."""
     steps: list[Any] = [Resize(base_size)] if base_size else []
     if tuple(scale_range) != (1.0, 1.0):

@@ -7,6 +7,7 @@ so a GPU backend uploads uint8 pixels and downloads only the two uint8 maps. Sub
 network (``_forward``). Backend modules import lazily, so a missing TensorRT or ONNX Runtime never
 breaks the others.
 """
+
 from __future__ import annotations
 
 import abc
@@ -30,9 +31,20 @@ from ..model import IMAGENET_MEAN
 
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
 RESIZE_POLICIES = ("letterbox", "stretch")
-SUFFIXES = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}
-_CVT_TO_RGB = {("rgb", 3): None, ("rgb", 4): cv2.COLOR_RGBA2RGB, ("bgr", 3): cv2.COLOR_BGR2RGB,
-               ("bgr", 4): cv2.COLOR_BGRA2RGB, ("mono", 1): cv2.COLOR_GRAY2RGB}
+SUFFIXES = {
+    ".pt": "torch",
+    ".pth": "torch",
+    ".onnx": "onnxruntime",
+    ".engine": "tensorrt",
+    ".plan": "tensorrt",
+}
+_CVT_TO_RGB = {
+    ("rgb", 3): None,
+    ("rgb", 4): cv2.COLOR_RGBA2RGB,
+    ("bgr", 3): cv2.COLOR_BGR2RGB,
+    ("bgr", 4): cv2.COLOR_BGRA2RGB,
+    ("mono", 1): cv2.COLOR_GRAY2RGB,
+}
 #: pad value for letterboxing: the ImageNet mean, i.e. what the model's own padding feeds the network
 PAD_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)
 
@@ -41,7 +53,9 @@ PAD_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)
 class BackendOptions:
     """Each backend's own settings, reachable from the node's parameters and every tool's flags alike."""
 
-    precision: str = "auto"  # torch: auto | fp32 | fp16 | bf16; TensorRT: auto | fp32 | fp16 | int8
+    precision: str = (
+        "auto"  # torch: auto | fp32 | fp16 | bf16; TensorRT: auto | fp32 | fp16 | int8
+    )
     compile: bool = False  # torch.compile the network (torch)
     threads: int = 0  # ONNX Runtime intra-op threads (0 = its default)
     rebuild: str = "never"  # TensorRT .engine files: never | if-stale
@@ -54,8 +68,12 @@ class BackendOptions:
             return {"precision": self.precision, "compile": self.compile}
         if kind == "onnxruntime":
             return {"threads": self.threads}
-        return {"precision": self.precision, "rebuild": self.rebuild, "workspace_gb": self.workspace_gb,
-                "timing_cache": self.timing_cache or None}
+        return {
+            "precision": self.precision,
+            "rebuild": self.rebuild,
+            "workspace_gb": self.workspace_gb,
+            "timing_cache": self.timing_cache or None,
+        }
 
 
 @dataclass(frozen=True)
@@ -74,7 +92,9 @@ class Fit:
     valid: tuple[int, int]
 
 
-def fit(image: torch.Tensor, input_size: tuple[int, int] | None, policy: str) -> tuple[torch.Tensor, Fit]:
+def fit(
+    image: torch.Tensor, input_size: tuple[int, int] | None, policy: str
+) -> tuple[torch.Tensor, Fit]:
     """Fit a 1 x H x W x 3 uint8 image into ``input_size``.
 
     ``letterbox`` keeps the aspect ratio: it shrinks the image only when it does not fit, places it
@@ -92,7 +112,11 @@ def fit(image: torch.Tensor, input_size: tuple[int, int] | None, policy: str) ->
     else:
         scale = min(1.0, H / h, W / w)
         valid = (min(H, round(h * scale)), min(W, round(w * scale)))
-    fitted = _fit_cpu(image, valid, (H, W)) if image.device.type == "cpu" else _fit_torch(image, valid, (H, W))
+    fitted = (
+        _fit_cpu(image, valid, (H, W))
+        if image.device.type == "cpu"
+        else _fit_torch(image, valid, (H, W))
+    )
     return fitted, Fit((h, w), valid)
 
 
@@ -101,10 +125,13 @@ def _fit_cpu(image: torch.Tensor, valid: tuple[int, int], size: tuple[int, int])
     array = image[0].numpy()
     if valid != array.shape[:2]:
         shrink = valid[0] <= array.shape[0] and valid[1] <= array.shape[1]
-        array = cv2.resize(array, valid[::-1], interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        array = cv2.resize(
+            array, valid[::-1], interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        )
     if valid != size:
-        array = cv2.copyMakeBorder(array, 0, size[0] - valid[0], 0, size[1] - valid[1], cv2.BORDER_CONSTANT,
-                                   value=PAD_RGB)
+        array = cv2.copyMakeBorder(
+            array, 0, size[0] - valid[0], 0, size[1] - valid[1], cv2.BORDER_CONSTANT, value=PAD_RGB
+        )
     return torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(0)
 
 
@@ -112,10 +139,20 @@ def _fit_torch(image: torch.Tensor, valid: tuple[int, int], size: tuple[int, int
     """``fit`` with torch on the image's (GPU) device."""
     if valid != tuple(image.shape[1:3]):
         x = image.permute(0, 3, 1, 2).float()
-        x = F.interpolate(x, size=valid, mode="bilinear", align_corners=False, antialias=valid[0] < image.shape[1])
+        x = F.interpolate(
+            x,
+            size=valid,
+            mode="bilinear",
+            align_corners=False,
+            antialias=valid[0] < image.shape[1],
+        )
         image = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
     if valid != size:
-        canvas = torch.tensor(PAD_RGB, dtype=torch.uint8, device=image.device).expand(1, *size, 3).clone()
+        canvas = (
+            torch.tensor(PAD_RGB, dtype=torch.uint8, device=image.device)
+            .expand(1, *size, 3)
+            .clone()
+        )
         canvas[:, : valid[0], : valid[1]] = image
         image = canvas
     return image.contiguous()
@@ -127,8 +164,12 @@ def unfit(prob: torch.Tensor, how: Fit) -> torch.Tensor:
     if how.valid == how.size:
         return p
     if p.device.type == "cpu":
-        return torch.from_numpy(cv2.resize(p.float().numpy(), how.size[::-1], interpolation=cv2.INTER_LINEAR))
-    return F.interpolate(p[None, None].float(), size=how.size, mode="bilinear", align_corners=False)[0, 0]
+        return torch.from_numpy(
+            cv2.resize(p.float().numpy(), how.size[::-1], interpolation=cv2.INTER_LINEAR)
+        )
+    return F.interpolate(
+        p[None, None].float(), size=how.size, mode="bilinear", align_corners=False
+    )[0, 0]
 
 
 def _from_numpy(array: np.ndarray) -> torch.Tensor:
@@ -146,7 +187,11 @@ def upload(frame: Frame, device: torch.device) -> torch.Tensor:
     """
     if device.type == "cpu":
         code = _CVT_TO_RGB[frame.order, frame.pixels.shape[2]]
-        rgb = cv2.cvtColor(frame.pixels, code) if code is not None else np.ascontiguousarray(frame.pixels)
+        rgb = (
+            cv2.cvtColor(frame.pixels, code)
+            if code is not None
+            else np.ascontiguousarray(frame.pixels)
+        )
         return _from_numpy(rgb).unsqueeze(0)
     t = _from_numpy(frame.pixels).to(device, non_blocking=True)
     if frame.order == "bgr":
@@ -166,7 +211,9 @@ def road_maps(prob: torch.Tensor, threshold: float) -> RoadMaps:
     """
     if prob.device.type == "cpu":
         p = prob.float().numpy()
-        below = np.nextafter(np.float32(threshold), np.float32(-np.inf))  # P > below  <=>  P >= threshold
+        below = np.nextafter(
+            np.float32(threshold), np.float32(-np.inf)
+        )  # P > below  <=>  P >= threshold
         mask = cv2.convertScaleAbs(cv2.threshold(p, float(below), 255, cv2.THRESH_BINARY)[1])
         return RoadMaps(mask, cv2.convertScaleAbs(p, alpha=255))
     mask = (prob >= threshold).to(torch.uint8).mul_(255)
@@ -180,14 +227,22 @@ class Backend(abc.ABC):
 
     name: str = "base"
 
-    def __init__(self, device: torch.device, input_size: tuple[int, int] | None = None,
-                 resize_policy: str = "letterbox") -> None:
+    def __init__(
+        self,
+        device: torch.device,
+        input_size: tuple[int, int] | None = None,
+        resize_policy: str = "letterbox",
+    ) -> None:
         if resize_policy not in RESIZE_POLICIES:
-            raise ValueError(f"resize_policy must be one of {RESIZE_POLICIES}, got '{resize_policy}'")
+            raise ValueError(
+                f"resize_policy must be one of {RESIZE_POLICIES}, got '{resize_policy}'"
+            )
         self.device = device
         self.input_size = input_size
         self.resize_policy = resize_policy
-        self.working_size: tuple[int, int] | None = None  # from the model's metadata; subclasses set it
+        self.working_size: tuple[int, int] | None = (
+            None  # from the model's metadata; subclasses set it
+        )
 
     def set_network_size(self, requested: str = "auto") -> None:
         """Choose the size the network runs at: ``auto`` (the model's working size), ``native`` or ``HxW``.
@@ -207,8 +262,10 @@ class Backend(abc.ABC):
         elif size == tuple(self.input_size):
             self.resize_policy = "stretch"
         elif requested != "auto":
-            raise ModelError(f"network_size '{requested}': this model's input is fixed at "
-                             f"{self.input_size[0]}x{self.input_size[1]}; export it with --dynamic or at that size")
+            raise ModelError(
+                f"network_size '{requested}': this model's input is fixed at "
+                f"{self.input_size[0]}x{self.input_size[1]}; export it with --dynamic or at that size"
+            )
 
     @abc.abstractmethod
     def _forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -219,7 +276,9 @@ class Backend(abc.ABC):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def infer(self, frame: Frame, threshold: float = 0.5, timings: dict[str, float] | None = None) -> RoadMaps:
+    def infer(
+        self, frame: Frame, threshold: float = 0.5, timings: dict[str, float] | None = None
+    ) -> RoadMaps:
         """Road mask and confidence for ``frame``; fills ``timings`` (ms per stage) when given."""
         t0 = time.perf_counter()
         with torch.inference_mode():
@@ -234,7 +293,9 @@ class Backend(abc.ABC):
             maps = road_maps(unfit(prob, how), threshold)
         if timings is not None:
             t3 = time.perf_counter()
-            timings.update(preprocess=1e3 * (t1 - t0), inference=1e3 * (t2 - t1), postprocess=1e3 * (t3 - t2))
+            timings.update(
+                preprocess=1e3 * (t1 - t0), inference=1e3 * (t2 - t1), postprocess=1e3 * (t3 - t2)
+            )
         return maps
 
     def probability(self, frame: Frame) -> torch.Tensor:
@@ -269,7 +330,9 @@ def parse_network_size(text: str) -> tuple[int, int] | str:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise ModelError(f"network_size '{text}' is not auto, native or HxW (e.g. 188x624)") from None
+        raise ModelError(
+            f"network_size '{text}' is not auto, native or HxW (e.g. 188x624)"
+        ) from None
     if min(h, w) < 32 or max(h, w) > 8192:
         raise ModelError(f"network_size '{text}': each side must be in [32, 8192]")
     return h, w
@@ -286,13 +349,17 @@ def backend_for(model_path: str | Path, backend: str = "auto", device: str = "au
     suffix = Path(model_path).suffix.lower()
     kind = SUFFIXES.get(suffix)
     if kind is None:
-        raise ModelError(f"cannot tell the model type of {model_path}: expected one of {sorted(SUFFIXES)}")
+        raise ModelError(
+            f"cannot tell the model type of {model_path}: expected one of {sorted(SUFFIXES)}"
+        )
     if backend == "auto":
         if kind == "onnxruntime" and not device.startswith("cpu") and _tensorrt_usable():
             return "tensorrt"
         return kind
     if backend != kind and not (backend == "tensorrt" and kind == "onnxruntime"):
-        raise ModelError(f"backend '{backend}' cannot run {model_path} (a {suffix} file needs '{kind}')")
+        raise ModelError(
+            f"backend '{backend}' cannot run {model_path} (a {suffix} file needs '{kind}')"
+        )
     return backend
 
 
@@ -307,9 +374,15 @@ def _tensorrt_usable() -> bool:
     return True
 
 
-def load_backend(model_path: str | Path, backend: str = "auto", device: str = "auto",
-                 resize_policy: str = "letterbox", network_size: str = "auto",
-                 options: BackendOptions | None = None, **settings: Any) -> Backend:
+def load_backend(
+    model_path: str | Path,
+    backend: str = "auto",
+    device: str = "auto",
+    resize_policy: str = "letterbox",
+    network_size: str = "auto",
+    options: BackendOptions | None = None,
+    **settings: Any,
+) -> Backend:
     """Open ``model_path`` with the named backend (or the fastest that can run it, for ``auto``).
 
     ``network_size`` (``auto`` = the model's working size, ``native``, or ``HxW``): see
@@ -342,8 +415,9 @@ def int8_companion(model_path: str | Path) -> Path | None:
     return companion if meta and meta.get("checkpoint_sha256") == sha256_file(path) else None
 
 
-def fastest_for(model_path: str | Path, backend: str, device: str,
-                options: BackendOptions = BackendOptions()) -> tuple[Path, str]:
+def fastest_for(
+    model_path: str | Path, backend: str, device: str, options: BackendOptions = BackendOptions()
+) -> tuple[Path, str]:
     """(model file, backend) that ``auto`` runs: on a CPU, a checkpoint's INT8 ONNX companion when there is one.
 
     The companion is the checkpoint quantized (``fcn-road-export --int8``) and checked against it on
@@ -351,7 +425,12 @@ def fastest_for(model_path: str | Path, backend: str, device: str,
     """
     kind = backend_for(model_path, backend, device)
     torch_defaults = options.precision == "auto" and not options.compile
-    if backend != "auto" or kind != "torch" or not torch_defaults or resolve_device(device).type != "cpu":
+    if (
+        backend != "auto"
+        or kind != "torch"
+        or not torch_defaults
+        or resolve_device(device).type != "cpu"
+    ):
         return Path(model_path), kind
     companion = int8_companion(model_path)
     if companion is None or importlib.util.find_spec("onnxruntime") is None:
@@ -359,8 +438,9 @@ def fastest_for(model_path: str | Path, backend: str, device: str,
     return companion, "onnxruntime"
 
 
-def _open_backend(model_path: str | Path, backend: str, device: str, resize_policy: str,
-                  options: BackendOptions) -> Backend:
+def _open_backend(
+    model_path: str | Path, backend: str, device: str, resize_policy: str, options: BackendOptions
+) -> Backend:
     """The backend object for ``load_backend``, at the model's own input shape."""
     if not Path(model_path).is_file():
         raise ModelError(f"model file not found: {model_path}")
@@ -368,14 +448,26 @@ def _open_backend(model_path: str | Path, backend: str, device: str, resize_poli
     if kind == "torch":
         from .torch_backend import TorchBackend
 
-        return TorchBackend(model_path, resolve_device(device), resize_policy=resize_policy,
-                            **options.for_backend(kind))
+        return TorchBackend(
+            model_path,
+            resolve_device(device),
+            resize_policy=resize_policy,
+            **options.for_backend(kind),
+        )
     if kind == "onnxruntime":
         from .onnx_backend import OnnxBackend
 
-        return OnnxBackend(model_path, resolve_device(device), resize_policy=resize_policy,
-                           **options.for_backend(kind))
+        return OnnxBackend(
+            model_path,
+            resolve_device(device),
+            resize_policy=resize_policy,
+            **options.for_backend(kind),
+        )
     from .tensorrt_backend import TensorRTBackend
 
-    return TensorRTBackend(model_path, resolve_device("cuda" if device == "auto" else device),
-                           resize_policy=resize_policy, **options.for_backend(kind))
+    return TensorRTBackend(
+        model_path,
+        resolve_device("cuda" if device == "auto" else device),
+        resize_policy=resize_policy,
+        **options.for_backend(kind),
+    )

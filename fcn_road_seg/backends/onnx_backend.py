@@ -5,6 +5,7 @@ IOBinding hands ONNX Runtime the torch CUDA tensors themselves: pixels go up as 
 stays on the GPU for the shared post-processing. The input size (fixed or dynamic) comes from the
 model's own input shape; symbolic height/width mean dynamic.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,10 @@ def import_onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError as exc:
-        raise ModelError("ONNX Runtime is not installed: pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA), "
-                         "or pip install 'fcn_road_seg[onnx]'") from exc
+        raise ModelError(
+            "ONNX Runtime is not installed: pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA), "
+            "or pip install 'fcn_road_seg[onnx]'"
+        ) from exc
     return onnxruntime
 
 
@@ -46,12 +49,21 @@ def io_problems(inputs: Sequence[Any], outputs: Sequence[Any]) -> list[str]:
     problems = []
     if len(inputs) != 1 or inputs[0].name != INPUT or inputs[0].type != INPUT_TYPE:
         found = ", ".join(f"'{i.name}' {i.type} {i.shape}" for i in inputs)
-        problems.append(f"expected one input '{INPUT}' {INPUT_TYPE} [1, H, W, 3], found {found or 'none'}")
+        problems.append(
+            f"expected one input '{INPUT}' {INPUT_TYPE} [1, H, W, 3], found {found or 'none'}"
+        )
     elif not _nhwc_rgb(inputs[0].shape):
         problems.append(f"input '{INPUT}' has shape {inputs[0].shape}, expected [1, H, W, 3]")
-    if len(outputs) != 1 or outputs[0].name != OUTPUT or outputs[0].type != OUTPUT_TYPE or len(outputs[0].shape) != 3:
+    if (
+        len(outputs) != 1
+        or outputs[0].name != OUTPUT
+        or outputs[0].type != OUTPUT_TYPE
+        or len(outputs[0].shape) != 3
+    ):
         found = ", ".join(f"'{o.name}' {o.type} {o.shape}" for o in outputs)
-        problems.append(f"expected one output '{OUTPUT}' {OUTPUT_TYPE} [1, H, W], found {found or 'none'}")
+        problems.append(
+            f"expected one output '{OUTPUT}' {OUTPUT_TYPE} [1, H, W], found {found or 'none'}"
+        )
     return problems
 
 
@@ -71,8 +83,13 @@ class OnnxBackend(Backend):
 
     name = "onnxruntime"
 
-    def __init__(self, model_path: str | Path, device: torch.device, resize_policy: str = "letterbox",
-                 threads: int = 0) -> None:
+    def __init__(
+        self,
+        model_path: str | Path,
+        device: torch.device,
+        resize_policy: str = "letterbox",
+        threads: int = 0,
+    ) -> None:
         ort = import_onnxruntime()
         self.model_path = Path(model_path)
         options = ort.SessionOptions()
@@ -80,8 +97,12 @@ class OnnxBackend(Backend):
         # no busy-waiting after a run: the frame's post-processing (and other nodes) need those cores
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(str(model_path), options, providers=self._providers(ort, device))
-        except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
+            self.session = ort.InferenceSession(
+                str(model_path), options, providers=self._providers(ort, device)
+            )
+        except (
+            Exception
+        ) as exc:  # onnxruntime raises its own exception types for unreadable models
             raise ModelError(f"cannot load ONNX model {model_path}: {exc}") from exc
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         problems = io_problems(inputs, outputs)
@@ -90,8 +111,10 @@ class OnnxBackend(Backend):
         except ValueError as exc:
             problems.append(str(exc))
         if problems:
-            raise ModelError(f"{model_path} is not an fcn_road_seg ONNX model: {'; '.join(problems)} "
-                             "(export one with fcn-road-export)")
+            raise ModelError(
+                f"{model_path} is not an fcn_road_seg ONNX model: {'; '.join(problems)} "
+                "(export one with fcn-road-export)"
+            )
         super().__init__(device, size, resize_policy)
         self.working_size = working_size_of(read_sidecar(model_path))
 
@@ -101,9 +124,14 @@ class OnnxBackend(Backend):
         if device.type == "cpu":
             return ["CPUExecutionProvider"]
         if device.type != "cuda" or "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise ModelError(f"device '{device}' needs ONNX Runtime's CUDAExecutionProvider, which this onnxruntime "
-                             f"lacks ({', '.join(ort.get_available_providers())}): pip install onnxruntime-gpu")
-        return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+            raise ModelError(
+                f"device '{device}' needs ONNX Runtime's CUDAExecutionProvider, which this onnxruntime "
+                f"lacks ({', '.join(ort.get_available_providers())}): pip install onnxruntime-gpu"
+            )
+        return [
+            ("CUDAExecutionProvider", {"device_id": device.index or 0}),
+            "CPUExecutionProvider",
+        ]
 
     def _forward(self, image: torch.Tensor) -> torch.Tensor:
         """P(road) for the fitted uint8 image: a plain run on CPU, an IOBinding on CUDA tensors otherwise."""
@@ -114,7 +142,9 @@ class OnnxBackend(Backend):
         index = self.device.index or 0
         binding.bind_input(INPUT, "cuda", index, np.uint8, tuple(image.shape), image.data_ptr())
         binding.bind_output(OUTPUT, "cuda", index, np.float32, tuple(prob.shape), prob.data_ptr())
-        torch.cuda.current_stream(self.device).synchronize()  # ONNX Runtime reads on its own stream
+        torch.cuda.current_stream(
+            self.device
+        ).synchronize()  # ONNX Runtime reads on its own stream
         self.session.run_with_iobinding(binding)  # returns once the outputs are written
         return prob
 

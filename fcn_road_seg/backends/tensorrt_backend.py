@@ -6,6 +6,7 @@ an engine (``tensorrt_build``). Device buffers are torch CUDA tensors; inference
 ``execute_async_v3`` on a dedicated torch stream. TensorRT is imported lazily: nothing else in the
 package needs it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,8 +22,14 @@ from ..metadata import read_sidecar, sha256_file
 from ..model import INPUT, OUTPUT, working_size_of
 from . import Backend
 from .tensorrt_build import DEFAULT_WORKSPACE_GB, build_engine
-from .tensorrt_common import (compare_metadata, engine_cache_path, engine_io_problems,
-                              import_tensorrt, onnx_source, system_facts)
+from .tensorrt_common import (
+    compare_metadata,
+    engine_cache_path,
+    engine_io_problems,
+    import_tensorrt,
+    onnx_source,
+    system_facts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,27 +41,40 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, model_path: str | Path, device: torch.device,
-                 resize_policy: str = "letterbox", rebuild: str = "never",
-                 precision: str = "auto", workspace_gb: float = DEFAULT_WORKSPACE_GB,
-                 timing_cache: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | Path,
+        device: torch.device,
+        resize_policy: str = "letterbox",
+        rebuild: str = "never",
+        precision: str = "auto",
+        workspace_gb: float = DEFAULT_WORKSPACE_GB,
+        timing_cache: str | Path | None = None,
+    ) -> None:
         super().__init__(device, None, resize_policy)
         if rebuild not in REBUILD_POLICIES:
-            raise ModelError(f"unknown rebuild policy '{rebuild}'; choose one of "
-                             f"{REBUILD_POLICIES}")
+            raise ModelError(
+                f"unknown rebuild policy '{rebuild}'; choose one of {REBUILD_POLICIES}"
+            )
         path = Path(model_path)
         if path.stat().st_size == 0:
             raise ModelError(f"TensorRT model {path} is empty (0 bytes)")
         if device.type != "cuda":
             raise ModelError(f"{path}: TensorRT runs on a CUDA device, not '{device}'")
         self.trt = import_tensorrt()
-        self.build_options = {"precision": precision, "workspace_gb": workspace_gb,
-                              "timing_cache": timing_cache}
+        self.build_options = {
+            "precision": precision,
+            "workspace_gb": workspace_gb,
+            "timing_cache": timing_cache,
+        }
         with torch.cuda.device(device):
             if path.suffix.lower() == ".onnx":  # a cached engine, (re)built whenever not current
                 facts = system_facts(self.trt, device)
-                self.engine_path, rebuild, source = (engine_cache_path(path, facts, precision),
-                                                     "if-stale", path)
+                self.engine_path, rebuild, source = (
+                    engine_cache_path(path, facts, precision),
+                    "if-stale",
+                    path,
+                )
             else:
                 self.engine_path, source = path, None
             self._prepare(device, rebuild, source)
@@ -65,20 +85,26 @@ class TensorRTBackend(Backend):
         self.input_size = None if min(shape[1:3]) < 0 else (shape[1], shape[2])
         sources = [self.engine_path, source or self.engine_path.with_suffix(".onnx")]
         self.working_size = next(
-            filter(None, (working_size_of(read_sidecar(p)) for p in sources)), None)
+            filter(None, (working_size_of(read_sidecar(p)) for p in sources)), None
+        )
 
-    def _problems(self, device: torch.device, meta: dict | None,
-                  source: Path | None) -> tuple[list[str], list[str]]:
+    def _problems(
+        self, device: torch.device, meta: dict | None, source: Path | None
+    ) -> tuple[list[str], list[str]]:
         """(incompatible, stale) reasons for the engine file, from its metadata and this system."""
         path = self.engine_path
         if not path.is_file():
             return [f"{path} does not exist"], []
         if meta is None:
-            return [], [f"it has no metadata {path.name}.json, so it cannot be checked before "
-                        "loading"]
-        found = {**system_facts(self.trt, device), "engine_sha256": sha256_file(path),
-                 "onnx_sha256": sha256_file(source) if source else None,
-                 "precision": self.build_options["precision"]}
+            return [], [
+                f"it has no metadata {path.name}.json, so it cannot be checked before loading"
+            ]
+        found = {
+            **system_facts(self.trt, device),
+            "engine_sha256": sha256_file(path),
+            "onnx_sha256": sha256_file(source) if source else None,
+            "precision": self.build_options["precision"],
+        }
         return compare_metadata(meta, found)
 
     def _prepare(self, device: torch.device, rebuild: str, source: Path | None) -> None:
@@ -90,22 +116,28 @@ class TensorRTBackend(Backend):
         except ModelError as exc:
             meta, unreadable = None, [str(exc)]
         source = source or onnx_source(path, meta)
-        incompatible, stale = ((unreadable, []) if unreadable
-                               else self._problems(device, meta, source))
+        incompatible, stale = (
+            (unreadable, []) if unreadable else self._problems(device, meta, source)
+        )
         if not incompatible and (not stale or rebuild == "never"):
             for reason in stale:
                 warnings.warn(f"TensorRT engine {path}: {reason}", RuntimeWarning, stacklevel=3)
             return
         reasons = "; ".join(incompatible + stale)
         if rebuild == "never":
-            raise ModelError(f"TensorRT engine {path} cannot be used here: {reasons}. Rebuild it "
-                             "with fcn-road-build-engine, or load it with rebuild='if-stale'")
+            raise ModelError(
+                f"TensorRT engine {path} cannot be used here: {reasons}. Rebuild it "
+                "with fcn-road-build-engine, or load it with rebuild='if-stale'"
+            )
         if source is None:
-            raise ModelError(f"TensorRT engine {path} needs a rebuild ({reasons}) but its ONNX "
-                             "model was not found (looked for the one named in its metadata and "
-                             f"{path.with_suffix('.onnx')})")
-        log.warning("building TensorRT engine %s from %s (%s); this takes a while",
-                    path, source, reasons)
+            raise ModelError(
+                f"TensorRT engine {path} needs a rebuild ({reasons}) but its ONNX "
+                "model was not found (looked for the one named in its metadata and "
+                f"{path.with_suffix('.onnx')})"
+            )
+        log.warning(
+            "building TensorRT engine %s from %s (%s); this takes a while", path, source, reasons
+        )
         start = time.perf_counter()
         build_engine(source, path, device, **self.build_options)
         log.warning("built TensorRT engine %s in %.1f s", path, time.perf_counter() - start)
@@ -116,29 +148,38 @@ class TensorRTBackend(Backend):
         self.runtime = self.trt.Runtime(self.logger)
         engine = self.runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
         if engine is None:
-            raise ModelError(f"TensorRT could not deserialize {self.engine_path} (see the "
-                             "TensorRT messages above)")
+            raise ModelError(
+                f"TensorRT could not deserialize {self.engine_path} (see the "
+                "TensorRT messages above)"
+            )
         io = {}
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
-            io[name] = (engine.get_tensor_mode(name).name, engine.get_tensor_dtype(name).name,
-                        tuple(engine.get_tensor_shape(name)))
+            io[name] = (
+                engine.get_tensor_mode(name).name,
+                engine.get_tensor_dtype(name).name,
+                tuple(engine.get_tensor_shape(name)),
+            )
         problems = engine_io_problems(io)
         if problems:
-            raise ModelError(f"{self.engine_path} is not an fcn_road_seg engine: "
-                             f"{'; '.join(problems)}")
+            raise ModelError(
+                f"{self.engine_path} is not an fcn_road_seg engine: {'; '.join(problems)}"
+            )
         return engine
 
     def _forward(self, image: torch.Tensor) -> torch.Tensor:
         """``execute_async_v3`` on the backend's stream, ordered after the upload and before
         post-processing."""
         if self.input_size is None and not self.context.set_input_shape(INPUT, tuple(image.shape)):
-            raise ModelError(f"a {image.shape[2]}x{image.shape[1]} image is outside the "
-                             f"optimisation profile of {self.engine_path}; rebuild it with a "
-                             "larger --max-size")
+            raise ModelError(
+                f"a {image.shape[2]}x{image.shape[1]} image is outside the "
+                f"optimisation profile of {self.engine_path}; rebuild it with a "
+                "larger --max-size"
+            )
         current = torch.cuda.current_stream(self.device)
-        prob = torch.empty(tuple(self.context.get_tensor_shape(OUTPUT)), dtype=torch.float32,
-                           device=self.device)
+        prob = torch.empty(
+            tuple(self.context.get_tensor_shape(OUTPUT)), dtype=torch.float32, device=self.device
+        )
         self.context.set_tensor_address(INPUT, image.data_ptr())
         self.context.set_tensor_address(OUTPUT, prob.data_ptr())
         self.stream.wait_stream(current)  # the upload and fit are queued on the current stream

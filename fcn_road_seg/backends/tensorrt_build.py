@@ -14,6 +14,7 @@ Precision:
 
 Every engine is written atomically with its sidecar ``<engine>.json`` metadata.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,15 @@ from ..image import read_rgb_folder
 from ..metadata import write_sidecar
 from ..model import INPUT, OUTPUT
 from . import fit
-from .tensorrt_common import (ENGINE_FORMAT, OnnxInfo, TrtFeatures, import_tensorrt, inspect_onnx,
-                              system_facts, trt_features)
+from .tensorrt_common import (
+    ENGINE_FORMAT,
+    OnnxInfo,
+    TrtFeatures,
+    import_tensorrt,
+    inspect_onnx,
+    system_facts,
+    trt_features,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +57,8 @@ EXPLICIT_QUANTIZATION = (
     "the ONNX model, e.g. with NVIDIA ModelOpt (python -m modelopt.onnx.quantization --onnx_path "
     "model.onnx --quantize_mode int8 --calibration_data calib.npy) or "
     "onnxruntime.quantization.quantize_static(..., quant_format=QuantFormat.QDQ), then build the "
-    "quantized model with --int8")
+    "quantized model with --int8"
+)
 
 
 @dataclass(frozen=True)
@@ -73,42 +82,53 @@ def plan_build(onnx: OnnxInfo, precision: str, features: TrtFeatures) -> BuildPl
         precision = own if own != "fp32" or not features.weak_typing else "fp16"
     if onnx.qdq:
         if precision != "int8":
-            raise ModelError(f"{onnx.path} is quantized (Q/DQ nodes): build it as int8, "
-                             f"not {precision}")
+            raise ModelError(
+                f"{onnx.path} is quantized (Q/DQ nodes): build it as int8, not {precision}"
+            )
         # TensorRT 10: Q/DQ network with the INT8 flag, FP16 for the layers left
         if features.weak_typing:
             return BuildPlan("int8", False, ("INT8", "FP16"))
         return BuildPlan("int8", True)
     if onnx.fp16:
         if precision != "fp16":
-            raise ModelError(f"{onnx.path} is an fp16 model: build it as fp16 (or export it "
-                             "again without --fp16)")
+            raise ModelError(
+                f"{onnx.path} is an fp16 model: build it as fp16 (or export it "
+                "again without --fp16)"
+            )
         typed = features.strongly_typed_flag or not features.weak_typing
         return BuildPlan("fp16", typed, () if typed else ("FP16",))
     if precision == "fp32":
         return BuildPlan("fp32", not features.weak_typing)
     if precision == "fp16":
         if not features.weak_typing:
-            raise ModelError(f"TensorRT {features.version} has no FP16 builder flag (strong "
-                             "typing only): export the model with fcn-road-export --fp16, or "
-                             "convert it with ModelOpt AutoCast "
-                             "(python -m modelopt.onnx.autocast --onnx_path model.onnx)")
+            raise ModelError(
+                f"TensorRT {features.version} has no FP16 builder flag (strong "
+                "typing only): export the model with fcn-road-export --fp16, or "
+                "convert it with ModelOpt AutoCast "
+                "(python -m modelopt.onnx.autocast --onnx_path model.onnx)"
+            )
         return BuildPlan("fp16", False, ("FP16",))
     if not features.implicit_int8:
-        raise ModelError(f"TensorRT {features.version} has no implicit INT8 calibration "
-                         f"(deprecated in TensorRT 10, removed in 11) and {onnx.path} has no Q/DQ "
-                         f"nodes: {EXPLICIT_QUANTIZATION}")
+        raise ModelError(
+            f"TensorRT {features.version} has no implicit INT8 calibration "
+            f"(deprecated in TensorRT 10, removed in 11) and {onnx.path} has no Q/DQ "
+            f"nodes: {EXPLICIT_QUANTIZATION}"
+        )
     return BuildPlan("int8", False, ("INT8", "FP16"), calibrate=True)
 
 
 # --- INT8 calibration (TensorRT 10) ------------------------------------------------------------
 
-def _calibration_images(folder: str | Path, size: tuple[int, int], device: torch.device,
-                        limit: int) -> list[torch.Tensor]:
+
+def _calibration_images(
+    folder: str | Path, size: tuple[int, int], device: torch.device, limit: int
+) -> list[torch.Tensor]:
     """Up to ``limit`` images of ``folder`` letterboxed to ``size``, as 1 x H x W x 3 uint8 RGB
     CUDA tensors."""
-    return [fit(torch.from_numpy(rgb)[None].to(device), size, "letterbox")[0]
-            for rgb in read_rgb_folder(folder, limit)]
+    return [
+        fit(torch.from_numpy(rgb)[None].to(device), size, "letterbox")[0]
+        for rgb in read_rgb_folder(folder, limit)
+    ]
 
 
 def make_calibrator(trt: Any, batches: Sequence[torch.Tensor], cache: Path | None) -> Any:
@@ -140,32 +160,41 @@ def make_calibrator(trt: Any, batches: Sequence[torch.Tensor], cache: Path | Non
 
 # --- building ----------------------------------------------------------------------------------
 
+
 class EngineBuilder:
     """Parses an ONNX model and builds a serialized TensorRT engine from it (as in NVIDIA's
     samples)."""
 
-    def __init__(self, workspace_gb: float = DEFAULT_WORKSPACE_GB,
-                 timing_cache: str | Path | None = None, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        workspace_gb: float = DEFAULT_WORKSPACE_GB,
+        timing_cache: str | Path | None = None,
+        verbose: bool = False,
+    ) -> None:
         self.trt = import_tensorrt()
         self.features = trt_features(self.trt)
-        self.logger = self.trt.Logger(self.trt.Logger.VERBOSE if verbose
-                                      else self.trt.Logger.WARNING)
+        self.logger = self.trt.Logger(
+            self.trt.Logger.VERBOSE if verbose else self.trt.Logger.WARNING
+        )
         self.trt.init_libnvinfer_plugins(self.logger, namespace="")
         self.builder = self.trt.Builder(self.logger)
         self.config = self.builder.create_builder_config()
-        self.config.set_memory_pool_limit(self.trt.MemoryPoolType.WORKSPACE,
-                                          int(workspace_gb * (1 << 30)))
+        self.config.set_memory_pool_limit(
+            self.trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30))
+        )
         self.timing_cache_path = Path(timing_cache) if timing_cache else None
         self.timing_cache = None
         if self.timing_cache_path:
-            data = (self.timing_cache_path.read_bytes() if self.timing_cache_path.is_file()
-                    else b"")
+            data = self.timing_cache_path.read_bytes() if self.timing_cache_path.is_file() else b""
             self.timing_cache = self.config.create_timing_cache(data)
             if self.timing_cache is None or not self.config.set_timing_cache(
-                    self.timing_cache, ignore_mismatch=False):
-                raise ModelError(f"TensorRT cannot use the timing cache {self.timing_cache_path} "
-                                 "(made by another TensorRT version or GPU?): delete it or pass "
-                                 "another file")
+                self.timing_cache, ignore_mismatch=False
+            ):
+                raise ModelError(
+                    f"TensorRT cannot use the timing cache {self.timing_cache_path} "
+                    "(made by another TensorRT version or GPU?): delete it or pass "
+                    "another file"
+                )
         self.network = self.parser = None
 
     def create_network(self, onnx: OnnxInfo, strongly_typed: bool) -> None:
@@ -177,8 +206,9 @@ class EngineBuilder:
         self.network = self.builder.create_network(flags)
         self.parser = self.trt.OnnxParser(self.network, self.logger)
         if not self.parser.parse_from_file(str(onnx.path)):
-            errors = "; ".join(str(self.parser.get_error(i))
-                               for i in range(self.parser.num_errors))
+            errors = "; ".join(
+                str(self.parser.get_error(i)) for i in range(self.parser.num_errors)
+            )
             raise ModelError(f"TensorRT cannot parse {onnx.path}: {errors or 'unknown error'}")
 
     def io_shapes(self) -> dict[str, list[int]]:
@@ -203,21 +233,28 @@ class EngineBuilder:
                 self.config.set_calibration_profile(profile)
         serialized = self.builder.build_serialized_network(self.network, self.config)
         if serialized is None:
-            raise ModelError("TensorRT failed to build the engine (see the TensorRT messages "
-                             "above)")
+            raise ModelError(
+                "TensorRT failed to build the engine (see the TensorRT messages above)"
+            )
         if self.timing_cache is not None:
             with atomic_path(self.timing_cache_path) as tmp:
                 tmp.write_bytes(bytes(self.timing_cache.serialize()))
         return bytes(serialized)
 
 
-def build_engine(onnx_path: str | Path, engine_path: str | Path,
-                 device: torch.device | None = None, precision: str = "auto",
-                 workspace_gb: float = DEFAULT_WORKSPACE_GB,
-                 timing_cache: str | Path | None = None, calib_dir: str | Path | None = None,
-                 calib_cache: str | Path | None = None, calib_images: int = 64,
-                 profile: Sequence[tuple[int, int]] = DEFAULT_PROFILE,
-                 verbose: bool = False) -> dict[str, Any]:
+def build_engine(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    device: torch.device | None = None,
+    precision: str = "auto",
+    workspace_gb: float = DEFAULT_WORKSPACE_GB,
+    timing_cache: str | Path | None = None,
+    calib_dir: str | Path | None = None,
+    calib_cache: str | Path | None = None,
+    calib_images: int = 64,
+    profile: Sequence[tuple[int, int]] = DEFAULT_PROFILE,
+    verbose: bool = False,
+) -> dict[str, Any]:
     """Build ``engine_path`` from ``onnx_path`` and write it with its metadata, atomically;
     returns the metadata."""
     device = device or resolve_device("cuda")
@@ -231,30 +268,45 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path,
         calibrator = None
         if plan.calibrate:
             if calib_dir is None and not (calib_cache and Path(calib_cache).is_file()):
-                raise ModelError("INT8 calibration needs --calib-dir (a folder of representative "
-                                 "images) or an existing --calib-cache; or "
-                                 f"{EXPLICIT_QUANTIZATION}")
+                raise ModelError(
+                    "INT8 calibration needs --calib-dir (a folder of representative "
+                    "images) or an existing --calib-cache; or "
+                    f"{EXPLICIT_QUANTIZATION}"
+                )
             size = tuple(profile[1]) if onnx.dynamic else tuple(onnx.input_shape[1:3])
-            batches = (_calibration_images(calib_dir, size, device, calib_images)
-                       if calib_dir else [])
-            calibrator = make_calibrator(builder.trt, batches,
-                                         Path(calib_cache) if calib_cache else None)
+            batches = (
+                _calibration_images(calib_dir, size, device, calib_images) if calib_dir else []
+            )
+            calibrator = make_calibrator(
+                builder.trt, batches, Path(calib_cache) if calib_cache else None
+            )
         if precision == "auto" and plan.precision == "fp32":
-            log.warning("TensorRT %s builds %s as fp32 (strong typing): export it with --fp16 for "
-                        "an FP16 engine", builder.features.version, onnx.path)
-        log.info("building a %s TensorRT %s engine from %s", plan.precision,
-                 builder.features.version, onnx.path)
+            log.warning(
+                "TensorRT %s builds %s as fp32 (strong typing): export it with --fp16 for "
+                "an FP16 engine",
+                builder.features.version,
+                onnx.path,
+            )
+        log.info(
+            "building a %s TensorRT %s engine from %s",
+            plan.precision,
+            builder.features.version,
+            onnx.path,
+        )
         serialized = builder.create_engine(plan, calibrator, opt_profile)
     shapes = builder.io_shapes()
     meta = {
-        "format": ENGINE_FORMAT, **system_facts(builder.trt, device),
-        "precision": plan.precision, "strongly_typed": plan.strongly_typed,
+        "format": ENGINE_FORMAT,
+        **system_facts(builder.trt, device),
+        "precision": plan.precision,
+        "strongly_typed": plan.strongly_typed,
         "input": {"name": INPUT, "shape": shapes[INPUT], "dtype": "uint8"},
         "output": {"name": OUTPUT, "shape": shapes[OUTPUT], "dtype": "float32"},
         "profile": [list(s) for s in profile] if onnx.dynamic else None,
         "onnx": os.path.relpath(onnx.path.resolve(), engine_path.resolve().parent),
         "onnx_sha256": onnx.sha256,
-        "workspace_gb": workspace_gb, "engine_sha256": hashlib.sha256(serialized).hexdigest(),
+        "workspace_gb": workspace_gb,
+        "engine_sha256": hashlib.sha256(serialized).hexdigest(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     with atomic_path(engine_path) as tmp:
@@ -264,6 +316,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path,
 
 
 # --- fcn-road-build-engine ---------------------------------------------------------------------
+
 
 def _size(text: str) -> tuple[int, int]:
     """argparse type: 'HxW' -> (H, W)."""
@@ -278,34 +331,60 @@ def _size(text: str) -> tuple[int, int]:
 
 def get_args_parser() -> argparse.ArgumentParser:
     """The ``fcn-road-build-engine`` command line."""
-    p = argparse.ArgumentParser(prog="fcn-road-build-engine", description="Build a TensorRT "
-                                "engine (plus <engine>.json metadata) from an ONNX model written "
-                                "by fcn-road-export.")
+    p = argparse.ArgumentParser(
+        prog="fcn-road-build-engine",
+        description="Build a TensorRT "
+        "engine (plus <engine>.json metadata) from an ONNX model written "
+        "by fcn-road-export.",
+    )
     p.add_argument("onnx", help="ONNX model")
     p.add_argument("engine", nargs="?", help="output engine (default: the ONNX name with .engine)")
     precision = p.add_mutually_exclusive_group()
-    precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16",
-                           help="FP16 engine (TensorRT 11: needs an fp16 ONNX model, "
-                           "fcn-road-export --fp16)")
-    precision.add_argument("--int8", dest="precision", action="store_const", const="int8",
-                           help="INT8 engine: calibrated from --calib-dir (TensorRT 10), or from "
-                           "a Q/DQ-quantized ONNX model")
-    precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
-                           help="FP32 engine")
+    precision.add_argument(
+        "--fp16",
+        dest="precision",
+        action="store_const",
+        const="fp16",
+        help="FP16 engine (TensorRT 11: needs an fp16 ONNX model, fcn-road-export --fp16)",
+    )
+    precision.add_argument(
+        "--int8",
+        dest="precision",
+        action="store_const",
+        const="int8",
+        help="INT8 engine: calibrated from --calib-dir (TensorRT 10), or from "
+        "a Q/DQ-quantized ONNX model",
+    )
+    precision.add_argument(
+        "--fp32", dest="precision", action="store_const", const="fp32", help="FP32 engine"
+    )
     p.add_argument("--calib-dir", help="folder of representative images for INT8 calibration")
-    p.add_argument("--calib-cache", help="INT8 calibration cache file (read if present, written "
-                   "after calibrating)")
-    p.add_argument("--calib-images", type=int, default=64,
-                   help="calibration images used at most (default 64)")
-    p.add_argument("--workspace-gb", type=float, default=DEFAULT_WORKSPACE_GB,
-                   help="builder workspace memory limit in GiB "
-                   f"(default {DEFAULT_WORKSPACE_GB:g})")
-    p.add_argument("--timing-cache",
-                   help="timing cache file: loaded if present, saved after the build")
-    for name, (h, w), what in zip(("min", "opt", "max"), DEFAULT_PROFILE,
-                                  ("smallest", "tuned-for", "largest")):
-        p.add_argument(f"--{name}-size", type=_size, default=f"{h}x{w}", metavar="HxW",
-                       help=f"dynamic models: {what} input size (default {h}x{w})")
+    p.add_argument(
+        "--calib-cache",
+        help="INT8 calibration cache file (read if present, written after calibrating)",
+    )
+    p.add_argument(
+        "--calib-images", type=int, default=64, help="calibration images used at most (default 64)"
+    )
+    p.add_argument(
+        "--workspace-gb",
+        type=float,
+        default=DEFAULT_WORKSPACE_GB,
+        help=f"builder workspace memory limit in GiB (default {DEFAULT_WORKSPACE_GB:g})",
+    )
+    p.add_argument(
+        "--timing-cache", help="timing cache file: loaded if present, saved after the build"
+    )
+    for name, (h, w), what in zip(
+        ("min", "opt", "max"), DEFAULT_PROFILE, ("smallest", "tuned-for", "largest")
+    ):
+        p.add_argument(
+            f"--{name}-size",
+            type=_size,
+            default=f"{h}x{w}",
+            metavar="HxW",
+            help=f"dynamic models: {what} input size (default {h}x{w})",
+        )
     p.add_argument("--device", default="cuda", help="CUDA device to build for (default cuda)")
     p.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
     p.set_defaults(precision="auto")
@@ -318,15 +397,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     engine = Path(args.engine or Path(args.onnx).with_suffix(".engine"))
     try:
-        meta = build_engine(args.onnx, engine, resolve_device(args.device), args.precision,
-                            args.workspace_gb, args.timing_cache, args.calib_dir,
-                            args.calib_cache, args.calib_images,
-                            (args.min_size, args.opt_size, args.max_size), args.verbose)
+        meta = build_engine(
+            args.onnx,
+            engine,
+            resolve_device(args.device),
+            args.precision,
+            args.workspace_gb,
+            args.timing_cache,
+            args.calib_dir,
+            args.calib_cache,
+            args.calib_images,
+            (args.min_size, args.opt_size, args.max_size),
+            args.verbose,
+        )
     except RoadSegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {engine} ({meta['precision']}, TensorRT {meta['tensorrt']}, {meta['gpu']} sm "
-          f"{meta['compute_capability']}, input {meta['input']['shape']}) and {engine.name}.json")
+    print(
+        f"wrote {engine} ({meta['precision']}, TensorRT {meta['tensorrt']}, {meta['gpu']} sm "
+        f"{meta['compute_capability']}, input {meta['input']['shape']}) and {engine.name}.json"
+    )
     return 0
 
 

@@ -4,6 +4,7 @@ The installed TensorRT's build APIs, an ONNX model's input and typing, and an en
 ``<engine>.json`` metadata: compared with the running system before deserializing, so a foreign
 or damaged engine is a ModelError, never a crash. TensorRT is imported lazily.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,12 +27,15 @@ def import_tensorrt() -> Any:
     try:
         import tensorrt
     except ImportError as exc:
-        raise ModelError("TensorRT is not installed: pip install tensorrt (it needs an NVIDIA GPU "
-                         "and driver), or use the onnxruntime or torch backend") from exc
+        raise ModelError(
+            "TensorRT is not installed: pip install tensorrt (it needs an NVIDIA GPU "
+            "and driver), or use the onnxruntime or torch backend"
+        ) from exc
     return tensorrt
 
 
 # --- what the ONNX model and the installed TensorRT can do ------------------------------------
+
 
 @dataclass(frozen=True)
 class OnnxInfo:
@@ -55,23 +59,32 @@ def inspect_onnx(path: str | Path) -> OnnxInfo:
     try:
         import onnx
     except ImportError as exc:
-        raise ModelError("building a TensorRT engine needs the onnx package: "
-                         "pip install onnx") from exc
+        raise ModelError(
+            "building a TensorRT engine needs the onnx package: pip install onnx"
+        ) from exc
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf decode errors and OSError
         raise ModelError(f"cannot read ONNX model {path}: {exc}") from exc
-    inputs = [i for i in model.graph.input
-              if i.name not in {t.name for t in model.graph.initializer}]
+    inputs = [
+        i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}
+    ]
     if len(inputs) != 1 or inputs[0].name != INPUT:
-        raise ModelError(f"{path} is not an fcn_road_seg ONNX model: expected one input "
-                         f"'{INPUT}', found {[i.name for i in inputs]}")
-    dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-                 for d in inputs[0].type.tensor_type.shape.dim)
+        raise ModelError(
+            f"{path} is not an fcn_road_seg ONNX model: expected one input "
+            f"'{INPUT}', found {[i.name for i in inputs]}"
+        )
+    dims = tuple(
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+        for d in inputs[0].type.tensor_type.shape.dim
+    )
     half = onnx.TensorProto.FLOAT16
     fp16 = any(t.data_type == half for t in model.graph.initializer) or any(
         a.name == "to" and a.i == half
-        for n in model.graph.node if n.op_type == "Cast" for a in n.attribute)
+        for n in model.graph.node
+        if n.op_type == "Cast"
+        for a in n.attribute
+    )
     qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
     return OnnxInfo(Path(path), sha256_file(path), dims, fp16, qdq)
 
@@ -93,15 +106,19 @@ def trt_features(trt: Any) -> TrtFeatures:
     return TrtFeatures(
         version=trt.__version__,
         weak_typing=hasattr(flags, "FP16"),
-        implicit_int8=hasattr(flags, "INT8") and hasattr(trt, "IInt8EntropyCalibrator2")
+        implicit_int8=hasattr(flags, "INT8")
+        and hasattr(trt, "IInt8EntropyCalibrator2")
         and hasattr(trt.IBuilderConfig, "int8_calibrator"),
-        strongly_typed_flag=hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"))
+        strongly_typed_flag=hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"),
+    )
 
 
 # --- engine metadata: written beside every engine, checked before deserializing ---------------
 
-def compare_metadata(meta: Mapping[str, Any],
-                     found: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+
+def compare_metadata(
+    meta: Mapping[str, Any], found: Mapping[str, Any]
+) -> tuple[list[str], list[str]]:
     """(reasons the engine cannot be loaded here, reasons it is stale) from its metadata and
     this system.
 
@@ -109,27 +126,36 @@ def compare_metadata(meta: Mapping[str, Any],
     running system and engine file, ``onnx_sha256`` when the ONNX model it came from is at hand,
     and ``precision`` when a particular one is wanted.
     """
-    missing = [k for k in ("format", "tensorrt", "compute_capability", "engine_sha256")
-               if k not in meta]
+    missing = [
+        k for k in ("format", "tensorrt", "compute_capability", "engine_sha256") if k not in meta
+    ]
     if missing:
         return [f"its metadata lacks {', '.join(missing)}"], []
     incompatible, stale = [], []
     if meta["format"] != ENGINE_FORMAT:
         incompatible.append(f"its metadata format is '{meta['format']}', not '{ENGINE_FORMAT}'")
     if meta["tensorrt"] != found["tensorrt"]:
-        incompatible.append(f"it was built with TensorRT {meta['tensorrt']} but this is TensorRT "
-                            f"{found['tensorrt']} (an engine only loads in the TensorRT version "
-                            "that built it)")
+        incompatible.append(
+            f"it was built with TensorRT {meta['tensorrt']} but this is TensorRT "
+            f"{found['tensorrt']} (an engine only loads in the TensorRT version "
+            "that built it)"
+        )
     if meta["compute_capability"] != found["compute_capability"]:
-        incompatible.append(f"it was built for compute capability {meta['compute_capability']} "
-                            f"({meta.get('gpu', '?')}) but this GPU ({found['gpu']}) is "
-                            f"{found['compute_capability']}")
+        incompatible.append(
+            f"it was built for compute capability {meta['compute_capability']} "
+            f"({meta.get('gpu', '?')}) but this GPU ({found['gpu']}) is "
+            f"{found['compute_capability']}"
+        )
     if meta["engine_sha256"] != found["engine_sha256"]:
-        incompatible.append("the engine file does not match the SHA-256 in its metadata "
-                            "(corrupt, truncated or replaced)")
+        incompatible.append(
+            "the engine file does not match the SHA-256 in its metadata "
+            "(corrupt, truncated or replaced)"
+        )
     if not incompatible and meta.get("gpu") != found["gpu"]:
-        stale.append(f"it was built on {meta.get('gpu')}, this is {found['gpu']} (same compute "
-                     "capability: it loads, but tactics were tuned for the other GPU)")
+        stale.append(
+            f"it was built on {meta.get('gpu')}, this is {found['gpu']} (same compute "
+            "capability: it loads, but tactics were tuned for the other GPU)"
+        )
     if found.get("onnx_sha256") and meta.get("onnx_sha256") not in (None, found["onnx_sha256"]):
         stale.append("its ONNX model has changed since it was built")
     if found.get("precision") not in (None, "auto", meta.get("precision")):
@@ -140,8 +166,11 @@ def compare_metadata(meta: Mapping[str, Any],
 def system_facts(trt: Any, device: torch.device) -> dict[str, str]:
     """TensorRT version, GPU name and compute capability of ``device``."""
     major, minor = torch.cuda.get_device_capability(device)
-    return {"tensorrt": trt.__version__, "gpu": torch.cuda.get_device_name(device),
-            "compute_capability": f"{major}.{minor}"}
+    return {
+        "tensorrt": trt.__version__,
+        "gpu": torch.cuda.get_device_name(device),
+        "compute_capability": f"{major}.{minor}",
+    }
 
 
 def engine_cache_path(onnx_path: str | Path, facts: Mapping[str, str], precision: str) -> Path:
@@ -149,8 +178,10 @@ def engine_cache_path(onnx_path: str | Path, facts: Mapping[str, str], precision
     SHA-256, the TensorRT version, the GPU and the precision, in the writable cache folder
     (never beside the model)."""
     gpu = re.sub(r"[^A-Za-z0-9.]+", "-", facts["gpu"]).strip("-")
-    key = (f"{sha256_file(onnx_path)[:16]}-trt{facts['tensorrt']}-{gpu}"
-           f"-sm{facts['compute_capability']}-{precision}")
+    key = (
+        f"{sha256_file(onnx_path)[:16]}-trt{facts['tensorrt']}-{gpu}"
+        f"-sm{facts['compute_capability']}-{precision}"
+    )
     return cache_dir() / "engines" / f"{Path(onnx_path).stem}-{key}.engine"
 
 
@@ -158,8 +189,9 @@ def onnx_source(engine_path: Path, meta: Mapping[str, Any] | None) -> Path | Non
     """The ONNX model an engine was built from: the one its metadata names, else
     ``<engine stem>.onnx``."""
     named = meta.get("onnx") if meta else None
-    for candidate in (([engine_path.parent / named] if named else [])
-                      + [engine_path.with_suffix(".onnx")]):
+    for candidate in ([engine_path.parent / named] if named else []) + [
+        engine_path.with_suffix(".onnx")
+    ]:
         if candidate.is_file():
             return candidate
     return None
@@ -175,8 +207,10 @@ def engine_io_problems(io: Mapping[str, tuple[str, str, tuple[int, ...]]]) -> li
     for name, (mode, dtype, rank) in want.items():
         got_mode, got_dtype, shape = io[name]
         if (got_mode, got_dtype, len(shape)) != (mode, dtype, rank):
-            problems.append(f"'{name}' is {got_mode} {got_dtype} {list(shape)}, expected {mode} "
-                            f"{dtype} of rank {rank}")
+            problems.append(
+                f"'{name}' is {got_mode} {got_dtype} {list(shape)}, expected {mode} "
+                f"{dtype} of rank {rank}"
+            )
     if not problems and (io[INPUT][2][3] != 3 or io[INPUT][2][0] not in (1, -1)):
         problems.append(f"'{INPUT}' has shape {list(io[INPUT][2])}, expected [1, H, W, 3]")
     return problems

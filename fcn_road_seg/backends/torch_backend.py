@@ -1,4 +1,5 @@
 """PyTorch backend: a training checkpoint run eagerly (or compiled), fp16/bf16 + channels_last on CUDA."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +15,9 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 
 def cpu_has_bf16() -> bool:
     """oneDNN can run bf16 natively here (AVX-512 BF16 or AMX)."""
-    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return torch.backends.mkldnn.is_available() and bool(
+        torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
 
 
 class TorchBackend(Backend):
@@ -22,17 +25,29 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, model_path: str | Path, device: torch.device, precision: str = "auto",
-                 compile: bool = False, resize_policy: str = "letterbox") -> None:
+    def __init__(
+        self,
+        model_path: str | Path,
+        device: torch.device,
+        precision: str = "auto",
+        compile: bool = False,
+        resize_policy: str = "letterbox",
+    ) -> None:
         super().__init__(device, None, resize_policy)
         if precision == "auto":
             precision = "fp16" if device.type == "cuda" else "fp32"
         if precision not in PRECISIONS:
-            raise ModelError(f"unknown precision '{precision}'; choose one of {sorted(PRECISIONS)} or 'auto'")
+            raise ModelError(
+                f"unknown precision '{precision}'; choose one of {sorted(PRECISIONS)} or 'auto'"
+            )
         if device.type == "cpu" and precision == "fp16":
-            raise ModelError("precision 'fp16' needs CUDA; use fp32, or bf16 on a CPU with AVX-512 BF16 or AMX")
+            raise ModelError(
+                "precision 'fp16' needs CUDA; use fp32, or bf16 on a CPU with AVX-512 BF16 or AMX"
+            )
         if device.type == "cpu" and precision == "bf16" and not cpu_has_bf16():
-            raise ModelError("precision 'bf16' on CPU needs AVX-512 BF16 or AMX, which this CPU lacks; use fp32")
+            raise ModelError(
+                "precision 'bf16' on CPU needs AVX-512 BF16 or AMX, which this CPU lacks; use fp32"
+            )
         self.precision = precision
         fcn, meta = read_checkpoint(model_path)
         self.working_size = working_size_of(meta)
