@@ -28,7 +28,10 @@ def _alive(pid: int) -> bool:
 
 
 def temp_dir_for(target: Path) -> Path:
-    """A new temporary folder beside ``target``, named like ``atomic_path``'s (after removing dead leftovers)."""
+    """A new temporary folder beside ``target``, named like ``atomic_path``'s.
+
+    Dead leftovers are removed first.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(target)
     return Path(
@@ -74,7 +77,9 @@ def fsync_tree(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling path; on success fsync and rename it to ``target``, on error remove it.
+    """Yield a temporary sibling path; on success fsync and rename it to ``target``.
+
+    On error the temporary path is removed.
 
     With ``directory=True`` the temporary path does not exist yet, so that tools which
     insist on creating their output folder themselves (rosbag2 writers) can use it.

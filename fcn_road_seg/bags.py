@@ -61,13 +61,17 @@ DEFAULT_START = (
 )
 #: what rosbags and its storage back ends raise for a missing, truncated or corrupt bag
 BAG_ERRORS = (ReaderError, OSError, apsw.Error, sqlite3.Error)
-#: what decoding one message's CDR bytes raises when they are corrupt (only around ``deserialize_cdr``)
+#: what decoding one message's CDR bytes raises when they are corrupt
+#: (only around ``deserialize_cdr``)
 CDR_ERRORS = (SerdeError, struct.error, IndexError, ValueError)
 
 
 @lru_cache(maxsize=1)
 def typestore() -> Typestore:
-    """The ROS 2 Humble message types (Image, CameraInfo and headers are the same in later distros)."""
+    """The ROS 2 Humble message types.
+
+    Image, CameraInfo and headers are the same in later distros.
+    """
     return get_typestore(Stores.ROS2_HUMBLE)
 
 
@@ -80,10 +84,11 @@ def refuse_existing(*paths: Path | None) -> None:
 
 @contextlib.contextmanager
 def bag_writer(path: Path, storage: str = "sqlite3") -> Iterator[Writer]:
-    """An open rosbag2 Writer for a new bag at ``path``, which appears there only if the block succeeds.
+    """An open rosbag2 Writer for a new bag at ``path``.
 
-    The bag is written as ``<tmp>/<name>`` and its files are then moved up into ``<tmp>``, so the
-    storage file is ``<name>.db3`` (or ``.mcap``) as the metadata inside it says, before the rename.
+    The bag appears there only if the block succeeds. It is written as ``<tmp>/<name>`` and its
+    files are then moved up into ``<tmp>``, so the storage file is ``<name>.db3`` (or ``.mcap``) as
+    the metadata inside it says, before the rename.
     """
     if storage not in STORAGES:
         raise DataError(f"unknown storage '{storage}'; choose one of {sorted(STORAGES)}")
@@ -113,7 +118,10 @@ def header_ns(hdr: Any) -> int:
 
 
 def make_image(hdr: Any, fields: dict) -> Any:
-    """A rosbags sensor_msgs/Image from a header and ``image.to_fields`` output (the core's factory)."""
+    """A rosbags sensor_msgs/Image from a header and ``image.to_fields`` output.
+
+    This is the core's factory.
+    """
     return typestore().types[IMAGE](header=hdr, **fields)
 
 
@@ -139,7 +147,10 @@ def camera_info(hdr: Any, model: CameraModel, width: int, height: int) -> Any:
 
 
 def frame_messages(frame: KittiFrame, layout: str) -> tuple[Any, Any | None]:
-    """The Image (bgr8) and CameraInfo (None without calibration) of one KITTI frame; DataError naming the file."""
+    """The Image (bgr8) and CameraInfo (None without calibration) of one KITTI frame.
+
+    DataError naming the file.
+    """
     pixels = cv2.imread(str(frame.image), cv2.IMREAD_COLOR)
     if pixels is None:
         raise DataError(
@@ -166,18 +177,20 @@ def kitti2bag(
     skip_bad: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Convert a KITTI folder into a new rosbag2 bag; returns a summary (frames, skipped files, stamps).
+    """Convert a KITTI folder into a new rosbag2 bag; returns a summary.
 
-    Road folders get stamps at ``rate_hz`` (default 10 Hz) from ``start_ns``; raw drives keep theirs.
-    Unreadable frames (image or calibration) fail the run, listing every one, unless ``skip_bad``
-    is set, in which case they are left out and listed in the summary.
+    The summary gives the frames, skipped files and stamps. Road folders get stamps at ``rate_hz``
+    (default 10 Hz) from ``start_ns``; raw drives keep theirs. Unreadable frames (image or
+    calibration) fail the run, listing every one, unless ``skip_bad`` is set, in which case they
+    are left out and listed in the summary.
     """
     source, output = Path(source), Path(output)
     refuse_existing(output)
     layout, frames = kitti_frames(source, layout, start_ns, rate_hz or 10.0)
     if rate_hz is not None and layout == "raw":
         raise DataError(
-            "--rate only applies to the road layout; KITTI raw drives keep their recorded timestamps"
+            "--rate only applies to the road layout; "
+            "KITTI raw drives keep their recorded timestamps"
         )
     frames = frames[:limit] if limit is not None else frames
     ts, bad, stamps = typestore(), [], []
@@ -219,7 +232,7 @@ def kitti2bag(
 
 @contextlib.contextmanager
 def open_bag(path: Path) -> Iterator[Reader]:
-    """An open rosbags Reader; DataError naming the bag when it is missing, truncated or corrupt."""
+    """An open rosbags Reader; DataError naming the bag if it is missing, truncated or corrupt."""
     if not path.exists():
         raise DataError(f"input bag not found: {path}")
     try:
@@ -243,7 +256,10 @@ def bag_messages(reader: Reader, path: Path) -> Iterator[tuple[Connection, int, 
 
 
 def copy_connection(writer: Writer, conn: Connection) -> Connection:
-    """Add ``conn`` to ``writer`` as it is: topic, type, QoS and (when the bag has them) definition and hash."""
+    """Add ``conn`` to ``writer`` as it is.
+
+    Topic, type, QoS and (when the bag has them) definition and hash.
+    """
     msgdef = conn.msgdef.data if conn.msgdef.format != MessageDefinitionFormat.NONE else None
     known = msgdef is not None and bool(conn.digest)
     try:
@@ -288,7 +304,8 @@ def check_input(
         )
         what = f"has type {', '.join(sorted(types))}" if conns else "is not in it"
         raise DataError(
-            f"bag {path}: topic {topic} {what}; image topics in the bag: {', '.join(found) or 'none'}"
+            f"bag {path}: topic {topic} {what}; "
+            f"image topics in the bag: {', '.join(found) or 'none'}"
         )
     clash = sorted({c.topic for c in reader.connections if c.topic.startswith(namespace + "/")})
     if clash:
@@ -313,13 +330,15 @@ def segment_bag(
     progress: bool = True,
     strict: bool = False,
 ) -> dict[str, Any]:
-    """Segment every image of ``topic`` into a new bag (input copied plus ``<namespace>/{mask,confidence,overlay}``).
+    """Segment every image of ``topic`` into a new bag.
 
-    A corrupt or unsegmentable image message is skipped and listed (the copy keeps it as it was), or,
-    with ``strict``, stops the run with nothing written.
+    The new bag has the input copied plus ``<namespace>/{mask,confidence,overlay}``.
 
-    Returns a summary: frames segmented, messages copied, skipped frames with their reasons, seconds,
-    frames per second end to end and the core's mean milliseconds per frame.
+    A corrupt or unsegmentable image message is skipped and listed (the copy keeps it as it was),
+    or, with ``strict``, stops the run with nothing written.
+
+    Returns a summary: frames segmented, messages copied, skipped frames with their reasons,
+    seconds, frames per second end to end and the core's mean milliseconds per frame.
     """
     src, dst = Path(input_bag), Path(output_bag)
     outputs = {
@@ -439,7 +458,8 @@ def _kitti2bag(args: argparse.Namespace) -> None:
     )
     info = f" and {INFO_TOPIC}" if summary["camera_info"] else " (no calibration: no camera_info)"
     print(
-        f"wrote {summary['bag']} ({summary['storage']}, rosbag2 version {BAG_VERSION}): {summary['frames']} "
+        f"wrote {summary['bag']} ({summary['storage']}, rosbag2 version {BAG_VERSION}): "
+        f"{summary['frames']} "
         f"frames of the KITTI {summary['layout']} layout on {IMAGE_TOPIC}{info}"
     )
     for reason in summary["skipped"]:
@@ -491,7 +511,8 @@ def kitti2bag_main(argv: Sequence[str] | None = None) -> int:
 def print_segment_summary(summary: dict[str, Any]) -> None:
     """Where everything went, the frame rate, and every skipped message with its reason."""
     print(
-        f"wrote {summary['output']}: {summary['copied']} input messages copied, {summary['frames']} frames "
+        f"wrote {summary['output']}: {summary['copied']} input messages copied, "
+        f"{summary['frames']} frames "
         f"segmented in {summary['seconds']:.1f} s = {summary['fps']:.2f} FPS end to end "
         f"(core {summary['core_ms']:.0f} ms/frame)"
     )
@@ -527,7 +548,10 @@ def _segment_bag(args: argparse.Namespace) -> None:
 
 
 def segment_bag_main(argv: Sequence[str] | None = None) -> int:
-    """``segment_bag INPUT OUTPUT``: segment a bag's images offline with the node's per-frame core."""
+    """``segment_bag INPUT OUTPUT``: segment a bag's images offline.
+
+    It uses the node's per-frame core.
+    """
     p = argparse.ArgumentParser(
         prog="segment_bag",
         description="Run road segmentation on every image of a rosbag2 "

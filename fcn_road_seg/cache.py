@@ -1,8 +1,8 @@
-"""The package's writable cache folder (converted encoder weights, TensorRT engines built at startup).
+"""The package's writable cache folder.
 
-Never beside a model, which may sit in a read-only install: ``$FCN_ROAD_SEG_CACHE``, else
-``$ROS_HOME/fcn_road_seg`` when ROS_HOME is set, else ``$XDG_CACHE_HOME/fcn_road_seg`` (default
-``~/.cache/fcn_road_seg``).
+It holds converted encoder weights and TensorRT engines built at startup. Never beside a model,
+which may sit in a read-only install: ``$FCN_ROAD_SEG_CACHE``, else ``$ROS_HOME/fcn_road_seg`` when
+ROS_HOME is set, else ``$XDG_CACHE_HOME/fcn_road_seg`` (default ``~/.cache/fcn_road_seg``).
 """
 
 from __future__ import annotations

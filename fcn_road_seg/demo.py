@@ -1,11 +1,11 @@
 """The main job: KITTI frames -> rosbag2 bag -> segmented bag, overlay MP4 and contact sheet, offline.
 
 ``python -m fcn_road_seg.demo [--out out/demo]`` converts the real KITTI Road frames shipped in
-``data/kitti/`` with ``kitti2bag``, segments the bag with ``segment_bag`` (the node's per-frame core)
-using the shipped default model, and prints where everything is and the frame rate. Without the
-default model it says loudly that it uses an UNTRAINED network. Re-running replaces the demo's own
-outputs in the out folder and touches nothing else there.
-"""
+``data/kitti/`` with ``kitti2bag``, segments the bag with ``segment_bag`` (the node's per-frame
+core) using the shipped default model, and prints where everything is and the frame rate. Without
+the default model it says loudly that it uses an UNTRAINED network. Re-running replaces the demo's
+own outputs in the out folder and touches nothing else there.
+"""  # noqa: E501 (the first line is the --help description, kept as it was)
 
 from __future__ import annotations
 
@@ -42,7 +42,10 @@ SEED = 0
 
 
 def clear_previous(out: Path) -> None:
-    """Remove the demo's own earlier outputs in ``out`` (and temporaries of an interrupted run), nothing else."""
+    """Remove the demo's own earlier outputs in ``out``, nothing else.
+
+    Temporaries of an interrupted run are removed too.
+    """
     for name in NAMES:
         for path in [out / name, *out.glob(f".{name}.*.partial*")]:
             if path.is_dir() and not path.is_symlink():
@@ -52,23 +55,29 @@ def clear_previous(out: Path) -> None:
 
 
 def untrained_checkpoint(path: Path, seed: int = SEED) -> Path:
-    """Save a seeded, untrained FCN8s with the light head (fc 512, fc6 3x3) as a checkpoint at ``path``.
+    """Save a seeded, untrained FCN8s as a checkpoint at ``path``.
 
-    Its score layers get small random weights instead of the usual zeros, so that the maps vary
-    over the image and the demo exercises every output; the segmentation itself is meaningless.
+    It has the light head (fc 512, fc6 3x3). Its score layers get small random weights instead of
+    the usual zeros, so that the maps vary over the image and the demo exercises every output; the
+    segmentation itself is meaningless.
     """
     return save_model(untrained_model(seed, score_std=0.01, fc_channels=512, fc6_kernel=3), path)
 
 
 def pick_model(out: Path, model: str | None) -> tuple[Path, bool]:
-    """The model to use and whether it is untrained: ``model``, else the default, else a seeded untrained one."""
+    """The model to use and whether it is untrained.
+
+    ``model``, else the default, else a seeded untrained one.
+    """
     if model:
         return Path(model), False
     if default_model_path().is_file():
         return default_model_path(), False
     print(
-        f"WARNING: the default model {default_model_path()} does not exist: this demo uses an UNTRAINED "
-        f"FCN-8s (seed {SEED}), so its road masks are MEANINGLESS. Train the model or pass --model.",
+        f"WARNING: the default model {default_model_path()} does not exist: "
+        "this demo uses an UNTRAINED "
+        f"FCN-8s (seed {SEED}), so its road masks are MEANINGLESS. "
+        "Train the model or pass --model.",
         flush=True,
     )
     return untrained_checkpoint(out / UNTRAINED), True
@@ -81,19 +90,23 @@ def run_demo(
     device: str = "auto",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the whole demo into ``out``; returns segment_bag's summary plus the paths and model used."""
+    """Run the whole demo into ``out``.
+
+    Returns segment_bag's summary plus the paths and model used.
+    """
     out, frames = Path(out), Path(frames)
     if not (frames / "image_2").is_dir():
         raise DataError(
-            f"KITTI sample frames not found: {frames / 'image_2'} (pass --frames with a KITTI Road "
-            "folder)"
+            f"KITTI sample frames not found: {frames / 'image_2'} "
+            "(pass --frames with a KITTI Road folder)"
         )
     out.mkdir(parents=True, exist_ok=True)
     clear_previous(out)
     model_path, untrained = pick_model(out, model)
     converted = kitti2bag(frames, out / INPUT_BAG, progress=progress)
     print(
-        f"wrote {converted['bag']}: {converted['frames']} KITTI frames from {frames} on {IMAGE_TOPIC} "
+        f"wrote {converted['bag']}: {converted['frames']} KITTI frames "
+        f"from {frames} on {IMAGE_TOPIC} "
         f"(rosbag2 version {BAG_VERSION}, sqlite3)"
     )
     segmenter = make_segmenter(model_path, device=device)
@@ -117,13 +130,14 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"input bag: {summary['input_bag']}")
     print_segment_summary(summary)
     print(
-        f"play it:  ros2 bag play {summary['output']}   (topics {IMAGE_TOPIC}, {SEG_NAMESPACE}/mask, "
+        f"play it:  ros2 bag play {summary['output']}   "
+        f"(topics {IMAGE_TOPIC}, {SEG_NAMESPACE}/mask, "
         f"{SEG_NAMESPACE}/confidence, {SEG_NAMESPACE}/overlay)"
     )
     if summary["untrained"]:
         print(
-            f"WARNING: these results come from an UNTRAINED model ({summary['model']}); they are not road "
-            "segmentation."
+            f"WARNING: these results come from an UNTRAINED model ({summary['model']}); "
+            "they are not road segmentation."
         )
 
 

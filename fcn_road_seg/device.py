@@ -8,7 +8,10 @@ from .errors import ModelError
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> the first CUDA device when there is one, else CPU; otherwise a checked torch device."""
+    """``auto`` -> the first CUDA device when there is one, else CPU.
+
+    Otherwise a checked torch device.
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -1,4 +1,7 @@
-"""The few exception types every layer raises, and how the command-line tools report them (``run_cli``)."""
+"""The few exception types every layer raises, and how the command-line tools report them.
+
+The tools report them through ``run_cli``.
+"""
 
 import sys
 from typing import Any, Callable
@@ -21,7 +24,10 @@ class DataError(RoadSegError):
 
 
 def one_line(exc: BaseException) -> str:
-    """The message of ``exc``; for an error re-raised from a DataLoader worker, only the original message."""
+    """The message of ``exc``.
+
+    For an error re-raised from a DataLoader worker, only the original message.
+    """
     text = str(exc).strip()
     if "Original Traceback" not in text:
         return text
@@ -31,7 +37,7 @@ def one_line(exc: BaseException) -> str:
 
 
 def run_cli(func: Callable[[Any], Any], args: Any) -> int:
-    """Run a tool's body; its errors and Ctrl-C become one clear line on stderr and an exit status."""
+    """Run a tool's body; errors and Ctrl-C become one clear line on stderr and an exit status."""
     try:
         func(args)
     except RoadSegError as exc:

@@ -1,4 +1,6 @@
-"""Overlay exports shared by ``segment_bag`` and ``fcn-road-segment``: MP4, PNG frames and a contact sheet.
+"""Overlay exports shared by ``segment_bag`` and ``fcn-road-segment``.
+
+They are an MP4, PNG frames and a contact sheet.
 
 Each export is written beside its final name and renamed into place only when the run succeeds.
 """
@@ -22,7 +24,10 @@ LIVE_TILE_EVERY = 10  # without a known frame count (a camera), one tile every t
 
 @contextlib.contextmanager
 def atomic_file(target: Path) -> Iterator[Path]:
-    """Like ``atomic_path`` for a file, but the temporary path ends in ``target``'s suffix (encoders need it)."""
+    """Like ``atomic_path`` for a file, but the temporary path ends in ``target``'s suffix.
+
+    The encoders need it.
+    """
     with atomic_path(target) as tmp:
         staged = tmp.with_name(tmp.name + target.suffix)
         try:
@@ -82,7 +87,10 @@ def contact_sheet(
 
 
 class OverlayExports:
-    """Optional overlay exports (MP4, PNG frames, contact sheet), each renamed into place on success."""
+    """Optional overlay exports (MP4, PNG frames, contact sheet).
+
+    Each is renamed into place on success.
+    """
 
     def __init__(
         self,
@@ -114,7 +122,10 @@ class OverlayExports:
         stack.callback(self.release)
 
     def add(self, index: int, label: str, name: str, bgr: np.ndarray) -> None:
-        """Export overlay frame ``index`` (PNG ``<name>.png``, tile ``label``); the video takes the first's size."""
+        """Export overlay frame ``index`` (PNG ``<name>.png``, tile ``label``).
+
+        The video takes the first frame's size.
+        """
         if self.video_tmp:
             self._video_frame(bgr)
         if self.frames_tmp:
@@ -138,7 +149,7 @@ class OverlayExports:
         self.writer.write(bgr)
 
     def finish(self) -> None:
-        """Close the video and write the contact sheet (the renames follow when the stack closes)."""
+        """Close the video and write the contact sheet (renames follow when the stack closes)."""
         self.release()
         if self.sheet_tmp and self.tiles:
             ok, png = cv2.imencode(".png", contact_sheet(self.tiles))

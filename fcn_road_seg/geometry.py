@@ -1,12 +1,13 @@
-"""Camera over a flat ground plane: one homography from ground cells to image pixels, and the views built on it.
+"""Camera over a flat ground plane, and the views built on it.
 
-Both bird's-eye views of this package sample image-sized maps through ``cv2.remap`` with lookup maps
-computed once per camera and pose:
+One homography maps ground cells to image pixels. Both bird's-eye views of this package sample
+image-sized maps through ``cv2.remap`` with lookup maps computed once per camera and pose:
 
 - the node's drivable-area grid (``grid.py``), in a ROS frame where the ground is z = 0;
-- the KITTI Road benchmark's bird's-eye view (``KittiBev``), exactly as the devkit's ``transform2BEV``
-  computes it: road frame from ``P2``, ``R0_rect`` and ``Tr_cam_to_road``, x from -10 to 10 m and
-  z from 6 to 46 m at 0.05 m per cell, nearest pixel by the devkit's 1-based rounding.
+- the KITTI Road benchmark's bird's-eye view (``KittiBev``), exactly as the devkit's
+  ``transform2BEV`` computes it: road frame from ``P2``, ``R0_rect`` and ``Tr_cam_to_road``, x
+  from -10 to 10 m and z from 6 to 46 m at 0.05 m per cell, nearest pixel by the devkit's 1-based
+  rounding.
 """
 
 from __future__ import annotations
@@ -21,17 +22,19 @@ import numpy as np
 from .errors import DataError
 from .kitti import read_calib
 
-#: The optical frame's axes (x right, y down, z forward) expressed in a body frame (x forward, y left, z up).
+#: The optical frame's axes (x right, y down, z forward) expressed in a body frame
+#: (x forward, y left, z up).
 OPTICAL_IN_BODY = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
 
 def plane_homography(
     projection: np.ndarray, cam_from_plane: np.ndarray, axes: tuple[int, int] = (0, 1)
 ) -> np.ndarray:
-    """3x3 H with (u, v, w) = H (a, b, 1) for the plane point whose ``axes`` coordinates are a and b (others 0).
+    """3x3 H with (u, v, w) = H (a, b, 1) for a point on the plane.
 
-    ``projection`` is a 3x4 camera matrix (CameraInfo P, KITTI P2 @ R0_rect), ``cam_from_plane`` the 4x4
-    transform from the plane's frame to the camera's.
+    The point's ``axes`` coordinates are a and b (others 0). ``projection`` is a 3x4 camera matrix
+    (CameraInfo P, KITTI P2 @ R0_rect), ``cam_from_plane`` the 4x4 transform from the plane's frame
+    to the camera's.
     """
     full = np.asarray(projection, np.float64).reshape(3, 4) @ np.asarray(
         cam_from_plane, np.float64
@@ -72,7 +75,9 @@ def rigid(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
 
 
 def camera_from_mount(height: float, pitch: float, roll: float) -> np.ndarray:
-    """4x4 optical-camera <- ground transform for a camera ``height`` m over the ground, pitched and rolled.
+    """4x4 optical-camera <- ground transform for a camera ``height`` m over the ground.
+
+    The camera is pitched and rolled.
 
     The ground frame is ROS body convention (x forward, y left, z up) with its origin on the ground
     under the camera; positive ``pitch`` (rad) tilts the camera down, positive ``roll`` turns it
@@ -87,7 +92,10 @@ def camera_from_mount(height: float, pitch: float, roll: float) -> np.ndarray:
 
 @dataclass
 class LookupMaps:
-    """cv2.remap maps from a grid's cells into an image of ``image_size`` (H, W); ``known`` = cell is in view."""
+    """cv2.remap maps from a grid's cells into an image of ``image_size`` (H, W).
+
+    ``known`` = cell is in view.
+    """
 
     map_u: np.ndarray
     map_v: np.ndarray
@@ -143,7 +151,10 @@ class BevParams:
         )
 
     def cell_centres(self) -> tuple[np.ndarray, np.ndarray]:
-        """(x, z) of every cell centre; row 0 is the far edge, column 0 the left edge, as in the devkit."""
+        """(x, z) of every cell centre, as in the devkit.
+
+        Row 0 is the far edge, column 0 the left edge.
+        """
         res = self.resolution
         x = np.arange(self.x_limits[0] + res / 2, self.x_limits[1], res)
         z = np.arange(self.z_limits[1] - res / 2, self.z_limits[0], -res)
@@ -172,11 +183,12 @@ def kitti_road_homography(
 
 
 class KittiBev:
-    """The devkit's ``transform2BEV`` of one frame: camera-view maps -> the 800 x 400 bird's-eye view.
+    """The devkit's ``transform2BEV`` of one frame.
 
-    Each cell takes the pixel the devkit takes: it treats the projection (u, v) as 1-based, keeps cells
-    with 1 <= u <= W and 1 <= v <= H, and reads pixel (floor(v) - 1, floor(u) - 1). Cells it does not
-    keep are 0 in the devkit's images, i.e. outside the evaluation area.
+    Camera-view maps -> the 800 x 400 bird's-eye view. Each cell takes the pixel the devkit takes:
+    it treats the projection (u, v) as 1-based, keeps cells with 1 <= u <= W and 1 <= v <= H, and
+    reads pixel (floor(v) - 1, floor(u) - 1). Cells it does not keep are 0 in the devkit's images,
+    i.e. outside the evaluation area.
     """
 
     def __init__(
@@ -201,11 +213,17 @@ class KittiBev:
     def from_file(
         cls, calib_file: Path | str, image_size: tuple[int, int], params: BevParams = BevParams()
     ) -> "KittiBev":
-        """The view for a KITTI Road ``calib/<stem>.txt``; DataError naming the file when it is incomplete."""
+        """The view for a KITTI Road ``calib/<stem>.txt``.
+
+        DataError naming the file when it is incomplete.
+        """
         return cls(
             kitti_road_homography(read_calib(Path(calib_file)), calib_file), image_size, params
         )
 
     def transform(self, image: np.ndarray, outside: float = 0) -> np.ndarray:
-        """``image`` in bird's-eye view (nearest pixel, as the devkit); cells out of view get ``outside``."""
+        """``image`` in bird's-eye view (nearest pixel, as the devkit).
+
+        Cells out of view get ``outside``.
+        """
         return self.maps.sample(image, cv2.INTER_NEAREST, outside)

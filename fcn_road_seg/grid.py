@@ -1,10 +1,11 @@
-"""The drivable-area grid: P(road) in the camera image -> a metric nav_msgs/OccupancyGrid on the ground. No ROS.
+"""The drivable-area grid: P(road) in the camera image -> a metric nav_msgs/OccupancyGrid. No ROS.
 
-The grid lies in a frame whose ground is z = 0 (x forward, y left): ``base_footprint`` with a tf2 pose,
-or the ground under the camera with a height, pitch and roll. One homography maps its cells to image
-pixels; the lookup maps are rebuilt only when the camera model or the pose changes, and each frame
-costs one ``cv2.remap``. Values follow nav_msgs: road 0 (free), non-road 100 (occupied; or
-round(100 (1 - P)) when ``occupancy`` is ``scaled``), not seen -1 (unknown).
+The grid lies on the ground, in a frame whose ground is z = 0 (x forward, y left):
+``base_footprint`` with a tf2 pose, or the ground under the camera with a height, pitch and roll.
+One homography maps its cells to image pixels; the lookup maps are rebuilt only when the camera
+model or the pose changes, and each frame costs one ``cv2.remap``. Values follow nav_msgs: road 0
+(free), non-road 100 (occupied; or round(100 (1 - P)) when ``occupancy`` is ``scaled``), not seen
+-1 (unknown).
 """
 
 from __future__ import annotations
@@ -68,7 +69,10 @@ class Camera:
 
     @classmethod
     def from_info(cls, info: Any) -> "Camera":
-        """From a CameraInfo (rclpy or rosbags): P, or [K | 0] when P is all zeros; ValueError when unusable."""
+        """From a CameraInfo (rclpy or rosbags): P, or [K | 0] when P is all zeros.
+
+        ValueError when unusable.
+        """
         p = np.asarray(info.p, np.float64).reshape(3, 4)
         if not p.any():
             p = np.hstack([np.asarray(info.k, np.float64).reshape(3, 3), np.zeros((3, 1))])
@@ -106,7 +110,10 @@ def occupancy(
 
 
 class GroundGrid:
-    """Grid cells <-> image pixels for the current camera and pose; rebuilt only when either changes."""
+    """Grid cells <-> image pixels for the current camera and pose.
+
+    Rebuilt only when either changes.
+    """
 
     def __init__(self, spec: GridSpec, mode: str = "binary") -> None:
         if mode not in OCCUPANCY_MODES:
@@ -119,7 +126,10 @@ class GroundGrid:
         self.rebuilds = 0
 
     def update(self, camera: Camera, cam_from_grid: np.ndarray) -> None:
-        """Use this camera and 4x4 camera <- grid-frame pose; the maps are rebuilt only if either changed."""
+        """Use this camera and 4x4 camera <- grid-frame pose.
+
+        The maps are rebuilt only if either changed.
+        """
         key = (camera.key(), np.asarray(cam_from_grid, np.float64).tobytes())
         if key == self._key:
             return
@@ -129,7 +139,10 @@ class GroundGrid:
         self.rebuilds += 1
 
     def occupancy(self, mask: np.ndarray, confidence: np.ndarray) -> np.ndarray:
-        """The frame's occupancy cells; ValueError when no camera is set or its size is not the frame's."""
+        """The frame's occupancy cells.
+
+        ValueError when no camera is set or its size is not the frame's.
+        """
         if self.maps is None:
             raise ValueError("no camera_info received yet")
         if mask.shape != self.maps.image_size:

@@ -83,15 +83,16 @@ def from_msg(msg: Any) -> Frame:
     buf = _buffer(msg.data)
     if buf.size != step * height:
         raise ImageError(
-            f"data length {buf.size} does not match step*height = {step}*{height} = {step * height}"
+            f"data length {buf.size} does not match "
+            f"step*height = {step}*{height} = {step * height}"
         )
     pixels = buf.reshape(height, step)[:, : width * channels].reshape(height, width, channels)
     return Frame(pixels, encoding)
 
 
 def check_size(height: int, width: int, max_pixels: int = MAX_PIXELS) -> None:
-    """ImageError unless each side is at least MIN_SIDE, the aspect ratio at most MAX_ASPECT : 1 and
-    width x height at most ``max_pixels``."""
+    """ImageError unless each side is at least MIN_SIDE, the aspect ratio at most MAX_ASPECT : 1
+    and width x height at most ``max_pixels``."""
     if min(height, width) < MIN_SIDE:
         raise ImageError(
             f"image of {width}x{height} is too small: each side must be at least {MIN_SIDE} pixels"
@@ -109,9 +110,10 @@ def check_size(height: int, width: int, max_pixels: int = MAX_PIXELS) -> None:
 
 
 def compressed_size(buf: np.ndarray, max_pixels: int) -> tuple[int, int] | None:
-    """(height, width) from a JPEG/PNG header without decoding the pixels (Pillow reads the header only).
+    """(height, width) from a JPEG/PNG header without decoding the pixels.
 
-    None when there is no readable header; ImageError for sizes even Pillow calls a decompression bomb.
+    Pillow reads the header only. None when there is no readable header; ImageError for sizes even
+    Pillow calls a decompression bomb.
     """
     import io
 
@@ -129,7 +131,10 @@ def compressed_size(buf: np.ndarray, max_pixels: int) -> tuple[int, int] | None:
 
 
 def from_compressed(msg: Any, max_pixels: int | None = MAX_PIXELS) -> Frame:
-    """Decode a CompressedImage (JPEG/PNG) into a bgr8 ``Frame``; its size is checked before decoding."""
+    """Decode a CompressedImage (JPEG/PNG) into a bgr8 ``Frame``.
+
+    Its size is checked before decoding.
+    """
     buf = _buffer(msg.data)
     if max_pixels is not None and buf.size:
         size = compressed_size(buf, max_pixels)
@@ -167,7 +172,10 @@ def from_array(pixels: np.ndarray, encoding: str) -> Frame:
 
 
 def to_fields(pixels: np.ndarray, encoding: str) -> dict[str, Any]:
-    """Image message fields (all but header) for H x W or H x W x C uint8 pixels; ``data`` is a flat array."""
+    """Image message fields (all but header) for H x W or H x W x C uint8 pixels.
+
+    ``data`` is a flat array.
+    """
     pixels = np.ascontiguousarray(pixels)
     height, width = pixels.shape[:2]
     return {
@@ -184,7 +192,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp")
 
 
 def read_rgb_folder(folder: str | Path, count: int) -> list[np.ndarray]:
-    """``count`` images of ``folder``, evenly spaced in name order, as H x W x 3 uint8 RGB; errors name the file."""
+    """``count`` images of ``folder``, evenly spaced in name order, as H x W x 3 uint8 RGB.
+
+    Errors name the file.
+    """
     paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     paths = paths[:: max(1, len(paths) // max(1, count))][:count]
     if not paths:

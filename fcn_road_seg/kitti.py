@@ -7,7 +7,8 @@ Two layouts of the left colour camera (camera 2) are read:
   synthesised at a fixed rate from a start time.
 - **raw**: a KITTI raw drive folder (``2011_09_26_drive_0001_sync``) with ``image_02/data/*.png``
   and ``image_02/timestamps.txt``, or its parent date folder (``2011_09_26``) when that holds
-  exactly one drive; ``calib_cam_to_cam.txt`` is looked for in the drive folder, then the date folder.
+  exactly one drive; ``calib_cam_to_cam.txt`` is looked for in the drive folder, then the date
+  folder.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ _STAMP = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.(\d{1,9}))?")
 
 @dataclass(frozen=True)
 class KittiFrame:
-    """One camera image, its stamp (ns since the epoch) and the calibration file that describes it."""
+    """One camera image, its stamp (ns since the epoch) and the calibration file describing it."""
 
     image: Path
     stamp_ns: int
@@ -49,7 +50,10 @@ class CameraModel:
 
 
 def parse_stamp(text: str) -> int:
-    """``YYYY-MM-DD HH:MM:SS[.fraction]`` (UTC, up to 9 fraction digits) -> integer ns, with no float."""
+    """``YYYY-MM-DD HH:MM:SS[.fraction]`` -> integer ns, with no float.
+
+    UTC, up to 9 fraction digits.
+    """
     match = _STAMP.fullmatch(text.strip())
     if not match:
         raise ValueError(
@@ -68,7 +72,10 @@ def synthetic_stamps(count: int, start_ns: int, rate_hz: float) -> list[int]:
 
 
 def read_calib(path: Path) -> dict[str, np.ndarray]:
-    """The numeric ``key: v1 v2 ...`` lines of a KITTI calibration file (others, like calib_time, are left out)."""
+    """The numeric ``key: v1 v2 ...`` lines of a KITTI calibration file.
+
+    Others, like calib_time, are left out.
+    """
     try:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -133,7 +140,7 @@ def _drives(root: Path) -> list[Path]:
 
 
 def detect_layout(root: Path) -> str:
-    """``road`` or ``raw`` from the folder's contents; DataError saying what was expected otherwise."""
+    """``road`` or ``raw`` from the folder's contents, else DataError saying what was expected."""
     if (root / "image_2").is_dir():
         return "road"
     if (root / "image_02").is_dir() or _drives(root):
@@ -154,7 +161,10 @@ def _pngs(folder: Path) -> list[Path]:
 
 
 def road_frames(root: Path, start_ns: int, rate_hz: float) -> list[KittiFrame]:
-    """KITTI Road frames with synthetic stamps; ``calib/<stem>.txt`` when the folder has ``calib/``."""
+    """KITTI Road frames with synthetic stamps.
+
+    With ``calib/<stem>.txt`` when the folder has ``calib/``.
+    """
     if not (root / "image_2").is_dir():
         raise DataError(f"{root} is not a KITTI Road folder: {root / 'image_2'} does not exist")
     images = _pngs(root / "image_2")
@@ -174,14 +184,18 @@ def drive_folder(root: Path) -> Path:
     if len(drives) != 1:
         found = ", ".join(d.name for d in drives) or "none"
         raise DataError(
-            f"{root} is not a KITTI raw drive folder (no image_02/) nor a date folder with exactly "
+            f"{root} is not a KITTI raw drive folder (no image_02/) "
+            "nor a date folder with exactly "
             f"one drive (found: {found}); pass the drive folder"
         )
     return drives[0]
 
 
 def read_timestamps(path: Path) -> list[int]:
-    """Every line of a KITTI ``timestamps.txt`` as integer ns; DataError naming the file and line."""
+    """Every line of a KITTI ``timestamps.txt`` as integer ns.
+
+    DataError naming the file and line.
+    """
     try:
         lines = [line for line in path.read_text().splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
@@ -196,7 +210,7 @@ def read_timestamps(path: Path) -> list[int]:
 
 
 def raw_frames(root: Path) -> list[KittiFrame]:
-    """KITTI raw camera-2 frames with their recorded stamps and the drive's ``calib_cam_to_cam.txt``."""
+    """KITTI raw camera-2 frames with recorded stamps and the drive's ``calib_cam_to_cam.txt``."""
     drive = drive_folder(root)
     images = _pngs(drive / "image_02" / "data")
     stamps = read_timestamps(drive / "image_02" / "timestamps.txt")

@@ -1,8 +1,8 @@
-"""A one-item, thread-safe slot that keeps only the newest item: latency first, old frames are dropped.
+"""A one-item, thread-safe slot that keeps only the newest item.
 
-The producer (a subscription callback) ``put``s without ever blocking; the consumer (the inference
-worker) ``take``s the newest item, blocking until one arrives or the slot is closed. An item replaced
-before anyone took it counts as dropped.
+Latency first: old frames are dropped. The producer (a subscription callback) ``put``s without ever
+blocking; the consumer (the inference worker) ``take``s the newest item, blocking until one arrives
+or the slot is closed. An item replaced before anyone took it counts as dropped.
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ class Latest(Generic[T]):
         self._dropped = 0
 
     def put(self, item: T) -> bool:
-        """Store ``item`` as the newest; returns False (and stores nothing) once the slot is closed."""
+        """Store ``item`` as the newest.
+
+        Returns False (and stores nothing) once the slot is closed.
+        """
         with self._cond:
             if self._closed:
                 return False
@@ -36,7 +39,10 @@ class Latest(Generic[T]):
             return True
 
     def take(self, timeout: float | None = None) -> T | None:
-        """The newest item, waiting up to ``timeout`` seconds (None: forever); None on timeout or when closed."""
+        """The newest item, waiting up to ``timeout`` seconds (None: forever).
+
+        None on timeout or when closed.
+        """
         with self._cond:
             self._cond.wait_for(lambda: self._full or self._closed, timeout)
             if self._closed or not self._full:

@@ -19,7 +19,7 @@ from .node import NODE_NAME, RoadSeg, declare_parameters, spin
 
 
 class RoadSegLifecycleNode(RoadSeg, LifecycleNode):
-    """``RoadSegNode`` as a lifecycle node; parameters are declared (and checked) at construction."""
+    """``RoadSegNode`` as a lifecycle node; parameters are declared and checked at construction."""
 
     def __init__(self, **kwargs: Any) -> None:
         LifecycleNode.__init__(self, NODE_NAME, **kwargs)
@@ -27,7 +27,10 @@ class RoadSegLifecycleNode(RoadSeg, LifecycleNode):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Load and warm up the model and create the publishers; FAILURE (logged) when the model cannot load."""
+        """Load and warm up the model and create the publishers.
+
+        FAILURE (logged) when the model cannot load.
+        """
         try:
             loaded = self._load()
         except (RoadSegError, ValueError) as exc:
@@ -38,7 +41,10 @@ class RoadSegLifecycleNode(RoadSeg, LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Subscribe and start segmenting; the lifecycle publishers are enabled. FAILURE on a bad QoS override."""
+        """Subscribe and start segmenting; the lifecycle publishers are enabled.
+
+        FAILURE on a bad QoS override.
+        """
         try:
             self._start()
         except ValueError as exc:
@@ -76,5 +82,8 @@ class RoadSegLifecycleNode(RoadSeg, LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the lifecycle node (unconfigured until a manager or ``ros2 lifecycle set`` configures it)."""
+    """Run the lifecycle node.
+
+    It stays unconfigured until a manager or ``ros2 lifecycle set`` configures it.
+    """
     return spin(RoadSegLifecycleNode, args)

@@ -1,13 +1,14 @@
-"""``fcn-road-segment``: street videos, images and cameras to overlays and masks, without ROS or a bag.
+"""``fcn-road-segment``: street videos, images and cameras to overlays and masks, no ROS or bag.
 
-    fcn-road-segment clip.mp4 -o out/clip            # overlay MP4, masks, contact sheet
-    fcn-road-segment photos/ -o out/photos           # or a glob: 'photos/*.jpg'; or one image file
-    fcn-road-segment 0 -o out/camera --show          # camera index 0, preview window, Ctrl-C to stop
+    fcn-road-segment clip.mp4 -o out/clip         # overlay MP4, masks, contact sheet
+    fcn-road-segment photos/ -o out/photos        # or a glob: 'photos/*.jpg'; or one image file
+    fcn-road-segment 0 -o out/camera --show       # camera index 0, preview window, Ctrl-C to stop
 
-Every frame goes through the same per-frame core as the node and ``segment_bag`` (``make_segmenter``),
-with the same model, backend, device, network-size and threshold options. The output folder appears
-only when the run ends (it is built beside its name and renamed), never over an existing one unless
-``--overwrite``; a camera stopped with Ctrl-C keeps what it recorded, a file run interrupted keeps nothing.
+Every frame goes through the same per-frame core as the node and ``segment_bag``
+(``make_segmenter``), with the same model, backend, device, network-size and threshold options. The
+output folder appears only when the run ends (it is built beside its name and renamed), never over
+an existing one unless ``--overwrite``; a camera stopped with Ctrl-C keeps what it recorded, a file
+run interrupted keeps nothing.
 """
 
 from __future__ import annotations
@@ -55,7 +56,10 @@ class Item:
 
 @dataclass
 class Source:
-    """Where frames come from: its description, frame count (None for a camera), rate and the frames."""
+    """Where frames come from: its description, frame count, rate and the frames.
+
+    The frame count is None for a camera.
+    """
 
     description: str
     total: int | None
@@ -103,7 +107,10 @@ def _read_video(capture: cv2.VideoCapture, spec: str, total: int | None) -> Iter
 
 
 def open_source(spec: str, fps: float | None = None) -> Source:
-    """A camera index, an image file, a folder or glob of images, or a video file; DataError naming it."""
+    """A camera index, an image file, a folder or glob of images, or a video file.
+
+    DataError naming it.
+    """
     if spec.isdigit():
         capture = cv2.VideoCapture(int(spec))
         if not capture.isOpened():
@@ -142,7 +149,10 @@ def open_source(spec: str, fps: float | None = None) -> Source:
 
 
 def confidence_name(name: str) -> str:
-    """KITTI submission name for KITTI stems (``um_000012`` -> ``um_road_000012``), else the stem itself."""
+    """KITTI submission name for KITTI stems, else the stem itself.
+
+    ``um_000012`` -> ``um_road_000012``.
+    """
     match = KITTI_STEM.match(name)
     return f"{match.group(1)}_road_{match.group(2)}" if match else name
 
@@ -159,7 +169,10 @@ class Wanted:
 
 
 def wanted_outputs(args: argparse.Namespace, still_images: bool) -> Wanted:
-    """The outputs asked for; none asked = overlay MP4 (or PNGs for still images), masks and the sheet."""
+    """The outputs asked for.
+
+    None asked = overlay MP4 (or PNGs for still images), masks and the sheet.
+    """
     chosen = Wanted(args.video, args.overlays, args.masks, args.confidence, args.contact_sheet)
     if any(vars(chosen).values()):
         return chosen
@@ -175,7 +188,10 @@ def segment_source(
     show: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Segment every frame of ``source`` into the (new, temporary) folder ``out``; returns a summary."""
+    """Segment every frame of ``source`` into the (new, temporary) folder ``out``.
+
+    Returns a summary.
+    """
     for sub, on in (("masks", wanted.masks), ("confidence", wanted.confidence)):
         if on:
             (out / sub).mkdir()
@@ -240,7 +256,10 @@ def segment_source(
 
 
 def publish(tmp: Path, out: Path, overwrite: bool) -> None:
-    """Move the finished folder into place; with ``overwrite`` the old one goes only after the new one is in."""
+    """Move the finished folder into place.
+
+    With ``overwrite`` the old one goes only after the new one is in.
+    """
     fsync_tree(tmp)
     if not (out.exists() or out.is_symlink()):
         os.replace(tmp, out)
@@ -305,7 +324,8 @@ def run(args: argparse.Namespace) -> dict:
     wanted = wanted_outputs(args, source.still)
     segmenter = segmenter_from_args(args)
     print(
-        f"{source.description}; model {args.model or default_model_path()}: {segmenter.backend.describe()}"
+        f"{source.description}; model {args.model or default_model_path()}: "
+        f"{segmenter.backend.describe()}"
     )
     tmp = temp_dir_for(out)
     try:
@@ -317,8 +337,10 @@ def run(args: argparse.Namespace) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     print(
-        f"wrote {out}: {summary['frames']} frames in {summary['seconds']:.1f} s = {summary['fps']:.2f} FPS "
-        f"(core {summary['core_ms']:.0f} ms/frame), network at {segmenter.backend.network_size_text()}"
+        f"wrote {out}: {summary['frames']} frames in {summary['seconds']:.1f} s = "
+        f"{summary['fps']:.2f} FPS "
+        f"(core {summary['core_ms']:.0f} ms/frame), "
+        f"network at {segmenter.backend.network_size_text()}"
     )
     for item in summary["skipped"]:
         print(f"skipped frame #{item.index} ({item.name}): {item.reason}")

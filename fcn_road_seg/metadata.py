@@ -17,7 +17,10 @@ def sidecar_path(model_path: str | Path) -> Path:
 
 
 def read_sidecar(model_path: str | Path) -> dict | None:
-    """The metadata beside ``model_path``, None when there is none; a ModelError when it is unreadable."""
+    """The metadata beside ``model_path``, None when there is none.
+
+    A ModelError when it is unreadable.
+    """
     path = sidecar_path(model_path)
     if not path.is_file():
         return None

@@ -1,9 +1,10 @@
-"""FCN-8s on VGG16 (Long, Shelhamer and Darrell, 2015): the one model for training, export and runtime.
+"""FCN-8s on VGG16 (Long, Shelhamer and Darrell, 2015).
 
-``FCN8s`` takes float RGB images in [0, 1] (N x 3 x H x W, any H and W) and returns N x 2 x H x W
-logits (0 = non-road, 1 = road). ImageNet normalisation lives inside the model, so training,
-ONNX export and every backend feed the same thing. ``RoadProbability`` wraps it for deployment:
-uint8 N x H x W x 3 RGB in, float P(road) N x H x W out, so pre- and post-processing run in the graph.
+The one model for training, export and runtime. ``FCN8s`` takes float RGB images in [0, 1]
+(N x 3 x H x W, any H and W) and returns N x 2 x H x W logits (0 = non-road, 1 = road). ImageNet
+normalisation lives inside the model, so training, ONNX export and every backend feed the same
+thing. ``RoadProbability`` wraps it for deployment: uint8 N x H x W x 3 RGB in, float P(road)
+N x H x W out, so pre- and post-processing run in the graph.
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
 
 
 def _upsample(channels: int, factor: int) -> nn.ConvTranspose2d:
-    """A transposed convolution (kernel 2f, stride f) initialised as exact bilinear upsampling by f."""
+    """A transposed convolution (kernel 2f, stride f).
+
+    Initialised as exact bilinear upsampling by f.
+    """
     layer = nn.ConvTranspose2d(
         channels, channels, 2 * factor, stride=factor, padding=factor // 2, bias=False
     )
@@ -53,7 +57,7 @@ def _upsample(channels: int, factor: int) -> nn.ConvTranspose2d:
 
 
 class FCN8s(nn.Module):
-    """VGG16 FCN-8s with convolutional fc6/fc7, scaled skips and bilinear-initialised upsampling."""
+    """VGG16 FCN-8s: convolutional fc6/fc7, scaled skips and bilinear-initialised upsampling."""
 
     def __init__(
         self,
@@ -99,7 +103,10 @@ class FCN8s(nn.Module):
             nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits N x C x H x W for float RGB images in [0, 1]; pads to a multiple of 32, then crops."""
+        """Logits N x C x H x W for float RGB images in [0, 1].
+
+        Pads to a multiple of 32, then crops.
+        """
         h, w = x.shape[-2:]
         x = (x - self.mean) / self.std
         x = F.pad(x, (0, (-w) % STRIDE, 0, (-h) % STRIDE))
@@ -128,7 +135,10 @@ class RoadProbability(nn.Module):
         self.temperature = float(temperature)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Normalise, run FCN-8s in its own dtype, and take the (tempered) two-class softmax's road channel."""
+        """Normalise, run FCN-8s in its own dtype, and take the road channel.
+
+        The road channel of the (tempered) two-class softmax.
+        """
         x = (
             image.permute(0, 3, 1, 2).to(self.fcn.mean.dtype) / 255.0
         )  # NHWC input: already channels_last
@@ -140,11 +150,11 @@ class RoadProbability(nn.Module):
 
 
 def load_vgg16_weights(model: FCN8s, weights: str) -> list[str]:
-    """Copy VGG16 weights (``weights.encoder_state_dict``) into ``model``: features, and fc6/fc7 if present.
+    """Copy VGG16 weights into ``model``: features, and fc6/fc7 if present.
 
-    Returns the names of the layers that were initialised. fc6/fc7 are taken from a torchvision
-    classifier (reshaped) only when the model has the original 4096-channel 7x7 shape and the file
-    has one (HED's has none).
+    The weights come from ``weights.encoder_state_dict``. Returns the names of the layers that were
+    initialised. fc6/fc7 are taken from a torchvision classifier (reshaped) only when the model has
+    the original 4096-channel 7x7 shape and the file has one (HED's has none).
     """
     state, source = encoder_state_dict(weights)
     fc = (
@@ -193,7 +203,10 @@ def load_vgg16_weights(model: FCN8s, weights: str) -> list[str]:
 
 
 def build_model(weights: str | None = None, **config: Any) -> FCN8s:
-    """A new FCN8s with ``config``; ``weights`` is None or a ``--weights`` value (see ``weights.py``)."""
+    """A new FCN8s with ``config``.
+
+    ``weights`` is None or a ``--weights`` value (see ``weights.py``).
+    """
     model = FCN8s(**config)
     if weights:
         load_vgg16_weights(model, weights)
@@ -201,9 +214,10 @@ def build_model(weights: str | None = None, **config: Any) -> FCN8s:
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[FCN8s, dict[str, Any]]:
-    """The FCN8s stored in a checkpoint (fp32, eval) and its metadata (``working_size``, ``encoder``, ...).
+    """The FCN8s stored in a checkpoint (fp32, eval) and its metadata.
 
-    Every way a file can be wrong is one ModelError that names the file and says what is wrong.
+    The metadata has ``working_size``, ``encoder``, ... Every way a file can be wrong is one
+    ModelError that names the file and says what is wrong.
     """
     ckpt = load_torch_file(path, "model")
     if not isinstance(ckpt, Mapping) or "model" not in ckpt or "model_config" not in ckpt:
@@ -259,18 +273,24 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[FCN8s, dict[str, Any]]:
 
 
 def load_checkpoint_model(path: str | os.PathLike) -> FCN8s:
-    """The FCN8s stored in a training checkpoint (``{"model": state_dict, "model_config": {...}}``), in fp32."""
+    """The FCN8s stored in a training checkpoint, in fp32.
+
+    The checkpoint is ``{"model": state_dict, "model_config": {...}}``.
+    """
     return read_checkpoint(path)[0]
 
 
 def working_size_of(meta: Mapping[str, Any] | None) -> tuple[int, int] | None:
-    """The (H, W) a model runs at, from checkpoint or export metadata; None = each frame's own size."""
+    """The (H, W) a model runs at, from checkpoint or export metadata; None = each frame's size."""
     size = (meta or {}).get("working_size")
     return None if size is None else (int(size[0]), int(size[1]))
 
 
 def default_model_path() -> Path:
-    """The default model shipped inside the package: FCN-8s trained on KITTI Road (may be absent in a checkout)."""
+    """The default model shipped inside the package: FCN-8s trained on KITTI Road.
+
+    It may be absent in a checkout.
+    """
     return Path(__file__).resolve().parent / "data" / "fcn8s_kitti.pt"
 
 
@@ -290,7 +310,10 @@ def untrained_model(seed: int = 0, score_std: float = 0.2, **config: Any) -> FCN
 
 
 def save_model(model: FCN8s, path: str | os.PathLike) -> Path:
-    """Write ``model`` as the minimal checkpoint ``load_checkpoint_model`` reads, atomically; returns the path."""
+    """Write ``model`` as the minimal checkpoint ``load_checkpoint_model`` reads, atomically.
+
+    Returns the path.
+    """
     from .atomic import atomic_path
 
     with atomic_path(path) as tmp:

@@ -1,11 +1,15 @@
-"""The ROS 2 node: a thin rclpy adapter around the per-frame core (with ``lifecycle_node.py``, the only rclpy user).
+"""The ROS 2 node: a thin rclpy adapter around the per-frame core.
 
-    image --(subscription callback)--> Latest slot --(worker thread)--> Segmenter.process --> publishers
+With ``lifecycle_node.py``, the only rclpy user.
+
+    image --(subscription callback)--> Latest slot --(worker thread)--> Segmenter.process
+        --> publishers
     camera_info (+ tf2 or a mounting pose) --> GroundGrid --> road_seg/grid
 
-The callback only stores the newest message, so a slow model drops frames instead of queueing them;
-the confidence, overlay and grid are computed only while someone subscribes to them. ``RoadSeg`` holds
-everything both the plain node and the lifecycle node do; they differ only in when they call it.
+The callback only stores the newest message, so a slow model drops frames instead of queueing
+them; the confidence, overlay and grid are computed only while someone subscribes to them.
+``RoadSeg`` holds everything both the plain node and the lifecycle node do; they differ only in
+when they call it.
 """
 
 from __future__ import annotations
@@ -220,7 +224,10 @@ def make_grid(header: Header, fields: dict) -> OccupancyGrid:
 
 
 def declare_parameters(node: Node) -> dict[str, Any]:
-    """Declare every parameter of PARAMETERS on ``node`` with its descriptor; return the values, checked."""
+    """Declare every parameter of PARAMETERS on ``node`` with its descriptor.
+
+    Return the values, checked.
+    """
     for name, (default, description, extra) in PARAMETERS.items():
         descriptor = ParameterDescriptor(
             description=description, read_only=name not in RUNTIME, **extra
@@ -239,7 +246,10 @@ def declare_parameters(node: Node) -> dict[str, Any]:
 
 
 def build_segmenter(p: dict[str, Any]) -> Segmenter:
-    """The per-frame core from the node's parameters (ModelError or ValueError when it cannot be built)."""
+    """The per-frame core from the node's parameters.
+
+    ModelError or ValueError when it cannot be built.
+    """
     options = BackendOptions(
         p["precision"],
         p["torch_compile"],
@@ -263,7 +273,10 @@ def build_segmenter(p: dict[str, Any]) -> Segmenter:
 
 
 def build_grid(p: dict[str, Any]) -> GroundGrid:
-    """The grid core from the node's parameters; ValueError naming the parameter when one is invalid."""
+    """The grid core from the node's parameters.
+
+    ValueError naming the parameter when one is invalid.
+    """
     try:
         spec = grid_spec(p["grid_resolution"], p["grid_x_range"], p["grid_y_range"])
     except ValueError as exc:
@@ -272,7 +285,10 @@ def build_grid(p: dict[str, Any]) -> GroundGrid:
 
 
 def _overridable(create: Callable[..., Any], *args: Any) -> Any:
-    """``create(*args)`` with the standard ``qos_overrides.<topic>.*`` parameters; a bad one is a ValueError."""
+    """``create(*args)`` with the standard ``qos_overrides.<topic>.*`` parameters.
+
+    A bad one is a ValueError.
+    """
     try:
         return create(*args, qos_overriding_options=QoSOverridingOptions.with_default_policies())
     except (RuntimeError, InvalidQosOverridesError) as exc:
@@ -280,11 +296,11 @@ def _overridable(create: Callable[..., Any], *args: Any) -> Any:
 
 
 class RoadSeg:
-    """What a road-segmentation node does, for a ``Node`` subclass: load, open, start, stop, release.
+    """What a road-segmentation node does, for a ``Node`` subclass.
 
-    ``load`` builds the core and warms it up, ``open`` creates the publishers (with the factory it is
-    given: plain or lifecycle), ``start`` subscribes and starts the worker, ``stop`` undoes ``start``
-    and ``release`` undoes ``open`` and ``load``.
+    It can load, open, start, stop, release. ``load`` builds the core and warms it up, ``open``
+    creates the publishers (with the factory it is given: plain or lifecycle), ``start`` subscribes
+    and starts the worker, ``stop`` undoes ``start`` and ``release`` undoes ``open`` and ``load``.
     """
 
     _params: dict[str, Any]
@@ -306,7 +322,8 @@ class RoadSeg:
         self._backend_info = backend.describe()
         self._network_size = backend.network_size_text()
         return (
-            f"{self._backend_info}; model {p['model_path'] or 'the default model'}; warm-up {warmup:.2f} s at "
+            f"{self._backend_info}; model {p['model_path'] or 'the default model'}; "
+            f"warm-up {warmup:.2f} s at "
             f"{p['warmup_size'][0]}x{p['warmup_size'][1]}"
         )
 
@@ -332,7 +349,10 @@ class RoadSeg:
         self._diagnostics = create_publisher(DiagnosticArray, "/diagnostics", 10)
 
     def _start(self) -> None:
-        """Subscribe to the camera and start the worker and the diagnostics timer (ValueError: bad QoS override)."""
+        """Subscribe to the camera and start the worker and the diagnostics timer.
+
+        ValueError: bad QoS override.
+        """
         p = self._params
         msg_type, topic = (
             (CompressedImage, "image/compressed") if p["use_compressed"] else (Image, "image")
@@ -466,7 +486,10 @@ class RoadSeg:
         self._stats.frame(time.monotonic() - received)
 
     def _publish_grid(self, header: Header, mask: np.ndarray, confidence: np.ndarray) -> None:
-        """Project the frame's maps onto the ground and publish the grid, or say (throttled) why not."""
+        """Project the frame's maps onto the ground and publish the grid.
+
+        Or say (throttled) why not.
+        """
         pose = self._camera_pose(header.frame_id)
         if self._camera is None or pose is None:
             why = "no camera_info received yet" if self._camera is None else "no camera pose"
@@ -486,7 +509,10 @@ class RoadSeg:
         self._grid_pub.publish(make_grid(grid_header, self._grid.fields(cells)))
 
     def _camera_pose(self, camera_frame: str) -> np.ndarray | None:
-        """4x4 camera <- grid_frame: from tf2 (latest, the camera is rigid on the vehicle) or the mount parameters."""
+        """4x4 camera <- grid_frame: from tf2 or the mount parameters.
+
+        tf2 gives the latest pose; the camera is rigid on the vehicle.
+        """
         if self._tf_buffer is None:
             return self._mount
         from tf2_ros import TransformException
@@ -508,7 +534,9 @@ class RoadSeg:
 
 
 class RoadSegNode(RoadSeg, Node):
-    """Subscribes to ``image`` (and ``camera_info``), publishes ``road_seg/{mask,confidence,overlay,grid}``.
+    """Subscribes to ``image`` (and ``camera_info``), publishes the ``road_seg/`` topics.
+
+    They are ``road_seg/{mask,confidence,overlay,grid}``.
 
     Raises ``ModelError`` for a missing or incompatible model and ``ValueError`` or rclpy's
     ``ParameterException`` for invalid parameters.
@@ -530,7 +558,10 @@ class RoadSegNode(RoadSeg, Node):
 
 
 def spin(node_class: type[Node], args: list[str] | None = None) -> int:
-    """Create ``node_class`` and spin it until Ctrl-C or shutdown; 1 when it cannot start (model or parameters)."""
+    """Create ``node_class`` and spin it until Ctrl-C or shutdown.
+
+    1 when it cannot start (model or parameters).
+    """
     rclpy.init(args=args)
     try:
         node = node_class()

@@ -1,8 +1,8 @@
 """The per-frame core shared by the node, the bag tool and the benchmarks. No ROS import.
 
-message -> Frame -> backend -> mask / confidence / overlay -> output messages with the input's header.
-Output messages are built by a ``make_image(header, fields)`` factory, the only thing that differs
-between rclpy messages and rosbags messages.
+message -> Frame -> backend -> mask / confidence / overlay -> output messages with the input's
+header. Output messages are built by a ``make_image(header, fields)`` factory, the only thing that
+differs between rclpy messages and rosbags messages.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def check_setting(name: str, value: Any) -> str | None:
 
 
 def overlay(frame: Frame, mask: np.ndarray, color_rgb: Sequence[int], alpha: float) -> np.ndarray:
-    """The frame in its own encoding with road pixels blended towards ``color_rgb`` by ``alpha``."""
+    """The frame in its own encoding, road pixels blended towards ``color_rgb`` by ``alpha``."""
     r, g, b = color_rgb
     color = {"rgb": (r, g, b), "bgr": (b, g, r), "mono": (0.299 * r + 0.587 * g + 0.114 * b,)}[
         frame.order
@@ -109,7 +109,10 @@ class Segmenter:
         setattr(self, name, tuple(value) if name == "overlay_color" else float(value))
 
     def segment(self, frame: Frame, want_overlay: bool = True, profile: bool = False) -> SegResult:
-        """Mask, confidence and (if wanted) overlay for one frame; per-stage timings when ``profile``."""
+        """Mask, confidence and (if wanted) overlay for one frame.
+
+        Per-stage timings when ``profile``.
+        """
         image.check_size(*frame.shape, self.max_pixels)
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -134,8 +137,8 @@ class Segmenter:
     ) -> tuple[SegResult, dict[str, Any]]:
         """Segment one Image (or CompressedImage) message into output messages carrying its header.
 
-        Raises ``ImageError`` for a message that cannot be segmented. Only the ``outputs`` asked for
-        are built (the overlay is not even computed when nobody wants it).
+        Raises ``ImageError`` for a message that cannot be segmented. Only the ``outputs`` asked
+        for are built (the overlay is not even computed when nobody wants it).
         """
         start = time.perf_counter()
         frame = image.from_compressed(msg, self.max_pixels) if compressed else image.from_msg(msg)
@@ -170,7 +173,10 @@ def make_segmenter(
     max_pixels: int = image.MAX_PIXELS,
     options: BackendOptions | None = None,
 ) -> Segmenter:
-    """The one place a Segmenter is built from options (node, segment_bag, demo); ``model`` None = the default."""
+    """The one place a Segmenter is built from options (node, segment_bag, demo).
+
+    ``model`` None = the default.
+    """
     path = model or default_model_path()
     if not model and not os.path.isfile(path):
         raise ModelError(
@@ -182,7 +188,10 @@ def make_segmenter(
 
 
 def add_segmenter_arguments(parser: argparse.ArgumentParser) -> None:
-    """The model, backend and per-frame options every tool shares (the node has them as parameters)."""
+    """The model, backend and per-frame options every tool shares.
+
+    The node has them as parameters.
+    """
     o = BackendOptions()
     parser.add_argument(
         "--model",
@@ -233,12 +242,16 @@ def add_segmenter_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-pixels",
         type=int,
         default=image.MAX_PIXELS,
-        help=f"largest width x height accepted (default {image.MAX_PIXELS}); larger frames are skipped",
+        help=f"largest width x height accepted (default {image.MAX_PIXELS}); "
+        "larger frames are skipped",
     )
 
 
 def segmenter_from_args(args: argparse.Namespace) -> Segmenter:
-    """``make_segmenter`` from ``add_segmenter_arguments``' flags; a bad setting is a ModelError."""
+    """``make_segmenter`` from ``add_segmenter_arguments``' flags.
+
+    A bad setting is a ModelError.
+    """
     options = BackendOptions(
         args.precision,
         args.compile,

@@ -17,7 +17,10 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Summary:
-    """The numbers over the last ``window_s`` seconds (latencies in ms; None without frames) and totals."""
+    """The numbers over the last ``window_s`` seconds and totals.
+
+    Latencies are in ms; None without frames.
+    """
 
     window_s: float
     fps: float
@@ -56,7 +59,10 @@ class Stats:
         self._bad = 0
 
     def frame(self, latency_s: float, now: float | None = None) -> None:
-        """Record one segmented frame that took ``latency_s`` from arrival to published, finishing at ``now``."""
+        """Record one segmented frame that took ``latency_s`` from arrival to published.
+
+        It finished at ``now``.
+        """
         now = self._clock() if now is None else now
         with self._lock:
             self._recent.append((now, latency_s))
@@ -93,7 +99,10 @@ class Stats:
         return Summary(window, fps, median, p99, frames, bad, dropped)
 
     def _prune(self, now: float) -> None:
-        """Forget frames before the window, except the last ``min_frames`` younger than ``max_age_s``."""
+        """Forget frames before the window.
+
+        Except the last ``min_frames`` younger than ``max_age_s``.
+        """
         while self._recent and (
             self._recent[0][0] <= now - self.max_age_s
             or (self._recent[0][0] <= now - self.window_s and len(self._recent) > self.min_frames)

