@@ -1,4 +1,7 @@
-"""Shared fixtures: the real data in ../shared/data (skipped with a reason when this checkout has none)."""
+"""Shared fixtures: the real data in ../shared/data.
+
+Skipped with a reason when this checkout has none.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ def shared_path(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)
     if not path.exists():
         pytest.skip(
-            f"shared data not found: {path} (the real-data tests need ../shared/data beside the repo)"
+            f"shared data not found: {path} "
+            "(the real-data tests need ../shared/data beside the repo)"
         )
     return path
 
@@ -32,21 +36,28 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def camvid_root() -> Path:
-    """CamVid road labels in KITTI Road ``data_road`` layout (``training/image_2``, ``gt_image_2``, splits)."""
+    """CamVid road labels in KITTI Road ``data_road`` layout.
+
+    With ``training/image_2``, ``gt_image_2`` and the splits.
+    """
     return shared_path("camvid_road")
 
 
 @pytest.fixture(scope="session")
 def kitti_samples_dir() -> Path:
-    """Real KITTI Road test frames (1242x375, no labels): ``.../kitti_road_samples/testing/image_2``."""
+    """Real KITTI Road test frames (1242x375, no labels).
+
+    Read from ``.../kitti_road_samples/testing/image_2``.
+    """
     return shared_path("kitti_road_samples", "testing", "image_2")
 
 
 @pytest.fixture(scope="session")
 def kitti_road_root() -> Path:
-    """The real KITTI Road training set (231 frames) that ``../shared/data/kitti_road/build.py`` writes.
+    """The real KITTI Road training set (231 frames).
 
-    Looked for in ``$FCN_ROAD_SEG_KITTI`` or ``data/data_road``; skipped with a reason when absent.
+    Written by ``../shared/data/kitti_road/build.py``. Looked for in ``$FCN_ROAD_SEG_KITTI`` or
+    ``data/data_road``; skipped with a reason when absent.
     """
     import os
 
@@ -60,7 +71,10 @@ def kitti_road_root() -> Path:
 
 
 def write_tiny_model(path: Path) -> Path:
-    """A small FCN8s checkpoint (fc 32 channels, 3x3 fc6) whose zero-initialised score layers are perturbed."""
+    """A small FCN8s checkpoint (fc 32 channels, 3x3 fc6).
+
+    Its zero-initialised score layers are perturbed.
+    """
     from fcn_road_seg.model import save_model, untrained_model
 
     return save_model(untrained_model(fc_channels=32, fc6_kernel=3), path)
@@ -73,7 +87,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def kitti_frame(name: str = "um_000005.png"):
-    """One of the shipped KITTI frames (BGR), or a skip naming the file when the checkout lacks it."""
+    """A shipped KITTI frame (BGR), or a skip naming the file when the checkout lacks it."""
     import cv2
 
     path = KITTI_FRAMES / name
@@ -96,7 +110,10 @@ def video_frames(path: Path) -> int:
 def level_road_calib(
     f: float = 700.0, cx: float = 600.0, cy: float = 180.0, h: float = 1.6
 ) -> dict:
-    """A KITTI Road calibration of a level camera h m over the road: P2 = [K | 0], R0 = I, road y = camera y - h."""
+    """A KITTI Road calibration of a level camera h m over the road.
+
+    P2 = [K | 0], R0 = I, road y = camera y - h.
+    """
     import numpy as np
 
     tr = np.hstack([np.eye(3), [[0.0], [-h], [0.0]]])
@@ -121,7 +138,10 @@ def write_calib(path: Path, calib: dict) -> Path:
 def spin_until(
     executor: Any, done: Callable[[], Any], timeout: float, every: Callable[[], Any] = lambda: None
 ) -> bool:
-    """Spin an rclpy executor until ``done()`` or ``timeout`` s, calling ``every()`` (e.g. publish) each second."""
+    """Spin an rclpy executor until ``done()`` or ``timeout`` s.
+
+    Calls ``every()`` (e.g. publish) each second.
+    """
     import time
 
     deadline, next_call = time.monotonic() + timeout, 0.0
@@ -134,7 +154,7 @@ def spin_until(
 
 
 def write_launch_params(path: Path, **updates: Any) -> Path:
-    """The installed config/seg.yaml with ``updates`` to the node's parameters, written to ``path``."""
+    """The installed config/seg.yaml with ``updates`` to node parameters, written to ``path``."""
     import yaml
     from ament_index_python.packages import get_package_share_directory
 

@@ -1,4 +1,4 @@
-"""atomic.py: nothing half-written under a final name, and a killed writer's leftovers are cleaned up."""
+"""atomic.py: nothing half-written under a final name; a killed writer's leftovers are removed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Backends: ONNX Runtime against torch on real KITTI frames, fixed/dynamic inputs, fit/unfit, load_backend."""
+"""Backends: ONNX Runtime against torch on real KITTI frames.
+
+Also fixed/dynamic inputs, fit/unfit, load_backend.
+"""
 
 from __future__ import annotations
 
@@ -105,8 +108,9 @@ def test_letterbox_pads_kitti_into_384x1248_without_resampling(
     assert (padded[0, 375:] == torch.tensor(PAD_RGB, dtype=torch.uint8)).all()
     assert (padded[0, :, 1242:] == torch.tensor(PAD_RGB, dtype=torch.uint8)).all()
     p_fixed = fixed.probability(frame)
-    # The only difference left is the padding itself: the model pads its normalised input with exact zeros,
-    # the letterbox with the nearest uint8 colour to the ImageNet mean (about 0.005 after normalisation).
+    # The only difference left is the padding itself: the model pads its normalised input with
+    # exact zeros, the letterbox with the nearest uint8 colour to the ImageNet mean (about 0.005
+    # after normalisation).
     max_abs, mask_fraction = compare(p_fixed, p_dynamic)
     assert max_abs <= 1e-3 and mask_fraction <= 5e-4, (max_abs, mask_fraction)
 
@@ -351,7 +355,7 @@ def test_missing_onnxruntime_is_a_clear_error(
         load_backend(small_onnx, "onnxruntime", "cpu")
 
 
-# --- the model's working size ----------------------------------------------------------------------------------
+# --- the model's working size --------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -394,7 +398,10 @@ def test_network_runs_at_the_models_working_size(
 
 
 def test_working_size_maps_equal_a_manual_resize_and_back(sized_model: Path) -> None:
-    """Area-shrink the frame to the working size, run the net, bilinear P back: the backend does exactly that."""
+    """Area-shrink the frame to the working size, run the net, bilinear P back.
+
+    The backend does exactly that.
+    """
     backend = load_backend(sized_model, "torch", "cpu")
     rgb = np.random.default_rng(1).integers(0, 256, (150, 250, 3), dtype=np.uint8)
     small = cv2.resize(rgb, (96, 64), interpolation=cv2.INTER_AREA)

@@ -448,7 +448,10 @@ def test_command_lines(
 def test_a_corrupt_message_is_skipped_and_listed_or_stops_with_strict(
     converted: dict[str, Any], segmenter: Segmenter, tmp_path: Path
 ) -> None:
-    """A bag whose second image message holds truncated CDR bytes: like an undecodable image, skipped."""
+    """A bag whose second image message holds truncated CDR bytes.
+
+    Like an undecodable image, it is skipped.
+    """
     from rosbags.rosbag2 import Writer
 
     store = bags.typestore()

@@ -1,4 +1,7 @@
-"""training/calibration.py: ECE/MCE/Brier on hand-computed cases, temperature recovery, T in every backend."""
+"""training/calibration.py: ECE/MCE/Brier on hand-computed cases.
+
+Also temperature recovery and T in every backend.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ def meter_of(p: list[float], y: list[int]) -> dict:
 
 
 def test_perfectly_calibrated_bins_give_zero_ece() -> None:
-    # bin [0.2, 0.267): P = 0.25 on 4 pixels, 1 road; bin [0.733, 0.8): P = 0.75 on 4 pixels, 3 road.
+    # bin [0.2, 0.267): P = 0.25 on 4 pixels, 1 road;
+    # bin [0.733, 0.8): P = 0.75 on 4 pixels, 3 road.
     stats = meter_of([0.25] * 4 + [0.75] * 4, [1, 0, 0, 0, 1, 1, 1, 0])
     assert stats["ECE"] == pytest.approx(0.0, abs=1e-12) and stats["MCE"] == pytest.approx(
         0.0, abs=1e-12
@@ -57,7 +61,7 @@ def test_fit_recovers_a_known_temperature() -> None:
 
 
 def test_fit_resizes_back_like_the_runtime() -> None:
-    """z at a quarter size, labels at full size: the fit upsamples sigmoid(z / T) before the NLL."""
+    """z at a quarter size, labels at full size: the fit upsamples sigmoid(z / T) before NLL."""
     g = torch.Generator().manual_seed(1)
     z = torch.randn(1, 1, 50, 60, generator=g).mul(5)
     full = torch.nn.functional.interpolate(
@@ -85,7 +89,10 @@ def tempered(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_torch_and_onnx_apply_the_temperature(tempered: Path, tmp_path: Path) -> None:
-    """A 64x96 frame (the working size, so nothing is resized): P_T = sigmoid(logit(P_1) / T) pixel by pixel."""
+    """A 64x96 frame (the working size, so nothing is resized).
+
+    P_T = sigmoid(logit(P_1) / T) pixel by pixel.
+    """
     pytest.importorskip("onnxruntime")
     from training.export import main as export_main
 

@@ -1,4 +1,7 @@
-"""training/data.py and training/transforms.py: KITTI Road layout, ground-truth colours, splits, paired transforms."""
+"""training/data.py and training/transforms.py.
+
+KITTI Road layout, ground-truth colours, splits, paired transforms.
+"""
 
 from __future__ import annotations
 
@@ -49,7 +52,7 @@ def make_road(
     return root
 
 
-# --- real data -------------------------------------------------------------------------------------------------
+# --- real data -----------------------------------------------------------------------------------
 
 
 def test_camvid_layout_and_official_splits(camvid_root: Path) -> None:
@@ -93,7 +96,7 @@ def test_seeded_split_is_deterministic_per_category(camvid_root: Path) -> None:
     assert [s.stem for s in data.seeded_split(samples, 0.25, seed=4)[1]] != [s.stem for s in val]
 
 
-# --- synthetic layouts and bad data ---------------------------------------------------------------------------
+# --- synthetic layouts and bad data --------------------------------------------------------------
 
 
 def test_layout_lane_files_and_testing_images(tmp_path: Path) -> None:
@@ -231,11 +234,14 @@ def test_missing_root_and_stem_without_category(tmp_path: Path) -> None:
         data.category_of("000001")
 
 
-# --- transforms -------------------------------------------------------------------------------------------------
+# --- transforms ----------------------------------------------------------------------------------
 
 
 def labelled_pair(h: int = 24, w: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Image whose red channel is 100 x label, in 4x4 blocks, so alignment is checkable after transforms."""
+    """Image whose red channel is 100 x label, in 4x4 blocks.
+
+    That makes alignment checkable after transforms.
+    """
     rng = np.random.default_rng(1)
     labels = np.kron(
         rng.choice(np.array([0, 1, 2], np.uint8), (h // 4, w // 4)), np.ones((4, 4), np.uint8)
@@ -272,7 +278,10 @@ def test_flip_and_crop_keep_image_and_target_aligned() -> None:
 
 
 def test_crop_larger_than_image_pads_target_with_ignore_and_image_with_mean() -> None:
-    """The image is padded with the ImageNet mean (124, 116, 104), which the model's own padding stands for."""
+    """The image is padded with the ImageNet mean (124, 116, 104).
+
+    The model's own padding stands for it.
+    """
     image, labels = labelled_pair(8, 12)
     x, y = T.Compose([T.RandomCrop((10, 16)), T.ToTensor()])(image, labels)
     assert x.shape == (3, 10, 16) and y.shape == (10, 16)

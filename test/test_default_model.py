@@ -1,4 +1,4 @@
-"""The shipped default model: small enough to ship, knows itself, and finds the road on real KITTI frames."""
+"""The shipped default model: small enough, knows itself, finds the road on real KITTI frames."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from training.evaluate import evaluate_backend
 
 from conftest import ROOT
 
-#: measured 94.49 % on the seeded KITTI validation split (46 frames) through the default CPU path (INT8): see README
+#: measured 94.49 % on the seeded KITTI validation split (46 frames) through the default CPU path
+#: (INT8): see README
 MAXF_FLOOR = 0.94
 SHIPPED_FRAMES = sorted((ROOT / "data" / "kitti" / "image_2").glob("*.png"))
 
@@ -44,7 +45,7 @@ def test_default_model_fits_and_knows_itself(default_model: Path) -> None:
 
 
 def test_the_cpu_default_is_the_int8_companion_and_agrees_with_fp32(default_model: Path) -> None:
-    """On the KITTI frames shipped in data/kitti: INT8 (what auto runs on a CPU) against fp32 torch."""
+    """On the KITTI frames shipped in data/kitti: INT8 (auto on a CPU) against fp32 torch."""
     assert int8_companion(default_model) is not None
     auto = load_backend(default_model, "auto", "cpu")
     fp32 = load_backend(default_model, "torch", "cpu")
@@ -65,7 +66,7 @@ def test_the_cpu_default_is_the_int8_companion_and_agrees_with_fp32(default_mode
 def test_default_model_on_held_out_kitti_frames(
     default_model: Path, kitti_road_root: Path
 ) -> None:
-    """Devkit MaxF (URBAN) on the seeded validation split, run exactly as the node runs it on a CPU."""
+    """Devkit MaxF (URBAN) on the seeded validation split, run as the node runs it on a CPU."""
     samples = data.split(kitti_road_root, "val")
     assert len(samples) == 46
     metrics = evaluate_backend(
@@ -83,10 +84,11 @@ GOLDEN = ROOT / "test" / "golden"
 
 
 def test_default_model_matches_its_stored_golden_maps(default_model: Path) -> None:
-    """torch fp32 at the working size on a shipped KITTI frame, against PNGs stored when the model was shipped.
+    """torch fp32 at the working size on a shipped KITTI frame, against stored PNGs.
 
-    Regenerate after changing the default model with ``FCN_ROAD_SEG_WRITE_GOLDEN=1 pytest -k golden``.
-    Different CPUs may round a few pixels near P = 0.5 differently, hence the small tolerances.
+    The PNGs were stored when the model was shipped. Regenerate after changing the default model
+    with ``FCN_ROAD_SEG_WRITE_GOLDEN=1 pytest -k golden``. Different CPUs may round a few pixels
+    near P = 0.5 differently, hence the small tolerances.
     """
     import os
 

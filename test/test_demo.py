@@ -1,4 +1,7 @@
-"""The demo end to end in a temporary folder: bags, MP4 and contact sheet; re-runs; the untrained fallback."""
+"""The demo end to end in a temporary folder.
+
+Bags, MP4 and contact sheet; re-runs; the untrained fallback.
+"""
 
 from __future__ import annotations
 

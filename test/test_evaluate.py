@@ -1,4 +1,4 @@
-"""training/evaluate.py: KITTI devkit metrics on hand-computed cases, a devkit reference, and the CLI."""
+"""training/evaluate.py: KITTI devkit metrics on hand-computed cases, a devkit reference, CLI."""
 
 from __future__ import annotations
 
@@ -34,7 +34,10 @@ def devkit_eval_exp(
 
 
 def devkit_maxf(fn: np.ndarray, fp: np.ndarray, pos: int, neg: int) -> dict[str, float]:
-    """The devkit's ``pxEval_maximizeFMeasure``, with the argmax mapped back through the validity filter."""
+    """The devkit's ``pxEval_maximizeFMeasure``.
+
+    The argmax is mapped back through the validity filter.
+    """
     tp = pos - fn
     recall, precision = tp / float(pos), tp / (tp + fp + 1e-10)
     keep = ~((recall == 0) & (precision == 0))
@@ -83,20 +86,23 @@ def test_perfect_prediction() -> None:
 
 
 def test_constructed_case_exact_values() -> None:
-    # Road: 6 at 0.9, 2 at 0.3. Non-road: 1 at 0.8, 4 at 0.25, 7 at 0.1. Ignored pixels must not count.
+    # Road: 6 at 0.9, 2 at 0.3. Non-road: 1 at 0.8, 4 at 0.25, 7 at 0.1.
+    # Ignored pixels must not count.
     prob, target = labelled(
         [0.9] * 6 + [0.3] * 2, [0.8] + [0.25] * 4 + [0.1] * 7, [1.0] * 5 + [0.0] * 5
     )
     evaluator = ev.RoadEvaluator(["uu"])
     evaluator.update(prob, target, "uu")
     m = evaluator.compute()["URBAN"]
-    # Best operating point: 0.25 < t <= 0.3, i.e. the first threshold 64/255: TP 8, FP 1, FN 0, TN 11.
+    # Best operating point: 0.25 < t <= 0.3, i.e. the first threshold 64/255:
+    # TP 8, FP 1, FN 0, TN 11.
     assert m["threshold"] == 64 / 255
     assert (m["TP"], m["FP"], m["FN"], m["TN"]) == (8, 1, 0, 11)
     assert m["MaxF"] == pytest.approx(16 / 17, abs=1e-9)
     assert m["PRE"] == pytest.approx(8 / 9) and m["REC"] == 1 and m["IoU"] == pytest.approx(8 / 9)
     assert m["FPR"] == pytest.approx(1 / 12) and m["FNR"] == 0
-    # 11-point AP: recall 1 up to t = 0.3 (best precision 8/9), recall 0.75 with precision 1 up to t = 0.9.
+    # 11-point AP: recall 1 up to t = 0.3 (best precision 8/9),
+    # recall 0.75 with precision 1 up to t = 0.9.
     assert m["AP"] == pytest.approx((8 * 1.0 + 3 * 8 / 9) / 11)
     fn, fp, pos, neg = evaluator.counts()
     assert (pos, neg) == (8, 12)
@@ -117,7 +123,8 @@ def test_ignored_pixels_change_nothing() -> None:
 
 
 def test_thresholds_are_exact_at_k_over_255() -> None:
-    # P exactly k/255 (as the devkit reads 8-bit PNGs) counts as road at threshold k and below only.
+    # P exactly k/255 (as the devkit reads 8-bit PNGs) counts as road at threshold k and below
+    # only.
     k = torch.arange(256)
     for dtype in (torch.float64, torch.float32):
         evaluator = ev.RoadEvaluator(["c"])
@@ -200,7 +207,7 @@ def test_predict_resizes_and_restores_size() -> None:
     assert native.std() > 1e-3  # a non-trivial map
 
 
-# --- CLI --------------------------------------------------------------------------------------------------------
+# --- CLI -----------------------------------------------------------------------------------------
 
 
 def write_rgb(path: Path, rgb: np.ndarray) -> None:
@@ -210,7 +217,10 @@ def write_rgb(path: Path, rgb: np.ndarray) -> None:
 
 @pytest.fixture()
 def road_dir(tmp_path: Path) -> tuple[Path, dict[str, tuple[int, int]]]:
-    """data_road with 2 categories (different image sizes) and 2 testing images; returns (root, counts)."""
+    """data_road with 2 categories (different image sizes) and 2 testing images.
+
+    Returns (root, counts).
+    """
     rng = np.random.default_rng(0)
     colours = np.array([(255, 0, 0), (255, 0, 255), (0, 0, 0)], np.uint8)
     counts = {}
@@ -239,7 +249,10 @@ def road_dir(tmp_path: Path) -> tuple[Path, dict[str, tuple[int, int]]]:
 
 @pytest.fixture()
 def untrained_checkpoint(tmp_path: Path) -> Path:
-    """A light FCN8s as written by training (fp16 weights): zero score layers, so P(road) = 0.5 everywhere."""
+    """A light FCN8s as written by training (fp16 weights).
+
+    Zero score layers, so P(road) = 0.5 everywhere.
+    """
     model = FCN8s(fc_channels=8, fc6_kernel=3)
     path = tmp_path / "model.pt"
     torch.save(
@@ -416,7 +429,10 @@ class _Failing(torch.utils.data.Dataset):
 
 
 def test_worker_error_reaches_the_user_as_its_own_message() -> None:
-    """torch re-raises a worker's DataError with the worker traceback inside; one_line gives the message back."""
+    """torch re-raises a worker's DataError with the worker traceback inside.
+
+    one_line gives the message back.
+    """
     loader = torch.utils.data.DataLoader(_Failing(), num_workers=1)
     with pytest.raises(DataError) as info:
         next(iter(loader))
@@ -424,11 +440,14 @@ def test_worker_error_reaches_the_user_as_its_own_message() -> None:
     assert one_line(info.value) == "cannot read image /data/frame_0.png"
 
 
-# --- bird's-eye view ---------------------------------------------------------------------------------------------
+# --- bird's-eye view -----------------------------------------------------------------------------
 
 
 def devkit_bev_labels(labels: np.ndarray, calib: dict) -> np.ndarray:
-    """The devkit's BEV of a label map, cell by cell in plain numpy (255 where the devkit keeps no pixel)."""
+    """The devkit's BEV of a label map, cell by cell in plain numpy.
+
+    255 where the devkit keeps no pixel.
+    """
     r0 = np.eye(4)
     r0[:3, :3] = calib["R0_rect"].reshape(3, 3)
     tr = np.vstack([calib["Tr_cam_to_road"].reshape(3, 4), [0, 0, 0, 1]])
@@ -465,7 +484,8 @@ def test_bev_meter_counts_the_devkit_cells() -> None:
         int((bev_labels == 0).sum()),
     ) and pos > 10000
     assert np.array_equal(fn, expected.counts()[0]) and np.array_equal(fp, expected.counts()[1])
-    # the BEV weighs frames differently from the camera view: near rows cover fewer cells than far ones
+    # the BEV weighs frames differently from the camera view: near rows cover fewer cells than far
+    # ones
     assert pos / (pos + neg) != pytest.approx(
         float((labels == 1).sum() / (labels != 255).sum()), abs=1e-4
     )
@@ -544,7 +564,8 @@ def test_default_model_in_bev_on_the_real_calibrated_frame(
         progress=False,
         bev=meter,
     )
-    # a held-out frame (seed-0 split): 84.3 % in the camera view, 94.1 % in bird's-eye view (INT8, CPU)
+    # a held-out frame (seed-0 split): 84.3 % in the camera view, 94.1 % in bird's-eye view
+    # (INT8, CPU)
     assert (
         camera.compute()["URBAN"]["MaxF"] > 0.82
         and meter.evaluator.compute()["URBAN"]["MaxF"] > 0.92

@@ -1,4 +1,4 @@
-"""training/export.py: checkpoint -> ONNX with the built-in parity check, sidecar, and atomic writes."""
+"""training/export.py: checkpoint -> ONNX with built-in parity check, sidecar, atomic writes."""
 
 from __future__ import annotations
 

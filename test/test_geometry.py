@@ -1,4 +1,7 @@
-"""Ground-plane homographies, camera mounts and the KITTI devkit's bird's-eye view, against hand-computed cells."""
+"""Ground-plane homographies, camera mounts and the KITTI devkit's bird's-eye view.
+
+All against hand-computed cells.
+"""
 
 from __future__ import annotations
 
@@ -85,7 +88,8 @@ def test_kitti_bev_takes_the_devkit_pixel_on_a_synthetic_calibration() -> None:
             assert out[row, col] == (math.floor(v) - 1) * width + math.floor(u) - 1, (row, col)
         else:
             assert out[row, col] == -1, (row, col)
-    # the near edge at z = 6.025 m is v = 180 + 700 * 1.6 / 6.025 = 365.9: in view; at 1.6 m height nothing is cut
+    # the near edge at z = 6.025 m is v = 180 + 700 * 1.6 / 6.025 = 365.9: in view; at 1.6 m height
+    # nothing is cut
     assert bev.maps.known[799, 200] and not bev.maps.known[799, 0]
 
 
@@ -109,7 +113,8 @@ def test_kitti_bev_matches_the_devkit_formula_on_the_real_calibration() -> None:
             )
         else:
             assert not bev.maps.known[row, col]
-    # KITTI's camera is 1.65 m high, looking level: 6.5 m ahead is near the bottom row, 46 m just under the horizon
+    # KITTI's camera is 1.65 m high, looking level: 6.5 m ahead is near the bottom row, 46 m just
+    # under the horizon
     assert bev.maps.map_v[790, 200] > 360 and 190 < bev.maps.map_v[0, 200] < 210
 
 

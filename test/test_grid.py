@@ -1,4 +1,4 @@
-"""The drivable-area grid: a road painted on the ground of a synthetic camera lands in the right cells."""
+"""The drivable-area grid: road painted on a synthetic camera's ground lands in the right cells."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ ROAD = (5.0, 15.0, -2.0, 2.0)  # x from 5 to 15 m ahead, y from 2 m right to 2 m
 
 
 def painted_road_mask() -> np.ndarray:
-    """255 where a pixel's ray meets the ground inside ROAD, by ray casting (not through the homography)."""
+    """255 where a pixel's ray meets the ground inside ROAD.
+
+    Computed by ray casting (not through the homography).
+    """
     v, u = np.mgrid[0:HEIGHT, 0:WIDTH].astype(float)
     rays = np.stack([(u - WIDTH / 2) / F, (v - HEIGHT / 2) / F, np.ones_like(u)])
     ground_from_cam = np.linalg.inv(geometry.camera_from_mount(CAM_HEIGHT, PITCH, 0.0))
@@ -45,7 +48,8 @@ def test_painted_road_rectangle_lands_in_the_right_cells() -> None:
     outer = (x < ROAD[0] - 0.2) | (x > ROAD[1] + 0.2) | (y < ROAD[2] - 0.2) | (y > ROAD[3] + 0.2)
     assert known[inner].all() and (cells[inner] == 0).all()
     assert (cells[outer & known] == 100).all() and (outer & known).sum() > 1000
-    # ground nearer than where the image's lower edge looks (pitch + half the vertical field of view) is not seen
+    # ground nearer than where the image's lower edge looks (pitch + half the vertical field of
+    # view) is not seen
     near = CAM_HEIGHT / np.tan(PITCH + np.arctan(HEIGHT / 2 / F))
     assert (cells[x < near - 0.1] == -1).all() and known[(x > near + 0.2) & (abs(y) < 1)].all()
 

@@ -1,4 +1,4 @@
-"""image.py: Image/CompressedImage messages (rosbags classes) to Frames and back, and every rejection."""
+"""image.py: Image/CompressedImage (rosbags classes) to Frames and back, and every rejection."""
 
 from __future__ import annotations
 
@@ -84,7 +84,8 @@ def test_from_msg_accepts_any_data_container(data) -> None:
         ),
         (
             {"encoding": "mono16", "is_bigendian": 1},
-            "big-endian 16-bit image (mono16) is not supported; supported encodings: rgb8, bgr8, rgba8, bgra8, mono8",
+            "big-endian 16-bit image (mono16) is not supported; "
+            "supported encodings: rgb8, bgr8, rgba8, bgra8, mono8",
         ),
         (
             {"encoding": "16UC1", "is_bigendian": 0},
@@ -206,7 +207,8 @@ def test_negative_fields_are_rejected(fields: dict, message: str) -> None:
         (
             20,
             100000,
-            "image of 100000x20 is too elongated: the longer side may be at most 32 times the shorter",
+            "image of 100000x20 is too elongated: "
+            "the longer side may be at most 32 times the shorter",
         ),
         (5000, 4000, "image of 4000x5000 = 20000000 pixels is larger than max_pixels = 16777216"),
     ],
@@ -220,7 +222,10 @@ def test_size_limits(h: int, w: int, message: str) -> None:
 
 
 def test_a_tiny_jpeg_claiming_a_huge_size_is_refused_before_decoding() -> None:
-    """A JPEG header that claims 30000x30000: rejected from the header alone (decoding it would take > 2 GB)."""
+    """A JPEG header that claims 30000x30000: rejected from the header alone.
+
+    Decoding it would take > 2 GB.
+    """
     ok, jpeg = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))
     data = bytearray(jpeg.tobytes())
     sof = data.index(b"\xff\xc0")

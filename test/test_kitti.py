@@ -58,7 +58,10 @@ def fmt(values: np.ndarray) -> str:
 
 
 def write_cam_to_cam(path: Path, rect_size: tuple[int, int], raw_size: tuple[int, int]) -> Path:
-    """A calib_cam_to_cam.txt with the camera-2 entries (and the non-numeric header line KITTI has)."""
+    """A calib_cam_to_cam.txt with the camera-2 entries.
+
+    Also with the non-numeric header line KITTI has.
+    """
     path.write_text(
         "calib_time: 09-Jan-2012 13:57:47\ncorner_dist: 9.950000e-02\n"
         f"S_02: {fmt(raw_size)}\nK_02: {fmt(K_02)}\nD_02: {fmt(D_02)}\n"

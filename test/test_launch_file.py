@@ -1,4 +1,7 @@
-"""seg.launch.py's own logic, without launching (skipped without launch_ros): the RViz topics follow the arguments."""
+"""seg.launch.py's own logic, without launching: the RViz topics follow the arguments.
+
+Skipped without launch_ros.
+"""
 
 from __future__ import annotations
 

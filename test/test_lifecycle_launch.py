@@ -1,7 +1,10 @@
-"""launch_testing: seg.launch.py lifecycle:=true brings the managed node to active; deactivated, it publishes nothing.
+"""launch_testing: seg.launch.py lifecycle:=true brings the managed node to active.
 
-Skipped where launch_testing (ROS 2) cannot be imported. Run it with ``colcon test`` or, in a sourced
-workspace where fcn_road_seg is installed, ``python -m pytest test/test_lifecycle_launch.py``.
+Deactivated, it publishes nothing.
+
+Skipped where launch_testing (ROS 2) cannot be imported. Run it with ``colcon test`` or, in a
+sourced workspace where fcn_road_seg is installed,
+``python -m pytest test/test_lifecycle_launch.py``.
 """
 
 from __future__ import annotations
@@ -66,7 +69,10 @@ def generate_test_description() -> tuple[launch.LaunchDescription, dict[str, Any
 
 
 class TestLifecycle(unittest.TestCase):
-    """Drives the launched node's transitions through its lifecycle services and watches road_seg/mask."""
+    """Drives the launched node's transitions through its lifecycle services.
+
+    Also watches road_seg/mask.
+    """
 
     @classmethod
     def setUpClass(cls) -> None:

@@ -1,4 +1,7 @@
-"""fcn-road-segment (fcn_road_seg/media.py): videos, image folders and globs through the per-frame core."""
+"""fcn-road-segment (fcn_road_seg/media.py).
+
+Videos, image folders and globs through the per-frame core.
+"""
 
 from __future__ import annotations
 
@@ -161,7 +164,7 @@ def test_a_failing_model_leaves_nothing(
 def test_a_corrupt_frame_in_the_middle_of_a_video_is_listed(
     tmp_path: Path, tiny_model: Path, small_frames: list[np.ndarray], capsys: pytest.CaptureFixture
 ) -> None:
-    """An MJPEG AVI whose third JPEG is wiped: frames 0, 1, 3, 4 are segmented, frame 2 is listed."""
+    """An MJPEG AVI whose third JPEG is wiped: frames 0, 1, 3, 4 segmented, frame 2 listed."""
     clip = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, SIZE)
     for bgr in small_frames:

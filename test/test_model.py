@@ -1,4 +1,4 @@
-"""model.py: FCN-8s shapes, bilinear upsampling init, skip scaling and torchvision VGG16 weight loading."""
+"""model.py: FCN-8s shapes, bilinear upsampling init, skip scaling, torchvision VGG16 weights."""
 
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ LIGHT = {"fc_channels": 16, "fc6_kernel": 3}
 
 @pytest.fixture(scope="module")
 def vgg16_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch.Tensor]]:
-    """torchvision's VGG16 state dict (exact keys and shapes, random values) saved as a weights file."""
+    """torchvision's VGG16 state dict saved as a weights file.
+
+    Exact keys and shapes, random values.
+    """
     torch.manual_seed(0)
     state = torchvision.models.vgg16(weights=None).state_dict()
     path = tmp_path_factory.mktemp("weights") / "vgg16-local.pth"
@@ -40,7 +43,7 @@ def features_state(vgg16_file: tuple[Path, dict[str, torch.Tensor]]) -> dict[str
 
 
 def _full_shell() -> FCN8s:
-    """A full-head (4096, 7x7) model on the meta device: no cost for initialising 120M fc weights."""
+    """A full-head (4096, 7x7) model on the meta device: no cost to initialise 120M fc weights."""
     with torch.device("meta"):
         return FCN8s()
 
@@ -116,7 +119,8 @@ def test_imagenet_format_weights_are_copied(
     assert torch.equal(model.fc6.bias, state["classifier.0.bias"])
     assert torch.equal(model.fc7.weight[:, :, 0, 0], state["classifier.3.weight"])
     assert torch.equal(model.fc7.bias, state["classifier.3.bias"])
-    # fc6 as a convolution on a 7x7 pool5 equals the classifier's first linear layer on the flattened map.
+    # fc6 as a convolution on a 7x7 pool5 equals the classifier's first linear layer on the
+    # flattened map.
     pool5 = torch.randn(1, 512, 7, 7)
     with torch.no_grad():
         conv = F.conv2d(pool5, model.fc6.weight, model.fc6.bias)[0, :, 0, 0]

@@ -1,4 +1,7 @@
-"""node.py in-process on a real ROS 2 (skipped without rclpy): parameters, frames in and masks out, startup errors."""
+"""node.py in-process on a real ROS 2 (skipped without rclpy).
+
+Parameters, frames in and masks out, startup errors.
+"""
 
 from __future__ import annotations
 
@@ -52,7 +55,10 @@ def frame_bgr() -> np.ndarray:
 
 @pytest.fixture
 def overrides(request: pytest.FixtureRequest, tiny_model: Path) -> list[Parameter]:
-    """The node's parameters: the tiny model, CPU, no warm-up, plus any given by indirect parametrisation."""
+    """The node's parameters: the tiny model, CPU, no warm-up.
+
+    Plus any parameters given by indirect parametrisation.
+    """
     return [
         Parameter("model_path", value=str(tiny_model)),
         Parameter("device", value="cpu"),
@@ -222,7 +228,10 @@ def test_run_time_threshold_changes_the_mask(
 
 
 def listen(probe: Node) -> tuple[list[Image], list[DiagnosticArray], Any]:
-    """Collect road_seg/mask and /diagnostics on ``probe``; returns them and a publisher on ``image``."""
+    """Collect road_seg/mask and /diagnostics on ``probe``.
+
+    Returns them and a publisher on ``image``.
+    """
     masks: list[Image] = []
     diagnostics: list[DiagnosticArray] = []
     probe.create_subscription(Image, "road_seg/mask", masks.append, 10)
@@ -275,7 +284,10 @@ def test_a_bad_message_is_counted_and_the_node_keeps_working(
 def test_network_size_and_max_pixels_parameters(
     executor: SingleThreadedExecutor, probe: Node, tiny_model: Path, frame_bgr: np.ndarray
 ) -> None:
-    """The network runs at 64x160, results come back at 310x93, /diagnostics says so; a bigger frame is refused."""
+    """The network runs at 64x160, results come back at 310x93, /diagnostics says so.
+
+    A bigger frame is refused.
+    """
     masks, diagnostics, publisher = listen(probe)
     msg = image_msg(frame_bgr, "bgr8", 5, 0)
     assert spin_until(
@@ -308,7 +320,8 @@ def test_network_size_and_max_pixels_parameters(
         ),
         (
             ["-p", "qos_overrides./image.subscription.reliability:=sometimes"],
-            "cannot start: parameter qos_overrides for topic 'image': Unexpected QoS override for policy `reliability`",
+            "cannot start: parameter qos_overrides for topic 'image': "
+            "Unexpected QoS override for policy `reliability`",
         ),
         (
             ["-p", "grid_occupancy:=fuzzy"],
@@ -356,16 +369,19 @@ def test_main_without_a_model_names_the_missing_default(
     )
     assert main(["road_seg_node"]) == 1
     assert (
-        f"cannot start: the default model {tmp_path / 'default.pt'} is not installed; pass a model file"
-        in capfd.readouterr().err
+        f"cannot start: the default model {tmp_path / 'default.pt'} is not installed; "
+        "pass a model file" in capfd.readouterr().err
     )
 
 
-# --- road_seg/grid --------------------------------------------------------------------------------------------
+# --- road_seg/grid -------------------------------------------------------------------------------
 
 
 def quarter_kitti_info(stamp_sec: int) -> Any:
-    """An rclpy CameraInfo of KITTI's camera 2 (P2 of um_000000) scaled to the quarter-size test frame."""
+    """An rclpy CameraInfo of KITTI's camera 2 (P2 of um_000000).
+
+    Scaled to the quarter-size test frame.
+    """
     from sensor_msgs.msg import CameraInfo
 
     p = np.array(
@@ -381,7 +397,10 @@ def quarter_kitti_info(stamp_sec: int) -> Any:
 
 
 def expected_grid(tiny_model: Path, msg: Image) -> np.ndarray:
-    """The grid core's cells for ``msg`` with the node's default grid parameters (1.65 m high, level)."""
+    """The grid core's cells for ``msg`` with the node's default grid parameters.
+
+    1.65 m high, level.
+    """
     from fcn_road_seg import geometry
     from fcn_road_seg.grid import Camera, GroundGrid, GridSpec
 
@@ -441,14 +460,18 @@ def test_grid_arrives_with_the_input_stamp_in_grid_frame(
 def test_grid_pose_from_tf2(
     executor: SingleThreadedExecutor, probe: Node, tiny_model: Path, frame_bgr: np.ndarray
 ) -> None:
-    """With grid_use_tf the pose comes from tf (camera_height is ignored): a static 1.65 m level mount."""
+    """With grid_use_tf the pose comes from tf (camera_height is ignored).
+
+    A static 1.65 m level mount.
+    """
     from geometry_msgs.msg import TransformStamped
     from tf2_ros import StaticTransformBroadcaster
 
     mount = TransformStamped()
     mount.header.frame_id, mount.child_frame_id = "base_footprint", FRAME_ID
     mount.transform.translation.z = 1.65
-    # optical frame (z forward, x right, y down) in base_footprint: quaternion (-0.5, 0.5, -0.5, 0.5)
+    # optical frame (z forward, x right, y down) in base_footprint:
+    # quaternion (-0.5, 0.5, -0.5, 0.5)
     mount.transform.rotation.x, mount.transform.rotation.y = -0.5, 0.5
     mount.transform.rotation.z, mount.transform.rotation.w = -0.5, 0.5
     broadcaster = StaticTransformBroadcaster(probe)
@@ -458,7 +481,7 @@ def test_grid_pose_from_tf2(
     np.testing.assert_array_equal(cells, expected_grid(tiny_model, msg))
 
 
-# --- lifecycle ------------------------------------------------------------------------------------------------
+# --- lifecycle -----------------------------------------------------------------------------------
 
 
 def test_lifecycle_publishes_only_while_active(

@@ -1,4 +1,7 @@
-"""INT8 export (training/quantize.py via fcn-road-export --int8), bf16 on CPU, and what backend=auto runs."""
+"""INT8 export (training/quantize.py via fcn-road-export --int8).
+
+Also bf16 on CPU, and what backend=auto runs.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +29,10 @@ FRAMES = ROOT / "data" / "kitti" / "image_2"
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small checkpoint with working size 96x320 and its INT8 companion, quantized on the shipped KITTI frames."""
+    """A small checkpoint with working size 96x320 and its INT8 companion.
+
+    Quantized on the shipped KITTI frames.
+    """
     from training.export import main as export_main
 
     folder = tmp_path_factory.mktemp("int8")
@@ -35,8 +41,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"model": model.state_dict(), "model_config": model.config, "working_size": [96, 320]},
         folder / "m.pt",
     )
-    # Random weights quantize far worse than trained ones, so the parity check is left to the default model's
-    # companion (test_default_model.py); here the mechanics.
+    # Random weights quantize far worse than trained ones, so the parity check is left to the
+    # default model's companion (test_default_model.py); here the mechanics.
     assert (
         export_main(
             [

@@ -1,7 +1,7 @@
-"""launch_testing: seg.launch.py starts the node on a small model; a real KITTI frame in, its mask out.
+"""launch_testing: seg.launch.py starts the node on a small model; a KITTI frame in, its mask out.
 
-Skipped where launch_testing (ROS 2) cannot be imported. Run it with ``colcon test`` or, in a sourced
-workspace where fcn_road_seg is installed, ``python -m pytest test/test_seg_launch.py``.
+Skipped where launch_testing (ROS 2) cannot be imported. Run it with ``colcon test`` or, in a
+sourced workspace where fcn_road_seg is installed, ``python -m pytest test/test_seg_launch.py``.
 """
 
 from __future__ import annotations
@@ -65,7 +65,10 @@ def kitti_frame() -> np.ndarray:
 
 @pytest.mark.launch_test
 def generate_test_description() -> tuple[launch.LaunchDescription, dict[str, Any]]:
-    """seg.launch.py in a namespace with a tiny model and a params file derived from the installed one."""
+    """seg.launch.py in a namespace with a tiny model and a derived params file.
+
+    The params file is derived from the installed one.
+    """
     tmp = tempfile.TemporaryDirectory(prefix="fcn_road_seg_launch_test_")
     model = write_tiny_model(Path(tmp.name) / "tiny.pt")
     params = write_launch_params(

@@ -1,4 +1,7 @@
-"""segmenter.py: the per-frame core fed with rosbags sensor_msgs, on a real KITTI frame and a small model."""
+"""segmenter.py: the per-frame core fed with rosbags sensor_msgs.
+
+On a real KITTI frame and a small model.
+"""
 
 from __future__ import annotations
 
@@ -91,7 +94,10 @@ class FixedProbability(Backend):
 def test_mask_and_confidence_equal_the_network_on_a_full_kitti_frame(
     segmenter: Segmenter, tiny_model: Path, kitti_bgr: np.ndarray
 ) -> None:
-    """The core against the network run by hand (the stored golden maps are in test_default_model.py)."""
+    """The core against the network run by hand.
+
+    The stored golden maps are in test_default_model.py.
+    """
     net = RoadProbability(load_checkpoint_model(tiny_model))
     with torch.inference_mode():
         prob = net(torch.from_numpy(cv2.cvtColor(kitti_bgr, cv2.COLOR_BGR2RGB))[None])[0].numpy()
@@ -223,12 +229,14 @@ ROAD = np.array([[True, False], [True, False]])
 @pytest.mark.parametrize(
     "encoding, pixel, tinted",
     [
-        # alpha 0.25, colour RGB (200, 100, 0): road = round(0.75 * pixel) + round(0.25 * colour) per channel
+        # alpha 0.25, colour RGB (200, 100, 0):
+        # road = round(0.75 * pixel) + round(0.25 * colour) per channel
         ("rgb8", (40, 80, 120), (80, 85, 90)),
         ("bgr8", (40, 80, 120), (30, 85, 140)),
         ("rgba8", (40, 80, 120, 7), (80, 85, 90, 7)),
         ("bgra8", (40, 80, 120, 7), (30, 85, 140, 7)),
-        # gray of the colour: 0.299 * 200 + 0.587 * 100 = 118.5; round(0.75 * 40) + round(0.25 * 118.5) = 30 + 30
+        # gray of the colour: 0.299 * 200 + 0.587 * 100 = 118.5;
+        # round(0.75 * 40) + round(0.25 * 118.5) = 30 + 30
         ("mono8", (40,), (60,)),
     ],
 )

@@ -8,7 +8,10 @@ from fcn_road_seg.stats import Stats, Summary, health
 
 
 def stats_at(start: float = 100.0, window_s: float = 2.0, min_frames: int = 0) -> Stats:
-    """Stats whose clock reads ``start`` when created (every call below passes ``now``); a pure time window."""
+    """Stats whose clock reads ``start`` when created; a pure time window.
+
+    Every call below passes ``now``.
+    """
     return Stats(window_s=window_s, clock=lambda: start, min_frames=min_frames)
 
 
@@ -56,7 +59,10 @@ def test_fps_uses_the_time_since_start_while_shorter_than_the_window() -> None:
 
 
 def test_slow_frames_keep_a_steady_fps() -> None:
-    """A frame every 4 s with a 2 s window: the window stretches over the last 3 frames, FPS stays 0.25."""
+    """A frame every 4 s with a 2 s window.
+
+    The window stretches over the last 3 frames, FPS stays 0.25.
+    """
     stats = stats_at(min_frames=3)
     for k in range(6):
         stats.frame(3.9, now=104.0 + 4 * k)

@@ -1,5 +1,7 @@
-"""TensorRT backend: metadata checks, build planning for TensorRT 10 and 11, engine I/O checks (all without
-TensorRT), and engine build/run/reject tests that need TensorRT and a CUDA GPU."""
+"""TensorRT backend: metadata checks, build planning for TensorRT 10 and 11, engine I/O checks.
+
+Those run without TensorRT; the engine build/run/reject tests need TensorRT and a CUDA GPU.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ def onnx_info(fp16: bool = False, qdq: bool = False, shape: tuple = (1, 384, 124
     return OnnxInfo(Path("m.onnx"), "00" * 32, shape, fp16, qdq)
 
 
-# --- metadata comparison --------------------------------------------------------------------------------------
+# --- metadata comparison -------------------------------------------------------------------------
 
 
 def test_matching_metadata_has_no_problems() -> None:
@@ -102,8 +104,8 @@ def test_foreign_or_incomplete_metadata_is_incompatible(meta: dict, message: str
 def test_stale_but_loadable_engines() -> None:
     _, stale = compare_metadata({**META, "gpu": "NVIDIA H100 PCIe"}, FOUND)
     assert stale == [
-        "it was built on NVIDIA H100 PCIe, this is NVIDIA H100 80GB HBM3 (same compute capability: it "
-        "loads, but tactics were tuned for the other GPU)"
+        "it was built on NVIDIA H100 PCIe, this is NVIDIA H100 80GB HBM3 "
+        "(same compute capability: it loads, but tactics were tuned for the other GPU)"
     ]
     _, stale = compare_metadata(META, {**FOUND, "onnx_sha256": "99" * 32})
     assert stale == ["its ONNX model has changed since it was built"]
@@ -111,7 +113,7 @@ def test_stale_but_loadable_engines() -> None:
     assert stale == ["it is fp16, fp32 was asked for"]
 
 
-# --- build planning: TensorRT 10 (weak typing, implicit INT8) and TensorRT 11 (strong typing only) ------------
+# --- build planning: TensorRT 10 (weak typing, implicit INT8), TensorRT 11 (strong typing only) --
 
 
 def test_fp16_on_tensorrt_10_uses_the_builder_flag() -> None:
@@ -188,13 +190,16 @@ def test_trt_features_tells_tensorrt_10_from_11() -> None:
     assert trt_features(trt11) == TrtFeatures("11.4.0.106", False, False, False)
 
 
-# --- ONNX inspection, engine I/O, paths ------------------------------------------------------------------------
+# --- ONNX inspection, engine I/O, paths ----------------------------------------------------------
 
 
 def small_onnx(
     path: Path, dims: list, cast_to: int | None = None, qdq: bool = False, name: str = "image"
 ) -> Path:
-    """A tiny stand-in graph with our I/O names: uint8 image -> Cast -> ReduceMean over channels -> prob."""
+    """A tiny stand-in graph with our I/O names.
+
+    uint8 image -> Cast -> ReduceMean over channels -> prob.
+    """
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
@@ -293,7 +298,7 @@ def test_size_argument() -> None:
             _size(bad)
 
 
-# --- without TensorRT or a GPU: clear errors, nothing imported at package import --------------------------------
+# --- without TensorRT or a GPU: clear errors, nothing imported at package import -----------------
 
 
 def test_engine_without_gpu_or_tensorrt_is_a_clear_error(tmp_path: Path) -> None:
@@ -326,7 +331,7 @@ def test_build_cli_without_gpu_fails_cleanly(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
 
-# --- with TensorRT and a CUDA GPU ------------------------------------------------------------------------------
+# --- with TensorRT and a CUDA GPU ----------------------------------------------------------------
 
 needs_gpu = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA GPU for TensorRT"

