@@ -1,6 +1,8 @@
-"""The drivable-area grid: road painted on a synthetic camera's ground lands in the right cells."""
+"""The drivable-area grid: painted road lands in the right cells; real KITTI frames and calib."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ import pytest
 from fcn_road_seg import geometry
 from fcn_road_seg.bags import camera_info, header
 from fcn_road_seg.grid import Camera, GridSpec, GroundGrid, grid_spec
-from fcn_road_seg.kitti import CameraModel
+from fcn_road_seg.kitti import CameraModel, read_calib
 
 HEIGHT, WIDTH, F, CAM_HEIGHT, PITCH = 480, 640, 500.0, 1.5, 0.05
 P = np.array([[F, 0, WIDTH / 2, 0], [0, F, HEIGHT / 2, 0], [0, 0, 1, 0]])
@@ -119,3 +121,68 @@ def test_fields_describe_the_grid_for_occupancygrid() -> None:
 def test_bad_grid_parameters_say_what_is_wrong(args: tuple, words: str) -> None:
     with pytest.raises(ValueError, match=words):
         grid_spec(*args)
+
+
+# --- real KITTI calibration ---------------------------------------------------------------------
+
+CALIB = Path(__file__).parent / "data" / "um_000000_calib.txt"
+#: KITTI's road frame (x right, y down, z forward) <- the grid's ROS ground frame
+#: (x forward, y left, z up)
+ROAD_FROM_GROUND = geometry.rigid(
+    np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]]), np.zeros(3)
+)
+
+
+def kitti_grid(spec: GridSpec) -> GroundGrid:
+    """A grid on um_000000's real road plane: camera P2 @ R0_rect, pose from Tr_cam_to_road."""
+    calib = read_calib(CALIB)
+    r0 = np.eye(4)
+    r0[:3, :3] = calib["R0_rect"].reshape(3, 3)
+    road_from_cam = np.vstack([calib["Tr_cam_to_road"].reshape(3, 4), [0.0, 0.0, 0.0, 1.0]])
+    grid = GroundGrid(spec)
+    grid.update(
+        Camera(calib["P2"].reshape(3, 4) @ r0, 375, 1242),
+        np.linalg.inv(road_from_cam) @ ROAD_FROM_GROUND,
+    )
+    return grid
+
+
+def test_grid_and_devkit_bev_agree_on_the_real_ground_truth(kitti_road_root: Path) -> None:
+    """The node's grid and the devkit's view agree on um_000000's real labels.
+
+    Two samplings through one homography: the grid's bilinear 0-based maps, the devkit's 1-based
+    nearest pixels.
+    """
+    from training import data
+
+    target = data.read_target(kitti_road_root / "training" / "gt_image_2" / "um_road_000000.png")
+    road = np.where(target == 1, 255, 0).astype(np.uint8)
+    # the devkit's view: x -10..10 m (right), z 6..46 m;
+    # the same cells in the grid: x 6..46 m, y 10..-10 m
+    cells = kitti_grid(GridSpec(0.05, (6.0, 46.0), (-10.0, 10.0))).occupancy(road, road)
+    bev = geometry.KittiBev.from_file(CALIB, target.shape).transform(road, outside=127)
+    as_bev = cells.T[::-1, ::-1]  # rows: far to near; columns: left (y = +10) to right
+    seen = (as_bev != -1) & (bev != 127)
+    assert seen.mean() > 0.5
+    agree = ((as_bev == 0) == (bev == 255))[seen].mean()
+    assert agree > 0.98, agree
+
+
+def test_grid_on_a_shipped_kitti_frame_finds_the_road_ahead() -> None:
+    """The default model on a real KITTI frame, real KITTI calibration: the lane ahead is free."""
+    from fcn_road_seg.backends import load_backend
+    from fcn_road_seg.image import Frame
+    from fcn_road_seg.model import default_model_path
+
+    from conftest import kitti_frame
+
+    maps = load_backend(default_model_path(), "auto", "cpu").infer(
+        Frame(kitti_frame("um_000005.png"), "bgr8")
+    )
+    grid = kitti_grid(GridSpec(0.1, (0.0, 40.0), (-10.0, 10.0)))
+    cells = grid.occupancy(maps.mask, maps.confidence)
+    x, y = grid.spec.cell_centres()
+    ahead = (x > 8) & (x < 15) & (abs(y) < 1.0)
+    assert (cells[ahead] == 0).mean() > 0.9
+    assert (cells[x < 4] == -1).all()  # under the bonnet: out of view
+    assert (cells == 100).any()
