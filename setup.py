@@ -48,7 +48,10 @@ setup(
     tests_require=["pytest"],
     zip_safe=False,
     maintainer="fcn_road_seg developers",
-    description="Camera road segmentation (VGG16 FCN-8s) for ROS 2, with KITTI Road training and TensorRT deployment.",
+    description=(
+        "Camera road segmentation (VGG16 FCN-8s) for ROS 2, with KITTI Road training and "
+        "TensorRT deployment."
+    ),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

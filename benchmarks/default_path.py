@@ -1,12 +1,13 @@
 """Speed and accuracy of the default path on a CPU: every way of running one model, side by side.
 
-Each row runs real KITTI frames (1242x375 bgr8 messages) end to end through ``Segmenter.process``,
-as the node does, and the same backend over a KITTI Road validation split through ``fcn-road-eval``'s
-runtime path for the devkit's MaxF (URBAN, camera view). The speed-up is against fp32 torch with the
-network at the frame's native size, measured in the same run.
+Each row runs real KITTI frames (1242x375 bgr8 messages) end to end through
+``Segmenter.process``, as the node does, and the same backend over a KITTI Road validation split
+through ``fcn-road-eval``'s runtime path for the devkit's MaxF (URBAN, camera view). The speed-up
+is against fp32 torch with the network at the frame's native size, measured in the same run.
 
-    .venv/bin/python benchmarks/default_path.py --data-path data/data_road    # the shipped default model
-    .venv/bin/python benchmarks/default_path.py --model runs/kitti/model_best_fp16.pt --data-path data/data_road
+    .venv/bin/python benchmarks/default_path.py --data-path data/data_road  # shipped default model
+    .venv/bin/python benchmarks/default_path.py \\
+        --model runs/kitti/model_best_fp16.pt --data-path data/data_road
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def rows_for(model: Path, workdir: Path) -> list[tuple[str, Callable[[], Backend]]]:
-    """(label, factory) of each way to run ``model`` on the CPU: the baseline first, the default last."""
+    """(label, factory) of each way to run ``model`` on the CPU: baseline first, default last."""
     net, meta = read_checkpoint(model)
     size = working_size_of(meta)
     if size is None:
@@ -124,10 +125,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else "-"
     )
     print(
-        f"model: {args.model}; timed: {len(msgs)} frames of {folder} at 1242x375, end to end; MaxF on: {scored}"
+        f"model: {args.model}; timed: {len(msgs)} frames of {folder} at 1242x375, end to end; "
+        f"MaxF on: {scored}"
     )
     print(
-        "| backend, network size | ms / frame (median) | FPS | speed-up vs fp32 torch native | MaxF (URBAN) |"
+        "| backend, network size | ms / frame (median) | FPS | speed-up vs fp32 torch native "
+        "| MaxF (URBAN) |"
     )
     print("|---|---|---|---|---|")
     for label, ms, f in results:

@@ -1,10 +1,11 @@
 """Encoder-init ablation: validation curves of training runs that differ only in ``--weights``.
 
-Reads each run's ``log.csv`` (written by ``fcn-road-train``), prints a Markdown table of validation
-MaxF / AP / IoU at every epoch the runs share, and plots MaxF and the training loss against the step.
+Reads each run's ``log.csv`` (written by ``fcn-road-train``), prints a Markdown table of
+validation MaxF / AP / IoU at every epoch the runs share, and plots MaxF and the training loss
+against the step.
 
-    .venv/bin/python benchmarks/encoder_ablation.py HED=runs/kitti_hed scratch=runs/kitti_scratch \\
-        --plot docs/encoder_ablation.png
+    .venv/bin/python benchmarks/encoder_ablation.py \\
+        HED=runs/kitti_hed scratch=runs/kitti_scratch --plot docs/encoder_ablation.png
 """
 
 from __future__ import annotations

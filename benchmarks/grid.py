@@ -1,8 +1,8 @@
-"""What road_seg/grid costs per frame, against rebuilding its lookup maps (done only on camera/pose change).
+"""What road_seg/grid costs per frame, vs rebuilding its lookup maps (only on camera/pose change).
 
-A real KITTI frame (1242x375) through the default model gives the mask and confidence; the grid core
-then projects them with KITTI's camera 2 (P2 of um_000000) mounted 1.65 m high, level, for a few grid
-sizes. Times are medians of repeated runs in one process; compare them as ratios.
+A real KITTI frame (1242x375) through the default model gives the mask and confidence; the grid
+core then projects them with KITTI's camera 2 (P2 of um_000000) mounted 1.65 m high, level, for a
+few grid sizes. Times are medians of repeated runs in one process; compare them as ratios.
 
     .venv/bin/python benchmarks/grid.py [--repeats 30]
 """
@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     network_ms = median_ms(lambda: backend.infer(Frame(bgr, "bgr8")), max(3, args.repeats // 5))
     camera = Camera(read_calib(CALIB)["P2"].reshape(3, 4), *bgr.shape[:2])
     print(
-        f"# {machine()}\n# default model, one KITTI frame 1242x375; network + pre/post: {network_ms:.1f} ms"
+        f"# {machine()}\n# default model, one KITTI frame 1242x375; "
+        f"network + pre/post: {network_ms:.1f} ms"
     )
     print(
         "| grid | cells | rebuild maps (ms) | per frame, binary (ms) | per frame, scaled (ms) | "
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> None:
         scaled = median_ms(lambda: grid.occupancy(maps.mask, maps.confidence), args.repeats)
         cells = int(np.prod(spec.shape))
         print(
-            f"| {name} | {cells} | {rebuild:.2f} | {binary:.2f} | {scaled:.2f} | {binary / network_ms:.3f} |"
+            f"| {name} | {cells} | {rebuild:.2f} | {binary:.2f} | {scaled:.2f} | "
+            f"{binary / network_ms:.3f} |"
         )
 
 

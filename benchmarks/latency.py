@@ -1,19 +1,20 @@
 """Per-stage latency of one frame through the per-frame core, for every backend available here.
 
-Frames are real KITTI Road images (1242x375, and resized to 576x160) in rosbags ``sensor_msgs/Image``
-bgr8 messages, run through ``Segmenter.process(..., profile=True)`` exactly as the node and the bag tool
-do: message -> array, pre-processing, inference, post-processing, overlay, array -> messages. Each cell
-is median / p99 in milliseconds. "CPU outside network" is everything but ``inference``; the same run
-times a naive cv_bridge-style numpy pipeline doing the same work around the network, for comparison.
-Because a CPU network takes seconds per frame, "outside, replayed" also runs every frame ``--replay``
-more times through the same ``Segmenter.process`` with the network's recorded output played back in
-place of the network: many more samples of exactly the work around it (robust on a busy machine).
+Frames are real KITTI Road images (1242x375, and resized to 576x160) in rosbags
+``sensor_msgs/Image`` bgr8 messages, run through ``Segmenter.process(..., profile=True)`` exactly
+as the node and the bag tool do: message -> array, pre-processing, inference, post-processing,
+overlay, array -> messages. Each cell is median / p99 in milliseconds. "CPU outside network" is
+everything but ``inference``; the same run times a naive cv_bridge-style numpy pipeline doing the
+same work around the network, for comparison. Because a CPU network takes seconds per frame,
+"outside, replayed" also runs every frame ``--replay`` more times through the same
+``Segmenter.process`` with the network's recorded output played back in place of the network: many
+more samples of exactly the work around it (robust on a busy machine).
 
-    .venv/bin/python benchmarks/latency.py                  # small-head model, all 15 shared KITTI frames
+    .venv/bin/python benchmarks/latency.py    # small-head model, all 15 shared KITTI frames
     .venv/bin/python benchmarks/latency.py --model runs/best.pt --frames 5 --repeat 3
 
-Without ``--model`` a small-head FCN-8s (fc6/fc7 with 32 channels, 3x3 fc6; full VGG16 encoder) with
-random weights is used: latency does not depend on the weights, and the CPU runs stay short.
+Without ``--model`` a small-head FCN-8s (fc6/fc7 with 32 channels, 3x3 fc6; full VGG16 encoder)
+with random weights is used: latency does not depend on the weights, and the CPU runs stay short.
 """
 
 from __future__ import annotations
@@ -110,12 +111,15 @@ class Row:
 
 
 def small_checkpoint(path: Path) -> Path:
-    """A small-head FCN-8s checkpoint with random weights (non-trivial outputs: score layers perturbed)."""
+    """A small-head FCN-8s checkpoint with random weights.
+
+    Non-trivial outputs: the score layers are perturbed.
+    """
     return save_model(untrained_model(fc_channels=32, fc6_kernel=3), path)
 
 
 def load_frames(folder: str | None, count: int) -> tuple[Path, list[np.ndarray]]:
-    """The first ``count`` frames (BGR) of ``folder`` or of the first default folder that has any."""
+    """The first ``count`` frames (BGR) of ``folder`` or of the first default folder with any."""
     candidates = [Path(folder)] if folder else IMAGE_DIRS
     for directory in candidates:
         paths = sorted(directory.glob("*.png"))[:count] if directory.is_dir() else []
@@ -133,7 +137,7 @@ def padded(size: tuple[int, int]) -> tuple[int, int]:
 def backends(
     checkpoint: Path, size: tuple[int, int], workdir: Path
 ) -> list[tuple[str, Callable[[], Backend]]]:
-    """(label, factory) for every backend this machine can run, with fixed-shape models for ``size``."""
+    """(label, factory) for every backend this machine can run; fixed-shape models for ``size``."""
     from fcn_road_seg.model import load_checkpoint_model
 
     h, w = padded(size)
@@ -180,7 +184,7 @@ def messages(frames: Sequence[np.ndarray], size: tuple[int, int]) -> list[Any]:
 
 
 class Recorder(Backend):
-    """Runs another backend's network and records its outputs; with ``replay`` set, plays them back instead."""
+    """Runs another backend's network and records its outputs; with ``replay``, plays them back."""
 
     def __init__(self, backend: Backend) -> None:
         super().__init__(backend.device, backend.input_size, backend.resize_policy)
@@ -202,7 +206,10 @@ class Recorder(Backend):
 def process_all(
     segmenter: Segmenter, msgs: Sequence[Any], passes: int, row: Row | None = None
 ) -> list[np.ndarray]:
-    """``passes`` times every message through ``Segmenter.process``; timings into ``row``, confidences out."""
+    """``passes`` times every message through ``Segmenter.process``.
+
+    Timings go into ``row``; the confidences come out.
+    """
     image = ros_types()["sensor_msgs/msg/Image"]
     make = lambda header, fields: image(header=header, **fields)  # noqa: E731
     confidences = []
@@ -218,7 +225,7 @@ def process_all(
 def time_core(
     backend: Backend, msgs: Sequence[Any], args: argparse.Namespace
 ) -> tuple[Row, Row, list[np.ndarray]]:
-    """(real runs, runs with the network played back) through the core, and each frame's confidence map."""
+    """(real runs, runs with the network played back) through the core, and each confidence map."""
     recorder = Recorder(backend)
     segmenter = Segmenter(recorder, overlay_color=OVERLAY_COLOR, overlay_alpha=OVERLAY_ALPHA)
     process_all(segmenter, msgs[: args.warmup], 1)
@@ -232,7 +239,10 @@ def time_core(
 
 
 def naive_pipeline(msg: Any, logits: np.ndarray) -> dict[str, float]:
-    """cv_bridge-style numpy around a network that returned ``logits`` (1 x 2 x H x W float32); ms per stage."""
+    """cv_bridge-style numpy around a network that returned ``logits``; ms per stage.
+
+    ``logits`` is 1 x 2 x H x W float32.
+    """
     mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
     t = [time.perf_counter()]
     bgr = (
@@ -264,7 +274,7 @@ def naive_pipeline(msg: Any, logits: np.ndarray) -> dict[str, float]:
 
 
 def time_naive(msgs: Sequence[Any], confidences: Sequence[np.ndarray], repeat: int) -> Row:
-    """The naive pipeline over the same messages; logits rebuilt from the real network's P(road)."""
+    """The naive pipeline on the same messages; logits rebuilt from the real network's P(road)."""
     row = Row()
     logits = []
     for conf in confidences:
@@ -292,14 +302,19 @@ def machine() -> str:
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (
-        f"{cpu}, {len(os.sched_getaffinity(0))} cores usable, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"{cpu}, {len(os.sched_getaffinity(0))} cores usable, "
+        f"{platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), "
         f"onnxruntime {onnxruntime.__version__}, OpenCV {cv2.__version__}, {gpu}"
     )
 
 
 def table(rows: Sequence[tuple[str, str, Row, Row]], replay: int) -> str:
-    """A Markdown table: size, backend, stages, total, FPS and CPU work outside the network (real and replayed)."""
+    """A Markdown table: size, backend, stages, total, FPS and CPU work outside the network.
+
+    The CPU work outside the network is given for real and for replayed runs.
+    """
     head = (
         "size",
         "backend",
@@ -328,11 +343,15 @@ def table(rows: Sequence[tuple[str, str, Row, Row]], replay: int) -> str:
 
 
 def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, str, Row, Row]]:
-    """Time every backend and the naive pipeline at each size: (size, label, real runs, replayed runs)."""
+    """Time every backend and the naive pipeline at each size.
+
+    Returns (size, label, real runs, replayed runs) rows.
+    """
     checkpoint = Path(args.model) if args.model else small_checkpoint(workdir / "small_head.pt")
     folder, frames = load_frames(args.images, args.frames)
     print(
-        f"frames: {len(frames)} from {folder}, {args.repeat} pass(es), model: {args.model or 'small-head FCN-8s'}",
+        f"frames: {len(frames)} from {folder}, {args.repeat} pass(es), "
+        f"model: {args.model or 'small-head FCN-8s'}",
         file=sys.stderr,
     )
     rows = []
@@ -365,7 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             median = replayed.median("outside")
             print(
                 f"{label} at {kitti}: CPU work outside the network {median:.2f} ms median over "
-                f"{len(replayed.samples['outside'])} replayed frames, {row.median('outside'):.2f} ms over "
+                f"{len(replayed.samples['outside'])} replayed frames, "
+                f"{row.median('outside'):.2f} ms over "
                 f"{len(row.samples['outside'])} real ones (target <= {TARGET_MS:g} ms: "
                 f"{'met' if median <= TARGET_MS else 'NOT met'})"
             )

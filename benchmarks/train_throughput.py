@@ -1,10 +1,10 @@
-"""Training throughput (images/s of forward + backward + optimizer step) of FCN-8s with train.py's own step.
+"""Training throughput (images/s of forward + backward + optimizer step) of train.py's FCN-8s step.
 
-Runs on CPU (fp32, small sizes to stay short) and, when present, on CUDA (fp32, bf16 and fp16 autocast,
-channels_last) for the full head (fc 4096, 7x7 fc6) and a light head (fc 512, 3x3 fc6). Batches are
-random tensors: the data loader is not timed.
+Runs on CPU (fp32, small sizes to stay short) and, when present, on CUDA (fp32, bf16 and fp16
+autocast, channels_last) for the full head (fc 4096, 7x7 fc6) and a light head (fc 512, 3x3 fc6).
+Batches are random tensors: the data loader is not timed.
 
-    .venv/bin/python benchmarks/train_throughput.py                       # CPU (+ CUDA if available)
+    .venv/bin/python benchmarks/train_throughput.py                 # CPU (+ CUDA if available)
     .venv/bin/python benchmarks/train_throughput.py --cpu-sizes 96x320 --cpu-batch 2 --steps 3
 """
 

@@ -1,8 +1,8 @@
-"""Road segmentation: the road_segmentation node (plain or lifecycle), and optionally RViz and a looping bag.
+"""Launch the road_segmentation node (plain or lifecycle), and optionally RViz and a looping bag.
 
-ros2 launch fcn_road_seg seg.launch.py [model_path:=...] [image_topic:=...] [camera_info_topic:=...]
-    [params_file:=...] [namespace:=...] [lifecycle:=true [autostart:=false]] [use_rviz:=true]
-    [bag:=/path/to/bag]
+ros2 launch fcn_road_seg seg.launch.py [model_path:=...] [image_topic:=...]
+    [camera_info_topic:=...] [params_file:=...] [namespace:=...]
+    [lifecycle:=true [autostart:=false]] [use_rviz:=true] [bag:=/path/to/bag]
 """
 
 from __future__ import annotations
@@ -51,8 +51,11 @@ def _transition(node: LifecycleNode, transition_id: int) -> EmitEvent:
 
 
 def _road_seg_node(context: LaunchContext) -> list:
-    """The node; model_path overrides the params file only when given. Lifecycle: configured and activated
-    at start when autostart is true (else left to a lifecycle manager)."""
+    """The node; model_path overrides the params file only when given.
+
+    Lifecycle: configured and activated at start when autostart is true (else left to a lifecycle
+    manager).
+    """
     model_path, image_topic = _arg(context, "model_path"), _arg(context, "image_topic")
     info_topic = (
         _arg(context, "camera_info_topic") or f"{image_topic.rsplit('/', 1)[0]}/camera_info"
@@ -90,7 +93,7 @@ def _road_seg_node(context: LaunchContext) -> list:
 
 
 def rviz_config(text: str, image_topic: str, namespace: str) -> str:
-    """config/seg.rviz with the camera display on ``image_topic`` and the outputs under ``namespace``."""
+    """config/seg.rviz with the camera display on ``image_topic``, outputs under ``namespace``."""
     namespace = namespace.strip("/")
     for old, new in RVIZ_TOPICS.items():
         text = text.replace(
@@ -121,7 +124,7 @@ def _rviz(context: LaunchContext) -> list[Node]:
 
 
 def generate_launch_description() -> LaunchDescription:
-    """Arguments, the node, RViz when use_rviz is true, and `ros2 bag play --loop` when bag is set."""
+    """Arguments, the node, RViz if use_rviz is true, and `ros2 bag play --loop` if bag is set."""
     share = FindPackageShare(PACKAGE)
     bag = LaunchConfiguration("bag")
     return LaunchDescription(

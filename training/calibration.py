@@ -2,9 +2,10 @@
 
 Temperature scaling (Guo, Pleiss, Sun and Weinberger, "On Calibration of Modern Neural Networks",
 2017) fits one scalar T > 0 by minimising the NLL of P = sigmoid((l1 - l0) / T) on the validation
-split, exactly as the runtime computes P: the frame fitted to the working size, the network, and
-P resized back to the frame's size (bilinear). T leaves the 0.5 mask, and so MaxF's ranking of pixels,
-unchanged. ``fcn-road-calibrate`` fits T for an existing checkpoint and writes it into a copy.
+split, exactly as the runtime computes P: the frame fitted to the working size, the network, and P
+resized back to the frame's size (bilinear). T leaves the 0.5 mask, and so MaxF's ranking of
+pixels, unchanged. ``fcn-road-calibrate`` fits T for an existing checkpoint and writes it into a
+copy.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ LOG_T_RANGE = (-3.0, 3.0)  # T in [0.05, 20]
 
 
 class CalibrationMeter:
-    """Equal-width bins of P(road) over valid pixels: counts, summed P and road counts; plus the Brier sum."""
+    """Equal-width bins of P(road) over valid pixels: counts, summed P and road counts.
+
+    Plus the Brier sum.
+    """
 
     def __init__(self, bins: int = NUM_BINS) -> None:
         self.bins = bins
@@ -54,7 +58,10 @@ class CalibrationMeter:
         self.brier += float(((p - y) ** 2).sum())
 
     def compute(self) -> dict[str, Any]:
-        """ECE (count-weighted mean |frequency - mean P|), MCE (largest gap), Brier, and the per-bin numbers."""
+        """ECE, MCE, Brier, and the per-bin numbers.
+
+        ECE is the count-weighted mean |frequency - mean P|, MCE the largest gap.
+        """
         n = int(self.count.sum())
         if n == 0:
             return {"ECE": math.nan, "MCE": math.nan, "Brier": math.nan, "pixels": 0, "bins": []}
@@ -82,7 +89,10 @@ class CalibrationMeter:
 
 
 def reliability_diagram(stats: dict[str, Any], path: str | Path, title: str = "") -> Path:
-    """PNG: observed road frequency against mean P(road) per bin, with the bin counts below (atomic write)."""
+    """PNG: observed road frequency against mean P(road) per bin, with the bin counts below.
+
+    Written atomically.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,7 +144,10 @@ def reliability_diagram(stats: dict[str, Any], path: str | Path, title: str = ""
 
 
 def _nll(pairs: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], log_t: float) -> float:
-    """Mean NLL over valid pixels of P = resize_back(sigmoid(z / T)) for (z, target, valid) triples."""
+    """Mean NLL over valid pixels of P = resize_back(sigmoid(z / T)).
+
+    For (z, target, valid) triples.
+    """
     inv = math.exp(-log_t)
     total, count = 0.0, 0
     for z, target, valid in pairs:
@@ -153,7 +166,7 @@ def _nll(pairs: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], log_t
 def fit_temperature(
     pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], tol: float = 1e-4
 ) -> float:
-    """T minimising the NLL of (logit difference map, labels) pairs: golden-section search on log T.
+    """T minimising the NLL of (logit difference map, labels) pairs: golden-section on log T.
 
     Each z map is at the network's size; it is resized back to its labels' size after the sigmoid,
     as the runtime does. The NLL is unimodal in log T for practical purposes.
@@ -184,7 +197,10 @@ def logit_maps(
     network_size: tuple[int, int] | None,
     progress: bool = True,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(l1 - l0 at the network's size, labels at the frame's size) per sample, fitted as the runtime fits."""
+    """(l1 - l0 at the network's size, labels at the frame's size) per sample.
+
+    Each frame is fitted as the runtime fits it.
+    """
     model.eval()
     pairs = []
     for sample in tqdm(samples, desc="logits", disable=not progress, leave=False):
@@ -225,7 +241,10 @@ def calibrate(
 
 
 def write_calibrated(checkpoint: str | Path, output: str | Path, result: dict[str, Any]) -> Path:
-    """A copy of ``checkpoint`` with ``temperature`` and the ``calibration`` numbers, written atomically."""
+    """A copy of ``checkpoint`` with ``temperature`` and the ``calibration`` numbers.
+
+    Written atomically.
+    """
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     ckpt["temperature"] = float(result["temperature"])
     ckpt["calibration"] = {k: result[k] for k in ("temperature", "frames", "before", "after")}
@@ -295,7 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     b, a = result["before"], result["after"]
     print(
-        f"T = {result['temperature']:.4f} on {result['frames']} frames: ECE {100 * b['ECE']:.2f} % -> "
+        f"T = {result['temperature']:.4f} on {result['frames']} frames: "
+        f"ECE {100 * b['ECE']:.2f} % -> "
         f"{100 * a['ECE']:.2f} %, Brier {b['Brier']:.4f} -> {a['Brier']:.4f}; wrote {output}"
     )
     return 0

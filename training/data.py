@@ -1,14 +1,15 @@
-"""KITTI Road (``data_road``) for training and evaluation: file layout, ground-truth colours and splits.
+"""KITTI Road (``data_road``) for training and evaluation: layout, ground-truth colours and splits.
 
 Layout under the root folder::
 
-    training/image_2/<cat>_<id>.png         RGB frames (KITTI: um_000000.png; CamVid copy: 0016E5_00390.png)
+    training/image_2/<cat>_<id>.png         RGB frames (KITTI: um_000000.png;
+                                            CamVid copy: 0016E5_00390.png)
     training/gt_image_2/<cat>_road_<id>.png ground truth (``*_lane_*`` files are ignored)
     testing/image_2/<cat>_<id>.png          unlabelled frames for benchmark submissions
 
-The category is the stem up to its last ``_``; no category names are hard-coded.
-Ground truth is read by the KITTI devkit's channel rule (``decode_target``): road (255, 0, 255) -> 1,
-non-road (255, 0, 0) -> 0, and black or blue (0, 0, 255) -> 255 (outside the evaluation area, ignored).
+The category is the stem up to its last ``_``; no category names are hard-coded. Ground truth is
+read by the KITTI devkit's channel rule (``decode_target``): road (255, 0, 255) -> 1, non-road
+(255, 0, 0) -> 0, and black or blue (0, 0, 255) -> 255 (outside the evaluation area, ignored).
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ IMAGE_DIR, GT_DIR = "image_2", "gt_image_2"
 
 @dataclass(frozen=True)
 class Sample:
-    """One frame: its stem (``um_000000``), category (``um``), image path and ground truth (None when unlabelled)."""
+    """One frame: its stem (``um_000000``), category (``um``), image path and ground truth.
+
+    The ground truth is None when unlabelled.
+    """
 
     stem: str
     image: Path
@@ -57,13 +61,13 @@ def category_of(stem: str) -> str:
 
 
 def gt_name(stem: str) -> str:
-    """Ground-truth (and submission) file name of a stem: ``um_000000`` -> ``um_road_000000.png``."""
+    """Ground-truth (and submission) file of a stem: ``um_000000`` -> ``um_road_000000.png``."""
     cat, frame = stem.rsplit("_", 1)
     return f"{cat}_road_{frame}.png"
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An RGB uint8 H x W x 3 image read with OpenCV; DataError naming the file if it cannot be read."""
+    """An RGB uint8 H x W x 3 image read with OpenCV; DataError naming the file if unreadable."""
     bgr = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise DataError(f"cannot read image {path} (missing, not an image or corrupt)")
@@ -84,7 +88,7 @@ def decode_target(rgb: np.ndarray) -> np.ndarray:
 
 
 def unexpected_colours(rgb: np.ndarray) -> str | None:
-    """A description of pixels in other colours than magenta, red, black and blue, or None if there are none."""
+    """A description of pixels in other colours than magenta, red, black and blue, or None."""
     code = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
     other = ~np.isin(code, KNOWN_CODES)
     if not other.any():
@@ -95,7 +99,8 @@ def unexpected_colours(rgb: np.ndarray) -> str | None:
     )
     return (
         f"{int(other.sum())} pixels in colours other than road (255,0,255), non-road (255,0,0), "
-        f"black or blue: {listed}{' ...' if len(colours) > 8 else ''}; decoded by the devkit's channel rule"
+        f"black or blue: {listed}{' ...' if len(colours) > 8 else ''}; "
+        "decoded by the devkit's channel rule"
     )
 
 
@@ -125,7 +130,10 @@ def _images(folder: Path) -> list[Path]:
 
 
 def list_samples(root: str | os.PathLike) -> list[Sample]:
-    """Every labelled frame of ``root/training``, sorted by stem; DataError for an image without ground truth."""
+    """Every labelled frame of ``root/training``, sorted by stem.
+
+    DataError for an image without ground truth.
+    """
     root = Path(root)
     samples = []
     for image in _images(root / "training" / IMAGE_DIR):
@@ -155,7 +163,10 @@ def read_stems(path: str | os.PathLike) -> list[str]:
 def select(
     samples: Sequence[Sample], stems: Sequence[str], source: str | os.PathLike
 ) -> list[Sample]:
-    """The samples named by ``stems`` (in that order); DataError naming ``source`` for unknown stems."""
+    """The samples named by ``stems`` (in that order).
+
+    DataError naming ``source`` for unknown stems.
+    """
     by_stem = {s.stem: s for s in samples}
     missing = [s for s in stems if s not in by_stem]
     if missing:
@@ -169,7 +180,7 @@ def select(
 def seeded_split(
     samples: Sequence[Sample], val_fraction: float, seed: int
 ) -> tuple[list[Sample], list[Sample]]:
-    """(train, val): per category, ``round(n * val_fraction)`` frames drawn for validation with ``seed``."""
+    """(train, val): per category, ``round(n * val_fraction)`` val frames drawn with ``seed``."""
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     train, val = [], []
@@ -192,7 +203,10 @@ def split(
     val_fraction: float = 0.2,
     seed: int = 0,
 ) -> list[Sample]:
-    """Part ``"train"`` or ``"val"`` of the labelled frames: from a stems file, or else a seeded split."""
+    """Part ``"train"`` or ``"val"`` of the labelled frames.
+
+    From a stems file, or else a seeded split.
+    """
     samples = list_samples(root)
     if stems_file is not None:
         return select(samples, read_stems(stems_file), stems_file)
@@ -216,7 +230,10 @@ def _check_one(sample: Sample) -> str | None:
 
 
 def check_samples(samples: Sequence[Sample], threads: int = 4) -> list[str]:
-    """Read every file of ``samples`` before training; DataError for the first bad one, warnings for odd colours."""
+    """Read every file of ``samples`` before training.
+
+    DataError for the first bad one, warnings for odd colours.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(threads) as pool:
@@ -224,7 +241,10 @@ def check_samples(samples: Sequence[Sample], threads: int = 4) -> list[str]:
 
 
 class KittiRoad(torch.utils.data.Dataset):
-    """(image, target) pairs: RGB uint8 H x W x 3 and uint8 labels (None when unlabelled), then ``transforms``."""
+    """(image, target) pairs: RGB uint8 H x W x 3 and uint8 labels, then ``transforms``.
+
+    The labels are None when unlabelled.
+    """
 
     def __init__(
         self,

@@ -1,11 +1,11 @@
-"""KITTI Road devkit pixel evaluation in the camera view and in bird's-eye view, and the ``fcn-road-eval`` CLI.
+"""KITTI Road devkit pixel evaluation, camera and bird's-eye view, and the ``fcn-road-eval`` CLI.
 
 For every image, inside the valid area (target != 255), road pixels and non-road pixels are
 histogrammed by P(road) against the 256 thresholds k/255: FN[k] = #road with P < k/255 and
-FP[k] = #non-road with P >= k/255. Sums over a set (per category and all together, ``URBAN``)
-give MaxF, the devkit's 11-point average precision and PRE/REC/FPR/FNR/IoU at the MaxF threshold.
-With ``--bev`` the same metrics are also computed in the devkit's bird's-eye view (``geometry.KittiBev``,
-each frame's ``calib/<stem>.txt``), the view the KITTI server ranks by.
+FP[k] = #non-road with P >= k/255. Sums over a set (per category and all together, ``URBAN``) give
+MaxF, the devkit's 11-point average precision and PRE/REC/FPR/FNR/IoU at the MaxF threshold. With
+``--bev`` the same metrics are also computed in the devkit's bird's-eye view
+(``geometry.KittiBev``, each frame's ``calib/<stem>.txt``), the view the KITTI server ranks by.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ METRIC_KEYS = ("MaxF", "AP", "PRE", "REC", "FPR", "FNR", "IoU", "threshold")
 
 
 class RoadEvaluator:
-    """Per-category histograms of P(road) for road and non-road pixels; torch tensors on any device.
+    """Per-category P(road) histograms for road and non-road pixels; torch tensors on any device.
 
     ``hist[c, y, b]`` counts valid pixels of category c and label y whose P(road) reaches exactly b
     thresholds (b = #{k : k/255 <= P}, 0..256), so FN[k] = sum_{b<=k} hist[c, 1, b] and
@@ -75,7 +75,10 @@ class RoadEvaluator:
             torch.distributed.all_reduce(self.hist)
 
     def counts(self, category: str = URBAN) -> tuple[np.ndarray, np.ndarray, int, int]:
-        """(FN[256], FP[256], posNum, negNum) of a category or of all (``URBAN``), as the devkit's evalExp."""
+        """(FN[256], FP[256], posNum, negNum) of a category or of all (``URBAN``).
+
+        As the devkit's evalExp.
+        """
         hist = self.hist.sum(0) if category == URBAN else self.hist[self.index[category]]
         neg, pos = hist.cpu().numpy()
         fn = np.cumsum(pos)[:NUM_THRESHOLDS]
@@ -93,11 +96,12 @@ class RoadEvaluator:
 
 
 class BevMeter:
-    """The devkit's bird's-eye-view metrics: each frame's P(road) and labels through its own calibration.
+    """The devkit's bird's-eye-view metrics.
 
-    ``calib`` is a folder of ``<stem>.txt`` files (KITTI's ``training/calib``) or one file used for
-    every frame (an approximation for sets without per-frame calibration). Every frame's file is
-    checked to exist before the first frame is run.
+    Each frame's P(road) and labels go through its own calibration. ``calib`` is a folder of
+    ``<stem>.txt`` files (KITTI's ``training/calib``) or one file used for every frame (an
+    approximation for sets without per-frame calibration). Every frame's file is checked to exist
+    before the first frame is run.
     """
 
     def __init__(self, samples: Sequence[data.Sample], calib: str | Path) -> None:
@@ -108,9 +112,9 @@ class BevMeter:
         missing = [f for f in self.files.values() if not f.is_file()]
         if missing:
             raise DataError(
-                f"--bev needs each frame's calibration: {len(missing)} of {len(samples)} files are "
-                f"missing, e.g. {missing[0]} (KITTI's data_road/training/calib; or pass --calib FILE "
-                "to use one calibration for every frame)"
+                f"--bev needs each frame's calibration: {len(missing)} of {len(samples)} files "
+                f"are missing, e.g. {missing[0]} (KITTI's data_road/training/calib; "
+                "or pass --calib FILE to use one calibration for every frame)"
             )
         self.source = str(calib)
         self.evaluator = RoadEvaluator(sorted({s.category for s in samples}))
@@ -129,12 +133,13 @@ class BevMeter:
         p = BevParams()
         return (
             f"bird's-eye view (devkit transform2BEV: x {p.x_limits[0]:g}..{p.x_limits[1]:g} m, "
-            f"z {p.z_limits[0]:g}..{p.z_limits[1]:g} m, {p.resolution:g} m cells; calibration {self.source})"
+            f"z {p.z_limits[0]:g}..{p.z_limits[1]:g} m, {p.resolution:g} m cells; "
+            f"calibration {self.source})"
         )
 
 
 def operating_point(tp: float, fp: float, fn: float, tn: float) -> dict[str, float]:
-    """PRE, REC, F, IoU, FPR, FNR, accuracy of one hard decision (the devkit's calcEvalMeasures)."""
+    """PRE, REC, F, IoU, FPR, FNR, accuracy of a hard decision (the devkit's calcEvalMeasures)."""
 
     def ratio(a: float, b: float) -> float:
         return a / b if b else math.nan
@@ -156,11 +161,12 @@ def operating_point(tp: float, fp: float, fn: float, tn: float) -> dict[str, flo
 
 
 def max_f_metrics(fn: np.ndarray, fp: np.ndarray, pos: int, neg: int) -> dict[str, float]:
-    """MaxF, AP and the operating point at the MaxF threshold (the devkit's pxEval_maximizeFMeasure).
+    """MaxF, AP and the operating point at the MaxF threshold (devkit's pxEval_maximizeFMeasure).
 
-    The devkit drops thresholds where recall == precision == 0 (i.e. TP == 0) from precision/recall, but then
-    indexes the unfiltered TP/FP arrays with the argmax over the filtered ones; here the filter is applied
-    consistently. Its 1e-10 guards are not needed once TP > 0, so perfect results come out as exactly 1.
+    The devkit drops thresholds where recall == precision == 0 (i.e. TP == 0) from
+    precision/recall, but then indexes the unfiltered TP/FP arrays with the argmax over the
+    filtered ones; here the filter is applied consistently. Its 1e-10 guards are not needed once
+    TP > 0, so perfect results come out as exactly 1.
     """
     tp, tn = pos - fn, neg - fp
     kept = np.flatnonzero(tp > 0)
@@ -193,7 +199,10 @@ def max_f_metrics(fn: np.ndarray, fp: np.ndarray, pos: int, neg: int) -> dict[st
 def hard_metrics(
     pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray
 ) -> dict[str, float]:
-    """Operating-point metrics of a hard 0/1 road prediction against labels (255 ignored), e.g. baselines."""
+    """Operating-point metrics of a hard 0/1 road prediction against labels (255 ignored).
+
+    E.g. for baselines.
+    """
     pred, target = torch.as_tensor(pred).bool(), torch.as_tensor(target)
     valid, road = target != data.IGNORE_INDEX, target == 1
     tp = int((pred & road & valid).sum())
@@ -226,7 +235,10 @@ def eval_loader(
     workers: int = 0,
     indices: Sequence[int] | None = None,
 ) -> torch.utils.data.DataLoader:
-    """(indices, images, targets) list batches of float [0, 1] images and int64 targets at native size."""
+    """(indices, images, targets) list batches of float [0, 1] images and int64 targets.
+
+    At native size.
+    """
     ds: torch.utils.data.Dataset = Indexed(data.KittiRoad(samples, Compose([ToTensor()])))
     if indices is not None:
         ds = torch.utils.data.Subset(ds, list(indices))
@@ -285,7 +297,9 @@ def evaluate(
     on_prob: Callable[[data.Sample, torch.Tensor], None] | None = None,
     progress: bool = True,
 ) -> RoadEvaluator | None:
-    """Run ``model`` over an ``eval_loader``; returns the (not yet all-reduced) evaluator, None if unlabelled.
+    """Run ``model`` over an ``eval_loader``; returns the (not yet all-reduced) evaluator.
+
+    None if unlabelled.
 
     ``on_prob(sample, P)`` receives each float H x W P(road) (e.g. to write submission files).
     """
@@ -314,7 +328,9 @@ def evaluate_backend(
     calibration: CalibrationMeter | None = None,
     bev: BevMeter | None = None,
 ) -> RoadEvaluator | None:
-    """Evaluate the way the node runs: each uint8 frame through ``backend.probability`` (fit, network, unfit).
+    """Evaluate the way the node runs: each uint8 frame through ``backend.probability``.
+
+    That is: fit, network, unfit.
 
     ``calibration``, when given, also collects the calibration of P(road) over all labelled frames;
     ``bev`` the bird's-eye-view metrics.
@@ -438,7 +454,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict[str, dict[str, float]] | None:
-    """Evaluate (and/or write submission files) as ``args`` says; returns the metrics (None with --testing)."""
+    """Evaluate (and/or write submission files) as ``args`` says; returns the metrics.
+
+    None with --testing.
+    """
     if args.testing:
         samples = data.testing_samples(args.data_path)
     else:
@@ -466,7 +485,8 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]] | None:
     calibration = meter.compute()
     print(format_table(metrics))
     print(
-        f"calibration (URBAN, {calibration['pixels']} valid pixels): ECE {100 * calibration['ECE']:.2f} %, "
+        f"calibration (URBAN, {calibration['pixels']} valid pixels): "
+        f"ECE {100 * calibration['ECE']:.2f} %, "
         f"MCE {100 * calibration['MCE']:.2f} %, Brier {calibration['Brier']:.4f}"
     )
     bev_metrics = None

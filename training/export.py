@@ -1,15 +1,16 @@
-"""Checkpoint -> ONNX of ``RoadProbability`` (uint8 NHWC RGB ``image`` in, float32 ``prob`` P(road) out).
+"""Checkpoint -> ONNX of ``RoadProbability``: uint8 NHWC RGB ``image`` -> float32 P(road) ``prob``.
 
-Normalisation and the softmax live in the graph, so every runtime feeds raw pixels. The default input
-is fixed at the checkpoint's working size (else 1 x 384 x 1248 x 3, a 375x1242 KITTI frame padded to a
-multiple of 32); ``--dynamic``
-makes height and width symbolic. ``--fp16`` runs the FCN in half precision inside the graph (uint8 in,
-float32 out): a strongly typed FP16 model, which is what TensorRT 11 needs for an FP16 engine.
+Normalisation and the softmax live in the graph, so every runtime feeds raw pixels. The default
+input is fixed at the checkpoint's working size (else 1 x 384 x 1248 x 3, a 375x1242 KITTI frame
+padded to a multiple of 32); ``--dynamic`` makes height and width symbolic. ``--fp16`` runs the FCN
+in half precision inside the graph (uint8 in, float32 out): a strongly typed FP16 model, which is
+what TensorRT 11 needs for an FP16 engine.
 
-The model is written atomically, after a built-in parity check (ONNX Runtime against torch on the same
-checkpoint and the same pixels) has passed, together with ``<model>.onnx.json`` describing it.
+The model is written atomically, after a built-in parity check (ONNX Runtime against torch on the
+same checkpoint and the same pixels) has passed, together with ``<model>.onnx.json`` describing it.
 
-    fcn-road-export runs/best.pt -o fcn8s.onnx --check-images ../shared/data/kitti_road_samples/testing/image_2
+    fcn-road-export runs/best.pt -o fcn8s.onnx \\
+        --check-images ../shared/data/kitti_road_samples/testing/image_2
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ class Tolerance:
     mask_fraction: float
 
 
-#: fp32 graphs must match torch to 1e-4 and 0.01 % of mask pixels; fp16 graphs are held to fp16 accuracy
-#: INT8 is judged by its masks (P itself moves by up to ~0.1 near the decision boundary)
+#: fp32 graphs must match torch to 1e-4 and 0.01 % of mask pixels; fp16 graphs are held to fp16
+#: accuracy; INT8 is judged by its masks (P itself moves by up to ~0.1 near the decision boundary)
 TOLERANCES = {
     "fp32": Tolerance(1e-4, 1e-4),
     "fp16": Tolerance(2e-2, 2e-3),
@@ -184,7 +185,10 @@ def export_onnx(
     exporter: str = "dynamo",
     temperature: float = 1.0,
 ) -> None:
-    """Write ``RoadProbability(model, temperature)`` to ``path`` as one self-contained ONNX file (not atomic)."""
+    """Write ``RoadProbability(model, temperature)`` to ``path`` as one self-contained ONNX file.
+
+    Not atomic.
+    """
     if opset < MIN_OPSET:
         raise ModelError(f"opset {opset} is too old: use {MIN_OPSET} or later")
     if exporter not in EXPORTERS:
@@ -233,7 +237,10 @@ def parity(
     source: str = "given",
     temperature: float = 1.0,
 ) -> Parity:
-    """Run ONNX Runtime (CPU) and the fp32 torch model on the same fitted uint8 images and compare P(road)."""
+    """Run ONNX Runtime (CPU) and the fp32 torch model on the same fitted uint8 images.
+
+    Compares their P(road).
+    """
     backend = OnnxBackend(onnx_path, torch.device("cpu"))
     net = RoadProbability(model, temperature).eval()
     worst, differing, pixels = 0.0, 0, 0
@@ -250,7 +257,7 @@ def parity(
 
 
 def check_parity(result: Parity, precision: str) -> None:
-    """Raise a ModelError with the numbers when ``result`` is outside the tolerance for ``precision``."""
+    """Raise a ModelError with the numbers if ``result`` is outside ``precision``'s tolerance."""
     tol = TOLERANCES[precision]
     if result.max_abs > tol.max_abs or result.mask_fraction > tol.mask_fraction:
         raise ModelError(
@@ -301,7 +308,10 @@ def precision_of(args: argparse.Namespace) -> str:
 def write_int8(
     model: FCN8s, tmp: Path, args: argparse.Namespace, size: tuple[int, int], temperature: float
 ) -> None:
-    """Export fp32 beside ``tmp``, then quantize it into ``tmp`` with frames from ``--calib-dir``."""
+    """Export fp32 beside ``tmp``, then quantize it into ``tmp``.
+
+    Calibrated with frames from ``--calib-dir``.
+    """
     if args.dynamic or args.fp16 or not args.calib_dir:
         raise ModelError(
             "--int8 needs --calib-dir and a fixed shape in fp32 (no --dynamic, no --fp16)"
@@ -317,7 +327,10 @@ def write_int8(
 
 
 def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:
-    """Export, check and write the model and its sidecar atomically; returns the path and the check's result."""
+    """Export, check and write the model and its sidecar atomically.
+
+    Returns the path and the check's result.
+    """
     suffix = ".int8.onnx" if args.int8 else ".onnx"
     output = Path(
         args.output or Path(args.checkpoint).with_name(Path(args.checkpoint).stem + suffix)

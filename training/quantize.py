@@ -1,9 +1,9 @@
-"""INT8 for CPUs: ONNX Runtime static quantization (QDQ, per-channel weights) calibrated on real frames.
+"""INT8 for CPUs: ONNX Runtime static quantization (QDQ, per-channel), calibrated on real frames.
 
-The fp32 graph (uint8 ``image`` in, ``prob`` out) is quantized with activations in uint8 and weights
-in int8 per output channel, which x86 CPUs with VNNI run as int8 dot products. Calibration frames are
-fitted to the network input exactly as the runtime fits them. Nodes named in ``keep_fp32`` (for
-example the score layers of the skips, or the last upsampling) stay in float.
+The fp32 graph (uint8 ``image`` in, ``prob`` out) is quantized with activations in uint8 and
+weights in int8 per output channel, which x86 CPUs with VNNI run as int8 dot products. Calibration
+frames are fitted to the network input exactly as the runtime fits them. Nodes named in
+``keep_fp32`` (for example the score layers of the skips, or the last upsampling) stay in float.
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
 def fitted_frames(images: Sequence[np.ndarray], size: tuple[int, int]) -> list[np.ndarray]:
-    """RGB frames fitted (stretched, area when shrinking) to the network input, as 1 x H x W x 3 uint8."""
+    """RGB frames fitted to the network input, as 1 x H x W x 3 uint8.
+
+    Stretched, with area interpolation when shrinking.
+    """
     return [
         fit(torch.from_numpy(np.ascontiguousarray(rgb))[None], size, "stretch")[0].numpy()
         for rgb in images
@@ -49,7 +52,10 @@ def _reader(frames: Sequence[np.ndarray]) -> Any:
 
 
 def conv_nodes(onnx_path: str | Path) -> list[tuple[str, str]]:
-    """(name, op type) of the Conv and ConvTranspose nodes, in graph order (to choose ``keep_fp32`` from)."""
+    """(name, op type) of the Conv and ConvTranspose nodes, in graph order.
+
+    To choose ``keep_fp32`` from.
+    """
     import onnx
 
     return [
@@ -66,7 +72,10 @@ def quantize_int8(
     keep_fp32: Sequence[str] = (),
     method: str = "minmax",
 ) -> None:
-    """Quantize the fixed-shape fp32 model at ``fp32_path`` into ``output`` (not atomic by itself)."""
+    """Quantize the fixed-shape fp32 model at ``fp32_path`` into ``output``.
+
+    Not atomic by itself.
+    """
     import_onnxruntime()
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process

@@ -1,4 +1,4 @@
-"""Train FCN-8s on KITTI Road (``fcn-road-train``); the same script runs under ``torchrun`` for DDP.
+"""Train FCN-8s on KITTI Road (``fcn-road-train``); the same script runs under ``torchrun`` (DDP).
 
 Each epoch trains, validates with the KITTI devkit metrics and, on rank 0, writes ``log.csv``,
 TensorBoard logs, ``curves.png`` and the checkpoints ``checkpoint_last.pt``, ``checkpoint_best.pt``
@@ -120,8 +120,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument(
         "--weights",
         default=None,
-        help="encoder init: none (default), 'imagenet' (torchvision download), 'hed' (offline, see "
-        "fcn-road-weights) or a local VGG16 state dict / HED .weights.h5",
+        help="encoder init: none (default), 'imagenet' (torchvision download), "
+        "'hed' (offline, see fcn-road-weights) or a local VGG16 state dict / HED .weights.h5",
     )
     p.add_argument("--fc-channels", type=int, default=4096, help="fc6/fc7 width (4096 = original)")
     p.add_argument("--fc6-kernel", type=int, default=7, help="fc6 kernel size (7 = original)")
@@ -211,7 +211,10 @@ class Dist:
 
 
 def init_distributed(device: str) -> Dist:
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: then one process group (nccl on CUDA, gloo on CPU)."""
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: then one process group.
+
+    nccl on CUDA, gloo on CPU.
+    """
     want = resolve_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
@@ -244,7 +247,8 @@ def make_datasets(args: argparse.Namespace) -> tuple[data.KittiRoad, list[data.S
     for warning in data.check_samples([*train, *val]):
         print(f"warning: {warning}", file=sys.stderr)
     print(
-        f"checked {len(train) + len(val)} frames and their ground truth in {time.perf_counter() - start:.1f} s",
+        f"checked {len(train) + len(val)} frames and their ground truth in "
+        f"{time.perf_counter() - start:.1f} s",
         flush=True,
     )
     transforms = train_transforms(
@@ -349,7 +353,10 @@ def make_optimizer(
 
 
 def lr_factor(step: int, total: int, warmup: int, kind: str, warmup_factor: float) -> float:
-    """LR multiplier at ``step``: linear warmup from ``warmup_factor`` to 1, then poly(0.9)/cosine/constant."""
+    """LR multiplier at ``step``: linear warmup from ``warmup_factor`` to 1, then ``kind``.
+
+    ``kind`` is poly(0.9)/cosine/constant.
+    """
     if step < warmup:
         return warmup_factor + (1 - warmup_factor) * step / warmup
     t = min(1.0, (step - warmup) / max(1, total - warmup))
@@ -512,7 +519,7 @@ def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
 
 
 def link_checkpoint(source: Path, target: Path) -> None:
-    """Atomically make ``target`` a copy of ``source`` (a hard link when the file system allows)."""
+    """Atomically make ``target`` a copy of ``source`` (a hard link if the file system allows)."""
     with atomic_path(target) as tmp:
         tmp.unlink()
         try:
@@ -522,14 +529,20 @@ def link_checkpoint(source: Path, target: Path) -> None:
 
 
 def working_size(args: argparse.Namespace) -> list[int] | None:
-    """The (H, W) the model was validated at, which the runtime runs it at; None = each frame's own size."""
+    """The (H, W) the model was validated at, which the runtime runs it at.
+
+    None = each frame's own size.
+    """
     return list(args.val_size) if args.val_size else None
 
 
 def slim_checkpoint(
     model: FCN8s, metrics: dict[str, float], args: argparse.Namespace
 ) -> dict[str, Any]:
-    """Deployable checkpoint: fp16 weights, config, working size, validation metrics and training arguments."""
+    """Deployable checkpoint: fp16 weights, config and working size.
+
+    Plus the validation metrics and the training arguments.
+    """
     return {
         "model": {k: v.half() for k, v in model.state_dict().items()},
         "model_config": dict(model.config),
@@ -684,8 +697,9 @@ def train(args: argparse.Namespace) -> TrainState:
     writer = summary_writer(out, args.tensorboard) if run.main else None
     if run.main:
         print(
-            f"training on {run.device} x {run.world}: {len(train_set)} training / {len(val_samples)} validation "
-            f"images, {steps} steps per epoch, amp={amp_dtype}, at step {state.step}",
+            f"training on {run.device} x {run.world}: {len(train_set)} training / "
+            f"{len(val_samples)} validation images, {steps} steps per epoch, amp={amp_dtype}, "
+            f"at step {state.step}",
             flush=True,
         )
 
@@ -776,7 +790,10 @@ def train(args: argparse.Namespace) -> TrainState:
 
 
 def calibrate_best(path: Path, samples: Sequence[data.Sample], args: argparse.Namespace) -> None:
-    """Fit T of the slim best model on the validation samples (at its working size) and store it there."""
+    """Fit T of the slim best model on the validation samples and store it there.
+
+    At the model's working size.
+    """
     model, _ = read_checkpoint(path)
     result = calibrate(model, samples, working_size(args), args.progress)
     write_calibrated(path, path, result)

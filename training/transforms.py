@@ -1,9 +1,10 @@
 """Paired (image, target) transforms in the style of torchvision's segmentation references.
 
 Images come in as uint8 H x W x 3 numpy arrays (or uint8 / float C x H x W tensors) and targets as
-uint8 H x W label maps (or None for unlabelled frames). Every transform turns numpy input into tensors
-first, resizes targets with nearest neighbour and pads them with ``IGNORE_INDEX``. ``ToTensor`` ends a
-pipeline: float image in [0, 1] (no normalisation: the model normalises) and int64 target.
+uint8 H x W label maps (or None for unlabelled frames). Every transform turns numpy input into
+tensors first, resizes targets with nearest neighbour and pads them with ``IGNORE_INDEX``.
+``ToTensor`` ends a pipeline: float image in [0, 1] (no normalisation: the model normalises) and
+int64 target.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ Pair = tuple[torch.Tensor, torch.Tensor | None]
 
 
 def as_tensors(image: Any, target: Any) -> Pair:
-    """numpy H x W x 3 image -> C x H x W tensor and numpy H x W target -> 1 x H x W tensor (tensors pass)."""
+    """numpy H x W x 3 image -> C x H x W tensor and numpy H x W target -> 1 x H x W tensor.
+
+    Tensors pass through.
+    """
     if isinstance(image, np.ndarray):
         image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     if isinstance(target, np.ndarray):
@@ -81,8 +85,11 @@ class RandomScale:
 
 
 class RandomCrop:
-    """Random (H, W) crop; smaller inputs are first padded (image with the mean colour, as the model pads
-    at inference, target with ``IGNORE_INDEX``)."""
+    """Random (H, W) crop; smaller inputs are first padded.
+
+    The image is padded with the mean colour, as the model pads at inference, the target with
+    ``IGNORE_INDEX``.
+    """
 
     def __init__(self, size: Sequence[int]) -> None:
         self.size = tuple(size)
@@ -152,7 +159,7 @@ def train_transforms(
     hflip_prob: float = 0.5,
     jitter: Sequence[float] = (0.0, 0.0, 0.0, 0.0),
 ) -> Compose:
-    """[Resize(base_size)] -> [RandomScale] -> RandomCrop(size) -> [flip] -> [ColorJitter] -> ToTensor."""
+    """[Resize(base_size)] -> [scale] -> RandomCrop(size) -> [flip] -> [jitter] -> ToTensor."""
     steps: list[Any] = [Resize(base_size)] if base_size else []
     if tuple(scale_range) != (1.0, 1.0):
         steps.append(RandomScale(*scale_range))

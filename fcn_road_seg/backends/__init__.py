@@ -1,11 +1,11 @@
 """Inference backends behind one interface, and ``load_backend`` to pick one.
 
-A backend turns a ``Frame`` into uint8 road mask and confidence maps at the frame's size. The shared
-``Backend.infer`` does the pre-processing (upload, channel order, fit to a fixed input shape) and the
-post-processing (crop and resize back, threshold, 8-bit confidence) with torch on the backend's device,
-so a GPU backend uploads uint8 pixels and downloads only the two uint8 maps. Subclasses only run the
-network (``_forward``). Backend modules import lazily, so a missing TensorRT or ONNX Runtime never
-breaks the others.
+A backend turns a ``Frame`` into uint8 road mask and confidence maps at the frame's size. The
+shared ``Backend.infer`` does the pre-processing (upload, channel order, fit to a fixed input
+shape) and the post-processing (crop and resize back, threshold, 8-bit confidence) with torch on
+the backend's device, so a GPU backend uploads uint8 pixels and downloads only the two uint8 maps.
+Subclasses only run the network (``_forward``). Backend modules import lazily, so a missing
+TensorRT or ONNX Runtime never breaks the others.
 """
 
 from __future__ import annotations
@@ -45,13 +45,13 @@ _CVT_TO_RGB = {
     ("bgr", 4): cv2.COLOR_BGRA2RGB,
     ("mono", 1): cv2.COLOR_GRAY2RGB,
 }
-#: pad value for letterboxing: the ImageNet mean, i.e. what the model's own padding feeds the network
+#: pad value for letterboxing: the ImageNet mean, what the model's own padding feeds the network
 PAD_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)
 
 
 @dataclass(frozen=True)
 class BackendOptions:
-    """Each backend's own settings, reachable from the node's parameters and every tool's flags alike."""
+    """Each backend's own settings, reachable from the node's parameters and every tool's flags."""
 
     precision: str = (
         "auto"  # torch: auto | fp32 | fp16 | bf16; TensorRT: auto | fp32 | fp16 | int8
@@ -78,7 +78,10 @@ class BackendOptions:
 
 @dataclass(frozen=True)
 class RoadMaps:
-    """Per-pixel results at the input's size: ``mask`` 0/255 and ``confidence`` = round(255 * P(road))."""
+    """Per-pixel results at the input's size.
+
+    ``mask`` is 0/255 and ``confidence`` = round(255 * P(road)).
+    """
 
     mask: np.ndarray
     confidence: np.ndarray
@@ -86,7 +89,7 @@ class RoadMaps:
 
 @dataclass(frozen=True)
 class Fit:
-    """How an image was fitted into a fixed network input: original size and the valid region's size."""
+    """How an image was fitted into a fixed network input: original size, valid region's size."""
 
     size: tuple[int, int]
     valid: tuple[int, int]
@@ -159,7 +162,10 @@ def _fit_torch(image: torch.Tensor, valid: tuple[int, int], size: tuple[int, int
 
 
 def unfit(prob: torch.Tensor, how: Fit) -> torch.Tensor:
-    """Map P(road) (1 x H' x W') from the network input back to the original H x W (bilinear where resized)."""
+    """Map P(road) (1 x H' x W') from the network input back to the original H x W.
+
+    Bilinear where resized.
+    """
     p = prob[0, : how.valid[0], : how.valid[1]]
     if how.valid == how.size:
         return p
@@ -173,7 +179,7 @@ def unfit(prob: torch.Tensor, how: Fit) -> torch.Tensor:
 
 
 def _from_numpy(array: np.ndarray) -> torch.Tensor:
-    """torch.from_numpy without the warning for read-only message buffers (nothing writes to them)."""
+    """torch.from_numpy without the warning for read-only message buffers (nothing writes them)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         return torch.from_numpy(array)
@@ -245,12 +251,12 @@ class Backend(abc.ABC):
         )
 
     def set_network_size(self, requested: str = "auto") -> None:
-        """Choose the size the network runs at: ``auto`` (the model's working size), ``native`` or ``HxW``.
+        """Choose the network's size: ``auto`` (the model's working size), ``native`` or ``HxW``.
 
         A dynamic network gets frames resized (area when shrinking) to that size, and P(road) is
-        resized back (bilinear). A fixed-shape network runs at its own shape: at its working size it
-        stretches like a dynamic one; otherwise (an export at another shape) frames are fitted with
-        ``resize_policy``, and an explicit size that differs from the shape is an error.
+        resized back (bilinear). A fixed-shape network runs at its own shape: at its working size
+        it stretches like a dynamic one; otherwise (an export at another shape) frames are fitted
+        with ``resize_policy``, and an explicit size that differs from the shape is an error.
         """
         size = self.working_size if requested == "auto" else parse_network_size(requested)
         if size == "native":
@@ -264,7 +270,8 @@ class Backend(abc.ABC):
         elif requested != "auto":
             raise ModelError(
                 f"network_size '{requested}': this model's input is fixed at "
-                f"{self.input_size[0]}x{self.input_size[1]}; export it with --dynamic or at that size"
+                f"{self.input_size[0]}x{self.input_size[1]}; "
+                "export it with --dynamic or at that size"
             )
 
     @abc.abstractmethod
@@ -299,13 +306,19 @@ class Backend(abc.ABC):
         return maps
 
     def probability(self, frame: Frame) -> torch.Tensor:
-        """P(road) at the frame's own size (H x W float32 on the backend's device): fit, network, unfit."""
+        """P(road) at the frame's own size: fit, network, unfit.
+
+        H x W float32 on the backend's device.
+        """
         with torch.inference_mode():
             image, how = fit(upload(frame, self.device), self.input_size, self.resize_policy)
             return unfit(self._forward(image), how)
 
     def warmup(self, height: int, width: int, iterations: int = 3) -> float:
-        """Run a few blank frames of the given size (autotuning, lazy init); returns the seconds taken."""
+        """Run a few blank frames of the given size (autotuning, lazy init).
+
+        Returns the seconds taken.
+        """
         start = time.perf_counter()
         frame = Frame(np.zeros((height, width, 3), np.uint8), "rgb8")
         for _ in range(iterations):
@@ -313,7 +326,10 @@ class Backend(abc.ABC):
         return time.perf_counter() - start
 
     def network_size_text(self) -> str:
-        """Where the network runs, for logs and /diagnostics: ``188x624 (stretch)`` or ``each frame's size``."""
+        """Where the network runs, for logs and /diagnostics.
+
+        ``188x624 (stretch)`` or ``each frame's size``.
+        """
         if self.input_size is None:
             return "each frame's size"
         return f"{self.input_size[0]}x{self.input_size[1]} ({self.resize_policy})"
@@ -324,7 +340,10 @@ class Backend(abc.ABC):
 
 
 def parse_network_size(text: str) -> tuple[int, int] | str:
-    """``native`` or ``HxW`` (e.g. ``188x624``) -> ``"native"`` or (H, W); ModelError naming the value."""
+    """``native`` or ``HxW`` (e.g. ``188x624``) -> ``"native"`` or (H, W).
+
+    Raises a ModelError naming the value.
+    """
     if text == "native":
         return "native"
     try:
@@ -339,10 +358,10 @@ def parse_network_size(text: str) -> tuple[int, int] | str:
 
 
 def backend_for(model_path: str | Path, backend: str = "auto", device: str = "auto") -> str:
-    """Which backend serves ``model_path``: by file type, or the one asked for if it can read that file.
+    """Which backend serves ``model_path``: by file type, or the one asked for if it reads it.
 
-    ``auto`` runs an .onnx with TensorRT only where TensorRT can run: it is installed, there is a GPU
-    and ``device`` is not the CPU.
+    ``auto`` runs an .onnx with TensorRT only where TensorRT can run: it is installed, there is a
+    GPU and ``device`` is not the CPU.
     """
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend '{backend}'; choose one of {BACKENDS}")
@@ -389,7 +408,8 @@ def load_backend(
     ``Backend.set_network_size``.
 
     ``options`` (or the same fields as keywords, e.g. ``precision="fp16"``) are ``BackendOptions``;
-    each backend takes its own (given an .onnx, TensorRT builds and caches an engine in ``cache.py``'s folder).
+    each backend takes its own (given an .onnx, TensorRT builds and caches an engine in
+    ``cache.py``'s folder).
     """
     try:
         options = replace(options or BackendOptions(), **settings)
@@ -403,7 +423,10 @@ def load_backend(
 
 
 def int8_companion(model_path: str | Path) -> Path | None:
-    """``<model>.int8.onnx`` beside a checkpoint when its metadata says it was quantized from that very file."""
+    """``<model>.int8.onnx`` beside a checkpoint, if there is one.
+
+    Only when its metadata says it was quantized from that very file.
+    """
     path = Path(model_path)
     companion = path.with_name(path.stem + ".int8.onnx")
     if path.suffix.lower() not in (".pt", ".pth") or not companion.is_file():
@@ -418,10 +441,12 @@ def int8_companion(model_path: str | Path) -> Path | None:
 def fastest_for(
     model_path: str | Path, backend: str, device: str, options: BackendOptions = BackendOptions()
 ) -> tuple[Path, str]:
-    """(model file, backend) that ``auto`` runs: on a CPU, a checkpoint's INT8 ONNX companion when there is one.
+    """(model file, backend) that ``auto`` runs.
 
-    The companion is the checkpoint quantized (``fcn-road-export --int8``) and checked against it on
-    real frames; ONNX Runtime runs it several times faster on a CPU than torch runs fp32.
+    On a CPU, that is a checkpoint's INT8 ONNX companion when there is one.
+
+    The companion is the checkpoint quantized (``fcn-road-export --int8``) and checked against it
+    on real frames; ONNX Runtime runs it several times faster on a CPU than torch runs fp32.
     """
     kind = backend_for(model_path, backend, device)
     torch_defaults = options.precision == "auto" and not options.compile

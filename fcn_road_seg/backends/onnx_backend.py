@@ -1,4 +1,4 @@
-"""ONNX Runtime backend: the exported ``RoadProbability`` graph (uint8 ``image`` in, float ``prob`` out).
+"""ONNX Runtime backend: the exported ``RoadProbability`` graph, uint8 ``image`` -> float ``prob``.
 
 On CPU the session reads the fitted uint8 tensor's memory directly. With CUDA (onnxruntime-gpu), an
 IOBinding hands ONNX Runtime the torch CUDA tensors themselves: pixels go up as uint8 and P(road)
@@ -28,7 +28,8 @@ def import_onnxruntime() -> Any:
         import onnxruntime
     except ImportError as exc:
         raise ModelError(
-            "ONNX Runtime is not installed: pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA), "
+            "ONNX Runtime is not installed: "
+            "pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA), "
             "or pip install 'fcn_road_seg[onnx]'"
         ) from exc
     return onnxruntime
@@ -45,7 +46,7 @@ def _nhwc_rgb(shape: Sequence[Any]) -> bool:
 
 
 def io_problems(inputs: Sequence[Any], outputs: Sequence[Any]) -> list[str]:
-    """What is wrong with a session's inputs/outputs for an fcn_road_seg model (empty when nothing)."""
+    """Problems with a session's inputs/outputs for an fcn_road_seg model (empty when nothing)."""
     problems = []
     if len(inputs) != 1 or inputs[0].name != INPUT or inputs[0].type != INPUT_TYPE:
         found = ", ".join(f"'{i.name}' {i.type} {i.shape}" for i in inputs)
@@ -68,7 +69,7 @@ def io_problems(inputs: Sequence[Any], outputs: Sequence[Any]) -> list[str]:
 
 
 def input_size(shape: Sequence[Any]) -> tuple[int, int] | None:
-    """(H, W) of a fixed N x H x W x 3 input shape, None when height and width are both symbolic."""
+    """(H, W) of a fixed N x H x W x 3 input shape, None if height and width are both symbolic."""
     h, w = shape[1], shape[2]
     fixed = [_fixed(h), _fixed(w)]
     if all(fixed):
@@ -94,7 +95,7 @@ class OnnxBackend(Backend):
         self.model_path = Path(model_path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        # no busy-waiting after a run: the frame's post-processing (and other nodes) need those cores
+        # no busy-waiting after a run: the frame's post-processing (and other nodes) need the cores
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(
@@ -120,12 +121,13 @@ class OnnxBackend(Backend):
 
     @staticmethod
     def _providers(ort: Any, device: torch.device) -> list[Any]:
-        """CPU only on a CPU device; CUDA first (then CPU for anything CUDA cannot run) on a CUDA device."""
+        """CPU only on a CPU device; CUDA, then CPU for what CUDA cannot run, on a CUDA device."""
         if device.type == "cpu":
             return ["CPUExecutionProvider"]
         if device.type != "cuda" or "CUDAExecutionProvider" not in ort.get_available_providers():
             raise ModelError(
-                f"device '{device}' needs ONNX Runtime's CUDAExecutionProvider, which this onnxruntime "
+                f"device '{device}' needs ONNX Runtime's CUDAExecutionProvider, "
+                "which this onnxruntime "
                 f"lacks ({', '.join(ort.get_available_providers())}): pip install onnxruntime-gpu"
             )
         return [
@@ -134,7 +136,7 @@ class OnnxBackend(Backend):
         ]
 
     def _forward(self, image: torch.Tensor) -> torch.Tensor:
-        """P(road) for the fitted uint8 image: a plain run on CPU, an IOBinding on CUDA tensors otherwise."""
+        """P(road) for the fitted uint8 image: a plain run on CPU, an IOBinding on CUDA tensors."""
         if self.device.type == "cpu":
             return torch.from_numpy(self.session.run([OUTPUT], {INPUT: image.numpy()})[0])
         prob = torch.empty(image.shape[:3], dtype=torch.float32, device=self.device)
@@ -150,4 +152,7 @@ class OnnxBackend(Backend):
 
     def describe(self) -> str:
         """Adds the execution providers to the base description."""
-        return f"{super().describe()} {self.model_path.name} [{', '.join(self.session.get_providers())}]"
+        return (
+            f"{super().describe()} {self.model_path.name} "
+            f"[{', '.join(self.session.get_providers())}]"
+        )

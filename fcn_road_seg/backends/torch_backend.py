@@ -1,4 +1,4 @@
-"""PyTorch backend: a training checkpoint run eagerly (or compiled), fp16/bf16 + channels_last on CUDA."""
+"""PyTorch backend: a checkpoint run eagerly (or compiled), fp16/bf16 + channels_last on CUDA."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def cpu_has_bf16() -> bool:
 
 
 class TorchBackend(Backend):
-    """Runs ``RoadProbability`` over a checkpoint's FCN8s on any torch device, with any input size."""
+    """Runs ``RoadProbability`` over a checkpoint's FCN8s on any torch device, any input size."""
 
     name = "torch"
 
