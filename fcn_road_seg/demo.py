@@ -1,11 +1,11 @@
-"""The main job: KITTI frames -> rosbag2 bag -> segmented bag, overlay MP4 and contact sheet, offline.
+"""The main job, offline: KITTI frames -> rosbag2 bag -> segmented bag, overlay MP4, contact sheet.
 
 ``python -m fcn_road_seg.demo [--out out/demo]`` converts the real KITTI Road frames shipped in
 ``data/kitti/`` with ``kitti2bag``, segments the bag with ``segment_bag`` (the node's per-frame
 core) using the shipped default model, and prints where everything is and the frame rate. Without
 the default model it says loudly that it uses an UNTRAINED network. Re-running replaces the demo's
 own outputs in the out folder and touches nothing else there.
-"""  # noqa: E501 (the first line is the --help description, kept as it was)
+"""
 
 from __future__ import annotations
 
