@@ -4,7 +4,8 @@
 ``sensor_msgs/Image`` (bgr8) and, when calibration is there, ``sensor_msgs/CameraInfo``.
 ``segment_bag`` runs the node's per-frame core (``Segmenter.process``) on every image of a bag and
 writes a new bag: the input copied unchanged plus mask, confidence and overlay topics with the same
-stamps; overlays can also go to an MP4, PNG frames and a contact sheet.
+stamps, and with ``--grid`` the node's drivable-area grid (from the bag's camera_info and a camera
+mount); overlays can also go to an MP4, PNG frames and a contact sheet.
 
 Bags are written in rosbag2 metadata version 8 (sqlite3 by default), which Humble and newer play.
 Every output appears only when the run succeeds: it is written beside its final name and renamed.
@@ -13,11 +14,13 @@ Every output appears only when the run succeeds: it is written beside its final 
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import os
 import sqlite3
 import struct
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -36,6 +39,7 @@ from . import image
 from .atomic import atomic_path
 from .errors import DataError, ImageError, run_cli
 from .exports import SHEET_TILES, OverlayExports, stamp_label, to_bgr
+from .grid import Camera, GroundGrid, add_grid_arguments, grid_from_args
 from .kitti import LAYOUTS, CameraModel, KittiFrame, camera_model, kitti_frames, parse_stamp
 from .model import default_model_path
 from .segmenter import (
@@ -49,6 +53,7 @@ from .segmenter import (
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+OCCUPANCY_GRID = "nav_msgs/msg/OccupancyGrid"
 IMAGE_TOPIC = "/kitti/camera_color_left/image_raw"
 INFO_TOPIC = "/kitti/camera_color_left/camera_info"
 FRAME_ID = "camera_color_left"
@@ -123,6 +128,24 @@ def make_image(hdr: Any, fields: dict) -> Any:
     This is the core's factory.
     """
     return typestore().types[IMAGE](header=hdr, **fields)
+
+
+def make_grid(hdr: Any, fields: dict) -> Any:
+    """A rosbags nav_msgs/OccupancyGrid from a header and ``GroundGrid.fields``."""
+    types = typestore().types
+    x, y = fields["origin_xy"]
+    origin = types["geometry_msgs/msg/Pose"](
+        position=types["geometry_msgs/msg/Point"](x=x, y=y, z=0.0),
+        orientation=types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+    )
+    info = types["nav_msgs/msg/MapMetaData"](
+        map_load_time=hdr.stamp,
+        resolution=fields["resolution"],
+        width=fields["width"],
+        height=fields["height"],
+        origin=origin,
+    )
+    return types[OCCUPANCY_GRID](header=hdr, info=info, data=fields["data"])
 
 
 def camera_info(hdr: Any, model: CameraModel, width: int, height: int) -> Any:
@@ -247,10 +270,15 @@ def open_bag(path: Path) -> Iterator[Reader]:
             reader.close()
 
 
-def bag_messages(reader: Reader, path: Path) -> Iterator[tuple[Connection, int, bytes]]:
-    """Every message of the bag in time order; storage errors become a DataError naming the bag."""
+def bag_messages(
+    reader: Reader, path: Path, connections: Sequence[Connection] = ()
+) -> Iterator[tuple[Connection, int, bytes]]:
+    """The bag's messages (of ``connections``; all by default) in time order.
+
+    Storage errors become a DataError naming the bag.
+    """
     try:
-        yield from reader.messages()
+        yield from reader.messages(connections=connections)
     except BAG_ERRORS as exc:
         raise DataError(f"cannot read bag {path} (truncated or corrupt?): {exc}") from exc
 
@@ -316,6 +344,58 @@ def check_input(
     return {c.id for c in conns}, types == {COMPRESSED}, total
 
 
+@dataclass
+class BagGrid:
+    """What ``segment_bag`` needs for the grid.
+
+    The grid core, the camera mount, the grid's frame and the camera_info topic. Each frame uses
+    the camera_info with its header stamp, else the one nearest in time.
+    """
+
+    grid: GroundGrid
+    cam_from_grid: np.ndarray
+    frame_id: str
+    info_topic: str
+
+    def read_cameras(self, reader: Reader, path: Path) -> None:
+        """Every usable camera_info of ``info_topic`` by header stamp (corrupt ones are left out).
+
+        DataError when the bag has no CameraInfo topic of that name, or none of them is usable.
+        """
+        conns = [c for c in reader.connections if c.topic == self.info_topic]
+        if not conns or any(c.msgtype != CAMERA_INFO for c in conns):
+            found = sorted(c.topic for c in reader.connections if c.msgtype == CAMERA_INFO)
+            raise DataError(
+                f"bag {path}: --grid needs sensor_msgs/CameraInfo on {self.info_topic}; "
+                f"camera_info topics in the bag: {', '.join(found) or 'none'}"
+            )
+        self.cameras: dict[int, Camera] = {}
+        for _, stamp, raw in bag_messages(reader, path, conns):
+            try:
+                info = deserialize(raw, CAMERA_INFO, path, stamp)
+                self.cameras[header_ns(info.header)] = Camera.from_info(info)
+            except (DataError, ValueError):
+                continue
+        if not self.cameras:
+            raise DataError(f"bag {path}: no usable camera_info on {self.info_topic}")
+        self._stamps = sorted(self.cameras)
+
+    def camera_at(self, stamp_ns: int) -> Camera:
+        """The camera_info stamped ``stamp_ns``, else the one nearest to it."""
+        i = bisect.bisect_left(self._stamps, stamp_ns)
+        near = self._stamps[max(0, i - 1) : i + 1]
+        return self.cameras[min(near, key=lambda s: abs(s - stamp_ns))]
+
+    def message(self, msg: Any, result: Any) -> Any:
+        """The frame's OccupancyGrid (input stamp, ``frame_id``); ValueError saying why not."""
+        self.grid.update(self.camera_at(header_ns(msg.header)), self.cam_from_grid)
+        cells = self.grid.occupancy(result.mask, result.confidence)
+        hdr = typestore().types["std_msgs/msg/Header"](
+            stamp=msg.header.stamp, frame_id=self.frame_id
+        )
+        return make_grid(hdr, self.grid.fields(cells))
+
+
 def segment_bag(
     input_bag: str | os.PathLike,
     output_bag: str | os.PathLike,
@@ -329,10 +409,12 @@ def segment_bag(
     fps: float = 10.0,
     progress: bool = True,
     strict: bool = False,
+    grid: BagGrid | None = None,
 ) -> dict[str, Any]:
     """Segment every image of ``topic`` into a new bag.
 
-    The new bag has the input copied plus ``<namespace>/{mask,confidence,overlay}``.
+    The new bag has the input copied plus ``<namespace>/{mask,confidence,overlay}``, and
+    ``<namespace>/grid`` with ``grid`` (frames without a usable camera_info get none, listed).
 
     A corrupt or unsegmentable image message is skipped and listed (the copy keeps it as it was),
     or, with ``strict``, stops the run with nothing written.
@@ -348,14 +430,21 @@ def segment_bag(
     refuse_existing(dst, *outputs.values())
     namespace = "/" + namespace.strip("/")
     start, skipped, core_ms, frames, copied = time.perf_counter(), [], 0.0, 0, 0
+    no_grid: list[dict[str, Any]] = []
     with open_bag(src) as reader, contextlib.ExitStack() as stack:
         image_ids, compressed, total = check_input(reader, src, topic, namespace)
+        if grid:
+            grid.read_cameras(reader, src)
         writer = stack.enter_context(bag_writer(dst, storage))
         copies = {c.id: copy_connection(writer, c) for c in reader.connections}
         seg_conns = {
             name: writer.add_connection(f"{namespace}/{name}", IMAGE, typestore=typestore())
             for name in OUTPUTS
         }
+        if grid:
+            grid_conn = writer.add_connection(
+                f"{namespace}/grid", OCCUPANCY_GRID, typestore=typestore()
+            )
         exports = OverlayExports(
             stack, total, outputs["video"], outputs["frames_dir"], outputs["contact_sheet"], fps
         )
@@ -386,6 +475,14 @@ def segment_bag(
                 continue
             for name, out in messages.items():
                 writer.write(seg_conns[name], stamp, typestore().serialize_cdr(out, IMAGE))
+            if grid:
+                try:
+                    cells = grid.message(msg, result)
+                    writer.write(
+                        grid_conn, stamp, typestore().serialize_cdr(cells, OCCUPANCY_GRID)
+                    )
+                except ValueError as exc:
+                    no_grid.append({"index": index, "stamp_ns": stamp, "reason": str(exc)})
             stamp_ns = header_ns(msg.header)
             exports.add(
                 index,
@@ -409,6 +506,8 @@ def segment_bag(
         "frames": frames,
         "copied": copied,
         "skipped": skipped,
+        "no_grid": no_grid,
+        "grids": frames - len(no_grid) if grid else 0,
         "seconds": seconds,
         "fps": frames / seconds,
         "core_ms": core_ms / frames,
@@ -520,6 +619,10 @@ def print_segment_summary(summary: dict[str, Any]) -> None:
         print(f"{name}: {path}")
     for s in summary["skipped"]:
         print(f"skipped frame #{s['index']} at {s['stamp_ns']} ns: {s['reason']}")
+    if summary["grids"] or summary["no_grid"]:
+        print(f"grid: {summary['grids']} frames")
+    for s in summary["no_grid"]:
+        print(f"no grid for frame #{s['index']} at {s['stamp_ns']} ns: {s['reason']}")
 
 
 def _segment_bag(args: argparse.Namespace) -> None:
@@ -528,6 +631,14 @@ def _segment_bag(args: argparse.Namespace) -> None:
         *(Path(p) for p in (args.output, args.video, args.frames_dir, args.contact_sheet) if p)
     )
     segmenter = segmenter_from_args(args)
+    grid = None
+    if args.grid:
+        try:
+            core, mount = grid_from_args(args)
+        except ValueError as exc:
+            raise DataError(f"--grid options: {exc}") from exc
+        info_topic = args.camera_info_topic or f"{args.topic.rsplit('/', 1)[0]}/camera_info"
+        grid = BagGrid(core, mount, args.grid_frame, info_topic)
     print(f"model {args.model or default_model_path()}: {segmenter.backend.describe()}")
     print_segment_summary(
         segment_bag(
@@ -543,6 +654,7 @@ def _segment_bag(args: argparse.Namespace) -> None:
             args.video_fps,
             not args.no_progress,
             args.strict,
+            grid,
         )
     )
 
@@ -590,6 +702,17 @@ def segment_bag_main(argv: Sequence[str] | None = None) -> int:
         help="stop at the first corrupt or unsegmentable image message "
         "instead of skipping and listing it",
     )
+    p.add_argument(
+        "--grid",
+        action="store_true",
+        help="also write <ns>/grid (nav_msgs/OccupancyGrid), the node's drivable-area grid, "
+        "from the bag's camera_info and the camera mount below",
+    )
+    p.add_argument(
+        "--camera-info-topic",
+        help="CameraInfo topic for --grid (default: camera_info beside --topic)",
+    )
+    add_grid_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     for name in ("threshold", "overlay_color", "overlay_alpha"):

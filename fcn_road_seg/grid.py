@@ -10,6 +10,7 @@ model or the pose changes, and each frame costs one ``cv2.remap``. Values follow
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -20,6 +21,9 @@ from . import geometry
 
 OCCUPANCY_MODES = ("binary", "scaled")
 UNKNOWN = -1
+GRID_FRAME = "base_footprint"
+#: camera height (m), pitch and roll (rad) without tf: KITTI's camera 2, 1.65 m high and level
+MOUNT = (1.65, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -174,4 +178,39 @@ def grid_spec(resolution: float, x_range: Sequence[float], y_range: Sequence[flo
         float(resolution),
         (float(x_range[0]), float(x_range[1])),
         (float(y_range[0]), float(y_range[1])),
+    )
+
+
+def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
+    """The grid's options for tools (the node has them as parameters, with the same defaults)."""
+    spec = GridSpec()
+    parser.add_argument(
+        "--grid-frame", default=GRID_FRAME, help=f"frame_id of the grid (default {GRID_FRAME})"
+    )
+    parser.add_argument(
+        "--camera-height", type=float, default=MOUNT[0], help="camera height over the ground, m"
+    )
+    parser.add_argument(
+        "--camera-pitch", type=float, default=MOUNT[1], help="rad, positive = looking down"
+    )
+    parser.add_argument(
+        "--camera-roll", type=float, default=MOUNT[2], help="rad, positive = clockwise from behind"
+    )
+    parser.add_argument("--grid-resolution", type=float, default=spec.resolution, help="cell, m")
+    parser.add_argument(
+        "--grid-x-range", type=float, nargs=2, default=list(spec.x_range), metavar=("MIN", "MAX")
+    )
+    parser.add_argument(
+        "--grid-y-range", type=float, nargs=2, default=list(spec.y_range), metavar=("MIN", "MAX")
+    )
+    parser.add_argument("--grid-occupancy", choices=OCCUPANCY_MODES, default="binary")
+
+
+def grid_from_args(args: argparse.Namespace) -> tuple[GroundGrid, np.ndarray]:
+    """The grid core and the 4x4 camera <- grid-frame mount from ``add_grid_arguments``' flags."""
+    grid = GroundGrid(
+        grid_spec(args.grid_resolution, args.grid_x_range, args.grid_y_range), args.grid_occupancy
+    )
+    return grid, geometry.camera_from_mount(
+        args.camera_height, args.camera_pitch, args.camera_roll
     )

@@ -44,7 +44,7 @@ from std_msgs.msg import Header
 from . import geometry
 from .backends import BACKENDS, RESIZE_POLICIES, BackendOptions
 from .errors import ImageError, RoadSegError
-from .grid import OCCUPANCY_MODES, Camera, GroundGrid, grid_spec
+from .grid import GRID_FRAME, MOUNT, OCCUPANCY_MODES, Camera, GridSpec, GroundGrid, grid_spec
 from .image import MAX_PIXELS, MIN_SIDE
 from .latest import Latest
 from .segmenter import Segmenter, check_setting, make_segmenter
@@ -61,6 +61,7 @@ CHOICES = {
 LOG_PERIOD_S = 5.0
 OUTPUT_DEPTH = 5
 _UNIT = {"floating_point_range": [FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)]}
+_GRID = GridSpec()
 _ANGLE = {"floating_point_range": [FloatingPointRange(from_value=-1.5, to_value=1.5, step=0.0)]}
 
 #: name -> (default, description, extra ParameterDescriptor fields); all but RUNTIME are read-only
@@ -152,7 +153,7 @@ PARAMETERS: dict[str, tuple[Any, str, dict]] = {
         {"integer_range": [IntegerRange(from_value=MIN_SIDE**2, to_value=1 << 31, step=1)]},
     ),
     "grid_frame": (
-        "base_footprint",
+        GRID_FRAME,
         "Frame of road_seg/grid; the ground is its z = 0 plane (x forward, y left)",
         {},
     ),
@@ -163,23 +164,31 @@ PARAMETERS: dict[str, tuple[Any, str, dict]] = {
         {},
     ),
     "camera_height": (
-        1.65,
+        MOUNT[0],
         "Camera height over the ground (m), without tf (KITTI: 1.65)",
         {"floating_point_range": [FloatingPointRange(from_value=0.01, to_value=100.0, step=0.0)]},
     ),
-    "camera_pitch": (0.0, "Camera pitch (rad, positive = looking down), without tf", _ANGLE),
+    "camera_pitch": (MOUNT[1], "Camera pitch (rad, positive = looking down), without tf", _ANGLE),
     "camera_roll": (
-        0.0,
+        MOUNT[2],
         "Camera roll (rad, positive = clockwise seen from behind), without tf",
         _ANGLE,
     ),
     "grid_resolution": (
-        0.05,
+        _GRID.resolution,
         "Grid cell size (m)",
         {"floating_point_range": [FloatingPointRange(from_value=0.01, to_value=10.0, step=0.0)]},
     ),
-    "grid_x_range": ([0.0, 40.0], "[min, max] of the grid along grid_frame's x (forward), m", {}),
-    "grid_y_range": ([-10.0, 10.0], "[min, max] of the grid along grid_frame's y (left), m", {}),
+    "grid_x_range": (
+        list(_GRID.x_range),
+        "[min, max] of the grid along grid_frame's x (forward), m",
+        {},
+    ),
+    "grid_y_range": (
+        list(_GRID.y_range),
+        "[min, max] of the grid along grid_frame's y (left), m",
+        {},
+    ),
     "grid_occupancy": (
         "binary",
         "Cell values: binary (road 0, other 100) | scaled (round(100 (1 - P))); unseen cells -1",

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader, Writer
 
-from fcn_road_seg import bags, exports
+from fcn_road_seg import bags, exports, geometry, image
 from fcn_road_seg import segmenter as segmenter_module
 from fcn_road_seg.backends import load_backend
 from fcn_road_seg.errors import DataError
+from fcn_road_seg.grid import Camera, GridSpec, GroundGrid
 from fcn_road_seg.image import from_array
-from fcn_road_seg.kitti import parse_stamp
+from fcn_road_seg.kitti import CameraModel, parse_stamp
 from fcn_road_seg.segmenter import Segmenter
 
 from conftest import video_frames
@@ -475,3 +476,81 @@ def test_a_corrupt_message_is_skipped_and_listed_or_stops_with_strict(
     with pytest.raises(DataError, match=r"frame #1 .* \(--strict\)"):
         bags.segment_bag(bag, tmp_path / "strict", segmenter, progress=False, strict=True)
     assert not (tmp_path / "strict").exists() and leftovers(tmp_path) == []
+
+
+def quarter_kitti_info(stamp_ns: int, fx: float) -> Any:
+    """A rosbags CameraInfo of KITTI's camera 2 at a quarter of its size, focal length ``fx``."""
+    p = np.array([[fx, 0, 152.4, 0], [0, fx, 43.2, 0], [0, 0, 1, 0]])
+    model = CameraModel(k=p[:, :3].ravel(), r=np.eye(3).ravel(), p=p.ravel(), d=np.zeros(5))
+    return bags.camera_info(bags.header(stamp_ns), model, 310, 93)
+
+
+def test_segment_bag_grid_uses_each_frames_camera_info(
+    road_dir: Path, segmenter: Segmenter, tmp_path: Path
+) -> None:
+    frame = cv2.imread(str(road_dir / "image_2" / NAMES[0]))
+    image_msg = lambda ns: bags.make_image(bags.header(ns), image.to_fields(frame, "bgr8"))  # noqa: E731
+    # camera_info after its image at the same stamp (as kitti2bag writes them);
+    # the third frame has none of its own
+    write_bag(
+        tmp_path / "in",
+        [
+            (bags.IMAGE_TOPIC, bags.IMAGE, 10, image_msg(10)),
+            (bags.INFO_TOPIC, bags.CAMERA_INFO, 10, quarter_kitti_info(10, 180.0)),
+            (bags.IMAGE_TOPIC, bags.IMAGE, 20, image_msg(20)),
+            (bags.INFO_TOPIC, bags.CAMERA_INFO, 20, quarter_kitti_info(20, 150.0)),
+            (bags.IMAGE_TOPIC, bags.IMAGE, 29, image_msg(29)),
+        ],
+    )
+    core = GroundGrid(GridSpec(0.1))
+    mount = geometry.camera_from_mount(1.65, 0.0, 0.0)
+    grid = bags.BagGrid(core, mount, "base_footprint", bags.INFO_TOPIC)
+    summary = bags.segment_bag(
+        tmp_path / "in", tmp_path / "out", segmenter, progress=False, grid=grid
+    )
+    assert (summary["frames"], summary["grids"], summary["no_grid"]) == (3, 3, [])
+    topics = read_bag(tmp_path / "out")
+    grids, masks = topics["/road_seg/grid"], topics["/road_seg/mask"]
+    assert [g[0] for g in grids] == [10, 20, 29]
+    for (stamp, _, msg), (_, _, mask), fx in zip(grids, masks, (180.0, 150.0, 150.0)):
+        assert (msg.header.stamp.nanosec, msg.header.frame_id) == (stamp, "base_footprint")
+        assert (msg.info.width, msg.info.height, msg.info.origin.position.y) == (400, 200, -10.0)
+        expected = GroundGrid(GridSpec(0.1))
+        expected.update(Camera.from_info(quarter_kitti_info(0, fx)), mount)
+        pixels = np.frombuffer(mask.data, np.uint8).reshape(93, 310)
+        cells = expected.occupancy(pixels, pixels)
+        np.testing.assert_array_equal(np.asarray(msg.data).reshape(200, 400), cells)
+        assert (cells != -1).any()
+    assert core.rebuilds == 2  # one per distinct camera_info, not per frame
+
+
+def test_segment_bag_grid_needs_camera_info(
+    converted: dict[str, Any], segmenter: Segmenter, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    grid = bags.BagGrid(GroundGrid(GridSpec()), np.eye(4), "base_footprint", "/other/camera_info")
+    with pytest.raises(
+        DataError,
+        match="--grid needs sensor_msgs/CameraInfo on /other/camera_info; "
+        f"camera_info topics in the bag: {bags.INFO_TOPIC}",
+    ):
+        bags.segment_bag(converted["bag"], tmp_path / "out", segmenter, progress=False, grid=grid)
+    assert not (tmp_path / "out").exists()
+
+
+def test_segment_bag_grid_command_line(
+    converted: dict[str, Any], tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    base = [str(converted["bag"]), "--model", str(tiny_model), "--device", "cpu", "--no-progress"]
+    grid = ["--grid", "--grid-resolution", "0.5"]
+    assert bags.segment_bag_main([base[0], str(tmp_path / "a"), *base[1:], *grid]) == 0
+    assert "grid: 3 frames" in capsys.readouterr().out
+    topics = read_bag(tmp_path / "a")
+    assert len(topics["/road_seg/grid"]) == 3
+    assert (
+        topics["/road_seg/grid"][0][2].info.width,
+        topics["/road_seg/grid"][0][2].info.height,
+    ) == (80, 40)
+    bad = [*grid, "--grid-x-range", "5", "1"]
+    assert bags.segment_bag_main([base[0], str(tmp_path / "b"), *base[1:], *bad]) == 1
+    assert "error: --grid options: grid x range must be [min, max]" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
