@@ -638,7 +638,7 @@ def _segment_bag(args: argparse.Namespace) -> None:
         except ValueError as exc:
             raise DataError(f"--grid options: {exc}") from exc
         info_topic = args.camera_info_topic or f"{args.topic.rsplit('/', 1)[0]}/camera_info"
-        grid = BagGrid(core, mount, args.grid_frame, info_topic)
+        grid = BagGrid(core, mount, args.target_frame, info_topic)
     print(f"model {args.model or default_model_path()}: {segmenter.backend.describe()}")
     print_segment_summary(
         segment_bag(

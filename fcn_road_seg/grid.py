@@ -21,7 +21,7 @@ from . import geometry
 
 OCCUPANCY_MODES = ("binary", "scaled")
 UNKNOWN = -1
-GRID_FRAME = "base_footprint"
+TARGET_FRAME = "base_footprint"
 #: camera height (m), pitch and roll (rad) without tf: KITTI's camera 2, 1.65 m high and level
 MOUNT = (1.65, 0.0, 0.0)
 
@@ -185,7 +185,9 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     """The grid's options for tools (the node has them as parameters, with the same defaults)."""
     spec = GridSpec()
     parser.add_argument(
-        "--grid-frame", default=GRID_FRAME, help=f"frame_id of the grid (default {GRID_FRAME})"
+        "--target-frame",
+        default=TARGET_FRAME,
+        help=f"frame_id of the grid (default {TARGET_FRAME})",
     )
     parser.add_argument(
         "--camera-height", type=float, default=MOUNT[0], help="camera height over the ground, m"

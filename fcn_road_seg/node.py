@@ -44,7 +44,7 @@ from std_msgs.msg import Header
 from . import geometry
 from .backends import BACKENDS, RESIZE_POLICIES, BackendOptions
 from .errors import ImageError, RoadSegError
-from .grid import GRID_FRAME, MOUNT, OCCUPANCY_MODES, Camera, GridSpec, GroundGrid, grid_spec
+from .grid import TARGET_FRAME, MOUNT, OCCUPANCY_MODES, Camera, GridSpec, GroundGrid, grid_spec
 from .image import MAX_PIXELS, MIN_SIDE
 from .latest import Latest
 from .segmenter import Segmenter, check_setting, make_segmenter
@@ -137,7 +137,7 @@ PARAMETERS: dict[str, tuple[Any, str, dict]] = {
     ),
     "publish_grid": (
         True,
-        "Advertise road_seg/grid (nav_msgs/OccupancyGrid of drivable road in grid_frame; "
+        "Advertise road_seg/grid (nav_msgs/OccupancyGrid of drivable road in target_frame; "
         "needs camera_info)",
         {},
     ),
@@ -152,15 +152,15 @@ PARAMETERS: dict[str, tuple[Any, str, dict]] = {
         f"compressed ones before decoding); each side must also be >= {MIN_SIDE}",
         {"integer_range": [IntegerRange(from_value=MIN_SIDE**2, to_value=1 << 31, step=1)]},
     ),
-    "grid_frame": (
-        GRID_FRAME,
+    "target_frame": (
+        TARGET_FRAME,
         "Frame of road_seg/grid; the ground is its z = 0 plane (x forward, y left)",
         {},
     ),
     "grid_use_tf": (
         False,
-        "Look the camera up in grid_frame with tf2 (else: camera_height, camera_pitch, "
-        "camera_roll, with grid_frame on the ground under the camera)",
+        "Look the camera up in target_frame with tf2 (else: camera_height, camera_pitch, "
+        "camera_roll, with target_frame on the ground under the camera)",
         {},
     ),
     "camera_height": (
@@ -181,12 +181,12 @@ PARAMETERS: dict[str, tuple[Any, str, dict]] = {
     ),
     "grid_x_range": (
         list(_GRID.x_range),
-        "[min, max] of the grid along grid_frame's x (forward), m",
+        "[min, max] of the grid along target_frame's x (forward), m",
         {},
     ),
     "grid_y_range": (
         list(_GRID.y_range),
-        "[min, max] of the grid along grid_frame's y (left), m",
+        "[min, max] of the grid along target_frame's y (left), m",
         {},
     ),
     "grid_occupancy": (
@@ -514,11 +514,11 @@ class RoadSeg:
                 f"road_seg/grid not published: {exc}", throttle_duration_sec=LOG_PERIOD_S
             )
             return
-        grid_header = Header(stamp=header.stamp, frame_id=self._params["grid_frame"])
+        grid_header = Header(stamp=header.stamp, frame_id=self._params["target_frame"])
         self._grid_pub.publish(make_grid(grid_header, self._grid.fields(cells)))
 
     def _camera_pose(self, camera_frame: str) -> np.ndarray | None:
-        """4x4 camera <- grid_frame: from tf2 or the mount parameters.
+        """4x4 camera <- target_frame: from tf2 or the mount parameters.
 
         tf2 gives the latest pose; the camera is rigid on the vehicle.
         """
@@ -528,11 +528,11 @@ class RoadSeg:
 
         try:
             t = self._tf_buffer.lookup_transform(
-                camera_frame, self._params["grid_frame"], Time()
+                camera_frame, self._params["target_frame"], Time()
             ).transform
         except TransformException as exc:
             self.get_logger().warning(
-                f"no transform {self._params['grid_frame']} -> {camera_frame}: {exc}",
+                f"no transform {self._params['target_frame']} -> {camera_frame}: {exc}",
                 throttle_duration_sec=LOG_PERIOD_S,
             )
             return None

@@ -129,7 +129,7 @@ def test_every_parameter_is_declared_with_a_descriptor(seg_node: RoadSegNode) ->
         ("overlay_color", [0, 255], check_setting("overlay_color", [0, 255])),
         ("overlay_color", [0, 256, 0], check_setting("overlay_color", [0, 256, 0])),
         ("model_path", "/other.pt", "Trying to set a read-only parameter: model_path."),
-        ("grid_frame", "map", "Trying to set a read-only parameter: grid_frame."),
+        ("target_frame", "map", "Trying to set a read-only parameter: target_frame."),
     ],
 )
 def test_invalid_or_read_only_parameters_are_rejected(
@@ -435,7 +435,7 @@ def grid_round_trip(
     return grids[0], msg
 
 
-def test_grid_arrives_with_the_input_stamp_in_grid_frame(
+def test_grid_arrives_with_the_input_stamp_in_target_frame(
     executor: SingleThreadedExecutor, probe: Node, tiny_model: Path, frame_bgr: np.ndarray
 ) -> None:
     grid, msg = grid_round_trip(executor, probe, frame_bgr)
