@@ -1,6 +1,6 @@
 """training/train.py: a short real training run.
 
-Exact resume, atomic checkpoints, LR schedule, DDP on gloo.
+Exact resume, LR schedule, DDP on gloo.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from fcn_road_seg.model import load_checkpoint_model
 from training import data
 from training import evaluate as ev
 from training import train as tr
+from training.metrics import hard_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -167,8 +167,8 @@ def test_short_camvid_run_learns_road(camvid_root: Path, tmp_path: Path) -> None
     # Trivial baselines on the same validation images, at full resolution.
     samples = data.split(camvid_root, "val", tmp_path / "val.txt")
     targets = torch.cat([torch.from_numpy(data.read_target(s.target)).flatten() for s in samples])
-    all_road = ev.hard_metrics(torch.ones_like(targets), targets)
-    no_road = ev.hard_metrics(torch.zeros_like(targets), targets)
+    all_road = hard_metrics(torch.ones_like(targets), targets)
+    no_road = hard_metrics(torch.zeros_like(targets), targets)
     best = max(log, key=lambda r: r["val_MaxF"])
     assert best["val_IoU"] > all_road["IoU"] + 0.15 and best["val_IoU"] > no_road["IoU"] + 0.15
     assert best["val_MaxF"] > all_road["F"] + 0.1
@@ -297,41 +297,6 @@ def test_resume_continues_exactly(
     assert not torch.equal(first["model"]["score_fr.weight"], b["model"]["score_fr.weight"])
 
 
-def test_epoch_sampler_skips_done_batches() -> None:
-    """set_epoch(e, k) yields epoch e's permutation after k batches, keyed (index, e)."""
-    sampler = tr.EpochSampler(range(10), 1, 0, seed=3, batch_size=2)
-    sampler.set_epoch(4)
-    whole = list(sampler)
-    assert sorted(i for i, _ in whole) == list(range(10)) and {e for _, e in whole} == {4}
-    sampler.set_epoch(4, 3)
-    assert list(sampler) == whole[6:] and len(sampler) == 4
-    sampler.set_epoch(5)
-    assert [i for i, _ in sampler] != [i for i, _ in whole]
-
-
-class RandomDraws(torch.utils.data.Dataset):
-    """Each item is three draws from the global torch RNG, as the training transforms make."""
-
-    def __len__(self) -> int:
-        return 4
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return torch.rand(3)
-
-
-def test_epoch_seeded_augmentation_ignores_and_keeps_global_rng() -> None:
-    """A sample's draws depend on (seed, epoch, index) only; the caller's RNG is untouched."""
-    ds = tr.EpochSeeded(RandomDraws(), seed=7)
-    torch.manual_seed(0)
-    before = torch.get_rng_state()
-    x = ds[(2, 1)]
-    assert torch.equal(torch.get_rng_state(), before)
-    torch.rand(5)  # another global RNG position
-    assert torch.equal(ds[(2, 1)], x)
-    assert not torch.equal(ds[(2, 0)], x) and not torch.equal(ds[(1, 1)], x)
-    assert not torch.equal(tr.EpochSeeded(RandomDraws(), seed=8)[(2, 1)], x)
-
-
 def test_resume_from_bad_file_fails_cleanly(
     synthetic_road: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -339,30 +304,6 @@ def test_resume_from_bad_file_fails_cleanly(
     bad.write_bytes(b"junk")
     assert tr.main(synthetic_args(synthetic_road, tmp_path / "out", "--resume", str(bad))) == 1
     assert f"cannot resume from {bad}" in capsys.readouterr().err
-
-
-def test_checkpoint_write_is_atomic(tmp_path: Path) -> None:
-    target = tmp_path / "checkpoint_last.pt"
-    tr.save_checkpoint({"step": 1}, target)
-    with pytest.raises(Exception):
-        tr.save_checkpoint(
-            {"step": 2, "unpicklable": lambda: None}, target
-        )  # fails half-way through writing
-    assert torch.load(target, weights_only=True) == {"step": 1}
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "checkpoint_last.pt"
-    ]  # no partial file left
-
-
-def test_slim_checkpoint_loads_for_deployment(tmp_path: Path) -> None:
-    model = tr.build_model(None, fc_channels=8, fc6_kernel=3)
-    args = tr.get_args_parser().parse_args(["--data-path", "x"])
-    path = tmp_path / "model_best_fp16.pt"
-    tr.save_checkpoint(tr.slim_checkpoint(model, {"MaxF": 0.5}, args), path)
-    loaded = load_checkpoint_model(path)
-    assert loaded.config == model.config
-    for k, v in model.state_dict().items():
-        assert torch.equal(loaded.state_dict()[k], v.half().float())
 
 
 def test_lr_schedule() -> None:

@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import itertools
 import json
 import math
-import os
-import random
-import shutil
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -30,13 +24,25 @@ from torch import nn
 from tqdm import tqdm
 
 from fcn_road_seg.atomic import atomic_path
-from fcn_road_seg.device import resolve_device
 from fcn_road_seg.errors import DataError, RoadSegError, one_line
 from fcn_road_seg.model import FCN8s, build_model, read_checkpoint
 
 from . import data
-from . import evaluate as ev
 from .calibration import calibrate, write_calibrated
+from .checkpoint import (
+    TrainState,
+    all_rng_states,
+    link_checkpoint,
+    resume,
+    save_checkpoint,
+    slim_checkpoint,
+    training_checkpoint,
+    working_size,
+)
+from .distributed import Dist, init_distributed, mean_over_processes
+from .evaluate import eval_loader, evaluate
+from .metrics import URBAN
+from .sampling import make_train_loader, seed_everything
 from .transforms import train_transforms
 
 LOG_FIELDS = (
@@ -197,42 +203,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return p
 
 
-@dataclass
-class Dist:
-    """This process's place in the (possibly single-process) job."""
-
-    rank: int = 0
-    world: int = 1
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: str) -> Dist:
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: then one process group.
-
-    nccl on CUDA, gloo on CPU.
-    """
-    want = resolve_device(device)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return Dist(0, 1, want)
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if want.type == "cuda":
-        torch.cuda.set_device(local)
-        want = torch.device("cuda", local)
-    dist.init_process_group("nccl" if want.type == "cuda" else "gloo")
-    return Dist(rank, world, want)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def make_datasets(args: argparse.Namespace) -> tuple[data.KittiRoad, list[data.Sample]]:
     """Training dataset (augmented) and the validation samples."""
     train = data.split(
@@ -255,73 +225,6 @@ def make_datasets(args: argparse.Namespace) -> tuple[data.KittiRoad, list[data.S
         args.size, args.base_size, args.scale_range, args.hflip_prob, args.color_jitter
     )
     return data.KittiRoad(train, transforms), val
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A well-mixed 32-bit seed (torch's CPU generator keeps 32) for one sample in one epoch."""
-    return int(np.random.SeedSequence([seed % 2**32, epoch, index]).generate_state(1)[0])
-
-
-class EpochSeeded(torch.utils.data.Dataset):
-    """``dataset[index]`` for keys ``(index, epoch)``, the transforms drawing from the CPU RNG
-    seeded by (seed, epoch, index): augmentations depend on nothing else (not on workers, batch
-    position or a resume), and the caller's RNG (dropout's, with ``--workers 0``) is restored."""
-
-    def __init__(self, dataset: torch.utils.data.Dataset, seed: int) -> None:
-        self.dataset, self.seed = dataset, seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        index, epoch = key
-        saved = torch.get_rng_state()
-        torch.default_generator.manual_seed(sample_seed(self.seed, epoch, index))
-        try:
-            return self.dataset[index]
-        finally:
-            torch.set_rng_state(saved)
-
-
-class EpochSampler(torch.utils.data.DistributedSampler):
-    """DistributedSampler (shuffled by seed + epoch, drop_last) yielding ``(index, epoch)`` keys;
-    ``set_epoch(epoch, batches_done)`` starts the epoch's order after those batches' indices."""
-
-    def __init__(
-        self, dataset: torch.utils.data.Dataset, world: int, rank: int, seed: int, batch_size: int
-    ) -> None:
-        super().__init__(dataset, world, rank, shuffle=True, seed=seed, drop_last=True)
-        self.batch_size, self.skip = batch_size, 0
-
-    def set_epoch(self, epoch: int, batches_done: int = 0) -> None:
-        super().set_epoch(epoch)
-        self.skip = batches_done * self.batch_size
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        return ((i, self.epoch) for i in itertools.islice(super().__iter__(), self.skip, None))
-
-    def __len__(self) -> int:
-        return max(0, super().__len__() - self.skip)
-
-
-def make_train_loader(
-    train_set: data.KittiRoad, args: argparse.Namespace, run: Dist
-) -> torch.utils.data.DataLoader:
-    """Batches of this rank's share of ``train_set``, the sampler an ``EpochSampler``.
-
-    The loader has its own generator, so starting an iterator does not draw from the global RNG.
-    """
-    sampler = EpochSampler(train_set, run.world, run.rank, args.seed, args.batch_size)
-    return torch.utils.data.DataLoader(
-        EpochSeeded(train_set, args.seed),
-        args.batch_size,
-        sampler=sampler,
-        num_workers=args.workers,
-        pin_memory=run.device.type == "cuda",
-        drop_last=True,
-        persistent_workers=args.workers > 0,
-        generator=torch.Generator().manual_seed(args.seed + run.rank),
-    )
 
 
 def make_model(weights: str | None, device: torch.device, **config: Any) -> FCN8s:
@@ -406,19 +309,6 @@ def amp_for(name: str, device: torch.device) -> tuple[torch.dtype | None, torch.
     return dtype, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
 
-@dataclass
-class TrainState:
-    """Where training stands; a checkpoint stores these fields and ``--resume`` reads them back."""
-
-    epoch: int = -1  # the epoch trained in last (-1: none yet)
-    epoch_finished: bool = True  # False after a --max-steps stop inside it
-    epoch_batches: int = 0  # batches of it done, per process
-    epoch_loss_sum: float = 0.0  # their training losses (each the mean over processes) summed
-    step: int = 0
-    best_maxf: float = -1.0
-    history: list[dict[str, float]] = field(default_factory=list)
-
-
 def train_one_epoch(
     model: nn.Module,
     loader: torch.utils.data.DataLoader,
@@ -457,11 +347,7 @@ def train_one_epoch(
             writer.add_scalar("train/lr", scheduler.get_last_lr()[0], state.step)
         if max_steps is not None and state.step >= max_steps:
             break
-    if run.world > 1:
-        total = torch.tensor(loss_sum, dtype=torch.float64, device=run.device)
-        dist.all_reduce(total)
-        loss_sum = total.item() / run.world
-    state.epoch_loss_sum += loss_sum
+    state.epoch_loss_sum += mean_over_processes(loss_sum, run)
     seconds = time.perf_counter() - start
     return images_seen / max(seconds, 1e-9), seconds
 
@@ -476,7 +362,7 @@ def validate(
     progress: bool,
 ) -> dict[str, float]:
     """Devkit metrics (URBAN, i.e. over all validation images) summed over all ranks."""
-    evaluator = ev.evaluate(
+    evaluator = evaluate(
         model,
         loader,
         samples,
@@ -487,70 +373,7 @@ def validate(
         progress=progress and run.main,
     )
     evaluator.reduce_from_all_processes()
-    return evaluator.compute()[ev.URBAN]
-
-
-def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def all_rng_states(run: Dist) -> list[dict[str, Any]]:
-    """Every rank's ``rng_state()``, in rank order (a collective under DDP)."""
-    if run.world == 1:
-        return [rng_state()]
-    states: list[Any] = [None] * run.world
-    dist.all_gather_object(states, rng_state())
-    return states
-
-
-def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
-    """torch.save through a temporary sibling, renamed into place only when complete."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def link_checkpoint(source: Path, target: Path) -> None:
-    """Atomically make ``target`` a copy of ``source`` (a hard link if the file system allows)."""
-    with atomic_path(target) as tmp:
-        tmp.unlink()
-        try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copyfile(source, tmp)
-
-
-def working_size(args: argparse.Namespace) -> list[int] | None:
-    """The (H, W) the model was validated at, which the runtime runs it at.
-
-    None = each frame's own size.
-    """
-    return list(args.val_size) if args.val_size else None
-
-
-def slim_checkpoint(
-    model: FCN8s, metrics: dict[str, float], args: argparse.Namespace
-) -> dict[str, Any]:
-    """Deployable checkpoint: fp16 weights, config and working size.
-
-    Plus the validation metrics and the training arguments.
-    """
-    return {
-        "model": {k: v.half() for k, v in model.state_dict().items()},
-        "model_config": dict(model.config),
-        "working_size": working_size(args),
-        "encoder": args.weights or "scratch",
-        "metrics": metrics,
-        "train_args": vars(args),
-    }
+    return evaluator.compute()[URBAN]
 
 
 def write_log(history: list[dict[str, float]], out: Path) -> None:
@@ -594,64 +417,6 @@ def summary_writer(out: Path, enabled: bool) -> Any:
     return SummaryWriter(str(out / "tensorboard"))
 
 
-def training_checkpoint(
-    model: FCN8s,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    scaler: torch.amp.GradScaler,
-    state: TrainState,
-    args: argparse.Namespace,
-    rng: list[dict[str, Any]],
-    metrics: dict[str, float] | None,
-) -> dict[str, Any]:
-    """``checkpoint_last.pt``: what ``--resume`` needs, the model's metadata and, at the end of an
-    epoch, its validation metrics."""
-    ckpt = {
-        "model": model.state_dict(),
-        "model_config": dict(model.config),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
-        "args": vars(args),
-        "working_size": working_size(args),
-        "encoder": args.weights or "scratch",
-        "rng": rng,
-        **asdict(state),
-    }
-    return ckpt if metrics is None else {**ckpt, "metrics": metrics}
-
-
-def resume(
-    path: str,
-    model: FCN8s,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    scaler: torch.amp.GradScaler,
-    run: Dist,
-    seed: int,
-) -> TrainState:
-    """Model, optimizer, scheduler, scaler, counters and RNGs from ``checkpoint_last.pt``.
-
-    Exact (bitwise on CPU) for the same arguments and number of processes, any ``--workers``;
-    not for another batch size or process count, nor on CUDA beyond its kernels' determinism.
-    """
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        state = TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState) if f.name in ckpt})
-        rng = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]  # older: rank 0's
-    except Exception as exc:
-        raise RoadSegError(f"cannot resume from {path}: {exc}") from exc
-    if len(rng) == run.world:
-        set_rng_state(rng[run.rank])
-    else:  # saved by another number of processes (not exact): give each rank its own stream
-        seed_everything(seed + run.rank + 1000 * (state.epoch + 1))
-    return state
-
-
 def train(args: argparse.Namespace) -> TrainState:
     """The whole run; returns the final counters and per-epoch history."""
     run = init_distributed(args.device)
@@ -667,7 +432,7 @@ def train(args: argparse.Namespace) -> TrainState:
             f"{len(train_set)} training images are fewer than one batch of {args.batch_size} "
             f"per process x {run.world} processes"
         )
-    val_loader = ev.eval_loader(
+    val_loader = eval_loader(
         val_samples,
         args.val_batch_size,
         min(args.workers, 2),

@@ -1,0 +1,177 @@
+"""training/metrics.py: the KITTI devkit metrics on hand-computed cases and a devkit reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from training.metrics import RoadEvaluator, hard_metrics
+
+THRESH = np.arange(256) / 255.0
+
+
+def devkit_eval_exp(
+    gt_road: np.ndarray, prob: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """The KITTI devkit's ``evalExp`` (helper.py), verbatim in numpy."""
+    thres_inf = np.concatenate(([-np.inf], THRESH, [np.inf]))
+    fn_hist = np.histogram(prob[gt_road & valid], bins=thres_inf)[0]
+    fn = np.cumsum(fn_hist)[0 : len(THRESH)]
+    fp_hist = np.histogram(prob[~gt_road & valid], bins=thres_inf)[0]
+    fp = np.flipud(np.cumsum(np.flipud(fp_hist)))[1 : 1 + len(THRESH)]
+    return fn, fp, int((gt_road & valid).sum()), int((~gt_road & valid).sum())
+
+
+def devkit_maxf(fn: np.ndarray, fp: np.ndarray, pos: int, neg: int) -> dict[str, float]:
+    """The devkit's ``pxEval_maximizeFMeasure``.
+
+    The argmax is mapped back through the validity filter.
+    """
+    tp = pos - fn
+    recall, precision = tp / float(pos), tp / (tp + fp + 1e-10)
+    keep = ~((recall == 0) & (precision == 0))
+    recall, precision = recall[keep], precision[keep]
+    ap = sum(max(precision[np.where(recall >= i)]) for i in np.arange(0, 1.1, 0.1)) / 11
+    f = 2 * precision * recall / (precision + recall + 1e-10)
+    k = np.flatnonzero(keep)[f.argmax()]
+    return {
+        "MaxF": f.max(),
+        "AP": ap,
+        "PRE": tp[k] / (tp[k] + fp[k]),
+        "REC": tp[k] / pos,
+        "FPR": fp[k] / neg,
+        "FNR": fn[k] / pos,
+        "IoU": tp[k] / (tp[k] + fp[k] + fn[k]),
+        "threshold": THRESH[k],
+    }
+
+
+def labelled(
+    road: list[float], nonroad: list[float], ignored: list[float] = ()
+) -> tuple[torch.Tensor, ...]:
+    """P(road) and targets (1 x N) for pixel lists of each label."""
+    prob = torch.tensor([*road, *nonroad, *ignored], dtype=torch.float32)[None]
+    target = torch.tensor([1] * len(road) + [0] * len(nonroad) + [255] * len(ignored))[None]
+    return prob, target
+
+
+def test_perfect_prediction() -> None:
+    target = torch.tensor([[1, 1, 0, 255], [0, 1, 0, 255]])
+    evaluator = RoadEvaluator(["um"])
+    evaluator.update(target.clamp(max=1).float(), target, "um")
+    m = evaluator.compute()["URBAN"]
+    assert (m["MaxF"], m["AP"], m["IoU"], m["PRE"], m["REC"], m["FPR"], m["FNR"]) == (
+        1,
+        1,
+        1,
+        1,
+        1,
+        0,
+        0,
+    )
+    assert (m["posNum"], m["negNum"]) == (3, 3)
+    assert m["threshold"] == 1 / 255  # first threshold above P = 0
+    assert evaluator.compute()["um"] == m
+
+
+def test_constructed_case_exact_values() -> None:
+    # Road: 6 at 0.9, 2 at 0.3. Non-road: 1 at 0.8, 4 at 0.25, 7 at 0.1.
+    # Ignored pixels must not count.
+    prob, target = labelled(
+        [0.9] * 6 + [0.3] * 2, [0.8] + [0.25] * 4 + [0.1] * 7, [1.0] * 5 + [0.0] * 5
+    )
+    evaluator = RoadEvaluator(["uu"])
+    evaluator.update(prob, target, "uu")
+    m = evaluator.compute()["URBAN"]
+    # Best operating point: 0.25 < t <= 0.3, i.e. the first threshold 64/255:
+    # TP 8, FP 1, FN 0, TN 11.
+    assert m["threshold"] == 64 / 255
+    assert (m["TP"], m["FP"], m["FN"], m["TN"]) == (8, 1, 0, 11)
+    assert m["MaxF"] == pytest.approx(16 / 17, abs=1e-9)
+    assert m["PRE"] == pytest.approx(8 / 9) and m["REC"] == 1 and m["IoU"] == pytest.approx(8 / 9)
+    assert m["FPR"] == pytest.approx(1 / 12) and m["FNR"] == 0
+    # 11-point AP: recall 1 up to t = 0.3 (best precision 8/9),
+    # recall 0.75 with precision 1 up to t = 0.9.
+    assert m["AP"] == pytest.approx((8 * 1.0 + 3 * 8 / 9) / 11)
+    fn, fp, pos, neg = evaluator.counts()
+    assert (pos, neg) == (8, 12)
+    assert fn[0] == 0 and fn[int(0.3 * 255)] == 0 and fn[int(0.3 * 255) + 1] == 2 and fn[255] == 8
+    assert (
+        fp[0] == 12 and fp[int(0.1 * 255) + 1] == 5 and fp[64] == 1 and fp[int(0.8 * 255) + 1] == 0
+    )
+
+
+def test_ignored_pixels_change_nothing() -> None:
+    prob, target = labelled([0.9, 0.4, 0.7], [0.2, 0.6, 0.05])
+    a, b = RoadEvaluator(["x"]), RoadEvaluator(["x"])
+    a.update(prob, target, "x")
+    prob2, target2 = labelled([0.9, 0.4, 0.7], [0.2, 0.6, 0.05], [0.0, 0.5, 1.0, 0.99])
+    b.update(prob2, target2, "x")
+    assert torch.equal(a.hist, b.hist)
+    assert a.compute() == b.compute()
+
+
+def test_thresholds_are_exact_at_k_over_255() -> None:
+    # P exactly k/255 (as the devkit reads 8-bit PNGs) counts as road at threshold k and below
+    # only.
+    k = torch.arange(256)
+    for dtype in (torch.float64, torch.float32):
+        evaluator = RoadEvaluator(["c"])
+        prob = (k.double() / 255).to(dtype)
+        evaluator.update(prob, torch.ones(256, dtype=torch.long), "c")
+        fn = evaluator.counts()[0]
+        reference = devkit_eval_exp(np.ones(256, bool), prob.double().numpy(), np.ones(256, bool))[
+            0
+        ]
+        assert np.array_equal(fn, reference)
+        if dtype == torch.float64:
+            assert np.array_equal(fn, np.arange(256))  # FN[j] = #{k < j}
+
+
+def test_matches_devkit_reference_on_random_maps() -> None:
+    rng = np.random.default_rng(0)
+    evaluator = RoadEvaluator(["um", "umm"])
+    per_cat: dict[str, list[np.ndarray]] = {"um": [], "umm": []}
+    for i in range(6):
+        cat = ["um", "umm"][i % 2]
+        target = rng.choice([0, 1, 255], (20, 30), p=[0.5, 0.4, 0.1])
+        noisy = np.clip((target == 1) * 0.6 + rng.normal(0.2, 0.25, target.shape), 0, 1)
+        prob = np.where(
+            rng.random(target.shape) < 0.2, rng.integers(0, 256, target.shape) / 255, noisy
+        )
+        prob = prob.astype(np.float32)
+        evaluator.update(torch.from_numpy(prob), torch.from_numpy(target), cat)
+        per_cat[cat].append(np.stack([prob, target]))
+    metrics = evaluator.compute()
+    for cat in ["um", "umm", "URBAN"]:
+        stack = np.concatenate(
+            [x for c, xs in per_cat.items() if cat in (c, "URBAN") for x in xs], axis=1
+        )
+        prob, target = stack[0].astype(np.float64), stack[1]
+        ref_counts = devkit_eval_exp(target == 1, prob, target != 255)
+        got = evaluator.counts(cat)
+        assert all(np.array_equal(a, b) for a, b in zip(got, ref_counts)), cat
+        ref = devkit_maxf(*ref_counts)
+        for key, value in ref.items():
+            assert metrics[cat][key] == pytest.approx(value, abs=1e-9), (cat, key)
+    assert 0.5 < metrics["URBAN"]["MaxF"] < 1 and 0.5 < metrics["URBAN"]["AP"] < 1
+
+
+def test_hard_prediction_baselines() -> None:
+    target = torch.tensor([[1, 1, 0, 0, 0, 255]])
+    road = hard_metrics(torch.ones_like(target), target)
+    assert (road["TP"], road["FP"], road["FN"], road["TN"]) == (2, 3, 0, 0)
+    assert (
+        road["IoU"] == pytest.approx(2 / 5)
+        and road["F"] == pytest.approx(4 / 7)
+        and road["REC"] == 1
+    )
+    none = hard_metrics(torch.zeros_like(target), target)
+    assert (none["IoU"], none["F"], none["REC"], none["FPR"]) == (0, 0, 0, 0)
+    exact = hard_metrics(np.array([[1, 0, 0, 0, 1, 1]]), target.numpy())
+    assert (exact["TP"], exact["FP"], exact["FN"], exact["TN"]) == (1, 1, 1, 2)
+    assert exact["PRE"] == exact["REC"] == exact["F"] == 0.5 and exact["IoU"] == pytest.approx(
+        1 / 3
+    )
+    assert exact["FPR"] == pytest.approx(1 / 3) and exact["FNR"] == 0.5

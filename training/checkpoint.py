@@ -1,0 +1,158 @@
+"""Training checkpoints: writing them atomically, their contents and ``--resume`` from them.
+
+``checkpoint_last.pt`` holds what resuming needs (weights, optimizer, LR schedule, GradScaler,
+counters and every rank's RNG state); ``model_best_fp16.pt`` is the slim one for deployment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from fcn_road_seg.atomic import atomic_path
+from fcn_road_seg.errors import RoadSegError
+from fcn_road_seg.model import FCN8s
+
+from .distributed import Dist
+from .sampling import seed_everything
+
+
+@dataclass
+class TrainState:
+    """Where training stands; a checkpoint stores these fields and ``--resume`` reads them back."""
+
+    epoch: int = -1  # the epoch trained in last (-1: none yet)
+    epoch_finished: bool = True  # False after a --max-steps stop inside it
+    epoch_batches: int = 0  # batches of it done, per process
+    epoch_loss_sum: float = 0.0  # their training losses (each the mean over processes) summed
+    step: int = 0
+    best_maxf: float = -1.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def working_size(args: argparse.Namespace) -> list[int] | None:
+    """The (H, W) the model was validated at, which the runtime runs it at.
+
+    None = each frame's own size.
+    """
+    return list(args.val_size) if args.val_size else None
+
+
+def slim_checkpoint(
+    model: FCN8s, metrics: dict[str, float], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Deployable checkpoint: fp16 weights, config and working size.
+
+    Plus the validation metrics and the training arguments.
+    """
+    return {
+        "model": {k: v.half() for k, v in model.state_dict().items()},
+        "model_config": dict(model.config),
+        "working_size": working_size(args),
+        "encoder": args.weights or "scratch",
+        "metrics": metrics,
+        "train_args": vars(args),
+    }
+
+
+def training_checkpoint(
+    model: FCN8s,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    state: TrainState,
+    args: argparse.Namespace,
+    rng: list[dict[str, Any]],
+    metrics: dict[str, float] | None,
+) -> dict[str, Any]:
+    """``checkpoint_last.pt``: what ``--resume`` needs, the model's metadata and, at the end of an
+    epoch, its validation metrics."""
+    ckpt = {
+        "model": model.state_dict(),
+        "model_config": dict(model.config),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "args": vars(args),
+        "working_size": working_size(args),
+        "encoder": args.weights or "scratch",
+        "rng": rng,
+        **asdict(state),
+    }
+    return ckpt if metrics is None else {**ckpt, "metrics": metrics}
+
+
+def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
+    """torch.save through a temporary sibling, renamed into place only when complete."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def link_checkpoint(source: Path, target: Path) -> None:
+    """Atomically make ``target`` a copy of ``source`` (a hard link if the file system allows)."""
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def all_rng_states(run: Dist) -> list[dict[str, Any]]:
+    """Every rank's ``rng_state()``, in rank order (a collective under DDP)."""
+    if run.world == 1:
+        return [rng_state()]
+    states: list[Any] = [None] * run.world
+    dist.all_gather_object(states, rng_state())
+    return states
+
+
+def resume(
+    path: str,
+    model: FCN8s,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    run: Dist,
+    seed: int,
+) -> TrainState:
+    """Model, optimizer, scheduler, scaler, counters and RNGs from ``checkpoint_last.pt``.
+
+    Exact (bitwise on CPU) for the same arguments and number of processes, any ``--workers``;
+    not for another batch size or process count, nor on CUDA beyond its kernels' determinism.
+    """
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        state = TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState) if f.name in ckpt})
+        rng = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]  # older: rank 0's
+    except Exception as exc:
+        raise RoadSegError(f"cannot resume from {path}: {exc}") from exc
+    if len(rng) == run.world:
+        set_rng_state(rng[run.rank])
+    else:  # saved by another number of processes (not exact): give each rank its own stream
+        seed_everything(seed + run.rank + 1000 * (state.epoch + 1))
+    return state
