@@ -57,8 +57,8 @@ setup(
         "console_scripts": [
             f"road_seg_node = {PACKAGE}.node:main",
             f"road_seg_lifecycle_node = {PACKAGE}.lifecycle_node:main",
-            f"kitti2bag = {PACKAGE}.bags:kitti2bag_main",
-            f"segment_bag = {PACKAGE}.bags:segment_bag_main",
+            f"kitti2bag = {PACKAGE}.kitti2bag:main",
+            f"segment_bag = {PACKAGE}.segment_bag:main",
             f"fcn-road-build-engine = {PACKAGE}.backends.tensorrt_build:main",
             "fcn-road-train = training.train:main",
             "fcn-road-eval = training.evaluate:main",

@@ -15,18 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-
-from .bags import (
-    BAG_VERSION,
-    IMAGE_TOPIC,
-    SEG_NAMESPACE,
-    kitti2bag,
-    print_segment_summary,
-    run_cli,
-    segment_bag,
-)
-from .errors import DataError
+from .bags import BAG_VERSION, IMAGE_TOPIC, SEG_NAMESPACE
+from .errors import DataError, run_cli
+from .kitti2bag import kitti2bag
 from .model import default_model_path, save_model, untrained_model
+from .segment_bag import print_segment_summary, segment_bag
 from .segmenter import make_segmenter
 
 FRAMES = Path(__file__).resolve().parent.parent / "data" / "kitti"

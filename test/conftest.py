@@ -6,9 +6,14 @@ Skipped with a reason when this checkout has none.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from fcn_road_seg.segmenter import Segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -165,3 +170,84 @@ def write_launch_params(path: Path, **updates: Any) -> Path:
     node_params.update(updates)
     path.write_text(yaml.safe_dump(params))
     return path
+
+
+# --------------------------------------------------------------------------- bags
+# Shared by test_bags.py, test_kitti2bag.py and test_segment_bag.py.
+
+#: the real KITTI Road frames that ``road_dir`` holds at quarter size
+ROAD_NAMES = ["um_000005.png", "umm_000015.png", "uu_000002.png"]
+
+
+def p2_for(i: int) -> np.ndarray:
+    """A distinct P2 per frame, like KITTI Road's per-frame calibration files."""
+    import numpy as np
+
+    return np.array([700.0 + i, 0, 600.5, 45.25, 0, 701.0 + i, 170.25, -0.5, 0, 0, 1, 0.003])
+
+
+@pytest.fixture(scope="module")
+def road_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A KITTI Road folder with quarter-size copies of real frames and a calib file each."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("kitti")
+    (root / "image_2").mkdir()
+    (root / "calib").mkdir()
+    for i, name in enumerate(ROAD_NAMES):
+        pixels = cv2.imread(str(KITTI_FRAMES / name))
+        small = cv2.resize(
+            pixels, (pixels.shape[1] // 4, pixels.shape[0] // 4), interpolation=cv2.INTER_AREA
+        )
+        cv2.imwrite(str(root / "image_2" / name), small)
+        (root / "calib" / name.replace(".png", ".txt")).write_text(
+            "P0: "
+            + " ".join(["0"] * 12)
+            + "\nP2: "
+            + " ".join(f"{v:.12e}" for v in p2_for(i))
+            + "\n"
+        )
+    return root
+
+
+@pytest.fixture(scope="module")
+def converted(road_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """kitti2bag's summary for ``road_dir``."""
+    from fcn_road_seg.kitti import parse_stamp
+    from fcn_road_seg.kitti2bag import kitti2bag
+
+    out = tmp_path_factory.mktemp("bags") / "kitti"
+    return kitti2bag(
+        road_dir,
+        out,
+        rate_hz=4.0,
+        start_ns=parse_stamp("2011-09-26 13:02:25.964389445"),
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def segmenter(tiny_model: Path) -> Segmenter:
+    """The core on ``tiny_model``, on the CPU."""
+    from fcn_road_seg.segmenter import make_segmenter
+
+    return make_segmenter(tiny_model, device="cpu")
+
+
+def read_bag(path: Path) -> dict[str, list[tuple[int, bytes, Any]]]:
+    """topic -> [(bag timestamp, raw bytes, message)] in order."""
+    from rosbags.rosbag2 import Reader
+
+    from fcn_road_seg.bags import typestore
+
+    topics: dict[str, list[tuple[int, bytes, Any]]] = {}
+    with Reader(path) as reader:
+        for conn, stamp, raw in reader.messages():
+            msg = typestore().deserialize_cdr(raw, conn.msgtype)
+            topics.setdefault(conn.topic, []).append((stamp, bytes(raw), msg))
+    return topics
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary names an aborted atomic write would leave."""
+    return [p.name for p in folder.iterdir() if ".partial" in p.name]

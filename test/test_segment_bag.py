@@ -1,0 +1,350 @@
+"""segment_bag (``fcn_road_seg/segment_bag.py``) on bags of real KITTI frames (downscaled copies).
+
+Checked value by value against the per-frame core.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from rosbags.rosbag2 import Reader, Writer
+
+from fcn_road_seg import bags, exports, geometry, image, segment_bag
+from fcn_road_seg import segmenter as segmenter_module
+from fcn_road_seg.backends import load_backend
+from fcn_road_seg.errors import DataError
+from fcn_road_seg.grid import Camera, GridSpec, GroundGrid
+from fcn_road_seg.image import from_array
+from fcn_road_seg.kitti import CameraModel
+from fcn_road_seg.segmenter import Segmenter
+
+from conftest import ROAD_NAMES, leftovers, read_bag, video_frames
+
+SEG_TOPICS = ["/road_seg/mask", "/road_seg/confidence", "/road_seg/overlay"]
+
+
+@pytest.fixture(scope="module")
+def segmented(converted: dict[str, Any], segmenter: Segmenter) -> dict[str, Any]:
+    """segment_bag's summary for the converted bag, with every export."""
+    out = converted["bag"].parent
+    return segment_bag.segment_bag(
+        converted["bag"],
+        out / "seg",
+        segmenter,
+        video=out / "o.mp4",
+        frames_dir=out / "frames",
+        sheet=out / "sheet.png",
+        progress=False,
+    )
+
+
+def test_segment_bag_copies_input_unchanged(
+    converted: dict[str, Any], segmented: dict[str, Any]
+) -> None:
+    before, after = read_bag(converted["bag"]), read_bag(segmented["output"])
+    assert sorted(after) == sorted([*before, *SEG_TOPICS])
+    for topic, messages in before.items():
+        assert [(s, raw) for s, raw, _ in after[topic]] == [(s, raw) for s, raw, _ in messages]
+    assert segmented["frames"] == 3 and segmented["copied"] == 6 and segmented["skipped"] == []
+    assert segmented["fps"] > 0 and segmented["core_ms"] > 0
+
+
+def test_segment_bag_outputs_equal_the_core(
+    segmented: dict[str, Any], tiny_model: Path, road_dir: Path
+) -> None:
+    core = Segmenter(
+        load_backend(tiny_model, "torch", "cpu")
+    )  # a fresh core on the same checkpoint
+    topics = read_bag(segmented["output"])
+    for i, name in enumerate(ROAD_NAMES):
+        stamp, _, img = topics[bags.IMAGE_TOPIC][i]
+        want = core.segment(from_array(cv2.imread(str(road_dir / "image_2" / name)), "bgr8"))
+        for topic, array, encoding in zip(
+            SEG_TOPICS, (want.mask, want.confidence, want.overlay), ("mono8", "mono8", "bgr8")
+        ):
+            out_stamp, _, msg = topics[topic][i]
+            assert out_stamp == stamp and msg.header == img.header and msg.encoding == encoding
+            np.testing.assert_array_equal(msg.data.reshape(array.shape), array)
+    assert (
+        0 < np.count_nonzero(want.mask) < want.mask.size
+    )  # the tiny model's maps are not constant
+
+
+def test_segment_bag_exports(segmented: dict[str, Any], converted: dict[str, Any]) -> None:
+    outputs = segmented["outputs"]
+    assert video_frames(outputs["video"]) == 3
+    overlays = [msg for _, _, msg in read_bag(segmented["output"])["/road_seg/overlay"]]
+    for i, (path, stamp, msg) in enumerate(
+        zip(sorted(outputs["frames_dir"].iterdir()), converted["stamps_ns"], overlays, strict=True)
+    ):
+        assert path.name == f"{i:06d}_{stamp}.png"
+        np.testing.assert_array_equal(
+            cv2.imread(str(path)), msg.data.reshape(msg.height, msg.width, 3)
+        )
+    sheet = cv2.imread(str(outputs["contact_sheet"]))
+    thumb_height = round(overlays[0].height * exports.THUMB_WIDTH / overlays[0].width)
+    assert sheet.shape == (22 + thumb_height, 3 * exports.THUMB_WIDTH, 3)
+    assert leftovers(segmented["output"].parent) == []
+
+
+def test_corrupt_bag_is_named_and_leaves_no_output(
+    converted: dict[str, Any], segmenter: Segmenter, tmp_path: Path
+) -> None:
+    bag = tmp_path / "truncated"
+    bag.mkdir()
+    for item in converted["bag"].iterdir():
+        data = item.read_bytes()
+        (bag / item.name).write_bytes(data[: len(data) // 2] if item.suffix == ".db3" else data)
+    with pytest.raises(DataError, match=f"cannot read bag {bag}"):
+        segment_bag.segment_bag(
+            bag, tmp_path / "seg", segmenter, video=tmp_path / "o.mp4", progress=False
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["truncated"]
+
+
+def write_bag(path: Path, messages: list[tuple[str, str, int, Any]]) -> None:
+    """A bag with ``(topic, msgtype, stamp, message)`` entries, written with rosbags directly."""
+    ts = bags.typestore()
+    with Writer(path, version=8) as writer:
+        conns: dict[str, Any] = {}
+        for topic, msgtype, stamp, msg in messages:
+            if topic not in conns:
+                conns[topic] = writer.add_connection(topic, msgtype, typestore=ts)
+            writer.write(conns[topic], stamp, ts.serialize_cdr(msg, msgtype))
+
+
+def test_compressed_images_other_topics_and_skipped_frames(
+    road_dir: Path, segmenter: Segmenter, tmp_path: Path
+) -> None:
+    types = bags.typestore().types
+    compressed, string = types[bags.COMPRESSED], types["std_msgs/msg/String"]
+    png = cv2.imread(str(road_dir / "image_2" / ROAD_NAMES[0]))
+    good = np.frombuffer(cv2.imencode(".png", png)[1].tobytes(), np.uint8)
+    stamps = [10**18 + i * 10**8 for i in range(3)]
+    write_bag(
+        tmp_path / "in",
+        [
+            (
+                "/cam/compressed",
+                bags.COMPRESSED,
+                stamps[0],
+                compressed(header=bags.header(stamps[0] - 5), format="png", data=good),
+            ),
+            ("/chatter", "std_msgs/msg/String", stamps[0] + 1, string(data="hello")),
+            (
+                "/cam/compressed",
+                bags.COMPRESSED,
+                stamps[1],
+                compressed(
+                    header=bags.header(stamps[1]), format="jpeg", data=np.zeros(10, np.uint8)
+                ),
+            ),
+            (
+                "/cam/compressed",
+                bags.COMPRESSED,
+                stamps[2],
+                compressed(header=bags.header(stamps[2]), format="png", data=good),
+            ),
+        ],
+    )
+    summary = segment_bag.segment_bag(
+        tmp_path / "in",
+        tmp_path / "out",
+        segmenter,
+        topic="/cam/compressed",
+        namespace="seg/",
+        progress=False,
+    )
+    assert summary["frames"] == 2 and summary["copied"] == 4
+    assert summary["skipped"] == [
+        {
+            "index": 1,
+            "stamp_ns": stamps[1],
+            "reason": "cannot decode compressed image (format 'jpeg', 10 bytes): "
+            "no JPEG/PNG header",
+        }
+    ]
+    before, after = read_bag(tmp_path / "in"), read_bag(tmp_path / "out")
+    assert after["/chatter"][0][:2] == before["/chatter"][0][:2]
+    want = segmenter.segment(from_array(png, "bgr8"))
+    overlays = after["/seg/overlay"]
+    assert [s for s, _, _ in overlays] == [stamps[0], stamps[2]]
+    assert (
+        bags.header_ns(overlays[0][2].header) == stamps[0] - 5
+        and overlays[0][2].encoding == "bgr8"
+    )
+    np.testing.assert_array_equal(
+        after["/seg/mask"][1][2].data.reshape(want.mask.shape), want.mask
+    )
+
+
+def test_missing_image_topic_lists_the_image_topics(
+    converted: dict[str, Any], segmenter: Segmenter, tmp_path: Path
+) -> None:
+    with pytest.raises(
+        DataError,
+        match=r"topic /nope is not in it; image topics in the bag: "
+        r"/kitti/camera_color_left/image_raw \(sensor_msgs/msg/Image\)",
+    ):
+        segment_bag.segment_bag(
+            converted["bag"], tmp_path / "seg", segmenter, topic="/nope", progress=False
+        )
+
+
+def test_segment_bag_command_line(
+    converted: dict[str, Any],
+    tiny_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bag, seg = str(converted["bag"]), str(tmp_path / "seg")
+    monkeypatch.setattr(segmenter_module, "default_model_path", lambda: tmp_path / "missing.pt")
+    assert segment_bag.main([bag, seg, "--no-progress"]) == 1
+    assert (
+        f"error: the default model {tmp_path / 'missing.pt'} is not installed"
+        in capsys.readouterr().err
+    )
+    assert (
+        segment_bag.main(
+            [
+                bag,
+                seg,
+                "--model",
+                str(tiny_model),
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--contact-sheet",
+                str(tmp_path / "sheet.png"),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert (
+        "3 frames segmented" in out
+        and "FPS" in out
+        and f"contact_sheet: {tmp_path / 'sheet.png'}" in out
+    )
+    with pytest.raises(SystemExit):
+        segment_bag.main([bag, str(tmp_path / "x"), "--threshold", "2"])
+    assert "threshold must be a number in [0, 1]" in capsys.readouterr().err
+
+
+def test_a_corrupt_message_is_skipped_and_listed_or_stops_with_strict(
+    converted: dict[str, Any], segmenter: Segmenter, tmp_path: Path
+) -> None:
+    """A bag whose second image message holds truncated CDR bytes.
+
+    Like an undecodable image, it is skipped.
+    """
+    from rosbags.rosbag2 import Writer
+
+    store = bags.typestore()
+    src = read_bag(converted["bag"])[bags.IMAGE_TOPIC]
+    bag = tmp_path / "corrupt"
+    with Writer(bag, version=bags.BAG_VERSION) as writer:
+        conn = writer.add_connection(bags.IMAGE_TOPIC, bags.IMAGE, typestore=store)
+        for i, (stamp, raw, _) in enumerate(src):
+            writer.write(conn, stamp, raw[:40] if i == 1 else raw)
+    summary = segment_bag.segment_bag(bag, tmp_path / "seg", segmenter, progress=False)
+    assert summary["frames"] == len(src) - 1 and [s["index"] for s in summary["skipped"]] == [1]
+    assert (
+        f"bag {bag}: corrupt {bags.IMAGE} message at {src[1][0]} ns"
+        in summary["skipped"][0]["reason"]
+    )
+    with Reader(tmp_path / "seg") as reader:  # the copy keeps the corrupt message as it was
+        counts = {c.topic: c.msgcount for c in reader.connections}
+    assert counts[f"{bags.SEG_NAMESPACE}/mask"] == len(src) - 1 and counts[
+        bags.IMAGE_TOPIC
+    ] == len(src)
+    with pytest.raises(DataError, match=r"frame #1 .* \(--strict\)"):
+        segment_bag.segment_bag(bag, tmp_path / "strict", segmenter, progress=False, strict=True)
+    assert not (tmp_path / "strict").exists() and leftovers(tmp_path) == []
+
+
+def quarter_kitti_info(stamp_ns: int, fx: float) -> Any:
+    """A rosbags CameraInfo of KITTI's camera 2 at a quarter of its size, focal length ``fx``."""
+    p = np.array([[fx, 0, 152.4, 0], [0, fx, 43.2, 0], [0, 0, 1, 0]])
+    model = CameraModel(k=p[:, :3].ravel(), r=np.eye(3).ravel(), p=p.ravel(), d=np.zeros(5))
+    return bags.camera_info(bags.header(stamp_ns), model, 310, 93)
+
+
+def test_segment_bag_grid_uses_each_frames_camera_info(
+    road_dir: Path, segmenter: Segmenter, tmp_path: Path
+) -> None:
+    frame = cv2.imread(str(road_dir / "image_2" / ROAD_NAMES[0]))
+    image_msg = lambda ns: bags.make_image(bags.header(ns), image.to_fields(frame, "bgr8"))  # noqa: E731
+    # camera_info after its image at the same stamp (as kitti2bag writes them);
+    # the third frame has none of its own
+    write_bag(
+        tmp_path / "in",
+        [
+            (bags.IMAGE_TOPIC, bags.IMAGE, 10, image_msg(10)),
+            (bags.INFO_TOPIC, bags.CAMERA_INFO, 10, quarter_kitti_info(10, 180.0)),
+            (bags.IMAGE_TOPIC, bags.IMAGE, 20, image_msg(20)),
+            (bags.INFO_TOPIC, bags.CAMERA_INFO, 20, quarter_kitti_info(20, 150.0)),
+            (bags.IMAGE_TOPIC, bags.IMAGE, 29, image_msg(29)),
+        ],
+    )
+    core = GroundGrid(GridSpec(0.1))
+    mount = geometry.camera_from_mount(1.65, 0.0, 0.0)
+    grid = segment_bag.BagGrid(core, mount, "base_footprint", bags.INFO_TOPIC)
+    summary = segment_bag.segment_bag(
+        tmp_path / "in", tmp_path / "out", segmenter, progress=False, grid=grid
+    )
+    assert (summary["frames"], summary["grids"], summary["no_grid"]) == (3, 3, [])
+    topics = read_bag(tmp_path / "out")
+    grids, masks = topics["/road_seg/grid"], topics["/road_seg/mask"]
+    assert [g[0] for g in grids] == [10, 20, 29]
+    for (stamp, _, msg), (_, _, mask), fx in zip(grids, masks, (180.0, 150.0, 150.0)):
+        assert (msg.header.stamp.nanosec, msg.header.frame_id) == (stamp, "base_footprint")
+        assert (msg.info.width, msg.info.height, msg.info.origin.position.y) == (400, 200, -10.0)
+        expected = GroundGrid(GridSpec(0.1))
+        expected.update(Camera.from_info(quarter_kitti_info(0, fx)), mount)
+        pixels = np.frombuffer(mask.data, np.uint8).reshape(93, 310)
+        cells = expected.occupancy(pixels, pixels)
+        np.testing.assert_array_equal(np.asarray(msg.data).reshape(200, 400), cells)
+        assert (cells != -1).any()
+    assert core.rebuilds == 2  # one per distinct camera_info, not per frame
+
+
+def test_segment_bag_grid_needs_camera_info(
+    converted: dict[str, Any], segmenter: Segmenter, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    grid = segment_bag.BagGrid(
+        GroundGrid(GridSpec()), np.eye(4), "base_footprint", "/other/camera_info"
+    )
+    with pytest.raises(
+        DataError,
+        match="--grid needs sensor_msgs/CameraInfo on /other/camera_info; "
+        f"camera_info topics in the bag: {bags.INFO_TOPIC}",
+    ):
+        segment_bag.segment_bag(
+            converted["bag"], tmp_path / "out", segmenter, progress=False, grid=grid
+        )
+    assert not (tmp_path / "out").exists()
+
+
+def test_segment_bag_grid_command_line(
+    converted: dict[str, Any], tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    base = [str(converted["bag"]), "--model", str(tiny_model), "--device", "cpu", "--no-progress"]
+    grid = ["--grid", "--grid-resolution", "0.5"]
+    assert segment_bag.main([base[0], str(tmp_path / "a"), *base[1:], *grid]) == 0
+    assert "grid: 3 frames" in capsys.readouterr().out
+    topics = read_bag(tmp_path / "a")
+    assert len(topics["/road_seg/grid"]) == 3
+    assert (
+        topics["/road_seg/grid"][0][2].info.width,
+        topics["/road_seg/grid"][0][2].info.height,
+    ) == (80, 40)
+    bad = [*grid, "--grid-x-range", "5", "1"]
+    assert segment_bag.main([base[0], str(tmp_path / "b"), *base[1:], *bad]) == 1
+    assert "error: --grid options: grid x range must be [min, max]" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
