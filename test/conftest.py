@@ -251,3 +251,26 @@ def read_bag(path: Path) -> dict[str, list[tuple[int, bytes, Any]]]:
 def leftovers(folder: Path) -> list[str]:
     """Temporary names an aborted atomic write would leave."""
     return [p.name for p in folder.iterdir() if ".partial" in p.name]
+
+
+def devkit_bev_labels(labels: np.ndarray, calib: dict) -> np.ndarray:
+    """The devkit's BEV of a label map, cell by cell in plain numpy.
+
+    255 where the devkit keeps no pixel.
+    """
+    import numpy as np
+
+    r0 = np.eye(4)
+    r0[:3, :3] = calib["R0_rect"].reshape(3, 3)
+    tr = np.vstack([calib["Tr_cam_to_road"].reshape(3, 4), [0, 0, 0, 1]])
+    tr33 = (calib["P2"].reshape(3, 4) @ r0 @ np.linalg.inv(tr))[:, [0, 2, 3]]
+    x = np.arange(-10 + 0.025, 10, 0.05).astype(np.float32)
+    z = np.arange(46 - 0.025, 6, -0.05).astype(np.float32)
+    xx, zz = np.meshgrid(x, z)
+    u, v, w = np.tensordot(tr33, np.stack([xx, zz, np.ones_like(xx)]).astype(float), axes=1)
+    u, v = u / w, v / w
+    h, wd = labels.shape
+    keep = (u >= 1) & (v >= 1) & (u <= wd) & (v <= h)
+    out = np.full(xx.shape, 255, np.uint8)
+    out[keep] = labels[np.floor(v[keep]).astype(int) - 1, np.floor(u[keep]).astype(int) - 1]
+    return out

@@ -5,36 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
-from conftest import level_road_calib, write_calib
+from conftest import devkit_bev_labels, level_road_calib, write_calib
 from fcn_road_seg.geometry import KittiBev, kitti_road_homography
 from training import data
-from training.bev import BevMeter
+from training.bev import COLOURS, BevMeter, bev_picture
 from training.metrics import RoadEvaluator
-
-
-def devkit_bev_labels(labels: np.ndarray, calib: dict) -> np.ndarray:
-    """The devkit's BEV of a label map, cell by cell in plain numpy.
-
-    255 where the devkit keeps no pixel.
-    """
-    r0 = np.eye(4)
-    r0[:3, :3] = calib["R0_rect"].reshape(3, 3)
-    tr = np.vstack([calib["Tr_cam_to_road"].reshape(3, 4), [0, 0, 0, 1]])
-    tr33 = (calib["P2"].reshape(3, 4) @ r0 @ np.linalg.inv(tr))[:, [0, 2, 3]]
-    x = np.arange(-10 + 0.025, 10, 0.05).astype(np.float32)
-    z = np.arange(46 - 0.025, 6, -0.05).astype(np.float32)
-    xx, zz = np.meshgrid(x, z)
-    u, v, w = np.tensordot(tr33, np.stack([xx, zz, np.ones_like(xx)]).astype(float), axes=1)
-    u, v = u / w, v / w
-    h, wd = labels.shape
-    keep = (u >= 1) & (v >= 1) & (u <= wd) & (v <= h)
-    out = np.full(xx.shape, 255, np.uint8)
-    out[keep] = labels[np.floor(v[keep]).astype(int) - 1, np.floor(u[keep]).astype(int) - 1]
-    return out
 
 
 def test_bev_meter_counts_the_devkit_cells() -> None:
@@ -62,3 +42,32 @@ def test_bev_meter_counts_the_devkit_cells() -> None:
     assert pos / (pos + neg) != pytest.approx(
         float((labels == 1).sum() / (labels != 255).sum()), abs=1e-4
     )
+
+
+def test_bev_picture_colours_each_kind_of_cell() -> None:
+    target = np.array([[1, 1, 0, 0, 255]], np.uint8)
+    prob = np.array([[0.5, 0.49, 0.5, 0.1, 0.9]], np.float32)
+    picture = bev_picture(prob, target)
+    expected = [
+        COLOURS["road"],
+        COLOURS["missed road"],
+        COLOURS["false road"],
+        COLOURS["non-road"],
+    ]
+    assert [tuple(c) for c in picture[0, :4]] == expected
+    assert picture[0, 4].tolist() == [0, 0, 0]  # not evaluated
+
+
+def test_bev_meter_draws_the_first_frames(tmp_path: Path) -> None:
+    calib = level_road_calib()
+    samples = [data.Sample(f"um_00000{i}", Path("x.png"), Path("y.png")) for i in range(3)]
+    meter = BevMeter(samples, write_calib(tmp_path / "calib.txt", calib), examples=2)
+    labels = np.ones((375, 1242), np.uint8)
+    for sample in samples:
+        meter.update(sample, torch.ones(375, 1242), labels)
+    assert [stem for stem, _ in meter.pictures] == ["um_000000", "um_000001"]
+    sheet = cv2.imread(str(meter.write_pictures(tmp_path / "bev.png")))
+    assert sheet.shape[1] == 2 * 400 + 8 and sheet.shape[0] > 28 + 800
+    tile = sheet[28 : 28 + 800, :400]
+    green = (tile == COLOURS["road"]).all(axis=2)
+    assert green.mean() > 0.5  # every seen cell is road, predicted road (lines and marks aside)

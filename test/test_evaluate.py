@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import level_road_calib, write_calib
+from conftest import devkit_bev_labels, level_road_calib, write_calib
 from fcn_road_seg.errors import DataError, one_line
 from fcn_road_seg.model import FCN8s
-from test_bev import devkit_bev_labels
 from training import data
 from training import evaluate as ev
 from training.bev import BevMeter
@@ -314,6 +313,7 @@ def test_cli_bev_metrics_and_missing_calibration(
     assert (m["posNum"], m["negNum"]) == (pos, neg) and pos > 1000
     assert m["MaxF"] == pytest.approx(2 * pos / (2 * pos + neg))  # P = 0.5 everywhere: "all road"
     assert "bird's-eye view" in capsys.readouterr().out
+    assert cv2.imread(str(out / "bev.png")).shape[1] == 3 * 400 + 2 * 8  # the 3 frames, drawn
     assert (
         ev.main(
             [

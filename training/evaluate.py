@@ -321,6 +321,8 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]] | None:
             calibration, Path(args.output) / "reliability.png", Path(args.model).name
         )
         print(f"wrote {target} and {diagram}")
+        if bev is not None and (sheet := bev.write_pictures(Path(args.output) / "bev.png")):
+            print(f"wrote {sheet}: the first {len(bev.pictures)} frames in bird's-eye view")
     return metrics
 
 
