@@ -348,3 +348,29 @@ def test_segment_bag_grid_command_line(
     assert segment_bag.main([base[0], str(tmp_path / "b"), *base[1:], *bad]) == 1
     assert "error: --grid options: grid x range must be [min, max]" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_segment_bag_grid_lists_frames_it_cannot_project(
+    road_dir: Path, segmenter: Segmenter, tmp_path: Path
+) -> None:
+    """camera_info of another image size: the frame is segmented, its grid listed as missing."""
+    frame = cv2.resize(cv2.imread(str(road_dir / "image_2" / ROAD_NAMES[0])), (200, 60))
+    msg = bags.make_image(bags.header(10), image.to_fields(frame, "bgr8"))
+    write_bag(
+        tmp_path / "in",
+        [
+            (bags.IMAGE_TOPIC, bags.IMAGE, 10, msg),
+            (bags.INFO_TOPIC, bags.CAMERA_INFO, 10, quarter_kitti_info(10, 180.0)),
+        ],
+    )
+    grid = segment_bag.BagGrid(
+        GroundGrid(GridSpec(0.1)), np.eye(4), "base_footprint", bags.INFO_TOPIC
+    )
+    summary = segment_bag.segment_bag(
+        tmp_path / "in", tmp_path / "out", segmenter, progress=False, grid=grid
+    )
+    assert (summary["frames"], summary["grids"]) == (1, 0)
+    assert summary["no_grid"] == [
+        {"index": 0, "stamp_ns": 10, "reason": "the frame is 200x60 but camera_info says 310x93"}
+    ]
+    assert "/road_seg/grid" not in read_bag(tmp_path / "out")
