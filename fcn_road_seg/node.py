@@ -1,6 +1,5 @@
-"""The ROS 2 node: a thin rclpy adapter around the per-frame core.
-
-With ``lifecycle_node.py``, the only rclpy user.
+"""The ROS 2 node: a thin rclpy adapter around the per-frame core (rclpy only here and in
+``lifecycle_node.py``).
 
     image --(subscription callback)--> Latest slot --(worker thread)--> Segmenter.process
         --> publishers
@@ -233,10 +232,7 @@ def make_grid(header: Header, fields: dict) -> OccupancyGrid:
 
 
 def declare_parameters(node: Node) -> dict[str, Any]:
-    """Declare every parameter of PARAMETERS on ``node`` with its descriptor.
-
-    Return the values, checked.
-    """
+    """Declare every parameter of PARAMETERS on ``node``; returns their values, checked."""
     for name, (default, description, extra) in PARAMETERS.items():
         descriptor = ParameterDescriptor(
             description=description, read_only=name not in RUNTIME, **extra
@@ -255,10 +251,7 @@ def declare_parameters(node: Node) -> dict[str, Any]:
 
 
 def build_segmenter(p: dict[str, Any]) -> Segmenter:
-    """The per-frame core from the node's parameters.
-
-    ModelError or ValueError when it cannot be built.
-    """
+    """The per-frame core from the node's parameters (ModelError or ValueError if impossible)."""
     options = BackendOptions(
         p["precision"],
         p["torch_compile"],
@@ -282,10 +275,7 @@ def build_segmenter(p: dict[str, Any]) -> Segmenter:
 
 
 def build_grid(p: dict[str, Any]) -> GroundGrid:
-    """The grid core from the node's parameters.
-
-    ValueError naming the parameter when one is invalid.
-    """
+    """The grid core from the node's parameters; ValueError naming the invalid ones."""
     try:
         spec = grid_spec(p["grid_resolution"], p["grid_x_range"], p["grid_y_range"])
     except ValueError as exc:
@@ -294,10 +284,7 @@ def build_grid(p: dict[str, Any]) -> GroundGrid:
 
 
 def _overridable(create: Callable[..., Any], *args: Any) -> Any:
-    """``create(*args)`` with the standard ``qos_overrides.<topic>.*`` parameters.
-
-    A bad one is a ValueError.
-    """
+    """``create(*args)`` with the standard ``qos_overrides.<topic>.*`` parameters (ValueError)."""
     try:
         return create(*args, qos_overriding_options=QoSOverridingOptions.with_default_policies())
     except (RuntimeError, InvalidQosOverridesError) as exc:
@@ -305,11 +292,11 @@ def _overridable(create: Callable[..., Any], *args: Any) -> Any:
 
 
 class RoadSeg:
-    """What a road-segmentation node does, for a ``Node`` subclass.
+    """What a road-segmentation node does, for a ``Node``: load, open, start, stop, release.
 
-    It can load, open, start, stop, release. ``load`` builds the core and warms it up, ``open``
-    creates the publishers (with the factory it is given: plain or lifecycle), ``start`` subscribes
-    and starts the worker, ``stop`` undoes ``start`` and ``release`` undoes ``open`` and ``load``.
+    ``load`` builds the core and warms it up, ``open`` creates the publishers (with the factory it
+    is given: plain or lifecycle), ``start`` subscribes and starts the worker, ``stop`` undoes
+    ``start`` and ``release`` undoes ``open`` and ``load``.
     """
 
     _params: dict[str, Any]
@@ -358,10 +345,7 @@ class RoadSeg:
         self._diagnostics = create_publisher(DiagnosticArray, "/diagnostics", 10)
 
     def _start(self) -> None:
-        """Subscribe to the camera and start the worker and the diagnostics timer.
-
-        ValueError: bad QoS override.
-        """
+        """Subscribe, start the worker and the diagnostics timer; ValueError: bad QoS override."""
         p = self._params
         msg_type, topic = (
             (CompressedImage, "image/compressed") if p["use_compressed"] else (Image, "image")
@@ -495,10 +479,7 @@ class RoadSeg:
         self._stats.frame(time.monotonic() - received)
 
     def _publish_grid(self, header: Header, mask: np.ndarray, confidence: np.ndarray) -> None:
-        """Project the frame's maps onto the ground and publish the grid.
-
-        Or say (throttled) why not.
-        """
+        """Project the frame's maps onto the ground and publish the grid, or log why not."""
         pose = self._camera_pose(header.frame_id)
         if self._camera is None or pose is None:
             why = "no camera_info received yet" if self._camera is None else "no camera pose"
@@ -518,10 +499,7 @@ class RoadSeg:
         self._grid_pub.publish(make_grid(grid_header, self._grid.fields(cells)))
 
     def _camera_pose(self, camera_frame: str) -> np.ndarray | None:
-        """4x4 camera <- target_frame: from tf2 or the mount parameters.
-
-        tf2 gives the latest pose; the camera is rigid on the vehicle.
-        """
+        """4x4 camera <- target_frame: the latest from tf2 (rigid mount), or the mount."""
         if self._tf_buffer is None:
             return self._mount
         from tf2_ros import TransformException
