@@ -195,6 +195,7 @@ class KittiBev:
         self, homography: np.ndarray, image_size: tuple[int, int], params: BevParams = BevParams()
     ) -> None:
         x, z = params.cell_centres()
+        # the devkit projects float32 cell centres: the same rounding lands on the same pixels
         u, v, _ = project(
             homography,
             x.astype(np.float32).astype(np.float64),

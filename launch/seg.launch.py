@@ -18,7 +18,7 @@ from launch.actions import (
     OpaqueFunction,
     RegisterEventHandler,
 )
-from launch.conditions import IfCondition
+from launch.conditions import IfCondition, evaluate_condition_expression
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import LifecycleNode, Node
@@ -38,9 +38,9 @@ def _arg(context: LaunchContext, name: str) -> str:
     return LaunchConfiguration(name).perform(context)
 
 
-def _is_true(text: str) -> bool:
-    """A launch argument's truth, as IfCondition reads it."""
-    return text.strip().lower() in ("true", "1", "yes", "on")
+def _is_true(context: LaunchContext, name: str) -> bool:
+    """Launch argument ``name`` as a condition (true/false/1/0), as IfCondition reads it."""
+    return evaluate_condition_expression(context, [LaunchConfiguration(name)])
 
 
 def _transition(node: LifecycleNode, transition_id: int) -> EmitEvent:
@@ -74,10 +74,10 @@ def _road_seg_node(context: LaunchContext) -> list:
         output="screen",
         emulate_tty=True,
     )
-    if not _is_true(_arg(context, "lifecycle")):
+    if not _is_true(context, "lifecycle"):
         return [Node(executable="road_seg_node", **common)]
     node = LifecycleNode(executable="road_seg_lifecycle_node", **common)
-    if not _is_true(_arg(context, "autostart")):
+    if not _is_true(context, "autostart"):
         return [node]
     activate = OnStateTransition(
         target_lifecycle_node=node,

@@ -102,10 +102,15 @@ class BevMeter:
         self.evaluator = RoadEvaluator(sorted({s.category for s in samples}))
         self.examples = examples
         self.pictures: list[tuple[str, np.ndarray]] = []
+        self.shared = calib.is_file()
+        self._views: dict[tuple[Path, tuple[int, int]], KittiBev] = {}
 
     def update(self, sample: data.Sample, prob: torch.Tensor, target: np.ndarray) -> None:
         """Add one frame: H x W P(road) and labels (255 = not evaluated) in the camera view."""
-        view = KittiBev.from_file(self.files[sample.stem], target.shape)
+        key = (self.files[sample.stem], target.shape)
+        view = self._views.get(key) or KittiBev.from_file(*key)
+        if self.shared:  # one file for every frame: one view per image size
+            self._views[key] = view
         bev_target = view.transform(target, outside=data.IGNORE_INDEX)
         bev_prob = view.transform(prob.float().numpy())
         self.evaluator.update(
