@@ -274,3 +274,61 @@ def devkit_bev_labels(labels: np.ndarray, calib: dict) -> np.ndarray:
     out = np.full(xx.shape, 255, np.uint8)
     out[keep] = labels[np.floor(v[keep]).astype(int) - 1, np.floor(u[keep]).astype(int) - 1]
     return out
+
+
+def rosbags_header(sec: int = 1_700_000_000, nanosec: int = 987_654_321) -> Any:
+    """A rosbags std_msgs/Header with a non-trivial stamp, in camera_color_left."""
+    from fcn_road_seg.bags import typestore
+
+    types = typestore().types
+    stamp = types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
+    return types["std_msgs/msg/Header"](stamp=stamp, frame_id="camera_color_left")
+
+
+def rosbags_image(pixels: np.ndarray, encoding: str, pad: int = 0, **overrides: Any) -> Any:
+    """A rosbags Image over H x W (x C) uint8 pixels, each row followed by ``pad`` junk bytes."""
+    import numpy as np
+
+    from fcn_road_seg.bags import typestore
+
+    h, w = pixels.shape[:2]
+    rows = np.full((h, pixels[0].size + pad), 0x5A, np.uint8)
+    rows[:, : pixels[0].size] = pixels.reshape(h, -1)
+    fields = dict(
+        header=rosbags_header(),
+        height=h,
+        width=w,
+        encoding=encoding,
+        is_bigendian=0,
+        step=rows.shape[1],
+        data=rows.reshape(-1),
+    )
+    return typestore().types["sensor_msgs/msg/Image"](**{**fields, **overrides})
+
+
+def open_probe(case: Any, name: str, image_topic: str, mask_topic: str) -> None:
+    """Give a launch test's class a probe node: ``context``, ``node``, ``executor``, ``masks``
+    (collected from ``mask_topic``) and ``publisher`` (on ``image_topic``)."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import Image
+
+    case.context = Context()
+    rclpy.init(context=case.context)
+    case.node = rclpy.create_node(name, context=case.context)
+    case.executor = SingleThreadedExecutor(context=case.context)
+    case.executor.add_node(case.node)
+    case.masks = []
+    case.node.create_subscription(Image, mask_topic, case.masks.append, QoSProfile(depth=10))
+    case.publisher = case.node.create_publisher(Image, image_topic, QoSProfile(depth=1))
+
+
+def close_probe(case: Any) -> None:
+    """Undo ``open_probe``."""
+    import rclpy
+
+    case.executor.shutdown()
+    case.node.destroy_node()
+    rclpy.try_shutdown(context=case.context)

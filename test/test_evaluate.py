@@ -79,6 +79,12 @@ def road_dir(tmp_path: Path) -> tuple[Path, dict[str, tuple[int, int]]]:
     return tmp_path, counts
 
 
+def fixture_args(root: Path, model: Path, workers: int = 0) -> list[str]:
+    """fcn-road-eval's arguments for the fixture's three labelled frames, on the CPU."""
+    split = ["--data-path", str(root), "--split", str(root / "all.txt")]
+    return [*split, "--model", str(model), "--device", "cpu", "--workers", str(workers)]
+
+
 @pytest.fixture()
 def untrained_checkpoint(tmp_path: Path) -> Path:
     """A light FCN8s as written by training (fp16 weights).
@@ -108,16 +114,7 @@ def test_cli_writes_metrics_json_and_submission(
     assert (
         ev.main(
             [
-                "--data-path",
-                str(root),
-                "--split",
-                str(root / "all.txt"),
-                "--model",
-                str(untrained_checkpoint),
-                "--device",
-                "cpu",
-                "--workers",
-                "0",
+                *fixture_args(root, untrained_checkpoint),
                 "--output",
                 str(out),
                 "--submission-dir",
@@ -231,23 +228,7 @@ def test_cli_bad_frame_is_one_line_naming_the_file(
     root, _ = road_dir
     bad = root / "training" / "image_2" / "uu_000005.png"
     bad.write_bytes(b"not a png")
-    assert (
-        ev.main(
-            [
-                "--data-path",
-                str(root),
-                "--split",
-                str(root / "all.txt"),
-                "--model",
-                str(untrained_checkpoint),
-                "--device",
-                "cpu",
-                "--workers",
-                "1",
-            ]
-        )
-        == 1
-    )
+    assert ev.main(fixture_args(root, untrained_checkpoint, workers=1)) == 1
     err = capsys.readouterr().err
     assert err.strip() == f"error: cannot read image {bad} (missing, not an image or corrupt)"
 
@@ -279,19 +260,7 @@ def test_cli_bev_metrics_and_missing_calibration(
     capsys: pytest.CaptureFixture,
 ) -> None:
     root, _ = road_dir
-    args = [
-        "--data-path",
-        str(root),
-        "--split",
-        str(root / "all.txt"),
-        "--model",
-        str(untrained_checkpoint),
-        "--device",
-        "cpu",
-        "--workers",
-        "0",
-        "--bev",
-    ]
+    args = [*fixture_args(root, untrained_checkpoint), "--bev"]
     assert ev.main(args) == 1
     err = capsys.readouterr().err
     assert "--bev needs each frame's calibration: 3 of 3 files are missing" in err

@@ -12,32 +12,11 @@ from rosbags.typesys import Stores, get_typestore
 from fcn_road_seg import image
 from fcn_road_seg.errors import ImageError
 
+from conftest import rosbags_header, rosbags_image
+
 TYPES = get_typestore(Stores.ROS2_HUMBLE).types
 Image, CompressedImage = TYPES["sensor_msgs/msg/Image"], TYPES["sensor_msgs/msg/CompressedImage"]
-Header, Time = TYPES["std_msgs/msg/Header"], TYPES["builtin_interfaces/msg/Time"]
 CHANNELS = {"bgr8": 3, "rgb8": 3, "bgra8": 4, "rgba8": 4, "mono8": 1}
-
-
-def header() -> Header:
-    """A header with a non-trivial stamp and frame."""
-    return Header(stamp=Time(sec=1_700_000_000, nanosec=123_456_789), frame_id="camera_color_left")
-
-
-def image_msg(pixels: np.ndarray, encoding: str, pad: int = 0, **overrides) -> Image:
-    """An Image message over H x W x C uint8 pixels, each row followed by ``pad`` junk bytes."""
-    h, w = pixels.shape[:2]
-    rows = np.full((h, pixels[0].size + pad), 0xAB, np.uint8)
-    rows[:, : pixels[0].size] = pixels.reshape(h, -1)
-    fields = dict(
-        header=header(),
-        height=h,
-        width=w,
-        encoding=encoding,
-        is_bigendian=0,
-        step=rows.shape[1],
-        data=rows.reshape(-1),
-    )
-    return Image(**{**fields, **overrides})
 
 
 def pixels_for(encoding: str, h: int = 5, w: int = 7) -> np.ndarray:
@@ -53,7 +32,7 @@ def pixels_for(encoding: str, h: int = 5, w: int = 7) -> np.ndarray:
 @pytest.mark.parametrize("pad", [0, 3])
 def test_from_msg_is_a_view_of_the_pixels(encoding: str, pad: int) -> None:
     pixels = pixels_for(encoding)
-    msg = image_msg(pixels, encoding, pad)
+    msg = rosbags_image(pixels, encoding, pad)
     frame = image.from_msg(msg)
     assert frame.encoding == encoding
     assert frame.shape == (5, 7)
@@ -66,12 +45,12 @@ def test_from_msg_is_a_view_of_the_pixels(encoding: str, pad: int) -> None:
     [("bgr8", "bgr"), ("bgra8", "bgr"), ("rgb8", "rgb"), ("rgba8", "rgb"), ("mono8", "mono")],
 )
 def test_channel_order(encoding: str, order: str) -> None:
-    assert image.from_msg(image_msg(pixels_for(encoding), encoding)).order == order
+    assert image.from_msg(rosbags_image(pixels_for(encoding), encoding)).order == order
 
 
 @pytest.mark.parametrize("data", [bytes(range(6)), list(range(6)), np.arange(6, dtype=np.uint8)])
 def test_from_msg_accepts_any_data_container(data) -> None:
-    msg = image_msg(np.zeros((2, 1, 3), np.uint8), "rgb8", data=data)
+    msg = rosbags_image(np.zeros((2, 1, 3), np.uint8), "rgb8", data=data)
     np.testing.assert_array_equal(image.from_msg(msg).pixels.reshape(-1), np.arange(6))
 
 
@@ -103,14 +82,14 @@ def test_from_msg_accepts_any_data_container(data) -> None:
 )
 def test_from_msg_rejects_with_the_reason(overrides: dict, message: str) -> None:
     with pytest.raises(ImageError) as err:
-        image.from_msg(image_msg(pixels_for("bgr8"), **{"encoding": "bgr8", **overrides}))
+        image.from_msg(rosbags_image(pixels_for("bgr8"), **{"encoding": "bgr8", **overrides}))
     assert str(err.value) == message
 
 
 def test_from_compressed_png_is_lossless_bgr8() -> None:
     pixels = pixels_for("bgr8", 9, 11)
     msg = CompressedImage(
-        header=header(),
+        header=rosbags_header(),
         format="png",
         data=np.frombuffer(cv2.imencode(".png", pixels)[1], np.uint8),
     )
@@ -122,7 +101,9 @@ def test_from_compressed_png_is_lossless_bgr8() -> None:
 def test_from_compressed_jpeg_decodes_like_opencv() -> None:
     pixels = pixels_for("bgr8", 16, 16)
     data = np.frombuffer(cv2.imencode(".jpg", pixels)[1], np.uint8)
-    frame = image.from_compressed(CompressedImage(header=header(), format="jpeg", data=data))
+    frame = image.from_compressed(
+        CompressedImage(header=rosbags_header(), format="jpeg", data=data)
+    )
     np.testing.assert_array_equal(frame.pixels, cv2.imdecode(data, cv2.IMREAD_COLOR))
 
 
@@ -133,7 +114,7 @@ def test_from_compressed_rejects_undecodable_data(data: np.ndarray, size: int) -
     with pytest.raises(
         ImageError, match=rf"cannot decode compressed image \(format 'jpeg', {size} bytes\)"
     ):
-        image.from_compressed(CompressedImage(header=header(), format="jpeg", data=data))
+        image.from_compressed(CompressedImage(header=rosbags_header(), format="jpeg", data=data))
 
 
 @pytest.mark.parametrize("encoding", list(CHANNELS))
@@ -151,7 +132,7 @@ def test_to_fields_round_trip(encoding: str) -> None:
         5 * 7 * CHANNELS[encoding],
     )
     np.testing.assert_array_equal(
-        image.from_msg(Image(header=header(), **fields)).pixels, pixels[::-1]
+        image.from_msg(Image(header=rosbags_header(), **fields)).pixels, pixels[::-1]
     )
 
 
@@ -193,7 +174,7 @@ def test_from_array_rejects_with_the_reason(
     ],
 )
 def test_negative_fields_are_rejected(fields: dict, message: str) -> None:
-    msg = image_msg(pixels_for("rgb8"), "rgb8")
+    msg = rosbags_image(pixels_for("rgb8"), "rgb8")
     for k, v in fields.items():
         setattr(msg, k, v)
     with pytest.raises(ImageError, match=message):

@@ -22,22 +22,17 @@ import launch  # noqa: E402
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 import numpy as np  # noqa: E402
-import rclpy  # noqa: E402
 from ament_index_python.packages import get_package_share_directory  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
-from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import QoSProfile  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from fcn_road_seg import image  # noqa: E402
 from fcn_road_seg.node import make_image  # noqa: E402
 
-from conftest import spin_until, write_launch_params, write_tiny_model  # noqa: E402
+from conftest import close_probe, open_probe, spin_until, write_launch_params, write_tiny_model  # noqa: E402
 
 NAMESPACE = "lifecycle_launch_test"
 NODE = f"/{NAMESPACE}/road_segmentation"
@@ -76,14 +71,7 @@ class TestLifecycle(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
-        cls.context = Context()
-        rclpy.init(context=cls.context)
-        cls.node = rclpy.create_node("lifecycle_launch_probe", context=cls.context)
-        cls.executor = SingleThreadedExecutor(context=cls.context)
-        cls.executor.add_node(cls.node)
-        cls.masks: list[Image] = []
-        cls.node.create_subscription(Image, MASK_TOPIC, cls.masks.append, QoSProfile(depth=10))
-        cls.publisher = cls.node.create_publisher(Image, IMAGE_TOPIC, QoSProfile(depth=1))
+        open_probe(cls, "lifecycle_launch_probe", IMAGE_TOPIC, MASK_TOPIC)
         cls.change = cls.node.create_client(ChangeState, f"{NODE}/change_state")
         cls.get = cls.node.create_client(GetState, f"{NODE}/get_state")
         pixels = np.zeros((96, 320, 3), np.uint8)
@@ -94,9 +82,7 @@ class TestLifecycle(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls) -> None:
-        cls.executor.shutdown()
-        cls.node.destroy_node()
-        rclpy.try_shutdown(context=cls.context)
+        close_probe(cls)
 
     def call(self, client: Any, request: Any) -> Any:
         """Call a service and spin until its answer."""

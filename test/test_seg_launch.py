@@ -20,13 +20,9 @@ import launch  # noqa: E402
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 import numpy as np  # noqa: E402
-import rclpy  # noqa: E402
 from ament_index_python.packages import get_package_share_directory  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
-from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
@@ -35,7 +31,7 @@ from fcn_road_seg.backends import load_backend  # noqa: E402
 from fcn_road_seg.node import make_image  # noqa: E402
 from fcn_road_seg.segmenter import Segmenter  # noqa: E402
 
-from conftest import spin_until, write_launch_params, write_tiny_model  # noqa: E402
+from conftest import close_probe, open_probe, spin_until, write_launch_params, write_tiny_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 KITTI_DIRS = [
@@ -107,21 +103,12 @@ class TestSegmentation(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
-        cls.context = Context()
-        rclpy.init(context=cls.context)
-        cls.node = rclpy.create_node("seg_launch_probe", context=cls.context)
-        cls.executor = SingleThreadedExecutor(context=cls.context)
-        cls.executor.add_node(cls.node)
-        cls.masks: list[Image] = []
-        cls.node.create_subscription(Image, MASK_TOPIC, cls.masks.append, QoSProfile(depth=10))
-        cls.publisher = cls.node.create_publisher(Image, IMAGE_TOPIC, QoSProfile(depth=1))
+        open_probe(cls, "seg_launch_probe", IMAGE_TOPIC, MASK_TOPIC)
         cls.frame = kitti_frame()
 
     @classmethod
     def tearDownClass(cls) -> None:
-        cls.executor.shutdown()
-        cls.node.destroy_node()
-        rclpy.try_shutdown(context=cls.context)
+        close_probe(cls)
 
     def mask_for(self, msg: Image, timeout: float = TIMEOUT_S) -> Image:
         """Publish ``msg`` about once a second until the mask with its stamp arrives."""

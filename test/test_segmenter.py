@@ -14,47 +14,21 @@ import torch
 from rosbags.typesys import Stores, get_typestore
 
 from fcn_road_seg.backends import Backend, load_backend
+from fcn_road_seg.bags import make_image
 from fcn_road_seg.errors import ImageError
 from fcn_road_seg.model import RoadProbability, load_checkpoint_model
 from fcn_road_seg.segmenter import Segmenter, check_setting
 
-from conftest import kitti_frame
+from conftest import kitti_frame, rosbags_header, rosbags_image
 
 TYPES = get_typestore(Stores.ROS2_HUMBLE).types
 Image, CompressedImage = TYPES["sensor_msgs/msg/Image"], TYPES["sensor_msgs/msg/CompressedImage"]
-Header, Time = TYPES["std_msgs/msg/Header"], TYPES["builtin_interfaces/msg/Time"]
 COLOR_FROM_BGR = {
     "bgr8": None,
     "rgb8": cv2.COLOR_BGR2RGB,
     "bgra8": cv2.COLOR_BGR2BGRA,
     "rgba8": cv2.COLOR_BGR2RGBA,
 }
-
-
-def make_image(header: Header, fields: dict) -> Image:
-    """The core's output factory for rosbags messages."""
-    return Image(header=header, **fields)
-
-
-def header(sec: int = 1_700_000_000, nanosec: int = 987_654_321) -> Header:
-    """A header with a non-trivial stamp and frame."""
-    return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id="camera_color_left")
-
-
-def image_msg(pixels: np.ndarray, encoding: str, pad: int = 0) -> Image:
-    """An Image message over H x W (x C) uint8 pixels, each row followed by ``pad`` junk bytes."""
-    h, w = pixels.shape[:2]
-    rows = np.full((h, pixels[0].size + pad), 0x5A, np.uint8)
-    rows[:, : pixels[0].size] = pixels.reshape(h, -1)
-    return Image(
-        header=header(),
-        height=h,
-        width=w,
-        encoding=encoding,
-        is_bigendian=0,
-        step=rows.shape[1],
-        data=rows.reshape(-1),
-    )
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +75,7 @@ def test_mask_and_confidence_equal_the_network_on_a_full_kitti_frame(
     net = RoadProbability(load_checkpoint_model(tiny_model))
     with torch.inference_mode():
         prob = net(torch.from_numpy(cv2.cvtColor(kitti_bgr, cv2.COLOR_BGR2RGB))[None])[0].numpy()
-    result, messages = segmenter.process(image_msg(kitti_bgr, "bgr8"), make_image)
+    result, messages = segmenter.process(rosbags_image(kitti_bgr, "bgr8"), make_image)
     expected = np.where(prob >= 0.5, 255, 0).astype(np.uint8)
     assert 0.05 < (expected > 0).mean() < 0.95  # a non-trivial mask
     np.testing.assert_array_equal(result.mask, expected)
@@ -114,10 +88,12 @@ def test_mask_and_confidence_equal_the_network_on_a_full_kitti_frame(
 def test_every_color_encoding_gives_the_same_mask(
     segmenter: Segmenter, small_bgr: np.ndarray, encoding: str, pad: int
 ) -> None:
-    reference, _ = segmenter.process(image_msg(small_bgr, "bgr8"), make_image, ("mask",))
+    reference, _ = segmenter.process(rosbags_image(small_bgr, "bgr8"), make_image, ("mask",))
     code = COLOR_FROM_BGR[encoding]
     pixels = small_bgr if code is None else cv2.cvtColor(small_bgr, code)
-    result, messages = segmenter.process(image_msg(pixels, encoding, pad), make_image, ("mask",))
+    result, messages = segmenter.process(
+        rosbags_image(pixels, encoding, pad), make_image, ("mask",)
+    )
     assert 0 < reference.mask.mean() < 255
     np.testing.assert_array_equal(result.mask, reference.mask)
     np.testing.assert_array_equal(result.confidence, reference.confidence)
@@ -129,9 +105,9 @@ def test_mono8_gives_the_mask_of_the_gray_picture_in_color(
 ) -> None:
     gray = cv2.cvtColor(small_bgr, cv2.COLOR_BGR2GRAY)
     as_color, _ = segmenter.process(
-        image_msg(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), "bgr8"), make_image
+        rosbags_image(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), "bgr8"), make_image
     )
-    result, _ = segmenter.process(image_msg(gray, "mono8", pad), make_image)
+    result, _ = segmenter.process(rosbags_image(gray, "mono8", pad), make_image)
     np.testing.assert_array_equal(result.mask, as_color.mask)
 
 
@@ -144,7 +120,7 @@ def test_every_output_has_the_input_header_and_the_right_fields(
         "rgba8": cv2.cvtColor(small_bgr, cv2.COLOR_BGR2RGBA),
         "mono8": cv2.cvtColor(small_bgr, cv2.COLOR_BGR2GRAY),
     }[encoding]
-    msg = image_msg(pixels, encoding, pad=2)
+    msg = rosbags_image(pixels, encoding, pad=2)
     _, messages = segmenter.process(msg, make_image)
     assert set(messages) == {"mask", "confidence", "overlay"}
     h, w = 93, 310
@@ -166,7 +142,7 @@ def test_every_output_has_the_input_header_and_the_right_fields(
 
 
 def test_only_the_outputs_asked_for_are_built(segmenter: Segmenter, small_bgr: np.ndarray) -> None:
-    result, messages = segmenter.process(image_msg(small_bgr, "bgr8"), make_image, ("mask",))
+    result, messages = segmenter.process(rosbags_image(small_bgr, "bgr8"), make_image, ("mask",))
     assert set(messages) == {"mask"}
     assert result.overlay is None
 
@@ -179,9 +155,11 @@ def test_compressed_input_gives_the_mask_of_the_decoded_picture(
     decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if fmt == "png":
         np.testing.assert_array_equal(decoded, small_bgr)
-    reference, _ = segmenter.process(image_msg(decoded, "bgr8"), make_image)
+    reference, _ = segmenter.process(rosbags_image(decoded, "bgr8"), make_image)
     result, messages = segmenter.process(
-        CompressedImage(header=header(), format=fmt, data=data), make_image, compressed=True
+        CompressedImage(header=rosbags_header(), format=fmt, data=data),
+        make_image,
+        compressed=True,
     )
     np.testing.assert_array_equal(result.mask, reference.mask)
     np.testing.assert_array_equal(result.overlay, reference.overlay)
@@ -207,7 +185,7 @@ def test_compressed_input_gives_the_mask_of_the_decoded_picture(
 def test_bad_messages_raise_image_error_with_the_reason(
     segmenter: Segmenter, overrides: dict, message: str
 ) -> None:
-    msg = image_msg(np.zeros((2, 5, 3), np.uint8), "bgr8")
+    msg = rosbags_image(np.zeros((2, 5, 3), np.uint8), "bgr8")
     for name, value in overrides.items():
         setattr(msg, name, value)
     with pytest.raises(ImageError, match=message):
@@ -215,7 +193,9 @@ def test_bad_messages_raise_image_error_with_the_reason(
 
 
 def test_undecodable_compressed_message_raises_image_error(segmenter: Segmenter) -> None:
-    msg = CompressedImage(header=header(), format="jpeg", data=np.arange(64, dtype=np.uint8))
+    msg = CompressedImage(
+        header=rosbags_header(), format="jpeg", data=np.arange(64, dtype=np.uint8)
+    )
     with pytest.raises(
         ImageError, match=r"cannot decode compressed image \(format 'jpeg', 64 bytes\)"
     ):
@@ -247,7 +227,7 @@ def test_overlay_pixels_match_hand_computed_values(
         FixedProbability(PROB), threshold=0.5, overlay_color=(200, 100, 0), overlay_alpha=0.25
     )
     pixels = np.tile(np.array(pixel, np.uint8), (2, 2, 1))
-    result, messages = seg.process(image_msg(pixels, encoding, pad=1), make_image)
+    result, messages = seg.process(rosbags_image(pixels, encoding, pad=1), make_image)
     np.testing.assert_array_equal(result.mask, np.where(ROAD, 255, 0))
     np.testing.assert_array_equal(
         result.overlay[ROAD], np.tile(np.array(tinted, np.uint8), (2, 1))
@@ -260,7 +240,7 @@ def test_overlay_pixels_match_hand_computed_values(
 
 def test_confidence_is_255_p_rounded() -> None:
     result, _ = Segmenter(FixedProbability(PROB)).process(
-        image_msg(np.zeros((2, 2, 3), np.uint8), "rgb8"), make_image
+        rosbags_image(np.zeros((2, 2, 3), np.uint8), "rgb8"), make_image
     )
     np.testing.assert_array_equal(result.confidence, [[230, 26], [153, 102]])
 
@@ -278,7 +258,7 @@ def test_threshold_update_changes_the_mask(threshold: float, road: list) -> None
     seg = Segmenter(FixedProbability(PROB))
     seg.update("threshold", threshold)
     result, _ = seg.process(
-        image_msg(np.zeros((2, 2, 3), np.uint8), "rgb8"), make_image, ("mask",)
+        rosbags_image(np.zeros((2, 2, 3), np.uint8), "rgb8"), make_image, ("mask",)
     )
     np.testing.assert_array_equal(result.mask, 255 * np.array(road, np.uint8))
 
@@ -288,7 +268,7 @@ def test_colour_and_alpha_updates_change_the_overlay() -> None:
     seg.update("overlay_color", [0, 0, 255])
     seg.update("overlay_alpha", 1)
     assert (seg.overlay_color, seg.overlay_alpha) == ((0, 0, 255), 1.0)
-    result, _ = seg.process(image_msg(np.full((2, 2, 3), 9, np.uint8), "rgb8"), make_image)
+    result, _ = seg.process(rosbags_image(np.full((2, 2, 3), 9, np.uint8), "rgb8"), make_image)
     np.testing.assert_array_equal(result.overlay[ROAD], [[0, 0, 255], [0, 0, 255]])
     np.testing.assert_array_equal(result.overlay[~ROAD], [[9, 9, 9], [9, 9, 9]])
 
