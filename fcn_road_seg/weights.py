@@ -31,7 +31,7 @@ import torch
 
 from .atomic import atomic_path
 from .cache import cache_dir
-from .errors import ModelError
+from .errors import ModelError, run_cli
 from .metadata import sha256_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -281,18 +281,18 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    try:
-        path = prepare_hed(args.source, args.output)
-    except ModelError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+def _prepare(args: argparse.Namespace) -> None:
+    """``fcn-road-weights``' body: prepare the file and say where it is."""
+    path = prepare_hed(args.source, args.output)
     print(
         f"HED VGG16 encoder (SHA-256 {HED_SHA256[:12]}..., converted to RGB/ImageNet input) "
         f"-> {path}"
     )
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``fcn-road-weights hed [SOURCE] [-o OUT]``: returns the exit status."""
+    return run_cli(_prepare, get_args_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

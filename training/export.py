@@ -29,7 +29,7 @@ from fcn_road_seg.atomic import atomic_path
 from fcn_road_seg.backends import fit
 from fcn_road_seg.metadata import sha256_file, write_sidecar
 from fcn_road_seg.backends.onnx_backend import OnnxBackend
-from fcn_road_seg.errors import ModelError, RoadSegError
+from fcn_road_seg.errors import ModelError, run_cli
 from fcn_road_seg.image import read_rgb_folder
 from fcn_road_seg.model import (
     INPUT,
@@ -368,18 +368,17 @@ def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``fcn-road-export CHECKPOINT [-o OUT.onnx]``: returns the exit status."""
-    args = get_args_parser().parse_args(argv)
-    try:
-        output, result = export(args)
-    except RoadSegError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return run_cli(_export, get_args_parser().parse_args(argv))
+
+
+def _export(args: argparse.Namespace) -> None:
+    """``fcn-road-export``'s body: export, then say what was written."""
+    output, result = export(args)
     shape = "1 x H x W x 3 (dynamic)" if args.dynamic else f"1 x {args.height} x {args.width} x 3"
     print(
         f"wrote {output} (uint8 '{INPUT}' {shape} -> float32 '{OUTPUT}', opset {args.opset}, "
         f"{precision_of(args)}, {args.exporter}){'' if result else ' WITHOUT parity check'}"
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import torch
 
 from ..atomic import atomic_path
 from ..device import resolve_device
-from ..errors import ModelError, RoadSegError
+from ..errors import ModelError, run_cli
 from ..image import read_rgb_folder
 from ..metadata import write_sidecar
 from ..model import INPUT, OUTPUT
@@ -391,33 +391,33 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``fcn-road-build-engine MODEL.onnx [MODEL.engine]``: returns the exit status."""
-    args = get_args_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+def _build(args: argparse.Namespace) -> None:
+    """``fcn-road-build-engine``'s body: build, then say what was written."""
     engine = Path(args.engine or Path(args.onnx).with_suffix(".engine"))
-    try:
-        meta = build_engine(
-            args.onnx,
-            engine,
-            resolve_device(args.device),
-            args.precision,
-            args.workspace_gb,
-            args.timing_cache,
-            args.calib_dir,
-            args.calib_cache,
-            args.calib_images,
-            (args.min_size, args.opt_size, args.max_size),
-            args.verbose,
-        )
-    except RoadSegError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    meta = build_engine(
+        args.onnx,
+        engine,
+        resolve_device(args.device),
+        args.precision,
+        args.workspace_gb,
+        args.timing_cache,
+        args.calib_dir,
+        args.calib_cache,
+        args.calib_images,
+        (args.min_size, args.opt_size, args.max_size),
+        args.verbose,
+    )
     print(
         f"wrote {engine} ({meta['precision']}, TensorRT {meta['tensorrt']}, {meta['gpu']} sm "
         f"{meta['compute_capability']}, input {meta['input']['shape']}) and {engine.name}.json"
     )
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``fcn-road-build-engine MODEL.onnx [MODEL.engine]``: returns the exit status."""
+    args = get_args_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return run_cli(_build, args)
 
 
 if __name__ == "__main__":
