@@ -250,7 +250,16 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[FCN8s, dict[str, Any]]:
         raise ModelError(f"checkpoint {path} does not match FCN8s: {exc}") from exc
     meta = {
         k: ckpt[k]
-        for k in ("working_size", "encoder", "metrics", "temperature", "calibration")
+        for k in (
+            "working_size",
+            "working_height",
+            "encoder",
+            "init_from",
+            "datasets",
+            "metrics",
+            "temperature",
+            "calibration",
+        )
         if k in ckpt
     }
     temperature = meta.get("temperature", 1.0)
@@ -269,6 +278,13 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[FCN8s, dict[str, Any]]:
         raise ModelError(
             f"checkpoint {path}: working_size {size!r} is not [height, width] of at least {STRIDE}"
         )
+    height = meta.get("working_height")
+    if height is not None and not (
+        isinstance(height, int) and not isinstance(height, bool) and STRIDE <= height <= 8192
+    ):
+        raise ModelError(
+            f"checkpoint {path}: working_height {height!r} is not an integer in [{STRIDE}, 8192]"
+        )
     return model.eval(), meta
 
 
@@ -284,6 +300,33 @@ def working_size_of(meta: Mapping[str, Any] | None) -> tuple[int, int] | None:
     """The (H, W) a model runs at, from checkpoint or export metadata; None = each frame's size."""
     size = (meta or {}).get("working_size")
     return None if size is None else (int(size[0]), int(size[1]))
+
+
+SIZE_MULTIPLE = 8  # network widths at the working scale are rounded to this
+REFERENCE_FRAME = (375, 1242)  # a KITTI frame: the shape a fixed-shape export is made for
+
+
+def scaled_size(height: int, width: int, working_height: int) -> tuple[int, int]:
+    """(H, W) of a ``height`` x ``width`` frame at the working scale, its aspect ratio kept.
+
+    H is ``working_height``; W keeps the frame's aspect ratio, rounded to a multiple of
+    ``SIZE_MULTIPLE`` (a 375x1242 KITTI frame at 188 rows: 188x624; a 360x480 one: 188x248).
+    """
+    units = max(1, round(working_height * width / (height * SIZE_MULTIPLE)))
+    return working_height, units * SIZE_MULTIPLE
+
+
+def working_height_of(meta: Mapping[str, Any] | None) -> int | None:
+    """The frame height a model was trained and validated at, from its metadata.
+
+    ``working_height`` where recorded; older files recorded only ``working_size``, whose height
+    is the same scale. None = each frame's own size.
+    """
+    meta = meta or {}
+    if meta.get("working_height") is not None:
+        return int(meta["working_height"])
+    size = working_size_of(meta)
+    return None if size is None else size[0]
 
 
 def default_model_path() -> Path:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from fcn_road_seg.atomic import atomic_path
 from fcn_road_seg.backends import Fit, fit, parse_network_size, unfit
 from fcn_road_seg.errors import RoadSegError, one_line
-from fcn_road_seg.model import FCN8s, read_checkpoint, working_size_of
+from fcn_road_seg.model import FCN8s, read_checkpoint, scaled_size, working_height_of
 
 from . import data
 
@@ -194,18 +194,24 @@ def fit_temperature(
 def logit_maps(
     model: FCN8s,
     samples: Sequence[data.Sample],
-    network_size: tuple[int, int] | None,
+    network_size: tuple[int, int] | int | None,
     progress: bool = True,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(l1 - l0 at the network's size, labels at the frame's size) per sample.
 
-    Each frame is fitted as the runtime fits it.
+    Each frame is fitted as the runtime fits it: to ``network_size`` (H, W), or for an int to
+    that working height with its own aspect ratio, or (None) at its own size.
     """
     model.eval()
     pairs = []
     for sample in tqdm(samples, desc="logits", disable=not progress, leave=False):
         image, target = data.load_sample(sample)
-        fitted, how = fit(torch.from_numpy(image)[None], network_size, "stretch")
+        size = (
+            scaled_size(*image.shape[:2], network_size)
+            if isinstance(network_size, int)
+            else network_size
+        )
+        fitted, how = fit(torch.from_numpy(image)[None], size, "stretch")
         logits = model(fitted.permute(0, 3, 1, 2).float() / 255.0)[0]
         z = (logits[1] - logits[0])[: how.valid[0], : how.valid[1]]
         pairs.append((z, torch.from_numpy(target)))
@@ -226,17 +232,41 @@ def calibration_of(
 def calibrate(
     model: FCN8s,
     samples: Sequence[data.Sample],
-    network_size: tuple[int, int] | None,
+    network_size: tuple[int, int] | int | None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Fit T on ``samples``; returns T and the calibration (with bins) before (T = 1) and after."""
+    """Fit T on ``samples``; returns T and the calibration (with bins) before (T = 1) and after,
+    over all samples and, in ``datasets``, per dataset."""
     pairs = logit_maps(model, samples, network_size, progress)
     temperature = fit_temperature(pairs)
+    groups: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    for sample, pair in zip(samples, pairs):
+        groups.setdefault(sample.dataset, []).append(pair)
     return {
         "temperature": temperature,
         "frames": len(samples),
         "before": calibration_of(pairs, 1.0),
         "after": calibration_of(pairs, temperature),
+        "datasets": {
+            name: {
+                "frames": len(group),
+                "before": calibration_of(group, 1.0),
+                "after": calibration_of(group, temperature),
+            }
+            for name, group in groups.items()
+        },
+    }
+
+
+def ece_per_dataset(result: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Frames and ECE before and after T, per dataset of a ``calibrate`` result."""
+    return {
+        name: {
+            "frames": r["frames"],
+            "ECE_before": r["before"]["ECE"],
+            "ECE_after": r["after"]["ECE"],
+        }
+        for name, r in result.get("datasets", {}).items()
     }
 
 
@@ -248,6 +278,7 @@ def write_calibrated(checkpoint: str | Path, output: str | Path, result: dict[st
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     ckpt["temperature"] = float(result["temperature"])
     ckpt["calibration"] = {k: result[k] for k in ("temperature", "frames", "before", "after")}
+    ckpt["calibration"]["datasets"] = ece_per_dataset(result)
     with atomic_path(output) as tmp:
         torch.save(ckpt, tmp)
     return Path(output)
@@ -260,16 +291,24 @@ def get_args_parser() -> argparse.ArgumentParser:
         "on a validation split (NLL, Guo et al. 2017) and write a calibrated copy",
     )
     p.add_argument("checkpoint", help="checkpoint (.pt) written by fcn-road-train")
-    p.add_argument("--data-path", required=True, help="KITTI data_road folder")
     p.add_argument(
-        "--split", default=None, help="stems file of the validation images (default: seeded split)"
+        "--data-path",
+        required=True,
+        action="append",
+        help="folder in the KITTI Road layout; give it once per dataset",
+    )
+    p.add_argument(
+        "--split",
+        default=None,
+        help="stems file of the validation images (one --data-path only; default: the "
+        "dataset's val.txt, else a seeded split)",
     )
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument(
         "--network-size",
         default="auto",
-        help="auto (the checkpoint's working size), native or HxW",
+        help="auto (the checkpoint's working scale, each frame's aspect ratio kept), native or HxW",
     )
     p.add_argument(
         "-o", "--output", help="calibrated checkpoint (default: overwrite the input, atomically)"
@@ -286,12 +325,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model, meta = read_checkpoint(args.checkpoint)
         size = (
-            working_size_of(meta)
+            working_height_of(meta)
             if args.network_size == "auto"
             else parse_network_size(args.network_size)
         )
         size = None if size == "native" else size
-        samples = data.split(args.data_path, "val", args.split, args.val_fraction, args.split_seed)
+        if args.split and len(args.data_path) > 1:
+            raise RoadSegError("--split needs exactly one --data-path")
+        samples = [
+            s
+            for path in args.data_path
+            for s in data.split(path, "val", args.split, args.val_fraction, args.split_seed)
+        ]
         result = calibrate(model, samples, size, not args.no_progress)
         output = write_calibrated(args.checkpoint, args.output or args.checkpoint, result)
     except (RoadSegError, ValueError) as exc:
@@ -308,7 +353,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         with atomic_path(out / "calibration.json") as tmp:
             tmp.write_text(
                 json.dumps(
-                    {k: result[k] for k in ("temperature", "frames", "before", "after")}, indent=2
+                    {
+                        **{k: result[k] for k in ("temperature", "frames", "before", "after")},
+                        "datasets": ece_per_dataset(result),
+                    },
+                    indent=2,
                 )
                 + "\n"
             )

@@ -18,7 +18,9 @@ import torch.distributed as dist
 
 from fcn_road_seg.atomic import atomic_path
 from fcn_road_seg.errors import RoadSegError
-from fcn_road_seg.model import FCN8s
+from fcn_road_seg.model import REFERENCE_FRAME, FCN8s, scaled_size
+
+from .data import dataset_name
 
 from .distributed import Dist
 from .sampling import seed_everything
@@ -40,23 +42,39 @@ class TrainState:
 def working_size(args: argparse.Namespace) -> list[int] | None:
     """The (H, W) the model was validated at, which the runtime runs it at.
 
-    None = each frame's own size.
+    With ``--working-height``: a KITTI frame's size at that scale (what a fixed-shape export is
+    made for; the runtime scales each frame by its own aspect ratio). None = each frame's size.
     """
+    if getattr(args, "working_height", None):
+        return list(scaled_size(*REFERENCE_FRAME, args.working_height))
     return list(args.val_size) if args.val_size else None
+
+
+def model_metadata(args: argparse.Namespace) -> dict[str, Any]:
+    """What a checkpoint records of its model: working size and scale, encoder, datasets."""
+    paths = args.data_path if isinstance(args.data_path, list) else [args.data_path]
+    meta = {
+        "working_size": working_size(args),
+        "working_height": getattr(args, "working_height", None),
+        "encoder": args.weights or "scratch",
+        "datasets": [dataset_name(p) for p in paths],
+    }
+    if getattr(args, "init_from", None):
+        meta["init_from"] = Path(args.init_from).name
+    return meta
 
 
 def slim_checkpoint(
     model: FCN8s, metrics: dict[str, float], args: argparse.Namespace
 ) -> dict[str, Any]:
-    """Deployable checkpoint: fp16 weights, config and working size.
+    """Deployable checkpoint: fp16 weights, config and the model's metadata.
 
     Plus the validation metrics and the training arguments.
     """
     return {
         "model": {k: v.half() for k, v in model.state_dict().items()},
         "model_config": dict(model.config),
-        "working_size": working_size(args),
-        "encoder": args.weights or "scratch",
+        **model_metadata(args),
         "metrics": metrics,
         "train_args": vars(args),
     }
@@ -81,8 +99,7 @@ def training_checkpoint(
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
         "args": vars(args),
-        "working_size": working_size(args),
-        "encoder": args.weights or "scratch",
+        **model_metadata(args),
         "rng": rng,
         **asdict(state),
     }

@@ -47,6 +47,7 @@ class Sample:
     stem: str
     image: Path
     target: Path | None
+    dataset: str = ""  # the name of the dataset's root folder, e.g. data_road, camvid_road
 
     @property
     def category(self) -> str:
@@ -140,10 +141,15 @@ def list_samples(root: str | os.PathLike) -> list[Sample]:
         target = root / "training" / GT_DIR / gt_name(image.stem)
         if not target.is_file():
             raise DataError(f"image {image} has no ground truth (expected {target})")
-        samples.append(Sample(image.stem, image, target))
+        samples.append(Sample(image.stem, image, target, dataset_name(root)))
     if not samples:
         raise DataError(f"no images in {root / 'training' / IMAGE_DIR}")
     return samples
+
+
+def dataset_name(root: str | os.PathLike) -> str:
+    """The name a dataset goes by in logs and metrics: its root folder's name."""
+    return Path(root).resolve().name
 
 
 def testing_samples(root: str | os.PathLike) -> list[Sample]:
@@ -196,6 +202,9 @@ def seeded_split(
     return train, val
 
 
+SPLIT_FILES = {"train": "train.txt", "val": "val.txt"}  # a dataset's own split, at its root
+
+
 def split(
     root: str | os.PathLike,
     part: str,
@@ -205,13 +214,25 @@ def split(
 ) -> list[Sample]:
     """Part ``"train"`` or ``"val"`` of the labelled frames.
 
-    From a stems file, or else a seeded split.
+    From a stems file, else the dataset's own ``train.txt`` / ``val.txt`` at its root (CamVid's
+    splits), else a seeded split.
     """
     samples = list_samples(root)
+    own = Path(root) / SPLIT_FILES[part]
+    if stems_file is None and own.is_file():
+        stems_file = own
     if stems_file is not None:
         return select(samples, read_stems(stems_file), stems_file)
     train, val = seeded_split(samples, val_fraction, seed)
     return {"train": train, "val": val}[part]
+
+
+def group_by_dataset(samples: Sequence[Sample]) -> dict[str, list[Sample]]:
+    """``samples`` per dataset name, in the order the datasets first appear."""
+    groups: dict[str, list[Sample]] = {}
+    for sample in samples:
+        groups.setdefault(sample.dataset, []).append(sample)
+    return groups
 
 
 def _check_one(sample: Sample) -> str | None:

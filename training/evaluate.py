@@ -24,6 +24,7 @@ from fcn_road_seg.atomic import atomic_path
 from fcn_road_seg.backends import BACKENDS, Backend, load_backend
 from fcn_road_seg.errors import RoadSegError, one_line
 from fcn_road_seg.image import Frame
+from fcn_road_seg.model import scaled_size
 
 from . import data
 from .bev import BevMeter
@@ -73,23 +74,28 @@ def predict(
     model: nn.Module,
     images: Sequence[torch.Tensor],
     device: torch.device,
-    size: Sequence[int] | None = None,
+    size: Sequence[int] | int | None = None,
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
 ) -> list[torch.Tensor]:
     """P(road) (float32 H x W, at each image's own size) for float [0, 1] C x H x W images.
 
-    With ``size`` the images are resized (bilinear, antialiased) to it for the model and P is
-    upsampled back bilinearly. Same-size images run as one batch.
+    With ``size`` the images are resized (bilinear, antialiased) for the model, to that (H, W)
+    or, for an int, to that working height with their own aspect ratio; P is upsampled back
+    bilinearly. Same-size images run as one batch.
     """
     sizes = [tuple(im.shape[-2:]) for im in images]
     x = [im.to(device, non_blocking=True)[None] for im in images]
     if size is not None:
         x = [
             F.interpolate(
-                im, size=tuple(size), mode="bilinear", align_corners=False, antialias=True
+                im,
+                size=scaled_size(*s, size) if isinstance(size, int) else tuple(size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
             )
-            for im in x
+            for im, s in zip(x, sizes)
         ]
     groups = [torch.cat(x)] if len({im.shape for im in x}) == 1 else x
     probs = []
@@ -112,7 +118,7 @@ def evaluate(
     loader: torch.utils.data.DataLoader,
     samples: Sequence[data.Sample],
     device: torch.device,
-    size: Sequence[int] | None = None,
+    size: Sequence[int] | int | None = None,
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     on_prob: Callable[[data.Sample, torch.Tensor], None] | None = None,

@@ -20,6 +20,7 @@ URBAN = "URBAN"
 NUM_THRESHOLDS = 256
 THRESHOLDS = np.arange(NUM_THRESHOLDS) / 255.0  # the devkit's thresholds, float64
 METRIC_KEYS = ("MaxF", "AP", "PRE", "REC", "FPR", "FNR", "IoU", "threshold")
+NODE_THRESHOLD = 0.5  # the node's default mask threshold: F50, PRE50, REC50 are measured there
 
 
 class RoadEvaluator:
@@ -37,6 +38,8 @@ class RoadEvaluator:
             len(self.categories), 2, NUM_THRESHOLDS + 1, dtype=torch.int64, device=device
         )
         self._thresholds = torch.tensor(THRESHOLDS, dtype=torch.float64, device=device)
+        # [category, label, P >= NODE_THRESHOLD]: the node's own 0.5 mask, counted exactly
+        self.hard = torch.zeros(len(self.categories), 2, 2, dtype=torch.int64, device=device)
 
     def update(self, prob: torch.Tensor, target: torch.Tensor, category: str) -> None:
         """Add one image (or a batch of one category): P(road) and labels of the same shape."""
@@ -50,11 +53,14 @@ class RoadEvaluator:
         y = (target[valid] == 1).long()
         counts = torch.bincount(y * (NUM_THRESHOLDS + 1) + b, minlength=2 * (NUM_THRESHOLDS + 1))
         self.hist[self.index[category]] += counts.view(2, NUM_THRESHOLDS + 1)
+        hard = y * 2 + (prob[valid] >= NODE_THRESHOLD).long()
+        self.hard[self.index[category]] += torch.bincount(hard, minlength=4).view(2, 2)
 
     def reduce_from_all_processes(self) -> None:
         """Sum the histograms over DDP ranks (no-op without an initialised process group)."""
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(self.hist)
+            torch.distributed.all_reduce(self.hard)
 
     def counts(self, category: str = URBAN) -> tuple[np.ndarray, np.ndarray, int, int]:
         """(FN[256], FP[256], posNum, negNum) of a category or of all (``URBAN``).
@@ -73,7 +79,13 @@ class RoadEvaluator:
         for cat in [*self.categories, URBAN]:
             fn, fp, pos, neg = self.counts(cat)
             if pos + neg:
-                out[cat] = max_f_metrics(fn, fp, pos, neg)
+                hard = self.hard.sum(0) if cat == URBAN else self.hard[self.index[cat]]
+                (tn, fp50), (fn50, tp) = hard.tolist()
+                at_node = operating_point(tp, fp50, fn50, tn)
+                out[cat] = {
+                    **max_f_metrics(fn, fp, pos, neg),
+                    **{f"{k}50": at_node[k] for k in ("F", "PRE", "REC")},
+                }
         return out
 
 
@@ -151,12 +163,17 @@ def hard_metrics(
 
 
 def format_table(metrics: dict[str, dict[str, float]]) -> str:
-    """A fixed-width table: one row per category and URBAN, metrics in percent, threshold as is."""
-    head = f"{'category':<10}" + "".join(f"{k:>10}" for k in METRIC_KEYS)
+    """A fixed-width table: one row per category and URBAN, metrics in percent, threshold as is.
+
+    F, PRE and REC at the node's threshold follow where they were measured.
+    """
+    extra = [k for k in ("F50", "PRE50", "REC50") if all(k in m for m in metrics.values())]
+    head = f"{'category':<10}" + "".join(f"{k:>10}" for k in (*METRIC_KEYS, *extra))
     rows = [
         f"{cat:<10}"
         + "".join(f"{100 * m[k]:>10.2f}" for k in METRIC_KEYS[:-1])
         + f"{m['threshold']:>10.3f}"
+        + "".join(f"{100 * m[k]:>10.2f}" for k in extra)
         for cat, m in metrics.items()
     ]
     return "\n".join([head, *rows])

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import random
-from typing import Any, Iterator
+from collections import Counter
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -65,11 +66,39 @@ class EpochSampler(torch.utils.data.DistributedSampler):
         super().set_epoch(epoch)
         self.skip = batches_done * self.batch_size
 
+    def _indices(self) -> Iterator[int]:
+        """This rank's indices of the epoch, in order: DistributedSampler's seeded shuffle."""
+        return super().__iter__()
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return ((i, self.epoch) for i in itertools.islice(super().__iter__(), self.skip, None))
+        return ((i, self.epoch) for i in itertools.islice(self._indices(), self.skip, None))
 
     def __len__(self) -> int:
         return max(0, super().__len__() - self.skip)
+
+
+class BalancedEpochSampler(EpochSampler):
+    """``EpochSampler`` whose epoch draws (with replacement, seeded by seed + epoch) as many
+    indices as the dataset has, each group (dataset) equally often: every sample's weight is
+    1 / the size of its group. The ranks take every ``world``-th index of the same draw."""
+
+    def __init__(
+        self,
+        dataset: torch.utils.data.Dataset,
+        world: int,
+        rank: int,
+        seed: int,
+        batch_size: int,
+        groups: Sequence[str],
+    ) -> None:
+        super().__init__(dataset, world, rank, seed, batch_size)
+        sizes = Counter(groups)
+        self.weights = torch.tensor([1.0 / sizes[g] for g in groups], dtype=torch.float64)
+
+    def _indices(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        drawn = torch.multinomial(self.weights, self.total_size, True, generator=generator)
+        return iter(drawn[self.rank : self.total_size : self.num_replicas].tolist())
 
 
 def make_train_loader(
@@ -79,7 +108,12 @@ def make_train_loader(
 
     The loader has its own generator, so starting an iterator does not draw from the global RNG.
     """
-    sampler = EpochSampler(train_set, run.world, run.rank, args.seed, args.batch_size)
+    groups = [s.dataset for s in train_set.samples]
+    sampler = (
+        BalancedEpochSampler(train_set, run.world, run.rank, args.seed, args.batch_size, groups)
+        if args.balance and len(set(groups)) > 1
+        else EpochSampler(train_set, run.world, run.rank, args.seed, args.batch_size)
+    )
     return torch.utils.data.DataLoader(
         EpochSeeded(train_set, args.seed),
         args.batch_size,

@@ -28,7 +28,7 @@ from fcn_road_seg.errors import DataError, RoadSegError, one_line
 from fcn_road_seg.model import FCN8s, build_model, read_checkpoint
 
 from . import data
-from .calibration import calibrate, write_calibrated
+from .calibration import calibrate, ece_per_dataset, write_calibrated
 from .checkpoint import (
     TrainState,
     all_rng_states,
@@ -55,6 +55,7 @@ LOG_FIELDS = (
     "val_IoU",
     "val_PRE",
     "val_REC",
+    "val_F50",
     "images_per_s",
     "seconds",
 )
@@ -65,16 +66,31 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Train VGG16 FCN-8s road segmentation on KITTI Road", add_help=add_help
     )
-    p.add_argument("--data-path", required=True, help="KITTI data_road folder (holding training/)")
+    p.add_argument(
+        "--data-path",
+        required=True,
+        action="append",
+        help="a folder in the KITTI Road layout (holding training/); give it once per dataset "
+        "(e.g. KITTI data_road and camvid_road) to train on all of them in one run",
+    )
     p.add_argument(
         "--train-split",
         default=None,
-        help="stems file of the training images (default: seeded split)",
+        help="stems file of the training images (one --data-path only; default: the dataset's "
+        "train.txt, else a seeded split)",
     )
     p.add_argument(
         "--val-split",
         default=None,
-        help="stems file of the validation images (default: seeded split)",
+        help="stems file of the validation images (one --data-path only; default: the "
+        "dataset's val.txt, else a seeded split)",
+    )
+    p.add_argument(
+        "--balance",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with several datasets, draw each epoch's samples so that every dataset is seen "
+        "equally often (weighted, with replacement)",
     )
     p.add_argument(
         "--split-seed", type=int, default=0, help="seed of the per-category train/val split"
@@ -99,6 +115,15 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="resize training images to this size before scaling and cropping (default: keep)",
     )
     p.add_argument(
+        "--working-height",
+        type=int,
+        default=None,
+        metavar="H",
+        help="the working scale: resize every frame to H rows with its own aspect ratio before "
+        "scaling and cropping, and validate there (the runtime's network_size auto); "
+        "overrides --base-size and --val-size",
+    )
+    p.add_argument(
         "--scale-range",
         type=float,
         nargs=2,
@@ -106,7 +131,22 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         metavar=("MIN", "MAX"),
         help="random scale range (1 1 disables)",
     )
+    p.add_argument(
+        "--aspect-range",
+        type=float,
+        nargs=2,
+        default=(1.0, 1.0),
+        metavar=("MIN", "MAX"),
+        help="random width/height factor range, drawn log-uniformly (1 1 disables)",
+    )
     p.add_argument("--hflip-prob", type=float, default=0.5, help="horizontal flip probability")
+    p.add_argument(
+        "--camera-jitter",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="probability of each of gamma, blur, sensor noise and JPEG re-encoding (0 disables)",
+    )
     p.add_argument(
         "--color-jitter",
         type=float,
@@ -128,6 +168,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         default=None,
         help="encoder init: none (default), 'imagenet' (torchvision download), "
         "'hed' (offline, see fcn-road-weights) or a local VGG16 state dict / HED .weights.h5",
+    )
+    p.add_argument(
+        "--init-from",
+        default=None,
+        help="start from this fcn_road_seg checkpoint's weights (e.g. the shipped KITTI model), "
+        "with its model config; --weights is then only recorded",
     )
     p.add_argument("--fc-channels", type=int, default=4096, help="fc6/fc7 width (4096 = original)")
     p.add_argument("--fc6-kernel", type=int, default=7, help="fc6 kernel size (7 = original)")
@@ -203,26 +249,46 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return p
 
 
-def make_datasets(args: argparse.Namespace) -> tuple[data.KittiRoad, list[data.Sample]]:
-    """Training dataset (augmented) and the validation samples."""
-    train = data.split(
-        args.data_path, "train", args.train_split, args.val_fraction, args.split_seed
-    )
-    val = data.split(args.data_path, "val", args.val_split, args.val_fraction, args.split_seed)
-    if not train or not val:
-        raise DataError(
-            f"{args.data_path}: empty split ({len(train)} training, {len(val)} validation images)"
-        )
+def make_datasets(
+    args: argparse.Namespace,
+) -> tuple[data.KittiRoad, dict[str, list[data.Sample]]]:
+    """Training dataset (augmented, every --data-path) and the validation samples per dataset."""
+    if (args.train_split or args.val_split) and len(args.data_path) > 1:
+        raise DataError("--train-split and --val-split need exactly one --data-path")
+    train, val = [], {}
+    for path in args.data_path:
+        part = {
+            which: data.split(path, which, stems, args.val_fraction, args.split_seed)
+            for which, stems in (("train", args.train_split), ("val", args.val_split))
+        }
+        if not part["train"] or not part["val"]:
+            raise DataError(
+                f"{path}: empty split ({len(part['train'])} training, {len(part['val'])} "
+                "validation images)"
+            )
+        name = data.dataset_name(path)
+        if name in val:
+            raise DataError(f"--data-path {path}: a dataset named {name!r} was already given")
+        train += part["train"]
+        val[name] = part["val"]
     start = time.perf_counter()
-    for warning in data.check_samples([*train, *val]):
+    every = [*train, *(s for group in val.values() for s in group)]
+    for warning in data.check_samples(every):
         print(f"warning: {warning}", file=sys.stderr)
     print(
-        f"checked {len(train) + len(val)} frames and their ground truth in "
+        f"checked {len(every)} frames and their ground truth in "
         f"{time.perf_counter() - start:.1f} s",
         flush=True,
     )
     transforms = train_transforms(
-        args.size, args.base_size, args.scale_range, args.hflip_prob, args.color_jitter
+        args.size,
+        args.base_size,
+        args.scale_range,
+        args.hflip_prob,
+        args.color_jitter,
+        working_height=args.working_height,
+        aspect_range=args.aspect_range,
+        camera_prob=args.camera_jitter,
     )
     return data.KittiRoad(train, transforms), val
 
@@ -231,6 +297,20 @@ def make_model(weights: str | None, device: torch.device, **config: Any) -> FCN8
     """``build_model`` on ``device``, channels_last on CUDA."""
     model = build_model(weights, **config).to(device)
     return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+
+
+def init_from(model: FCN8s, path: str) -> None:
+    """Load the weights of the fcn_road_seg checkpoint ``path`` into ``model`` (same config)."""
+    try:
+        source, _ = read_checkpoint(path)
+    except RoadSegError as exc:
+        raise DataError(f"--init-from: {one_line(exc)}") from exc
+    if dict(source.config) != dict(model.config):
+        raise DataError(
+            f"--init-from {path}: its model config {dict(source.config)} differs from this "
+            f"run's {dict(model.config)} (set --fc-channels, --fc6-kernel, --dropout to match)"
+        )
+    model.load_state_dict(source.state_dict())
 
 
 def to_device(
@@ -352,35 +432,49 @@ def train_one_epoch(
     return images_seen / max(seconds, 1e-9), seconds
 
 
+VAL_KEYS = ("MaxF", "AP", "IoU", "PRE", "REC", "F50")
+
+
 def validate(
     model: nn.Module,
-    loader: torch.utils.data.DataLoader,
-    samples: Sequence[data.Sample],
+    loaders: dict[str, torch.utils.data.DataLoader],
+    samples: dict[str, Sequence[data.Sample]],
     run: Dist,
-    size: Sequence[int] | None,
+    size: Sequence[int] | int | None,
     amp_dtype: torch.dtype | None,
     progress: bool,
-) -> dict[str, float]:
-    """Devkit metrics (URBAN, i.e. over all validation images) summed over all ranks."""
-    evaluator = evaluate(
-        model,
-        loader,
-        samples,
-        run.device,
-        size,
-        amp_dtype,
-        run.device.type == "cuda",
-        progress=progress and run.main,
-    )
-    evaluator.reduce_from_all_processes()
-    return evaluator.compute()[URBAN]
+) -> dict[str, dict[str, float]]:
+    """Devkit metrics (URBAN, i.e. over all of a dataset's validation images) per dataset,
+    summed over all ranks, and under ``mean`` their mean (the best checkpoint's criterion)."""
+    per_dataset = {}
+    for name, loader in loaders.items():
+        evaluator = evaluate(
+            model,
+            loader,
+            samples[name],
+            run.device,
+            size,
+            amp_dtype,
+            run.device.type == "cuda",
+            progress=progress and run.main,
+        )
+        evaluator.reduce_from_all_processes()
+        per_dataset[name] = evaluator.compute()[URBAN]
+    mean = {k: sum(m[k] for m in per_dataset.values()) / len(per_dataset) for k in VAL_KEYS}
+    return {**per_dataset, "mean": mean}
 
 
-def write_log(history: list[dict[str, float]], out: Path) -> None:
+def log_fields(datasets: Sequence[str]) -> list[str]:
+    """``log.csv``'s columns: ``val_*`` are the means over datasets, ``val_<dataset>_*`` each."""
+    per = [f"val_{name}_{k}" for name in datasets for k in VAL_KEYS] if len(datasets) > 1 else []
+    return [*LOG_FIELDS[:-2], *per, *LOG_FIELDS[-2:]]
+
+
+def write_log(history: list[dict[str, float]], out: Path, fields: Sequence[str]) -> None:
     with atomic_path(out / "log.csv") as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, LOG_FIELDS)
+        w = csv.DictWriter(f, fields)
         w.writeheader()
-        w.writerows({k: row[k] for k in LOG_FIELDS} for row in history)
+        w.writerows({k: row[k] for k in fields} for row in history)
 
 
 def plot_curves(history: list[dict[str, float]], path: Path) -> None:
@@ -394,7 +488,13 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(epochs, [r["train_loss"] for r in history], marker=".")
     a.set(xlabel="epoch", ylabel="training loss", title="loss")
-    for key in ("val_MaxF", "val_AP", "val_IoU"):
+    per = sorted({k[4:-5] for k in history[0] if k.startswith("val_") and k.endswith("_MaxF")})
+    keys = [f"val_{name}_{m}" for name in per for m in ("MaxF", "F50")] or [
+        "val_MaxF",
+        "val_AP",
+        "val_IoU",
+    ]
+    for key in keys:
         b.plot(epochs, [r[key] for r in history], marker=".", label=key[4:])
     b.set(xlabel="epoch", ylabel="validation", title="KITTI road metrics", ylim=(0, 1))
     b.legend()
@@ -425,6 +525,7 @@ def train(args: argparse.Namespace) -> TrainState:
     seed_everything(args.seed + run.rank)
     out = Path(args.output_dir)
     train_set, val_samples = make_datasets(args)
+    val_size = args.working_height or args.val_size
     loader = make_train_loader(train_set, args, run)
     steps = len(loader)
     if steps == 0:
@@ -432,20 +533,25 @@ def train(args: argparse.Namespace) -> TrainState:
             f"{len(train_set)} training images are fewer than one batch of {args.batch_size} "
             f"per process x {run.world} processes"
         )
-    val_loader = eval_loader(
-        val_samples,
-        args.val_batch_size,
-        min(args.workers, 2),
-        range(run.rank, len(val_samples), run.world),
-    )
-
+    val_loaders = {
+        name: eval_loader(
+            group,
+            args.val_batch_size,
+            min(args.workers, 2),
+            range(run.rank, len(group), run.world),
+        )
+        for name, group in val_samples.items()
+    }
+    fields = log_fields(list(val_samples))
     model = make_model(
-        args.weights,
+        None if args.init_from else args.weights,
         run.device,
         fc_channels=args.fc_channels,
         fc6_kernel=args.fc6_kernel,
         dropout=args.dropout,
     )
+    if args.init_from and not args.resume:
+        init_from(model, args.init_from)
     optimizer = make_optimizer(model, args.opt, args.lr, args.weight_decay)
     scheduler = make_scheduler(args, optimizer, steps)
     amp_dtype, scaler = amp_for(args.amp, run.device)
@@ -463,8 +569,9 @@ def train(args: argparse.Namespace) -> TrainState:
     if run.main:
         print(
             f"training on {run.device} x {run.world}: {len(train_set)} training / "
-            f"{len(val_samples)} validation images, {steps} steps per epoch, amp={amp_dtype}, "
-            f"at step {state.step}",
+            f"{sum(map(len, val_samples.values()))} validation images "
+            f"({', '.join(f'{k} {len(v)}' for k, v in val_samples.items())}), {steps} steps "
+            f"per epoch, amp={amp_dtype}, at step {state.step}",
             flush=True,
         )
 
@@ -505,18 +612,26 @@ def train(args: argparse.Namespace) -> TrainState:
                 )
             break
         loss = state.epoch_loss_sum / state.epoch_batches
-        metrics = validate(
-            model, val_loader, val_samples, run, args.val_size, amp_dtype, args.progress
+        results = validate(
+            model, val_loaders, val_samples, run, val_size, amp_dtype, args.progress
         )
+        metrics = results["mean"]
         row = {
             "epoch": epoch,
             "step": state.step,
             "lr": scheduler.get_last_lr()[0],
             "train_loss": loss,
-            **{f"val_{k}": metrics[k] for k in ("MaxF", "AP", "IoU", "PRE", "REC")},
+            **{f"val_{k}": metrics[k] for k in VAL_KEYS},
+            **{
+                f"val_{name}_{k}": m[k]
+                for name, m in results.items()
+                if name != "mean"
+                for k in VAL_KEYS
+            },
             "images_per_s": rate,
             "seconds": seconds,
         }
+        metrics = {**metrics, "datasets": {k: v for k, v in results.items() if k != "mean"}}
         state.history.append(row)
         best = metrics["MaxF"] > state.best_maxf
         state.best_maxf = max(state.best_maxf, metrics["MaxF"])
@@ -531,7 +646,7 @@ def train(args: argparse.Namespace) -> TrainState:
             if best:
                 link_checkpoint(out / "checkpoint_last.pt", out / "checkpoint_best.pt")
                 save_checkpoint(slim_checkpoint(model, metrics, args), out / "model_best_fp16.pt")
-            write_log(state.history, out)
+            write_log(state.history, out, fields)
             plot_curves(state.history, out / "curves.png")
             if writer is not None:
                 for k in ("MaxF", "AP", "IoU", "PRE", "REC", "FPR", "FNR"):
@@ -539,16 +654,23 @@ def train(args: argparse.Namespace) -> TrainState:
                 writer.add_scalar("train/epoch_loss", loss, state.step)
                 writer.add_scalar("train/images_per_s", rate, state.step)
                 writer.flush()
+            each = "".join(
+                f", {name} MaxF {m['MaxF']:.4f} F@0.5 {m['F50']:.4f}"
+                for name, m in metrics["datasets"].items()
+            )
             print(
                 f"epoch {epoch + 1}/{args.epochs} step {state.step}: loss {loss:.4f}, "
-                f"val MaxF {metrics['MaxF']:.4f} AP {metrics['AP']:.4f} IoU {metrics['IoU']:.4f}, "
+                f"val MaxF {metrics['MaxF']:.4f} AP {metrics['AP']:.4f} IoU {metrics['IoU']:.4f}"
+                f"{each if len(metrics['datasets']) > 1 else ''}, "
                 f"{rate:.1f} images/s, {seconds:.0f} s{' (best)' if best else ''}",
                 flush=True,
             )
     if writer is not None:
         writer.close()
     if run.main and args.calibrate and (out / "model_best_fp16.pt").is_file():
-        calibrate_best(out / "model_best_fp16.pt", val_samples, args)
+        calibrate_best(
+            out / "model_best_fp16.pt", [s for g in val_samples.values() for s in g], args
+        )
     if run.world > 1:
         dist.destroy_process_group()
     return state
@@ -560,12 +682,16 @@ def calibrate_best(path: Path, samples: Sequence[data.Sample], args: argparse.Na
     At the model's working size.
     """
     model, _ = read_checkpoint(path)
-    result = calibrate(model, samples, working_size(args), args.progress)
+    result = calibrate(model, samples, args.working_height or working_size(args), args.progress)
     write_calibrated(path, path, result)
     with atomic_path(Path(args.output_dir) / "calibration.json") as tmp:
         tmp.write_text(
             json.dumps(
-                {k: result[k] for k in ("temperature", "frames", "before", "after")}, indent=2
+                {
+                    **{k: result[k] for k in ("temperature", "frames", "before", "after")},
+                    "datasets": ece_per_dataset(result),
+                },
+                indent=2,
             )
         )
     print(

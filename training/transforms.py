@@ -9,6 +9,7 @@ int64 target.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -17,6 +18,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from fcn_road_seg.model import scaled_size
 from fcn_road_seg.weights import IMAGENET_MEAN
 
 from .data import IGNORE_INDEX
@@ -71,17 +73,38 @@ class Resize:
         return resize(*as_tensors(image, target), self.size)
 
 
-class RandomScale:
-    """Resize by a factor drawn uniformly from [min_scale, max_scale]."""
+class ScaleToHeight:
+    """Resize to the working scale: ``height`` rows, the frame's aspect ratio kept (never
+    stretched), as the runtime resizes every frame (``model.scaled_size``)."""
 
-    def __init__(self, min_scale: float, max_scale: float) -> None:
+    def __init__(self, height: int) -> None:
+        self.height = height
+
+    def __call__(self, image: Any, target: Any) -> Pair:
+        image, target = as_tensors(image, target)
+        return resize(image, target, scaled_size(*image.shape[-2:], self.height))
+
+
+class RandomScale:
+    """Resize by a factor drawn uniformly from [min_scale, max_scale].
+
+    With ``aspect_range`` the width is also multiplied by a factor drawn log-uniformly from that
+    range: another lens or sensor's pixel aspect and field of view.
+    """
+
+    def __init__(
+        self, min_scale: float, max_scale: float, aspect_range: Sequence[float] = (1.0, 1.0)
+    ) -> None:
         self.min_scale, self.max_scale = min_scale, max_scale
+        self.log_aspect = [math.log(a) for a in aspect_range]
 
     def __call__(self, image: Any, target: Any) -> Pair:
         image, target = as_tensors(image, target)
         s = self.min_scale + (self.max_scale - self.min_scale) * torch.rand(()).item()
+        lo, hi = self.log_aspect
+        a = math.exp(lo + (hi - lo) * torch.rand(()).item())
         h, w = image.shape[-2:]
-        return resize(image, target, (max(1, round(h * s)), max(1, round(w * s))))
+        return resize(image, target, (max(1, round(h * s)), max(1, round(w * s * a))))
 
 
 class RandomCrop:
@@ -143,6 +166,46 @@ class ColorJitter:
         return self.jitter(image), target
 
 
+class CameraJitter:
+    """What another camera does to the image only: gamma, blur, sensor noise and JPEG artefacts.
+
+    Each is applied with probability ``p``: gamma drawn log-uniformly from ``gamma``, a Gaussian
+    blur of sigma up to ``blur``, Gaussian noise of standard deviation up to ``noise`` (in [0, 1]
+    units), JPEG re-encoding at a quality drawn from ``jpeg`` (torchvision's v2 transforms).
+    """
+
+    def __init__(
+        self,
+        p: float = 0.3,
+        gamma: Sequence[float] = (0.7, 1.4),
+        blur: float = 1.5,
+        noise: float = 0.03,
+        jpeg: Sequence[int] = (30, 95),
+    ) -> None:
+        self.p, self.log_gamma = p, [math.log(g) for g in gamma]
+        self.blur = v2.GaussianBlur(5, (0.1, blur)) if blur > 0 else None
+        self.noise = noise
+        self.jpeg = v2.JPEG(tuple(jpeg)) if jpeg else None
+
+    def _draw(self) -> bool:
+        return torch.rand(()).item() < self.p
+
+    def __call__(self, image: Any, target: Any) -> Pair:
+        image, target = as_tensors(image, target)
+        if self._draw():
+            lo, hi = self.log_gamma
+            image = F.adjust_gamma(image, math.exp(lo + (hi - lo) * torch.rand(()).item()))
+        if self.blur is not None and self._draw():
+            image = self.blur(image)
+        if self.noise > 0 and self._draw():
+            sigma = self.noise * torch.rand(()).item()
+            noisy = image.float() + torch.randn(image.shape) * (255 * sigma)
+            image = noisy.round_().clamp_(0, 255).to(torch.uint8)
+        if self.jpeg is not None and self._draw():
+            image = self.jpeg(image)
+        return image, target
+
+
 class ToTensor:
     """Image -> float32 C x H x W in [0, 1]; target -> int64 H x W (None stays None)."""
 
@@ -158,14 +221,24 @@ def train_transforms(
     scale_range: Sequence[float] = (1.0, 1.0),
     hflip_prob: float = 0.5,
     jitter: Sequence[float] = (0.0, 0.0, 0.0, 0.0),
+    working_height: int | None = None,
+    aspect_range: Sequence[float] = (1.0, 1.0),
+    camera_prob: float = 0.0,
 ) -> Compose:
-    """[Resize(base_size)] -> [scale] -> RandomCrop(size) -> [flip] -> [jitter] -> ToTensor."""
-    steps: list[Any] = [Resize(base_size)] if base_size else []
-    if tuple(scale_range) != (1.0, 1.0):
-        steps.append(RandomScale(*scale_range))
+    """[Resize(base_size) | ScaleToHeight] -> [scale] -> RandomCrop(size) -> [flip] -> [jitter]
+    -> [camera] -> ToTensor."""
+    steps: list[Any] = []
+    if working_height:
+        steps.append(ScaleToHeight(working_height))
+    elif base_size:
+        steps.append(Resize(base_size))
+    if tuple(scale_range) != (1.0, 1.0) or tuple(aspect_range) != (1.0, 1.0):
+        steps.append(RandomScale(*scale_range, aspect_range))
     steps.append(RandomCrop(size))
     if hflip_prob > 0:
         steps.append(RandomHorizontalFlip(hflip_prob))
     if any(jitter):
         steps.append(ColorJitter(*jitter))
+    if camera_prob > 0:
+        steps.append(CameraJitter(camera_prob))
     return Compose([*steps, ToTensor()])
