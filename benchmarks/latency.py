@@ -188,6 +188,7 @@ class Recorder(Backend):
 
     def __init__(self, backend: Backend) -> None:
         super().__init__(backend.device, backend.input_size, backend.resize_policy)
+        self.network_size = backend.network_size
         self.name, self.backend = backend.name, backend
         self.outputs: list[torch.Tensor] = []
         self.replay = False

@@ -316,7 +316,6 @@ class RoadSeg:
         self._tf_buffer = self._tf_listener = None
         self._camera: Camera | None = None
         self._backend_info = backend.describe()
-        self._network_size = backend.network_size_text()
         return (
             f"{self._backend_info}; model {p['model_path'] or 'the default model'}; "
             f"warm-up {warmup:.2f} s at "
@@ -430,7 +429,9 @@ class RoadSeg:
     def _on_diagnostics_timer(self) -> None:
         """Publish one DiagnosticStatus with FPS, latency, drops and bad messages."""
         level, message, values = health(
-            self._stats.summary(dropped=self._slot.dropped), self._backend_info, self._network_size
+            self._stats.summary(dropped=self._slot.dropped),
+            self._backend_info,
+            self._segmenter.backend.network_size_text(),
         )
         status = DiagnosticStatus(
             level=getattr(DiagnosticStatus, level),

@@ -383,7 +383,8 @@ def network_shapes(backend) -> list[tuple[int, ...]]:
 
 @pytest.mark.parametrize(
     "requested,shape",
-    [("auto", (1, 64, 96, 3)), ("native", (1, 150, 250, 3)), ("96x160", (1, 96, 160, 3))],
+    # auto: 64 rows, 250 * 64 / 150 = 106.7 columns rounded to a multiple of 8 = 104
+    [("auto", (1, 64, 104, 3)), ("native", (1, 150, 250, 3)), ("96x160", (1, 96, 160, 3))],
 )
 def test_network_runs_at_the_models_working_size(
     sized_model: Path, requested: str, shape: tuple
@@ -394,17 +395,16 @@ def test_network_runs_at_the_models_working_size(
     maps = backend.infer(frame)
     assert seen == [shape]
     assert maps.mask.shape == maps.confidence.shape == (150, 250)
-    assert ("64x96 (stretch)" in backend.describe()) == (requested == "auto")
+    assert ("64 rows, aspect ratio kept" in backend.describe()) == (requested == "auto")
+    assert f"150x250 -> {shape[1]}x{shape[2]}" in backend.describe()
 
 
 def test_working_size_maps_equal_a_manual_resize_and_back(sized_model: Path) -> None:
-    """Area-shrink the frame to the working size, run the net, bilinear P back.
-
-    The backend does exactly that.
-    """
+    """Area-shrink the frame to the working scale (64 rows, its aspect ratio kept: 64x104),
+    run the net, bilinear P back. The backend does exactly that."""
     backend = load_backend(sized_model, "torch", "cpu")
     rgb = np.random.default_rng(1).integers(0, 256, (150, 250, 3), dtype=np.uint8)
-    small = cv2.resize(rgb, (96, 64), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(rgb, (104, 64), interpolation=cv2.INTER_AREA)
     with torch.inference_mode():
         p = backend.net(torch.from_numpy(small)[None])[0].numpy()
     want = cv2.resize(p, (250, 150), interpolation=cv2.INTER_LINEAR)

@@ -334,3 +334,82 @@ def test_train_transforms_output_size_and_pure_resize() -> None:
     assert torch.equal(
         resize(image, labels)[1], T.Compose([T.Resize((18, 26)), T.ToTensor()])(image, labels)[1]
     )
+
+
+# --- several datasets, the working scale, camera augmentations ----------------------------------
+
+
+def test_a_datasets_own_split_files_are_used_and_samples_know_their_dataset(
+    camvid_root: Path,
+) -> None:
+    """camvid_road has train.txt / val.txt at its root: they are the split without any flag."""
+    train, val = data.split(camvid_root, "train"), data.split(camvid_root, "val")
+    assert (len(train), len(val)) == (367, 101) and val[0].stem == "0016E5_07959"
+    assert {s.dataset for s in [*train, *val]} == {"camvid_road"}
+
+
+def test_samples_group_by_dataset_in_order(tmp_path: Path) -> None:
+    a = make_road(tmp_path / "kitti", ["um_000000", "uu_000001"])
+    b = make_road(tmp_path / "city", ["0001TP_00010"])
+    groups = data.group_by_dataset([*data.list_samples(b), *data.list_samples(a)])
+    assert list(groups) == ["city", "kitti"]
+    assert [s.stem for s in groups["kitti"]] == ["um_000000", "uu_000001"]
+
+
+@pytest.mark.parametrize(
+    "shape,expected",
+    # 188 rows; width 188 * w / h rounded to a multiple of 8 (hand-computed)
+    [((375, 1242), (188, 624)), ((360, 480), (188, 248)), ((1080, 1920), (188, 336))],
+)
+def test_scale_to_height_keeps_the_aspect_ratio(shape: tuple, expected: tuple) -> None:
+    image = np.zeros((*shape, 3), np.uint8)
+    labels = np.ones(shape, np.uint8)
+    x, y = T.ScaleToHeight(188)(image, labels)
+    assert tuple(x.shape[-2:]) == tuple(y.shape[-2:]) == expected
+
+
+def test_random_aspect_changes_the_width_only_within_range() -> None:
+    image, labels = labelled_pair(40, 60)
+    torch.manual_seed(0)
+    shapes = [T.RandomScale(1.0, 1.0, (0.8, 1.25))(image, labels)[0].shape for _ in range(40)]
+    assert {s[-2] for s in shapes} == {40}
+    widths = {s[-1] for s in shapes}
+    assert min(widths) >= 48 and max(widths) <= 75 and len(widths) > 8  # 60 x [0.8, 1.25]
+
+
+def test_camera_jitter_changes_the_image_only_and_p0_is_identity() -> None:
+    image, labels = labelled_pair()
+    torch.manual_seed(0)
+    x, y = T.CameraJitter(p=1.0)(image, labels)
+    assert x.dtype == torch.uint8 and x.shape == (3, 24, 32)
+    assert not torch.equal(x, torch.from_numpy(image).permute(2, 0, 1))
+    assert torch.equal(y[0], torch.from_numpy(labels))
+    same, _ = T.CameraJitter(p=0.0)(image, labels)
+    assert torch.equal(same, torch.from_numpy(image).permute(2, 0, 1))
+
+
+def test_train_transforms_at_the_working_scale() -> None:
+    image, labels = labelled_pair(36, 48)
+    steps = T.train_transforms((16, 24), (99, 99), working_height=18, camera_prob=0.2)
+    names = [type(t).__name__ for t in steps.transforms]
+    assert names == [
+        "ScaleToHeight",
+        "RandomCrop",
+        "RandomHorizontalFlip",
+        "CameraJitter",
+        "ToTensor",
+    ]
+    x, y = steps(image, labels)
+    assert x.shape == (3, 16, 24) and y.shape == (16, 24)
+
+
+def test_jpeg_round_trip_is_lossy_at_low_quality_and_keeps_shape() -> None:
+    y, x = np.mgrid[:32, :48]
+    texture = 128 + 60 * np.sin(x / 3.0) * np.cos(y / 5.0)  # smooth, as camera frames are
+    image = torch.from_numpy(np.stack([texture, texture[::-1], 255 - texture]).astype(np.uint8))
+    low, high = T.jpeg_round_trip(image, 10), T.jpeg_round_trip(image, 100)
+    assert low.shape == high.shape == image.shape and low.dtype == torch.uint8
+    err = [(x.float() - image.float()).abs().mean().item() for x in (low, high)]
+    assert err[0] > 2 * err[1]  # quality 10 loses far more than quality 100
+    flat = torch.full((3, 16, 16), 77, dtype=torch.uint8)
+    assert (T.jpeg_round_trip(flat, 50).int() - 77).abs().max() <= 1  # a flat image survives

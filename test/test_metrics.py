@@ -175,3 +175,18 @@ def test_hard_prediction_baselines() -> None:
         1 / 3
     )
     assert exact["FPR"] == pytest.approx(1 / 3) and exact["FNR"] == 0.5
+
+
+def test_f_at_the_nodes_threshold_counts_p_equal_half_as_road() -> None:
+    """The constructed case at the node's 0.5 mask: TP 6 (0.9), FN 2 (0.3), FP 1 (0.8)."""
+    prob, target = labelled(
+        [0.9] * 6 + [0.3] * 2, [0.8] + [0.25] * 4 + [0.1] * 7, [1.0] * 5 + [0.0] * 5
+    )
+    evaluator = RoadEvaluator(["uu"])
+    evaluator.update(prob, target, "uu")
+    m = evaluator.compute()["URBAN"]
+    assert m["F50"] == pytest.approx(12 / 15) and m["PRE50"] == pytest.approx(6 / 7)
+    assert m["REC50"] == pytest.approx(6 / 8)
+    edge = RoadEvaluator(["uu"])  # P exactly 0.5 is road in the node's mask (P >= 0.5)
+    edge.update(torch.tensor([0.5, 0.5]), torch.tensor([1, 0]), "uu")
+    assert edge.compute()["uu"]["PRE50"] == 0.5 and edge.compute()["uu"]["REC50"] == 1.0

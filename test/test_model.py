@@ -17,6 +17,8 @@ from fcn_road_seg.model import (
     POOL4_SCALE,
     FCN8s,
     build_model,
+    scaled_size,
+    working_height_of,
     load_vgg16_weights,
 )
 
@@ -275,3 +277,22 @@ def test_forward_backward_gives_finite_gradients_everywhere() -> None:
         model.features[0].weight.grad.abs().sum() > 0
         and model.upscore8.weight.grad.abs().sum() > 0
     )
+
+
+@pytest.mark.parametrize(
+    "frame,height,expected",
+    [
+        ((375, 1242), 188, (188, 624)),  # 622.7 -> 624: a KITTI frame gets today's 188x624
+        ((376, 1241), 188, (188, 624)),  # 620.5 -> 624
+        ((360, 480), 188, (188, 248)),  # 250.7 -> 248: CamVid keeps 4:3
+        ((100, 10), 64, (64, 8)),  # never below one multiple
+    ],
+)
+def test_scaled_size_keeps_aspect_at_the_working_height(frame, height, expected) -> None:
+    assert scaled_size(*frame, height) == expected
+
+
+def test_working_height_comes_from_the_metadata_or_the_working_size() -> None:
+    assert working_height_of({"working_height": 200, "working_size": [188, 624]}) == 200
+    assert working_height_of({"working_size": [188, 624]}) == 188  # older files
+    assert working_height_of({}) is None and working_height_of(None) is None

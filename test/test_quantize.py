@@ -99,11 +99,11 @@ def test_auto_on_cpu_runs_the_int8_companion(model_dir: Path) -> None:
         "torch",
     )  # torch settings: torch
     backend = load_backend(pt, "auto", "cpu")
-    assert (
-        isinstance(backend, OnnxBackend)
-        and backend.input_size == (96, 320)
-        and backend.resize_policy == "stretch"
-    )
+    assert isinstance(backend, OnnxBackend) and backend.input_size == (96, 320)
+    # a KITTI frame at the working scale (96 rows) is exactly the companion's shape: resized
+    assert backend.network_input(375, 1242) == ((96, 320), "stretch")
+    # a 4:3 frame there is 96x128: fitted into the fixed input, its aspect ratio kept
+    assert backend.network_input(360, 480) == ((96, 320), "letterbox")
 
 
 def test_a_stale_companion_is_not_used(model_dir: Path, tmp_path: Path) -> None:
@@ -119,14 +119,47 @@ def test_a_stale_companion_is_not_used(model_dir: Path, tmp_path: Path) -> None:
     assert isinstance(load_backend(tmp_path / "m.pt", "auto", "cpu"), TorchBackend)
 
 
-def test_int8_needs_calibration_frames_and_a_fixed_shape(
+def test_int8_needs_calibration_frames_and_fp32(
     model_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:
     from training.export import main as export_main
 
     assert export_main([str(model_dir / "m.pt"), "--int8", "-o", str(model_dir / "x.onnx")]) == 1
-    assert "--int8 needs --calib-dir and a fixed shape" in capsys.readouterr().err
+    assert "--int8 needs --calib-dir and an fp32 model" in capsys.readouterr().err
     assert not (model_dir / "x.onnx").exists()
+
+
+def test_dynamic_int8_runs_each_frame_at_the_working_scale(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """One dynamic QDQ model serves every frame shape, calibrated on two "datasets"."""
+    import onnx
+
+    from training.export import main as export_main
+
+    small = tmp_path / "small"  # a second camera: 4:3 frames of 180x240
+    small.mkdir()
+    for path in sorted(FRAMES.glob("*.png"))[:2]:
+        cv2.imwrite(str(small / path.name), cv2.resize(cv2.imread(str(path)), (240, 180)))
+    out = tmp_path / "d.int8.onnx"
+    args = [str(model_dir / "m.pt"), "--int8", "--dynamic", "-o", str(out), "--no-check"]
+    args += ["--calib-dir", str(FRAMES), "--calib-dir", str(small), "--calib-frames", "2"]
+    assert export_main(args) == 0
+    # working height 96: 375x1242 -> 96x320 (317.9 rounded to 8), 180x240 -> 96x128
+    assert "calibrated on 4 frames" in capsys.readouterr().out
+    dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims][::3] == [1, 3] and not dims[1].dim_value
+    backend = load_backend(out, "onnxruntime", "cpu")
+    torch_backend = load_backend(model_dir / "m.pt", "torch", "cpu")
+    for rgb, net in (
+        (kitti_frame().pixels, (96, 320)),
+        (cv2.imread(str(next(small.iterdir()))), (96, 128)),
+    ):
+        frame = Frame(np.ascontiguousarray(rgb), "rgb8")
+        p, want = backend.probability(frame), torch_backend.probability(frame)
+        assert backend.frame_sizes[rgb.shape[:2]] == net
+        assert p.shape == want.shape == rgb.shape[:2]
+        assert np.corrcoef(p.flatten().numpy(), want.flatten().numpy())[0, 1] > 0.9
 
 
 def test_bf16_on_cpu(model_dir: Path) -> None:

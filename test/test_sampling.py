@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from training.sampling import EpochSampler, EpochSeeded
+from training.sampling import BalancedEpochSampler, EpochSampler, EpochSeeded
 
 
 def test_epoch_sampler_skips_done_batches() -> None:
@@ -40,3 +40,29 @@ def test_epoch_seeded_augmentation_ignores_and_keeps_global_rng() -> None:
     assert torch.equal(ds[(2, 1)], x)
     assert not torch.equal(ds[(2, 0)], x) and not torch.equal(ds[(1, 1)], x)
     assert not torch.equal(EpochSeeded(RandomDraws(), seed=8)[(2, 1)], x)
+
+
+def test_balanced_sampler_draws_each_dataset_equally_often() -> None:
+    """2 frames of dataset a and 8 of b: a's frames come up half the time, not a fifth."""
+    groups = ["a"] * 2 + ["b"] * 8
+    sampler = BalancedEpochSampler(range(10), 1, 0, seed=1, batch_size=2, groups=groups)
+    draws = []
+    for epoch in range(400):
+        sampler.set_epoch(epoch)
+        draws += [i for i, _ in sampler]
+    assert len(draws) == 4000
+    share_a = sum(i < 2 for i in draws) / len(draws)
+    assert abs(share_a - 0.5) < 0.03  # binomial sd 0.008
+    sampler.set_epoch(7)
+    whole = list(sampler)
+    assert {e for _, e in whole} == {7} and len(whole) == 10
+    sampler.set_epoch(7, 2)
+    assert list(sampler) == whole[4:]  # a resumed epoch skips the batches already done
+    ranks = [
+        BalancedEpochSampler(range(10), 2, r, seed=1, batch_size=2, groups=groups) for r in (0, 1)
+    ]
+    for r in ranks:
+        r.set_epoch(7)
+    both = [list(r) for r in ranks]
+    assert len(both[0]) == len(both[1]) == 5
+    assert sorted(i for part in both for i, _ in part) == sorted(i for i, _ in whole)

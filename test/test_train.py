@@ -180,6 +180,8 @@ def test_short_camvid_run_learns_road(camvid_root: Path, tmp_path: Path) -> None
         "model",
         "model_config",
         "working_size",
+        "working_height",
+        "datasets",
         "encoder",
         "metrics",
         "train_args",
@@ -386,3 +388,71 @@ def test_ddp_resume_mid_epoch_is_exact(synthetic_road: Path, tmp_path: Path) -> 
     assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert all(torch.equal(x["torch"], y["torch"]) for x, y in zip(a["rng"], b["rng"]))
+
+
+@pytest.fixture(scope="module")
+def two_datasets(synthetic_road: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The synthetic set twice, under two dataset names, the second with its colours inverted."""
+    import shutil
+
+    base = tmp_path_factory.mktemp("datasets")
+    first, second = base / "kitti_like", base / "city"
+    shutil.copytree(synthetic_road, first)
+    shutil.copytree(synthetic_road, second)
+    for path in (second / "training" / "image_2").glob("*.png"):
+        assert cv2.imwrite(str(path), 255 - cv2.imread(str(path)))
+    return [first, second]
+
+
+def test_several_datasets_in_one_run(two_datasets: list[Path], tmp_path: Path) -> None:
+    """Each dataset is validated on its own val.txt; val_* is their mean; the checkpoint records
+    the working scale and the datasets; T is fitted on both and ECE reported per dataset."""
+    out = tmp_path / "run"
+    paths = [a for p in two_datasets for a in ("--data-path", str(p))]
+    extra = ["--working-height", "32", "--aspect-range", "0.9", "1.1", "--camera-jitter", "0.5"]
+    args = [*paths, "--output-dir", str(out), *TINY, "--epochs", "1", *extra]
+    assert tr.main(args) == 0
+    (row,) = read_log(out)
+    for key in ("MaxF", "F50", "AP"):
+        each = [row[f"val_{name}_{key}"] for name in ("kitti_like", "city")]
+        assert row[f"val_{key}"] == pytest.approx(sum(each) / 2)
+    assert row["step"] == 4  # 16 training frames (8 of each), batch 4
+    slim = torch.load(out / "model_best_fp16.pt", weights_only=True)
+    assert slim["working_height"] == 32 and slim["datasets"] == ["kitti_like", "city"]
+    assert slim["working_size"] == [32, 104]  # a 375x1242 KITTI frame at 32 rows
+    assert set(slim["metrics"]["datasets"]) == {"kitti_like", "city"}
+    calibration = json.loads((out / "calibration.json").read_text())
+    assert {k: v["frames"] for k, v in calibration["datasets"].items()} == {
+        "kitti_like": 4,
+        "city": 4,
+    }
+
+
+def test_init_from_starts_at_the_checkpoints_weights(
+    synthetic_road: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """With a zero learning rate the run ends exactly where --init-from started it."""
+    from fcn_road_seg.model import untrained_model
+
+    source = tmp_path / "source.pt"
+    model = untrained_model(seed=3, fc_channels=8, fc6_kernel=3)
+    torch.save({"model": model.state_dict(), "model_config": model.config}, source)
+    out = tmp_path / "run"
+    args = synthetic_args(synthetic_road, out, "--epochs", "1", "--no-calibrate")
+    assert tr.main([*args, "--init-from", str(source), "--lr", "0"]) == 0
+    trained = torch.load(out / "checkpoint_last.pt", weights_only=True)
+    assert trained["init_from"] == "source.pt"
+    for k, v in model.state_dict().items():
+        assert torch.equal(trained["model"][k], v), k
+    wider = synthetic_args(synthetic_road, tmp_path / "x", "--fc-channels", "16")
+    assert tr.main([*wider, "--init-from", str(source)]) == 1
+    assert "--init-from" in capsys.readouterr().err
+
+
+def test_split_files_need_a_single_dataset(
+    two_datasets: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    paths = [a for p in two_datasets for a in ("--data-path", str(p))]
+    split = ["--train-split", str(two_datasets[0] / "train.txt")]
+    assert tr.main([*paths, *split, "--output-dir", str(tmp_path), *TINY]) == 1
+    assert "need exactly one --data-path" in capsys.readouterr().err

@@ -308,7 +308,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--network-size",
         default="auto",
-        help="auto (the checkpoint's working scale, each frame's aspect ratio kept), native or HxW",
+        help="auto (the checkpoint's working scale, each frame's aspect ratio kept), native "
+        "or HxW",
     )
     p.add_argument(
         "-o", "--output", help="calibrated checkpoint (default: overwrite the input, atomically)"

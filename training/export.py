@@ -37,6 +37,8 @@ from fcn_road_seg.model import (
     FCN8s,
     RoadProbability,
     read_checkpoint,
+    scaled_size,
+    working_height_of,
     working_size_of,
 )
 
@@ -122,16 +124,22 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--int8",
         action="store_true",
         help="ONNX Runtime static INT8 quantization (QDQ, per-channel "
-        "weights) for CPUs, calibrated on --calib-dir; needs a fixed shape",
+        "weights) for CPUs, calibrated on --calib-dir; with --dynamic it runs at any size",
     )
     p.add_argument(
         "--calib-dir",
         metavar="DIR",
-        help="folder of real road frames (PNG/JPEG) for INT8 calibration; "
-        "use training frames, not the ones you evaluate on",
+        action="append",
+        help="folder of real road frames (PNG/JPEG) for INT8 calibration, once per dataset "
+        "(give every dataset the model was trained on); use training frames, not the ones you "
+        "evaluate on. With --dynamic each frame is calibrated at the model's working scale",
     )
     p.add_argument(
-        "--calib-frames", type=int, default=32, metavar="N", help="calibration frames (default 32)"
+        "--calib-frames",
+        type=int,
+        default=32,
+        metavar="N",
+        help="calibration frames per --calib-dir (default 32)",
     )
     p.add_argument("--calib-method", choices=CALIBRATION_METHODS, default="minmax")
     p.add_argument(
@@ -279,7 +287,7 @@ def metadata(
         "example_size": [args.height, args.width],
         "precision": precision_of(args),
         "int8": {
-            "calib_dir": str(args.calib_dir),
+            "calib_dir": [str(d) for d in args.calib_dir],
             "calib_frames": args.calib_frames,
             "method": args.calib_method,
             "keep_fp32": list(args.keep_fp32),
@@ -292,6 +300,7 @@ def metadata(
         "checkpoint_sha256": sha256_file(args.checkpoint),
         "model_config": model.config,
         "working_size": meta.get("working_size"),
+        "working_height": working_height_of(meta),
         "encoder": meta.get("encoder"),
         "temperature": meta.get("temperature", 1.0),
         "parity": asdict(result) if result else None,
@@ -305,25 +314,46 @@ def precision_of(args: argparse.Namespace) -> str:
     return "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
 
 
-def write_int8(
-    model: FCN8s, tmp: Path, args: argparse.Namespace, size: tuple[int, int], temperature: float
-) -> None:
-    """Export fp32 beside ``tmp``, then quantize it into ``tmp``.
+def calibration_frames(args: argparse.Namespace, size: tuple[int, int], height: int | None):
+    """``--calib-frames`` frames of each ``--calib-dir``, fitted as the runtime fits them.
 
-    Calibrated with frames from ``--calib-dir``.
+    A dynamic model sees each frame at the working scale with its own aspect ratio (``height``
+    rows); a fixed one at ``size``.
     """
-    if args.dynamic or args.fp16 or not args.calib_dir:
-        raise ModelError(
-            "--int8 needs --calib-dir and a fixed shape in fp32 (no --dynamic, no --fp16)"
-        )
-    frames = fitted_frames(read_rgb_folder(args.calib_dir, args.calib_frames), size)
+    frames = []
+    for folder in args.calib_dir:
+        for rgb in read_rgb_folder(folder, args.calib_frames):
+            shape = scaled_size(*rgb.shape[:2], height) if args.dynamic and height else size
+            frames += fitted_frames([rgb], shape)
+    return frames
+
+
+def write_int8(
+    model: FCN8s,
+    tmp: Path,
+    args: argparse.Namespace,
+    size: tuple[int, int],
+    temperature: float,
+    height: int | None = None,
+) -> None:
+    """Export fp32 beside ``tmp`` (fixed at ``size``, or dynamic), then quantize it into ``tmp``.
+
+    Calibrated with frames from every ``--calib-dir``.
+    """
+    if args.fp16 or not args.calib_dir:
+        raise ModelError("--int8 needs --calib-dir and an fp32 model (no --fp16)")
+    frames = calibration_frames(args, size, height)
     fp32 = tmp.with_name(tmp.name + ".fp32.onnx")
     try:
-        export_onnx(model, fp32, size, False, False, args.opset, args.exporter, temperature)
+        export_onnx(model, fp32, size, args.dynamic, False, args.opset, args.exporter, temperature)
         quantize_int8(fp32, tmp, frames, args.keep_fp32, args.calib_method)
     finally:
         fp32.unlink(missing_ok=True)
-    print(f"INT8: calibrated on {len(frames)} frames of {args.calib_dir} ({args.calib_method})")
+    shapes = sorted({f.shape[1:3] for f in frames})
+    print(
+        f"INT8: calibrated on {len(frames)} frames of {', '.join(map(str, args.calib_dir))} "
+        f"({args.calib_method}) at {', '.join(f'{h}x{w}' for h, w in shapes)}"
+    )
 
 
 def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:
@@ -346,7 +376,7 @@ def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:
     with atomic_path(output) as tmp:
         temperature = float(meta.get("temperature", 1.0))
         if args.int8:
-            write_int8(model, tmp, args, size, temperature)
+            write_int8(model, tmp, args, size, temperature, working_height_of(meta))
         else:
             export_onnx(
                 model, tmp, size, args.dynamic, args.fp16, args.opset, args.exporter, temperature

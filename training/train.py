@@ -488,7 +488,9 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(epochs, [r["train_loss"] for r in history], marker=".")
     a.set(xlabel="epoch", ylabel="training loss", title="loss")
-    per = sorted({k[4:-5] for k in history[0] if k.startswith("val_") and k.endswith("_MaxF")})
+    per = sorted(
+        {k[4:-5] for k in history[0] if k.startswith("val_") and k.endswith("_MaxF")} - {""}
+    )
     keys = [f"val_{name}_{m}" for name in per for m in ("MaxF", "F50")] or [
         "val_MaxF",
         "val_AP",
@@ -649,8 +651,10 @@ def train(args: argparse.Namespace) -> TrainState:
             write_log(state.history, out, fields)
             plot_curves(state.history, out / "curves.png")
             if writer is not None:
-                for k in ("MaxF", "AP", "IoU", "PRE", "REC", "FPR", "FNR"):
+                for k in VAL_KEYS:
                     writer.add_scalar(f"val/{k}", metrics[k], state.step)
+                    for name, m in metrics["datasets"].items():
+                        writer.add_scalar(f"val_{name}/{k}", m[k], state.step)
                 writer.add_scalar("train/epoch_loss", loss, state.step)
                 writer.add_scalar("train/images_per_s", rate, state.step)
                 writer.flush()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 import torch
 from torchvision.transforms import InterpolationMode
@@ -166,12 +167,23 @@ class ColorJitter:
         return self.jitter(image), target
 
 
+def jpeg_round_trip(image: torch.Tensor, quality: int) -> torch.Tensor:
+    """A uint8 3 x H x W RGB image encoded as JPEG at ``quality`` and decoded again (OpenCV)."""
+    bgr = np.ascontiguousarray(image.permute(1, 2, 0).numpy()[..., ::-1])
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    rgb = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()
+
+
 class CameraJitter:
     """What another camera does to the image only: gamma, blur, sensor noise and JPEG artefacts.
 
     Each is applied with probability ``p``: gamma drawn log-uniformly from ``gamma``, a Gaussian
     blur of sigma up to ``blur``, Gaussian noise of standard deviation up to ``noise`` (in [0, 1]
-    units), JPEG re-encoding at a quality drawn from ``jpeg`` (torchvision's v2 transforms).
+    units), JPEG re-encoding at a quality drawn from ``jpeg`` (torchvision's blur, OpenCV's
+    libjpeg).
     """
 
     def __init__(
@@ -185,7 +197,7 @@ class CameraJitter:
         self.p, self.log_gamma = p, [math.log(g) for g in gamma]
         self.blur = v2.GaussianBlur(5, (0.1, blur)) if blur > 0 else None
         self.noise = noise
-        self.jpeg = v2.JPEG(tuple(jpeg)) if jpeg else None
+        self.jpeg = tuple(jpeg) if jpeg else None
 
     def _draw(self) -> bool:
         return torch.rand(()).item() < self.p
@@ -202,7 +214,7 @@ class CameraJitter:
             noisy = image.float() + torch.randn(image.shape) * (255 * sigma)
             image = noisy.round_().clamp_(0, 255).to(torch.uint8)
         if self.jpeg is not None and self._draw():
-            image = self.jpeg(image)
+            image = jpeg_round_trip(image, int(torch.randint(self.jpeg[0], self.jpeg[1] + 1, ())))
         return image, target
 
 

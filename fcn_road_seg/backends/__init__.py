@@ -27,7 +27,7 @@ from ..device import resolve_device
 from ..errors import ModelError
 from ..image import Frame
 from ..metadata import read_sidecar, sha256_file
-from ..model import IMAGENET_MEAN
+from ..model import IMAGENET_MEAN, scaled_size, working_height_of, working_size_of
 
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
 RESIZE_POLICIES = ("letterbox", "stretch")
@@ -45,6 +45,7 @@ _CVT_TO_RGB = {
     ("bgr", 4): cv2.COLOR_BGRA2RGB,
     ("mono", 1): cv2.COLOR_GRAY2RGB,
 }
+MAX_SIZES_SHOWN = 8  # frame sizes remembered for network_size_text
 #: pad value for letterboxing: the ImageNet mean, what the model's own padding feeds the network
 PAD_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)
 
@@ -244,35 +245,59 @@ class Backend(abc.ABC):
                 f"resize_policy must be one of {RESIZE_POLICIES}, got '{resize_policy}'"
             )
         self.device = device
-        self.input_size = input_size
+        self.input_size = input_size  # the model file's fixed input shape; None = dynamic
         self.resize_policy = resize_policy
-        self.working_size: tuple[int, int] | None = (
-            None  # from the model's metadata; subclasses set it
-        )
+        self.working_size: tuple[int, int] | None = None  # from the model's metadata
+        self.working_height: int | None = None  # the working scale, from the model's metadata
+        self.network_size: int | tuple[int, int] | None = None  # see set_network_size
+        self.frame_sizes: dict[tuple[int, int], tuple[int, int]] = {}  # frame -> network input
+
+    def set_model_metadata(self, meta: dict[str, Any] | None) -> None:
+        """Take the working size and scale from a checkpoint's or an export's metadata."""
+        self.working_size = working_size_of(meta)
+        self.working_height = working_height_of(meta)
 
     def set_network_size(self, requested: str = "auto") -> None:
-        """Choose the network's size: ``auto`` (the model's working size), ``native`` or ``HxW``.
+        """Choose the network's size: ``auto`` (the model's working scale), ``native`` or ``HxW``.
 
-        A dynamic network gets frames resized (area when shrinking) to that size, and P(road) is
-        resized back (bilinear). A fixed-shape network runs at its own shape: at its working size
-        it stretches like a dynamic one; otherwise (an export at another shape) frames are fitted
-        with ``resize_policy``, and an explicit size that differs from the shape is an error.
+        ``auto`` resizes each frame to the working height the model was trained at, its width
+        keeping the frame's aspect ratio (``model.scaled_size``: a 375x1242 KITTI frame runs at
+        188x624, a 360x480 one at 188x248); ``native`` runs each frame at its own size; ``HxW``
+        stretches every frame to exactly that. P(road) is resized back to the frame's size. A
+        fixed-shape model runs at its own shape: a frame whose size there equals that shape is
+        resized to it, any other is fitted with ``resize_policy``; an explicit size other than
+        the shape is an error.
         """
-        size = self.working_size if requested == "auto" else parse_network_size(requested)
-        if size == "native":
-            size = None
-        if self.input_size is None:
-            self.input_size = size
-            if size is not None:
-                self.resize_policy = "stretch"
-        elif size == tuple(self.input_size):
-            self.resize_policy = "stretch"
-        elif requested != "auto":
+        if requested == "auto":
+            self.network_size = self.working_height
+            return
+        size = parse_network_size(requested)
+        self.network_size = None if size == "native" else size
+        if self.input_size is not None and self.network_size != tuple(self.input_size):
             raise ModelError(
                 f"network_size '{requested}': this model's input is fixed at "
                 f"{self.input_size[0]}x{self.input_size[1]}; "
                 "export it with --dynamic or at that size"
             )
+
+    def network_input(self, height: int, width: int) -> tuple[tuple[int, int] | None, str]:
+        """(size, policy) that a ``height`` x ``width`` frame is fitted with (``fit``)."""
+        rule = self.network_size
+        target = scaled_size(height, width, rule) if isinstance(rule, int) else rule
+        if self.input_size is None:
+            return target, "stretch"
+        if target is not None and tuple(target) == tuple(self.input_size):
+            return tuple(self.input_size), "stretch"
+        return tuple(self.input_size), self.resize_policy
+
+    def _fit(self, frame: Frame) -> tuple[torch.Tensor, Fit]:
+        """The frame on the device, fitted to the network input; remembers the size used."""
+        height, width = frame.pixels.shape[:2]
+        size, policy = self.network_input(height, width)
+        image, how = fit(upload(frame, self.device), size, policy)
+        if len(self.frame_sizes) < MAX_SIZES_SHOWN:
+            self.frame_sizes.setdefault((height, width), tuple(image.shape[1:3]))
+        return image, how
 
     @abc.abstractmethod
     def _forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -289,7 +314,7 @@ class Backend(abc.ABC):
         """Road mask and confidence for ``frame``; fills ``timings`` (ms per stage) when given."""
         t0 = time.perf_counter()
         with torch.inference_mode():
-            image, how = fit(upload(frame, self.device), self.input_size, self.resize_policy)
+            image, how = self._fit(frame)
             if timings is not None:
                 self._sync()
                 t1 = time.perf_counter()
@@ -311,7 +336,7 @@ class Backend(abc.ABC):
         H x W float32 on the backend's device.
         """
         with torch.inference_mode():
-            image, how = fit(upload(frame, self.device), self.input_size, self.resize_policy)
+            image, how = self._fit(frame)
             return unfit(self._forward(image), how)
 
     def warmup(self, height: int, width: int, iterations: int = 3) -> float:
@@ -326,13 +351,24 @@ class Backend(abc.ABC):
         return time.perf_counter() - start
 
     def network_size_text(self) -> str:
-        """Where the network runs, for logs and /diagnostics.
+        """Where the network runs, for logs and /diagnostics, with each frame size seen so far.
 
-        ``188x624 (stretch)`` or ``each frame's size``.
+        E.g. ``the working scale, 188 rows, aspect ratio kept (375x1242 -> 188x624)``.
         """
-        if self.input_size is None:
-            return "each frame's size"
-        return f"{self.input_size[0]}x{self.input_size[1]} ({self.resize_policy})"
+        rule = self.network_size
+        if isinstance(rule, int):
+            text = f"the working scale, {rule} rows, aspect ratio kept"
+        elif rule is None:
+            text = "each frame's own size"
+        else:
+            text = f"{rule[0]}x{rule[1]}"
+        if self.input_size is not None:
+            text += f", in a fixed {self.input_size[0]}x{self.input_size[1]} input"
+            text += f" ({self.resize_policy} where the frame's size differs)"
+        seen = ", ".join(
+            f"{h}x{w} -> {H}x{W}" for (h, w), (H, W) in sorted(self.frame_sizes.items())
+        )
+        return f"{text} ({seen})" if seen else text
 
     def describe(self) -> str:
         """One line for logs: backend, device and the size the network runs at."""

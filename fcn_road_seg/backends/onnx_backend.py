@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from ..model import INPUT, OUTPUT, working_size_of
+from ..model import INPUT, OUTPUT
 from ..metadata import read_sidecar
 from . import Backend
 
@@ -117,7 +117,7 @@ class OnnxBackend(Backend):
                 "(export one with fcn-road-export)"
             )
         super().__init__(device, size, resize_policy)
-        self.working_size = working_size_of(read_sidecar(model_path))
+        self.set_model_metadata(read_sidecar(model_path))
 
     @staticmethod
     def _providers(ort: Any, device: torch.device) -> list[Any]:

@@ -84,8 +84,8 @@ class TensorRTBackend(Backend):
         shape = tuple(self.engine.get_tensor_shape(INPUT))
         self.input_size = None if min(shape[1:3]) < 0 else (shape[1], shape[2])
         sources = [self.engine_path, source or self.engine_path.with_suffix(".onnx")]
-        self.working_size = next(
-            filter(None, (working_size_of(read_sidecar(p)) for p in sources)), None
+        self.set_model_metadata(
+            next(filter(working_size_of, (read_sidecar(p) for p in sources)), None)
         )
 
     def _problems(

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelError
-from ..model import RoadProbability, read_checkpoint, working_size_of
+from ..model import RoadProbability, read_checkpoint
 from . import Backend
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -50,7 +50,7 @@ class TorchBackend(Backend):
             )
         self.precision = precision
         fcn, meta = read_checkpoint(model_path)
-        self.working_size = working_size_of(meta)
+        self.set_model_metadata(meta)
         self.temperature = float(meta.get("temperature", 1.0))
         net = RoadProbability(fcn, self.temperature).eval()
         net = net.to(device=device, dtype=PRECISIONS[precision])
