@@ -64,6 +64,7 @@ setup(
             "fcn-road-eval = training.evaluate:main",
             "fcn-road-export = training.export:main",
             "fcn-road-calibrate = training.calibration:main",
+            "fcn-road-convert-cityscapes = training.convert_cityscapes:main",
             f"fcn-road-segment = {PACKAGE}.media:main",
             "fcn-road-weights = fcn_road_seg.weights:main",
         ],

@@ -1,0 +1,94 @@
+"""Generalisation ablation: models x network sizing x datasets, through the runtime's own path.
+
+Each model runs exactly as the node runs it (``load_backend`` + ``Backend.probability``: fit,
+network, P(road) back at the frame's size) on each dataset's validation split, once at the
+working scale (``network_size auto``: each frame keeps its aspect ratio) and once stretched to a
+fixed shape (``--stretch``, e.g. KITTI's 188x624). Prints a Markdown table of MaxF, F, precision
+and recall at the node's threshold 0.5, and the MaxF threshold.
+
+    .venv/bin/python benchmarks/generalisation.py \\
+        --model KITTI-only=runs/kitti/model_best_fp16.pt --model mixed=runs/mixed/model.pt \\
+        --data-path data/data_road --data-path ../shared/data/camvid_road --stretch 188x624
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from fcn_road_seg.backends import BACKENDS, load_backend
+from training import data
+from training.evaluate import evaluate_backend
+from training.metrics import URBAN
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--model", action="append", required=True, metavar="NAME=PATH", help="once per model"
+    )
+    p.add_argument(
+        "--data-path", action="append", required=True, help="KITTI-layout folder, once per set"
+    )
+    p.add_argument("--stretch", default=None, metavar="HxW", help="also run stretched to HxW")
+    p.add_argument("--backend", choices=BACKENDS, default="torch")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--json", default=None, help="also write the rows here")
+    return p
+
+
+def rows(args: argparse.Namespace) -> list[dict[str, object]]:
+    """One row per model, sizing and dataset."""
+    sizes = ["auto", *([args.stretch] if args.stretch else [])]
+    out = []
+    for spec in args.model:
+        name, _, path = spec.partition("=")
+        for size in sizes:
+            backend = load_backend(path, args.backend, args.device, network_size=size)
+            for root in args.data_path:
+                samples = data.split(root, "val")
+                m = evaluate_backend(backend, samples, args.workers, progress=False).compute()
+                m = m[URBAN]
+                out.append(
+                    {
+                        "model": name,
+                        "sizing": "working scale" if size == "auto" else f"stretched {size}",
+                        "dataset": f"{data.dataset_name(root)} val ({len(samples)})",
+                        "network": backend.network_size_text(),
+                        **{k: m[k] for k in ("MaxF", "F50", "PRE50", "REC50", "threshold")},
+                    }
+                )
+                print(
+                    f"done: {out[-1]['model']}, {out[-1]['sizing']}, {out[-1]['dataset']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return out
+
+
+def table(result: list[dict[str, object]]) -> str:
+    head = "| model | sizing | dataset | MaxF | F@0.5 | PRE@0.5 | REC@0.5 | best threshold |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for r in result:
+        pct = " | ".join(f"{100 * r[k]:.2f}" for k in ("MaxF", "F50", "PRE50", "REC50"))
+        lines.append(
+            f"| {r['model']} | {r['sizing']} | {r['dataset']} | {pct} | {r['threshold']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    result = rows(args)
+    print(table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
