@@ -65,6 +65,7 @@ setup(
             "fcn-road-export = training.export:main",
             "fcn-road-calibrate = training.calibration:main",
             "fcn-road-convert-cityscapes = training.convert_cityscapes:main",
+            "fcn-road-interpolate = training.interpolate:main",
             f"fcn-road-segment = {PACKAGE}.media:main",
             "fcn-road-weights = fcn_road_seg.weights:main",
         ],

@@ -255,6 +255,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[FCN8s, dict[str, Any]]:
             "working_height",
             "encoder",
             "init_from",
+            "interpolated",
             "datasets",
             "metrics",
             "temperature",
