@@ -138,7 +138,10 @@ def convert(samples: np.ndarray, encoding: str, bigendian: bool = False) -> Fram
     if conv.depth == 2:
         if samples.dtype == np.uint8:
             samples = samples.view(">u2" if bigendian else "<u2")
-        samples = cv2.convertScaleAbs(samples.astype(np.uint16, copy=False), alpha=SCALE_16_TO_8)
+        samples = samples.astype(np.uint16, copy=False)
+        if not samples.flags.aligned:  # an odd step: OpenCV would misread the rows
+            samples = np.ascontiguousarray(samples)
+        samples = cv2.convertScaleAbs(samples, alpha=SCALE_16_TO_8)
     pixels = samples if conv.code is None else cv2.cvtColor(samples, conv.code)
     return Frame(pixels[..., None] if pixels.ndim == 2 else pixels, conv.target)
 

@@ -52,12 +52,12 @@ def check_setting(name: str, value: Any) -> str | None:
 
 
 def overlay_encoding(frame: Frame) -> str:
-    """The overlay's encoding: the frame's for 8-bit colour, else ``bgr8`` (a tint needs colour)."""
+    """The overlay's encoding: the frame's for 8-bit colour, else ``bgr8`` (tints need colour)."""
     return "bgr8" if frame.order == "mono" else frame.encoding
 
 
 def overlay(frame: Frame, mask: np.ndarray, color_rgb: Sequence[int], alpha: float) -> np.ndarray:
-    """The frame in ``overlay_encoding``, road pixels blended towards ``color_rgb`` by ``alpha``."""
+    """The frame in ``overlay_encoding``, road pixels blended to ``color_rgb`` by ``alpha``."""
     r, g, b = color_rgb
     mono = frame.order == "mono"
     pixels = cv2.cvtColor(frame.pixels, cv2.COLOR_GRAY2BGR) if mono else frame.pixels

@@ -234,6 +234,17 @@ def segmenter(tiny_model: Path) -> Segmenter:
     return make_segmenter(tiny_model, device="cpu")
 
 
+@pytest.fixture(scope="session")
+def default_segmenter() -> Segmenter:
+    """The core on the shipped default model, as the node runs it on a CPU; or a skip."""
+    from fcn_road_seg.model import default_model_path
+    from fcn_road_seg.segmenter import make_segmenter
+
+    if not default_model_path().is_file():
+        pytest.skip(f"no default model at {default_model_path()}")
+    return make_segmenter(device="cpu")
+
+
 def read_bag(path: Path) -> dict[str, list[tuple[int, bytes, Any]]]:
     """topic -> [(bag timestamp, raw bytes, message)] in order."""
     from rosbags.rosbag2 import Reader
@@ -352,6 +363,10 @@ CONVERTED = (
     *(f"bayer_{p}{bits}" for bits in (8, 16) for p in BAYER),
     "mono16",
 )
+
+
+#: the least share of pixels whose mask agrees with the bgr8 frame's (mono has no colour to go by)
+AGREEMENT, MONO_AGREEMENT = 0.97, 0.90
 
 
 def yuv601(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

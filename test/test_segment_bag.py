@@ -22,7 +22,18 @@ from fcn_road_seg.image import from_array
 from fcn_road_seg.kitti import CameraModel
 from fcn_road_seg.segmenter import Segmenter
 
-from conftest import ROAD_NAMES, leftovers, read_bag, video_frames
+from conftest import (
+    AGREEMENT,
+    CONVERTED,
+    MONO_AGREEMENT,
+    ROAD_NAMES,
+    encoded_image,
+    kitti_frame,
+    leftovers,
+    read_bag,
+    rosbags_image,
+    video_frames,
+)
 
 SEG_TOPICS = ["/road_seg/mask", "/road_seg/confidence", "/road_seg/overlay"]
 
@@ -374,3 +385,35 @@ def test_segment_bag_grid_lists_frames_it_cannot_project(
         {"index": 0, "stamp_ns": 10, "reason": "the frame is 200x60 but camera_info says 310x93"}
     ]
     assert "/road_seg/grid" not in read_bag(tmp_path / "out")
+
+
+def test_every_camera_encoding_through_a_bag_gives_the_bgr8_mask(
+    default_segmenter: Segmenter, tmp_path: Path
+) -> None:
+    """One real KITTI frame in every camera encoding on one topic (rows padded, 16-bit samples
+    big-endian): segment_bag's masks agree with the bgr8 message's, and equal the core's for the
+    same message; overlays of non-8-bit-colour input are bgr8."""
+    bgr = kitti_frame("uu_000002.png")[:374]
+    encodings = ["bgr8", *CONVERTED]
+    msgs = [rosbags_image(bgr, "bgr8")] + [
+        encoded_image(bgr, e, pad=3, bigendian=e.endswith("16")) for e in CONVERTED
+    ]
+    write_bag(
+        tmp_path / "in",
+        [(bags.IMAGE_TOPIC, bags.IMAGE, 10 + i, m) for i, m in enumerate(msgs)],
+    )
+    summary = segment_bag.segment_bag(
+        tmp_path / "in", tmp_path / "out", default_segmenter, progress=False
+    )
+    assert (summary["frames"], summary["skipped"]) == (len(encodings), [])
+    topics = read_bag(tmp_path / "out")
+    masks = [np.asarray(m.data).reshape(374, 1242) for _, _, m in topics["/road_seg/mask"]]
+    for encoding, msg, mask, (_, _, out) in zip(
+        encodings, msgs, masks, topics["/road_seg/overlay"]
+    ):
+        agree = (mask == masks[0]).mean()
+        assert agree >= (MONO_AGREEMENT if encoding == "mono16" else AGREEMENT), encoding
+        assert out.encoding == "bgr8", encoding
+        if encoding in ("bayer_rggb16", "nv21", "mono16"):
+            core, _ = default_segmenter.process(msg, bags.make_image, ("mask",))
+            np.testing.assert_array_equal(mask, core.mask)
