@@ -6,7 +6,7 @@ Skipped with a reason when this checkout has none.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import pytest
 
@@ -458,3 +458,27 @@ def encoded_image(bgr: np.ndarray, encoding: str, pad: int = 0, bigendian: bool 
         step=rows.shape[1],
         data=rows.reshape(-1),
     )
+
+
+def distorted_pixel(
+    model: str, d: Sequence[float], k: np.ndarray, X: np.ndarray, Y: np.ndarray, Z: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw-image pixels (u, v) of camera-frame points through K and D: the published formulas of
+    ``plumb_bob`` / ``rational_polynomial`` (OpenCV's camera model) and ``equidistant``
+    (OpenCV's fisheye model), transcribed; not the code under test."""
+    import numpy as np
+
+    a, b = X / Z, Y / Z
+    r2 = a * a + b * b
+    if model == "equidistant":
+        r = np.sqrt(r2)
+        t = np.arctan(r)
+        td = t * (1 + d[0] * t**2 + d[1] * t**4 + d[2] * t**6 + d[3] * t**8)
+        xd, yd = a * td / r, b * td / r
+    else:
+        k1, k2, p1, p2, k3, *rest = d
+        k4, k5, k6 = rest or (0.0, 0.0, 0.0)
+        radial = (1 + k1 * r2 + k2 * r2**2 + k3 * r2**3) / (1 + k4 * r2 + k5 * r2**2 + k6 * r2**3)
+        xd = a * radial + 2 * p1 * a * b + p2 * (r2 + 2 * a * a)
+        yd = b * radial + p1 * (r2 + 2 * b * b) + 2 * p2 * a * b
+    return k[0, 0] * xd + k[0, 2], k[1, 1] * yd + k[1, 2]
