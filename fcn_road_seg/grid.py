@@ -212,6 +212,12 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--camera-roll", type=float, default=MOUNT[2], help="rad, positive = clockwise from behind"
     )
+    parser.add_argument(
+        "--image-rectified",
+        action="store_true",
+        help="the images are rectified: project through camera_info's P and ignore D "
+        "(default: raw images, through D's distortion)",
+    )
     parser.add_argument("--grid-resolution", type=float, default=spec.resolution, help="cell, m")
     parser.add_argument(
         "--grid-x-range", type=float, nargs=2, default=list(spec.x_range), metavar=("MIN", "MAX")

@@ -87,7 +87,8 @@ def check_input(
 class BagGrid:
     """What ``segment_bag`` needs for the grid.
 
-    The grid core, the camera mount, the grid's frame and the camera_info topic. Each frame uses
+    The grid core, the camera mount, the grid's frame, the camera_info topic and whether the
+    images are rectified (else raw, projected through camera_info's distortion). Each frame uses
     the camera_info with its header stamp, else the one nearest in time.
     """
 
@@ -95,6 +96,7 @@ class BagGrid:
     cam_from_grid: np.ndarray
     frame_id: str
     info_topic: str
+    rectified: bool = False
 
     def read_cameras(self, reader: Reader, path: Path) -> None:
         """Every usable camera_info of ``info_topic`` by header stamp (corrupt ones are left out).
@@ -109,14 +111,15 @@ class BagGrid:
                 f"camera_info topics in the bag: {', '.join(found) or 'none'}"
             )
         self.cameras: dict[int, Camera] = {}
+        why = ""
         for _, stamp, raw in bag_messages(reader, path, conns):
             try:
                 info = deserialize(raw, CAMERA_INFO, path, stamp)
-                self.cameras[header_ns(info.header)] = Camera.from_info(info)
-            except (DataError, ValueError):
-                continue
+                self.cameras[header_ns(info.header)] = Camera.from_info(info, self.rectified)
+            except (DataError, ValueError) as exc:
+                why = f" ({exc})"
         if not self.cameras:
-            raise DataError(f"bag {path}: no usable camera_info on {self.info_topic}")
+            raise DataError(f"bag {path}: no usable camera_info on {self.info_topic}{why}")
         self._stamps = sorted(self.cameras)
 
     def camera_at(self, stamp_ns: int) -> Camera:
@@ -285,7 +288,7 @@ def _segment_bag(args: argparse.Namespace) -> None:
         except ValueError as exc:
             raise DataError(f"--grid options: {exc}") from exc
         info_topic = args.camera_info_topic or f"{args.topic.rsplit('/', 1)[0]}/camera_info"
-        grid = BagGrid(core, mount, args.target_frame, info_topic)
+        grid = BagGrid(core, mount, args.target_frame, info_topic, args.image_rectified)
     print(f"model {args.model or default_model_path()}: {segmenter.backend.describe()}")
     print_segment_summary(
         segment_bag(

@@ -417,3 +417,49 @@ def test_every_camera_encoding_through_a_bag_gives_the_bgr8_mask(
         if encoding in ("bayer_rggb16", "nv21", "mono16"):
             core, _ = default_segmenter.process(msg, bags.make_image, ("mask",))
             np.testing.assert_array_equal(mask, core.mask)
+
+
+def test_segment_bag_grid_follows_the_camera_info_distortion(
+    road_dir: Path,
+    segmenter: Segmenter,
+    tiny_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """A raw camera_info (plumb_bob, D != 0): the grid goes through its lens, or through P alone
+    with --image-rectified; an unknown distortion model is named."""
+    frame = cv2.imread(str(road_dir / "image_2" / ROAD_NAMES[0]))
+    info = quarter_kitti_info(10, 180.0)
+    info.d = np.array([-0.3, 0.1, 0.001, 0.002, 0.0])
+    image_msg = bags.make_image(bags.header(10), image.to_fields(frame, "bgr8"))
+    bag = [
+        (bags.IMAGE_TOPIC, bags.IMAGE, 10, image_msg),
+        (bags.INFO_TOPIC, bags.CAMERA_INFO, 10, info),
+    ]
+    write_bag(tmp_path / "in", bag)
+    mount = geometry.camera_from_mount(1.65, 0.0, 0.0)
+    grids = {}
+    for rectified in (False, True):
+        out = tmp_path / f"out{rectified}"
+        core = GroundGrid(GridSpec(0.1))
+        grid = segment_bag.BagGrid(core, mount, "base_footprint", bags.INFO_TOPIC, rectified)
+        segment_bag.segment_bag(tmp_path / "in", out, segmenter, progress=False, grid=grid)
+        topics = read_bag(out)
+        mask = np.frombuffer(topics["/road_seg/mask"][0][2].data, np.uint8).reshape(93, 310)
+        camera = Camera.from_info(info, rectified)
+        assert (camera.lens is None) == rectified
+        expected = GroundGrid(GridSpec(0.1))
+        expected.update(camera, mount)
+        grids[rectified] = np.asarray(topics["/road_seg/grid"][0][2].data).reshape(200, 400)
+        np.testing.assert_array_equal(grids[rectified], expected.occupancy(mask, mask))
+    assert (grids[False] != grids[True]).sum() > 100
+    info.distortion_model = "kannala_brandt"
+    write_bag(tmp_path / "bad", bag)
+    args = [str(tmp_path / "bad"), str(tmp_path / "o"), "--model", str(tiny_model), "--grid"]
+    args += ["--device", "cpu", "--no-progress"]
+    assert segment_bag.main(args) == 1
+    assert (
+        f"no usable camera_info on {bags.INFO_TOPIC} (camera_info distortion model "
+        "'kannala_brandt' is not supported" in capsys.readouterr().err
+    )
+    assert segment_bag.main([*args, "--image-rectified"]) == 0
