@@ -236,3 +236,24 @@ def grid_from_args(args: argparse.Namespace) -> tuple[GroundGrid, np.ndarray]:
     return grid, geometry.camera_from_mount(
         args.camera_height, args.camera_pitch, args.camera_roll
     )
+
+
+#: BGR of the grid picture: unseen cells, and the line drawn every ``PICTURE_TICK_M`` metres ahead
+PICTURE_UNKNOWN, PICTURE_TICK, PICTURE_TICK_M = (96, 96, 96), (200, 120, 0), 10.0
+
+
+def picture(cells: np.ndarray, spec: GridSpec) -> np.ndarray:
+    """A bird's-eye BGR picture of occupancy ``cells``, one pixel per cell.
+
+    Forward (x) up, left (y) on the left. Free (road) white, occupied black, values between in
+    grey (``scaled``), unseen cells mid grey; a line across every 10 m ahead.
+    """
+    grey = np.rint(255 - 2.55 * np.clip(cells, 0, 100)).astype(np.uint8)
+    out = cv2.cvtColor(grey.T[::-1, ::-1], cv2.COLOR_GRAY2BGR)
+    out[(cells == UNKNOWN).T[::-1, ::-1]] = PICTURE_UNKNOWN
+    x_min, x_max = spec.x_range
+    first = np.ceil(x_min / PICTURE_TICK_M) * PICTURE_TICK_M
+    for x in np.arange(first, x_max, PICTURE_TICK_M):
+        if x > x_min:
+            out[round((x_max - x) / spec.resolution)] = PICTURE_TICK
+    return out

@@ -42,8 +42,8 @@ from .bags import (
     typestore,
 )
 from .errors import DataError, ImageError, run_cli
-from .exports import SHEET_TILES, OverlayExports, stamp_label, to_bgr
-from .grid import Camera, GroundGrid, add_grid_arguments, grid_from_args
+from .exports import SHEET_COLUMNS, SHEET_TILES, THUMB_WIDTH, OverlayExports, stamp_label, to_bgr
+from .grid import Camera, GroundGrid, add_grid_arguments, grid_from_args, picture
 from .model import default_model_path
 from .segmenter import (
     OUTPUTS,
@@ -128,10 +128,13 @@ class BagGrid:
         near = self._stamps[max(0, i - 1) : i + 1]
         return self.cameras[min(near, key=lambda s: abs(s - stamp_ns))]
 
-    def message(self, msg: Any, result: Any) -> Any:
-        """The frame's OccupancyGrid (input stamp, ``frame_id``); ValueError saying why not."""
+    def cells(self, msg: Any, result: Any) -> np.ndarray:
+        """The frame's occupancy cells; ValueError saying why there are none."""
         self.grid.update(self.camera_at(header_ns(msg.header)), self.cam_from_grid)
-        cells = self.grid.occupancy(result.mask, result.confidence)
+        return self.grid.occupancy(result.mask, result.confidence)
+
+    def message(self, msg: Any, cells: np.ndarray) -> Any:
+        """The frame's OccupancyGrid of ``cells`` (the input's stamp, ``frame_id``)."""
         hdr = typestore().types["std_msgs/msg/Header"](
             stamp=msg.header.stamp, frame_id=self.frame_id
         )
@@ -156,7 +159,8 @@ def segment_bag(
     """Segment every image of ``topic`` into a new bag.
 
     The new bag has the input copied plus ``<namespace>/{mask,confidence,overlay}``, and
-    ``<namespace>/grid`` with ``grid`` (frames without a usable camera_info get none, listed).
+    ``<namespace>/grid`` with ``grid`` (frames without a usable camera_info get none, listed;
+    the contact sheet then shows each grid's bird's-eye picture beside its overlay).
 
     A corrupt or unsegmentable image message is skipped and listed (the copy keeps it as it was),
     or, with ``strict``, stops the run with nothing written.
@@ -187,8 +191,15 @@ def segment_bag(
             grid_conn = writer.add_connection(
                 f"{namespace}/grid", OCCUPANCY_GRID, typestore=typestore()
             )
+        layout = (SHEET_COLUMNS // 2, 2 * THUMB_WIDTH) if grid else (SHEET_COLUMNS, THUMB_WIDTH)
         exports = OverlayExports(
-            stack, total, outputs["video"], outputs["frames_dir"], outputs["contact_sheet"], fps
+            stack,
+            total,
+            outputs["video"],
+            outputs["frames_dir"],
+            outputs["contact_sheet"],
+            fps,
+            *layout,
         )
         index = -1
         for conn, stamp, raw in tqdm(
@@ -217,12 +228,13 @@ def segment_bag(
                 continue
             for name, out in messages.items():
                 writer.write(seg_conns[name], stamp, typestore().serialize_cdr(out, IMAGE))
+            bird = None
             if grid:
                 try:
-                    cells = grid.message(msg, result)
-                    writer.write(
-                        grid_conn, stamp, typestore().serialize_cdr(cells, OCCUPANCY_GRID)
-                    )
+                    cells = grid.cells(msg, result)
+                    out = typestore().serialize_cdr(grid.message(msg, cells), OCCUPANCY_GRID)
+                    writer.write(grid_conn, stamp, out)
+                    bird = picture(cells, grid.grid.spec)
                 except ValueError as exc:
                     no_grid.append({"index": index, "stamp_ns": stamp, "reason": str(exc)})
             stamp_ns = header_ns(msg.header)
@@ -231,6 +243,7 @@ def segment_bag(
                 stamp_label(index, stamp_ns),
                 f"{index:06d}_{stamp_ns}",
                 to_bgr(result.overlay, messages["overlay"].encoding),
+                bird,
             )
             core_ms += result.timings["total"]
             frames += 1

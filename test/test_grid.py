@@ -11,7 +11,15 @@ import pytest
 
 from fcn_road_seg import geometry
 from fcn_road_seg.bags import camera_info, header
-from fcn_road_seg.grid import Camera, GridSpec, GroundGrid, grid_spec
+from fcn_road_seg.grid import (
+    PICTURE_TICK,
+    PICTURE_UNKNOWN,
+    Camera,
+    GridSpec,
+    GroundGrid,
+    grid_spec,
+    picture,
+)
 from fcn_road_seg.kitti import CameraModel, read_calib
 
 from conftest import distorted_pixel
@@ -196,6 +204,24 @@ def test_an_unusable_distortion_says_why(model: str, d: list[float], message: st
     with pytest.raises(ValueError, match=message):
         Camera.from_info(info)
     assert Camera.from_info(info, rectified=True).lens is None
+
+
+def test_the_grid_picture_is_seen_from_above_forward_up_left_left() -> None:
+    """0.5 m cells over x 0..20 m and y -2..2 m: 8 rows (y) x 40 columns (x); the picture is
+    40 rows (far x first) x 8 columns (left y first)."""
+    spec = GridSpec(0.5, (0.0, 20.0), (-2.0, 2.0))
+    cells = np.full(spec.shape, 100, np.int8)
+    cells[0, 0] = 0  # nearest cell on the right (y -2..-1.5, x 0..0.5): road
+    cells[7, 39] = -1  # farthest on the left: unseen
+    cells[3, 5] = 50  # scaled: P(road) = 0.5
+    pic = picture(cells, spec)
+    assert pic.shape == (40, 8, 3) and pic.dtype == np.uint8
+    assert pic[39, 7].tolist() == [255, 255, 255]
+    assert pic[0, 0].tolist() == list(PICTURE_UNKNOWN)
+    assert pic[39 - 5, 7 - 3].tolist() == [128, 128, 128]  # rint(255 - 127.5), half to even
+    assert pic[1, 1].tolist() == [0, 0, 0]
+    # a line across at x = 10 m: row (20 - 10) / 0.5
+    assert (pic[20] == PICTURE_TICK).all() and (pic[[19, 21]] != PICTURE_TICK).any(axis=2).all()
 
 
 def test_fields_describe_the_grid_for_occupancygrid() -> None:

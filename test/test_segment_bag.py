@@ -463,3 +463,15 @@ def test_segment_bag_grid_follows_the_camera_info_distortion(
         "'kannala_brandt' is not supported" in capsys.readouterr().err
     )
     assert segment_bag.main([*args, "--image-rectified"]) == 0
+
+
+def test_a_picture_beside_the_overlay_is_scaled_to_its_height() -> None:
+    left = np.zeros((4, 6, 3), np.uint8)
+    tall = np.zeros((8, 4, 3), np.uint8)
+    tall[:, 2:] = 200  # right half bright
+    both = exports.side_by_side(left, tall)
+    assert both.shape == (4, 8, 3)  # 8x4 at height 4: 2 wide
+    np.testing.assert_array_equal(both[:, :6], left)
+    np.testing.assert_array_equal(both[:, 6:, 0], [[0, 200]] * 4)
+    short = exports.side_by_side(np.zeros((6, 2, 3), np.uint8), np.full((2, 1, 3), 9, np.uint8))
+    assert short.shape == (6, 5, 3) and (short[:, 2:] == 9).all()  # enlarged, nearest
