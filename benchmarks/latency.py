@@ -12,6 +12,12 @@ more samples of exactly the work around it (robust on a busy machine).
 
     .venv/bin/python benchmarks/latency.py    # small-head model, all 15 shared KITTI frames
     .venv/bin/python benchmarks/latency.py --model runs/best.pt --frames 5 --repeat 3
+    .venv/bin/python benchmarks/latency.py --only-encodings    # the per-encoding table alone
+
+A second table times every camera encoding the core reads (sensor_msgs/image_encodings: 8-bit
+colour and mono, 16-bit, YUV 4:2:2, NV21, Bayer at 8 and 16 bits): the frames converted into each
+by the tests' hand-written encoders (``test/conftest.py``) at 1242x374 (NV21 needs even sides),
+with the default model's network output played back: what each encoding costs outside the network.
 
 Without ``--model`` a small-head FCN-8s (fc6/fc7 with 32 channels, 3x3 fc6; full VGG16 encoder)
 with random weights is used: latency does not depend on the weights, and the CPU runs stay short.
@@ -38,10 +44,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fcn_road_seg.backends import Backend, load_backend  # noqa: E402
-from fcn_road_seg.image import to_fields  # noqa: E402
+from fcn_road_seg.image import ENCODINGS, to_fields  # noqa: E402
 from fcn_road_seg.model import IMAGENET_MEAN, IMAGENET_STD, STRIDE, save_model, untrained_model  # noqa: E402
 from fcn_road_seg.segmenter import Segmenter  # noqa: E402
 from training.export import export_onnx  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "test"))
+from conftest import CONVERTED, encoded_image  # noqa: E402
 
 IMAGE_DIRS = (
     ROOT.parent / "shared" / "data" / "kitti_road_samples" / "testing" / "image_2",
@@ -81,6 +90,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         default=20,
         help="passes with the network's output played back (default 20)",
     )
+    p.add_argument("--only-encodings", action="store_true", help="only the per-encoding table")
     return p
 
 
@@ -287,6 +297,76 @@ def time_naive(msgs: Sequence[Any], confidences: Sequence[np.ndarray], repeat: i
     return row
 
 
+def encoding_messages(frames: Sequence[np.ndarray], encoding: str) -> list[Any]:
+    """The frames (cut to even sides) as Image messages of ``encoding``."""
+    to_8bit = {"rgb8": cv2.COLOR_BGR2RGB, "bgra8": cv2.COLOR_BGR2BGRA, "mono8": cv2.COLOR_BGR2GRAY}
+    out = []
+    for bgr in frames:
+        bgr = bgr[: bgr.shape[0] // 2 * 2, : bgr.shape[1] // 2 * 2]
+        if encoding not in ENCODINGS:
+            out.append(encoded_image(bgr, encoding))
+            continue
+        pixels = cv2.cvtColor(bgr, to_8bit[encoding]) if encoding in to_8bit else bgr
+        [msg] = messages([bgr], (bgr.shape[1], bgr.shape[0]))
+        out.append(
+            ros_types()["sensor_msgs/msg/Image"](header=msg.header, **to_fields(pixels, encoding))
+        )
+    return out
+
+
+def time_encodings(
+    backend: Backend, frames: Sequence[np.ndarray], passes: int
+) -> list[tuple[str, Row]]:
+    """(encoding, timings) through ``Segmenter.process`` with ``backend``'s output played back."""
+    recorder = Recorder(backend)
+    segmenter = Segmenter(recorder, overlay_color=OVERLAY_COLOR, overlay_alpha=OVERLAY_ALPHA)
+    process_all(segmenter, encoding_messages(frames, "bgr8"), 1)
+    recorder.replay = True
+    rows = []
+    for encoding in ("bgr8", "rgb8", "bgra8", "mono8", *CONVERTED):
+        print(f"encoding {encoding} ...", file=sys.stderr)
+        msgs = encoding_messages(frames, encoding)
+        process_all(segmenter, msgs, 1)  # warm-up
+        row = Row()
+        process_all(segmenter, msgs, passes, row)
+        rows.append((encoding, row))
+    return rows
+
+
+def encoding_table(rows: Sequence[tuple[str, Row]], size: str) -> str:
+    """A Markdown table: encoding, the stages outside the network, and what its conversion
+    (msg->array) adds to bgr8's zero-copy view."""
+    head = (
+        "encoding",
+        *HEADINGS[:2],
+        *HEADINGS[3:],
+        "CPU outside network",
+        "conversion over bgr8 (median)",
+    )
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    base = rows[0][1].median("to_array")
+    for encoding, row in rows:
+        cells = (
+            f"{encoding} ({size})" if encoding == "bgr8" else encoding,
+            *(row.cell(s) for s in STAGES if s != "inference"),
+            row.cell("outside"),
+            f"{row.median('to_array') - base:+.2f} ms",
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def encoding_backend(args: argparse.Namespace, workdir: Path) -> Backend:
+    """The default model's CPU backend (its working size: the real pre-processing), else the
+    small-head model's."""
+    from fcn_road_seg.model import default_model_path
+
+    model = Path(args.model) if args.model else default_model_path()
+    if not model.is_file():
+        model = small_checkpoint(workdir / "small_head.pt")
+    return load_backend(model, "auto", "cpu")
+
+
 def machine() -> str:
     """One line: CPU, cores usable, OS, library versions, GPU."""
     cpu = platform.processor() or platform.machine()
@@ -376,9 +456,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print the machine line, the table and the CPU target verdict."""
     args = get_args_parser().parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fcn_latency_") as tmp:
-        rows = run(args, Path(tmp))
+        rows = [] if args.only_encodings else run(args, Path(tmp))
+        _, frames = load_frames(args.images, args.frames)
+        backend = encoding_backend(args, Path(tmp))
+        encodings = time_encodings(backend, frames, args.replay)
     print(f"machine: {machine()}")
-    print(table(rows, args.replay))
+    if rows:
+        print(table(rows, args.replay))
+    size = f"{frames[0].shape[1] // 2 * 2}x{frames[0].shape[0] // 2 * 2}"
+    print(f"\nper encoding, {backend.describe()}, network output played back:")
+    print(encoding_table(encodings, size))
     kitti = f"{SIZES[0][0]}x{SIZES[0][1]}"
     for size, label, row, replayed in rows:
         if size == kitti and "cpu" in label:

@@ -1,10 +1,12 @@
 """The main job, offline: KITTI frames -> rosbag2 bag -> segmented bag, overlay MP4, contact sheet.
 
 ``python -m fcn_road_seg.demo [--out out/demo]`` converts the real KITTI Road frames shipped in
-``data/kitti/`` with ``kitti2bag``, segments the bag with ``segment_bag`` (the node's per-frame
-core) using the shipped default model, and prints where everything is and the frame rate. Without
-the default model it says loudly that it uses an UNTRAINED network. Re-running replaces the demo's
-own outputs in the out folder and touches nothing else there.
+``data/kitti/`` with ``kitti2bag`` (images and camera_info from their recording day's
+calibration), segments the bag with ``segment_bag`` (the node's per-frame core) using the shipped
+default model, with the drivable-area grid, and prints where everything is and the frame rate.
+The contact sheet shows each overlay beside its grid seen from above. Without the default model it
+says loudly that it uses an UNTRAINED network. Re-running replaces the demo's own outputs in the
+out folder and touches nothing else there.
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .bags import BAG_VERSION, IMAGE_TOPIC, SEG_NAMESPACE
+from . import geometry
+from .bags import BAG_VERSION, IMAGE_TOPIC, INFO_TOPIC, SEG_NAMESPACE
 from .errors import DataError, run_cli
+from .grid import MOUNT, TARGET_FRAME, GridSpec, GroundGrid
 from .kitti2bag import kitti2bag
 from .model import default_model_path, save_model, untrained_model
-from .segment_bag import print_segment_summary, segment_bag
+from .segment_bag import BagGrid, print_segment_summary, segment_bag
 from .segmenter import make_segmenter
 
 FRAMES = Path(__file__).resolve().parent.parent / "data" / "kitti"
+#: KITTI Road's um_000000 calibration file; its P2 is that of 2011-09-26, the shipped frames' day
+CALIB = FRAMES / "calib_2011_09_26.txt"
 INPUT_BAG, OUTPUT_BAG, VIDEO, SHEET = (
     "kitti_bag",
     "segmented_bag",
@@ -82,10 +88,12 @@ def run_demo(
     model: str | None = None,
     device: str = "auto",
     progress: bool = True,
+    calib: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the whole demo into ``out``.
 
-    Returns segment_bag's summary plus the paths and model used.
+    ``calib``: one KITTI Road calibration for every frame; by default the frames folder's own
+    ``calib/``, else ``CALIB``. Returns segment_bag's summary plus the paths and model used.
     """
     out, frames = Path(out), Path(frames)
     if not (frames / "image_2").is_dir():
@@ -93,18 +101,23 @@ def run_demo(
             f"KITTI sample frames not found: {frames / 'image_2'} "
             "(pass --frames with a KITTI Road folder)"
         )
+    if calib is None and not (frames / "calib").is_dir():
+        calib = CALIB
     out.mkdir(parents=True, exist_ok=True)
     clear_previous(out)
     model_path, untrained = pick_model(out, model)
-    converted = kitti2bag(frames, out / INPUT_BAG, progress=progress)
+    converted = kitti2bag(frames, out / INPUT_BAG, progress=progress, calib=calib)
     print(
         f"wrote {converted['bag']}: {converted['frames']} KITTI frames "
-        f"from {frames} on {IMAGE_TOPIC} "
-        f"(rosbag2 version {BAG_VERSION}, sqlite3)"
+        f"from {frames} on {IMAGE_TOPIC} and {INFO_TOPIC} "
+        f"(calibration {calib or frames / 'calib'}; rosbag2 version {BAG_VERSION}, sqlite3)"
     )
     segmenter = make_segmenter(model_path, device=device)
     print(
         f"model {model_path}{' (UNTRAINED)' if untrained else ''}: {segmenter.backend.describe()}"
+    )
+    grid = BagGrid(
+        GroundGrid(GridSpec()), geometry.camera_from_mount(*MOUNT), TARGET_FRAME, INFO_TOPIC
     )
     summary = segment_bag(
         out / INPUT_BAG,
@@ -113,19 +126,22 @@ def run_demo(
         video=out / VIDEO,
         sheet=out / SHEET,
         progress=progress,
+        grid=grid,
     )
     return {**summary, "input_bag": out / INPUT_BAG, "model": model_path, "untrained": untrained}
 
 
 def _demo(args: argparse.Namespace) -> None:
     """The demo's body: run it and print where everything is."""
-    summary = run_demo(args.out, args.frames, args.model, args.device, not args.no_progress)
+    summary = run_demo(
+        args.out, args.frames, args.model, args.device, not args.no_progress, args.calib
+    )
     print(f"input bag: {summary['input_bag']}")
     print_segment_summary(summary)
     print(
         f"play it:  ros2 bag play {summary['output']}   "
         f"(topics {IMAGE_TOPIC}, {SEG_NAMESPACE}/mask, "
-        f"{SEG_NAMESPACE}/confidence, {SEG_NAMESPACE}/overlay)"
+        f"{SEG_NAMESPACE}/confidence, {SEG_NAMESPACE}/overlay, {SEG_NAMESPACE}/grid)"
     )
     if summary["untrained"]:
         print(
@@ -149,6 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--frames",
         default=str(FRAMES),
         help="KITTI Road folder with image_2/ (default: the shipped samples)",
+    )
+    p.add_argument(
+        "--calib",
+        help="KITTI Road calibration file for every frame (default: the frames' calib/, else "
+        f"{CALIB.name}, the shipped frames' recording day)",
     )
     p.add_argument("--model", help=f"model to use instead of the default {default_model_path()}")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")

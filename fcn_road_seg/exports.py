@@ -65,6 +65,18 @@ def thumbnail(bgr: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
     return cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA)
 
 
+def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """BGR ``right`` scaled to ``left``'s height, to the right of ``left``."""
+    width = max(1, round(right.shape[1] * left.shape[0] / right.shape[0]))
+    shrink = left.shape[0] < right.shape[0]
+    scaled = cv2.resize(
+        right,
+        (width, left.shape[0]),
+        interpolation=cv2.INTER_AREA if shrink else cv2.INTER_NEAREST,
+    )
+    return np.hstack([left, scaled])
+
+
 def contact_sheet(
     tiles: list[tuple[str, np.ndarray]], columns: int = SHEET_COLUMNS, width: int = THUMB_WIDTH
 ) -> np.ndarray:
@@ -100,6 +112,8 @@ class OverlayExports:
         frames_dir: Path | None = None,
         sheet: Path | None = None,
         fps: float = 10.0,
+        columns: int = SHEET_COLUMNS,
+        tile_width: int = THUMB_WIDTH,
     ) -> None:
         self.video_tmp = stack.enter_context(atomic_file(video)) if video else None
         self.frames_tmp = (
@@ -119,19 +133,24 @@ class OverlayExports:
             )
         )
         self.tiles: list[tuple[str, np.ndarray]] = []
+        self.columns, self.tile_width = columns, tile_width
         stack.callback(self.release)
 
-    def add(self, index: int, label: str, name: str, bgr: np.ndarray) -> None:
+    def add(
+        self, index: int, label: str, name: str, bgr: np.ndarray, beside: np.ndarray | None = None
+    ) -> None:
         """Export overlay frame ``index`` (PNG ``<name>.png``, tile ``label``).
 
-        The video takes the first frame's size.
+        The video takes the first frame's size. ``beside`` (e.g. the grid's bird's-eye picture)
+        goes to the right of the overlay in the contact sheet's tile.
         """
         if self.video_tmp:
             self._video_frame(bgr)
         if self.frames_tmp:
             write_png(self.frames_tmp / f"{name}.png", bgr)
         if self.sheet_tmp and index in self.sheet_indices:
-            self.tiles.append((label, thumbnail(bgr)))
+            tile = bgr if beside is None else side_by_side(bgr, beside)
+            self.tiles.append((label, thumbnail(tile, self.tile_width)))
 
     def _video_frame(self, bgr: np.ndarray) -> None:
         """Append a frame to the MP4, opening it on the first frame."""
@@ -152,7 +171,9 @@ class OverlayExports:
         """Close the video and write the contact sheet (renames follow when the stack closes)."""
         self.release()
         if self.sheet_tmp and self.tiles:
-            ok, png = cv2.imencode(".png", contact_sheet(self.tiles))
+            ok, png = cv2.imencode(
+                ".png", contact_sheet(self.tiles, self.columns, self.tile_width)
+            )
             if not ok:
                 raise DataError(f"cannot encode the contact sheet for {self.sheet_tmp}")
             self.sheet_tmp.write_bytes(png.tobytes())

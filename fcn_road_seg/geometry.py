@@ -127,11 +127,113 @@ def lookup_maps(
     A cell is known when it lies in front of the camera and its projection falls on the image.
     """
     u, v, w = project(homography, a, b)
+    return pixel_maps(u, v, w > 0, image_size)
+
+
+def pixel_maps(
+    u: np.ndarray, v: np.ndarray, seen: np.ndarray, image_size: tuple[int, int]
+) -> LookupMaps:
+    """LookupMaps at pixels (u, v); a cell is known where ``seen`` and (u, v) is on the image."""
     height, width = image_size
-    known = (w > 0) & (u >= -0.5) & (u <= width - 0.5) & (v >= -0.5) & (v <= height - 0.5)
+    with np.errstate(invalid="ignore"):
+        known = seen & (u >= -0.5) & (u <= width - 0.5) & (v >= -0.5) & (v <= height - 0.5)
     map_u = np.where(known, np.clip(u, 0, width - 1), -1).astype(np.float32)
     map_v = np.where(known, np.clip(v, 0, height - 1), -1).astype(np.float32)
     return LookupMaps(map_u, map_v, known, (height, width))
+
+
+#: sensor_msgs/CameraInfo distortion models and the number of coefficients D holds for each
+DISTORTION_MODELS = {"plumb_bob": 5, "rational_polynomial": 8, "equidistant": 4}
+MAX_RADIUS = 20.0  # tan(87 degrees): the widest ray a distorted pinhole model is trusted with
+
+
+@dataclass(frozen=True)
+class Lens:
+    """A raw (unrectified) camera: intrinsics K (3x3), distortion D and its CameraInfo model.
+
+    ``plumb_bob`` (k1 k2 p1 p2 k3) and ``rational_polynomial`` (k1 k2 p1 p2 k3 k4 k5 k6) project
+    with ``cv2.projectPoints``, ``equidistant`` (k1 k2 k3 k4, fisheye) with
+    ``cv2.fisheye.projectPoints``.
+    """
+
+    k: np.ndarray
+    d: np.ndarray
+    model: str
+
+    def __post_init__(self) -> None:
+        if self.model not in DISTORTION_MODELS:
+            raise ValueError(
+                f"camera_info distortion model '{self.model}' is not supported; "
+                f"use one of {', '.join(DISTORTION_MODELS)} (or D = 0 for a rectified image)"
+            )
+        if self.d.size != DISTORTION_MODELS[self.model]:
+            raise ValueError(
+                f"camera_info distortion model '{self.model}' needs "
+                f"{DISTORTION_MODELS[self.model]} coefficients in D, got {self.d.size}"
+            )
+        k = self.k
+        if not (np.isfinite(k).all() and np.isfinite(self.d).all() and k[0, 0] > 0 < k[1, 1]):
+            raise ValueError("camera_info has distortion but no usable K (fx, fy <= 0)")
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """N x 2 raw-image pixels of N x 3 points in the camera's optical frame (z > 0)."""
+        zero = np.zeros(3)
+        if self.model == "equidistant":
+            uv, _ = cv2.fisheye.projectPoints(points[:, None], zero, zero, self.k, self.d)
+        else:
+            uv, _ = cv2.projectPoints(points, zero, zero, self.k, self.d)
+        return uv.reshape(-1, 2)
+
+    def fold_radius(self) -> float:
+        """The normalised radius r = |(x/z, y/z)| up to which the radial distortion grows with r.
+
+        Past it the model folds back and would put points from outside the view on the image.
+        At most ``MAX_RADIUS`` for the pinhole models (87 degrees off the axis), and 90 degrees
+        for the fisheye.
+        """
+        d = self.d
+        if self.model == "equidistant":
+            theta = np.linspace(0.0, math.pi / 2, 20001)[:-1]
+            t2 = theta * theta
+            grows = theta * (1 + t2 * (d[0] + t2 * (d[1] + t2 * (d[2] + t2 * d[3]))))
+            radius = np.tan(theta)
+        else:
+            radius = np.linspace(0.0, MAX_RADIUS, 20001)
+            r2 = radius * radius
+            k = np.concatenate([d[[0, 1, 4]], d[5:8] if d.size == 8 else np.zeros(3)])
+            numerator = 1 + r2 * (k[0] + r2 * (k[1] + r2 * k[2]))
+            denominator = 1 + r2 * (k[3] + r2 * (k[4] + r2 * k[5]))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                grows = radius * numerator / denominator
+        falls = np.flatnonzero(~(np.diff(grows) > 0))
+        return float(radius[falls[0]]) if falls.size else float(radius[-1])
+
+
+def lens_lookup_maps(
+    lens: Lens,
+    cam_from_plane: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    image_size: tuple[int, int],
+) -> LookupMaps:
+    """Maps for bilinear sampling of a raw image at the projections of ground points (a, b, 0).
+
+    The points go through the 4x4 ``cam_from_plane`` and ``lens``; a cell is known when it lies in
+    front of the camera, inside the radius where the distortion model is monotonic, and its
+    projection falls on the image.
+    """
+    ones = np.ones_like(a)
+    xyz = np.tensordot(
+        np.asarray(cam_from_plane, np.float64)[:3], np.stack([a, b, 0 * a, ones]), axes=1
+    )
+    front = xyz[2] > 1e-9
+    with np.errstate(divide="ignore", invalid="ignore"):
+        radius = np.where(front, np.hypot(xyz[0], xyz[1]) / xyz[2], np.inf)
+    seen = front & (radius < lens.fold_radius())
+    u, v = np.full(a.shape, np.nan), np.full(a.shape, np.nan)
+    if seen.any():
+        u[seen], v[seen] = lens.project(xyz[:, seen].T).T
+    return pixel_maps(u, v, seen, image_size)
 
 
 @dataclass(frozen=True)

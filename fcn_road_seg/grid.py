@@ -65,32 +65,42 @@ class GridSpec:
 
 @dataclass(frozen=True)
 class Camera:
-    """What the grid needs of a sensor_msgs/CameraInfo: the 3x4 projection and the image size."""
+    """What the grid needs of a sensor_msgs/CameraInfo: the 3x4 projection, the image size and,
+    for a raw (distorted) image, its lens."""
 
     projection: np.ndarray
     height: int
     width: int
+    lens: geometry.Lens | None = None
 
     @classmethod
-    def from_info(cls, info: Any) -> "Camera":
+    def from_info(cls, info: Any, rectified: bool = False) -> "Camera":
         """From a CameraInfo (rclpy or rosbags): P, or [K | 0] when P is all zeros.
 
-        ValueError when unusable.
+        The image is raw (``image_raw``, as camera_info describes it) unless ``rectified``: then a
+        non-zero D is its lens (K, D and ``distortion_model``). A rectified image (or D = 0) is
+        projected through P alone. ValueError when unusable.
         """
         p = np.asarray(info.p, np.float64).reshape(3, 4)
+        k = np.asarray(info.k, np.float64).reshape(3, 3)
         if not p.any():
-            p = np.hstack([np.asarray(info.k, np.float64).reshape(3, 3), np.zeros((3, 1))])
+            p = np.hstack([k, np.zeros((3, 1))])
         if not (np.isfinite(p).all() and p[0, 0] > 0 and p[1, 1] > 0 and p[2, 2] != 0):
             raise ValueError(
                 "camera_info has no usable projection (P and K are zero, or fx, fy <= 0)"
             )
         if info.height <= 0 or info.width <= 0:
             raise ValueError(f"camera_info size {info.width}x{info.height} is not positive")
-        return cls(p, int(info.height), int(info.width))
+        d = np.asarray(info.d, np.float64).reshape(-1)
+        distorted = not rectified and d.any()
+        lens = geometry.Lens(k, d, str(info.distortion_model)) if distorted else None
+        return cls(p, int(info.height), int(info.width), lens)
 
     def key(self) -> tuple:
         """A hashable identity, to tell when the lookup maps must be rebuilt."""
-        return (self.projection.tobytes(), self.height, self.width)
+        lens = self.lens
+        optics = () if lens is None else (lens.k.tobytes(), lens.d.tobytes(), lens.model)
+        return (self.projection.tobytes(), self.height, self.width, *optics)
 
 
 def occupancy(
@@ -137,8 +147,12 @@ class GroundGrid:
         key = (camera.key(), np.asarray(cam_from_grid, np.float64).tobytes())
         if key == self._key:
             return
-        h = geometry.plane_homography(camera.projection, cam_from_grid, axes=(0, 1))
-        self.maps = geometry.lookup_maps(h, *self._cells, (camera.height, camera.width))
+        size = (camera.height, camera.width)
+        if camera.lens is None:
+            h = geometry.plane_homography(camera.projection, cam_from_grid, axes=(0, 1))
+            self.maps = geometry.lookup_maps(h, *self._cells, size)
+        else:
+            self.maps = geometry.lens_lookup_maps(camera.lens, cam_from_grid, *self._cells, size)
         self._key = key
         self.rebuilds += 1
 
@@ -198,6 +212,12 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--camera-roll", type=float, default=MOUNT[2], help="rad, positive = clockwise from behind"
     )
+    parser.add_argument(
+        "--image-rectified",
+        action="store_true",
+        help="the images are rectified: project through camera_info's P and ignore D "
+        "(default: raw images, through D's distortion)",
+    )
     parser.add_argument("--grid-resolution", type=float, default=spec.resolution, help="cell, m")
     parser.add_argument(
         "--grid-x-range", type=float, nargs=2, default=list(spec.x_range), metavar=("MIN", "MAX")
@@ -216,3 +236,24 @@ def grid_from_args(args: argparse.Namespace) -> tuple[GroundGrid, np.ndarray]:
     return grid, geometry.camera_from_mount(
         args.camera_height, args.camera_pitch, args.camera_roll
     )
+
+
+#: BGR of the grid picture: unseen cells, and the line drawn every ``PICTURE_TICK_M`` metres ahead
+PICTURE_UNKNOWN, PICTURE_TICK, PICTURE_TICK_M = (96, 96, 96), (200, 120, 0), 10.0
+
+
+def picture(cells: np.ndarray, spec: GridSpec) -> np.ndarray:
+    """A bird's-eye BGR picture of occupancy ``cells``, one pixel per cell.
+
+    Forward (x) up, left (y) on the left. Free (road) white, occupied black, values between in
+    grey (``scaled``), unseen cells mid grey; a line across every 10 m ahead.
+    """
+    grey = np.rint(255 - 2.55 * np.clip(cells, 0, 100)).astype(np.uint8)
+    out = cv2.cvtColor(grey.T[::-1, ::-1], cv2.COLOR_GRAY2BGR)
+    out[(cells == UNKNOWN).T[::-1, ::-1]] = PICTURE_UNKNOWN
+    x_min, x_max = spec.x_range
+    first = np.ceil(x_min / PICTURE_TICK_M) * PICTURE_TICK_M
+    for x in np.arange(first, x_max, PICTURE_TICK_M):
+        if x > x_min:
+            out[round((x_max - x) / spec.resolution)] = PICTURE_TICK
+    return out

@@ -160,18 +160,27 @@ def _pngs(folder: Path) -> list[Path]:
     return images
 
 
-def road_frames(root: Path, start_ns: int, rate_hz: float) -> list[KittiFrame]:
+def road_frames(
+    root: Path, start_ns: int, rate_hz: float, calib: Path | None = None
+) -> list[KittiFrame]:
     """KITTI Road frames with synthetic stamps.
 
-    With ``calib/<stem>.txt`` when the folder has ``calib/``.
+    With ``calib`` for every frame when given, else ``calib/<stem>.txt`` when the folder has
+    ``calib/``.
     """
     if not (root / "image_2").is_dir():
         raise DataError(f"{root} is not a KITTI Road folder: {root / 'image_2'} does not exist")
+    if calib is not None and not calib.is_file():
+        raise DataError(f"calibration file not found: {calib}")
     images = _pngs(root / "image_2")
     calib_dir = root / "calib"
     stamps = synthetic_stamps(len(images), start_ns, rate_hz)
     return [
-        KittiFrame(image, stamp, calib_dir / f"{image.stem}.txt" if calib_dir.is_dir() else None)
+        KittiFrame(
+            image,
+            stamp,
+            calib or (calib_dir / f"{image.stem}.txt" if calib_dir.is_dir() else None),
+        )
         for image, stamp in zip(images, stamps)
     ]
 
@@ -224,12 +233,25 @@ def raw_frames(root: Path) -> list[KittiFrame]:
 
 
 def kitti_frames(
-    root: Path, layout: str | None = None, start_ns: int = 0, rate_hz: float = 10.0
+    root: Path,
+    layout: str | None = None,
+    start_ns: int = 0,
+    rate_hz: float = 10.0,
+    calib: Path | None = None,
 ) -> tuple[str, list[KittiFrame]]:
-    """The layout (detected unless given) and the frames of a KITTI folder, in order."""
+    """The layout (detected unless given) and the frames of a KITTI folder, in order.
+
+    ``calib``: one KITTI Road calibration file for every frame (road layout only).
+    """
     if not root.is_dir():
         raise DataError(f"KITTI folder not found: {root}")
     layout = layout or detect_layout(root)
     if layout not in LAYOUTS:
         raise DataError(f"unknown KITTI layout '{layout}'; choose one of {LAYOUTS}")
-    return layout, road_frames(root, start_ns, rate_hz) if layout == "road" else raw_frames(root)
+    if layout == "raw":
+        if calib is not None:
+            raise DataError(
+                f"--calib only applies to the road layout; KITTI raw drives have their {RAW_CALIB}"
+            )
+        return layout, raw_frames(root)
+    return layout, road_frames(root, start_ns, rate_hz, calib)

@@ -68,17 +68,20 @@ def kitti2bag(
     limit: int | None = None,
     skip_bad: bool = False,
     progress: bool = True,
+    calib: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Convert a KITTI folder into a new rosbag2 bag; returns a summary.
 
     The summary gives the frames, skipped files and stamps. Road folders get stamps at ``rate_hz``
-    (default 10 Hz) from ``start_ns``; raw drives keep theirs. Unreadable frames (image or
-    calibration) fail the run, listing every one, unless ``skip_bad`` is set, in which case they
-    are left out and listed in the summary.
+    (default 10 Hz) from ``start_ns``; raw drives keep theirs. ``calib`` is one KITTI Road
+    calibration file for every frame of a road folder (for folders without ``calib/``).
+    Unreadable frames (image or calibration) fail the run, listing every one, unless ``skip_bad``
+    is set, in which case they are left out and listed in the summary.
     """
     source, output = Path(source), Path(output)
     refuse_existing(output)
-    layout, frames = kitti_frames(source, layout, start_ns, rate_hz or 10.0)
+    calib = Path(calib) if calib is not None else None
+    layout, frames = kitti_frames(source, layout, start_ns, rate_hz or 10.0, calib)
     if rate_hz is not None and layout == "raw":
         raise DataError(
             "--rate only applies to the road layout; "
@@ -147,6 +150,7 @@ def _kitti2bag(args: argparse.Namespace) -> None:
         args.limit,
         args.skip_bad,
         not args.no_progress,
+        args.calib,
     )
     info = f" and {INFO_TOPIC}" if summary["camera_info"] else " (no calibration: no camera_info)"
     print(
@@ -190,6 +194,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument(
         "--limit", type=positive_int, metavar="N", help="convert only the first N frames"
+    )
+    p.add_argument(
+        "--calib",
+        metavar="FILE",
+        help="road layout: this KITTI Road calibration file (P2) for every frame, "
+        "instead of calib/<stem>.txt",
     )
     p.add_argument(
         "--skip-bad",

@@ -48,6 +48,7 @@ from .image import MAX_PIXELS, MIN_SIDE
 from .latest import Latest
 from .segmenter import Segmenter, check_setting, make_segmenter
 from .stats import Stats, health
+from .throttle import ReasonThrottle
 
 NODE_NAME = "road_segmentation"
 RUNTIME = ("threshold", "overlay_alpha", "overlay_color")
@@ -160,6 +161,13 @@ PARAMETERS: dict[str, tuple[Any, str, dict]] = {
         False,
         "Look the camera up in target_frame with tf2 (else: camera_height, camera_pitch, "
         "camera_roll, with target_frame on the ground under the camera)",
+        {},
+    ),
+    "image_rectified": (
+        False,
+        "The image is rectified (e.g. image_rect): the grid projects through camera_info's P "
+        "and ignores D. false: it is the raw image camera_info describes (image_raw), and the "
+        "grid follows D's distortion (plumb_bob, rational_polynomial, equidistant)",
         {},
     ),
     "camera_height": (
@@ -315,6 +323,7 @@ class RoadSeg:
         )
         self._tf_buffer = self._tf_listener = None
         self._camera: Camera | None = None
+        self._throttle = ReasonThrottle(LOG_PERIOD_S)
         self._backend_info = backend.describe()
         return (
             f"{self._backend_info}; model {p['model_path'] or 'the default model'}; "
@@ -417,14 +426,19 @@ class RoadSeg:
         """Keep only the newest message (and when it arrived) for the worker."""
         self._slot.put((msg, time.monotonic()))
 
+    def _log(self, level: str, text: str) -> None:
+        """Log ``text`` at ``level`` ('warning', 'error') unless its reason was logged less than
+        LOG_PERIOD_S ago (``ReasonThrottle``: one fault does not hide another)."""
+        line = self._throttle.admit(text)
+        if line is not None:
+            getattr(self.get_logger(), level)(line)
+
     def _on_camera_info(self, msg: CameraInfo) -> None:
         """Keep the newest usable camera model for the grid."""
         try:
-            self._camera = Camera.from_info(msg)
+            self._camera = Camera.from_info(msg, self._params["image_rectified"])
         except ValueError as exc:
-            self.get_logger().warning(
-                f"ignoring camera_info: {exc}", throttle_duration_sec=LOG_PERIOD_S
-            )
+            self._log("warning", f"ignoring camera_info: {exc}")
 
     def _on_diagnostics_timer(self) -> None:
         """Publish one DiagnosticStatus with FPS, latency, drops and bad messages."""
@@ -451,17 +465,13 @@ class RoadSeg:
                 self._segment(msg, received)
             except ImageError as exc:
                 self._stats.bad_message()
-                self.get_logger().error(
-                    f"bad image message: {exc}", throttle_duration_sec=LOG_PERIOD_S
-                )
+                self._log("error", f"bad image message: {exc}")
             except (
                 Exception
             ) as exc:  # keep serving frames; a shutting-down context ends the worker
                 if not self.context.ok():
                     return
-                self.get_logger().error(
-                    f"segmentation failed: {exc!r}", throttle_duration_sec=LOG_PERIOD_S
-                )
+                self._log("error", f"segmentation failed: {exc!r}")
 
     def _segment(self, msg: Image | CompressedImage, received: float) -> None:
         """Segment one message and publish the outputs someone listens to (the mask always)."""
@@ -484,17 +494,13 @@ class RoadSeg:
         pose = self._camera_pose(header.frame_id)
         if self._camera is None or pose is None:
             why = "no camera_info received yet" if self._camera is None else "no camera pose"
-            self.get_logger().warning(
-                f"road_seg/grid not published: {why}", throttle_duration_sec=LOG_PERIOD_S
-            )
+            self._log("warning", f"road_seg/grid not published: {why}")
             return
         try:
             self._grid.update(self._camera, pose)
             cells = self._grid.occupancy(mask, confidence)
         except ValueError as exc:
-            self.get_logger().warning(
-                f"road_seg/grid not published: {exc}", throttle_duration_sec=LOG_PERIOD_S
-            )
+            self._log("warning", f"road_seg/grid not published: {exc}")
             return
         grid_header = Header(stamp=header.stamp, frame_id=self._params["target_frame"])
         self._grid_pub.publish(make_grid(grid_header, self._grid.fields(cells)))
@@ -510,9 +516,8 @@ class RoadSeg:
                 camera_frame, self._params["target_frame"], Time()
             ).transform
         except TransformException as exc:
-            self.get_logger().warning(
-                f"no transform {self._params['target_frame']} -> {camera_frame}: {exc}",
-                throttle_duration_sec=LOG_PERIOD_S,
+            self._log(
+                "warning", f"no transform {self._params['target_frame']} -> {camera_frame}: {exc}"
             )
             return None
         r = geometry.rotation_from_quaternion(

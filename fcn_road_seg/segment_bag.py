@@ -42,8 +42,8 @@ from .bags import (
     typestore,
 )
 from .errors import DataError, ImageError, run_cli
-from .exports import SHEET_TILES, OverlayExports, stamp_label, to_bgr
-from .grid import Camera, GroundGrid, add_grid_arguments, grid_from_args
+from .exports import SHEET_COLUMNS, SHEET_TILES, THUMB_WIDTH, OverlayExports, stamp_label, to_bgr
+from .grid import Camera, GroundGrid, add_grid_arguments, grid_from_args, picture
 from .model import default_model_path
 from .segmenter import (
     OUTPUTS,
@@ -87,7 +87,8 @@ def check_input(
 class BagGrid:
     """What ``segment_bag`` needs for the grid.
 
-    The grid core, the camera mount, the grid's frame and the camera_info topic. Each frame uses
+    The grid core, the camera mount, the grid's frame, the camera_info topic and whether the
+    images are rectified (else raw, projected through camera_info's distortion). Each frame uses
     the camera_info with its header stamp, else the one nearest in time.
     """
 
@@ -95,6 +96,7 @@ class BagGrid:
     cam_from_grid: np.ndarray
     frame_id: str
     info_topic: str
+    rectified: bool = False
 
     def read_cameras(self, reader: Reader, path: Path) -> None:
         """Every usable camera_info of ``info_topic`` by header stamp (corrupt ones are left out).
@@ -109,14 +111,15 @@ class BagGrid:
                 f"camera_info topics in the bag: {', '.join(found) or 'none'}"
             )
         self.cameras: dict[int, Camera] = {}
+        why = ""
         for _, stamp, raw in bag_messages(reader, path, conns):
             try:
                 info = deserialize(raw, CAMERA_INFO, path, stamp)
-                self.cameras[header_ns(info.header)] = Camera.from_info(info)
-            except (DataError, ValueError):
-                continue
+                self.cameras[header_ns(info.header)] = Camera.from_info(info, self.rectified)
+            except (DataError, ValueError) as exc:
+                why = f" ({exc})"
         if not self.cameras:
-            raise DataError(f"bag {path}: no usable camera_info on {self.info_topic}")
+            raise DataError(f"bag {path}: no usable camera_info on {self.info_topic}{why}")
         self._stamps = sorted(self.cameras)
 
     def camera_at(self, stamp_ns: int) -> Camera:
@@ -125,10 +128,13 @@ class BagGrid:
         near = self._stamps[max(0, i - 1) : i + 1]
         return self.cameras[min(near, key=lambda s: abs(s - stamp_ns))]
 
-    def message(self, msg: Any, result: Any) -> Any:
-        """The frame's OccupancyGrid (input stamp, ``frame_id``); ValueError saying why not."""
+    def cells(self, msg: Any, result: Any) -> np.ndarray:
+        """The frame's occupancy cells; ValueError saying why there are none."""
         self.grid.update(self.camera_at(header_ns(msg.header)), self.cam_from_grid)
-        cells = self.grid.occupancy(result.mask, result.confidence)
+        return self.grid.occupancy(result.mask, result.confidence)
+
+    def message(self, msg: Any, cells: np.ndarray) -> Any:
+        """The frame's OccupancyGrid of ``cells`` (the input's stamp, ``frame_id``)."""
         hdr = typestore().types["std_msgs/msg/Header"](
             stamp=msg.header.stamp, frame_id=self.frame_id
         )
@@ -153,7 +159,8 @@ def segment_bag(
     """Segment every image of ``topic`` into a new bag.
 
     The new bag has the input copied plus ``<namespace>/{mask,confidence,overlay}``, and
-    ``<namespace>/grid`` with ``grid`` (frames without a usable camera_info get none, listed).
+    ``<namespace>/grid`` with ``grid`` (frames without a usable camera_info get none, listed;
+    the contact sheet then shows each grid's bird's-eye picture beside its overlay).
 
     A corrupt or unsegmentable image message is skipped and listed (the copy keeps it as it was),
     or, with ``strict``, stops the run with nothing written.
@@ -184,8 +191,15 @@ def segment_bag(
             grid_conn = writer.add_connection(
                 f"{namespace}/grid", OCCUPANCY_GRID, typestore=typestore()
             )
+        layout = (SHEET_COLUMNS // 2, 2 * THUMB_WIDTH) if grid else (SHEET_COLUMNS, THUMB_WIDTH)
         exports = OverlayExports(
-            stack, total, outputs["video"], outputs["frames_dir"], outputs["contact_sheet"], fps
+            stack,
+            total,
+            outputs["video"],
+            outputs["frames_dir"],
+            outputs["contact_sheet"],
+            fps,
+            *layout,
         )
         index = -1
         for conn, stamp, raw in tqdm(
@@ -214,12 +228,13 @@ def segment_bag(
                 continue
             for name, out in messages.items():
                 writer.write(seg_conns[name], stamp, typestore().serialize_cdr(out, IMAGE))
+            bird = None
             if grid:
                 try:
-                    cells = grid.message(msg, result)
-                    writer.write(
-                        grid_conn, stamp, typestore().serialize_cdr(cells, OCCUPANCY_GRID)
-                    )
+                    cells = grid.cells(msg, result)
+                    out = typestore().serialize_cdr(grid.message(msg, cells), OCCUPANCY_GRID)
+                    writer.write(grid_conn, stamp, out)
+                    bird = picture(cells, grid.grid.spec)
                 except ValueError as exc:
                     no_grid.append({"index": index, "stamp_ns": stamp, "reason": str(exc)})
             stamp_ns = header_ns(msg.header)
@@ -228,6 +243,7 @@ def segment_bag(
                 stamp_label(index, stamp_ns),
                 f"{index:06d}_{stamp_ns}",
                 to_bgr(result.overlay, messages["overlay"].encoding),
+                bird,
             )
             core_ms += result.timings["total"]
             frames += 1
@@ -285,7 +301,7 @@ def _segment_bag(args: argparse.Namespace) -> None:
         except ValueError as exc:
             raise DataError(f"--grid options: {exc}") from exc
         info_topic = args.camera_info_topic or f"{args.topic.rsplit('/', 1)[0]}/camera_info"
-        grid = BagGrid(core, mount, args.target_frame, info_topic)
+        grid = BagGrid(core, mount, args.target_frame, info_topic, args.image_rectified)
     print(f"model {args.model or default_model_path()}: {segmenter.backend.describe()}")
     print_segment_summary(
         segment_bag(

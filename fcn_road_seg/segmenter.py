@@ -51,21 +51,24 @@ def check_setting(name: str, value: Any) -> str | None:
     return f"unknown setting '{name}'"
 
 
+def overlay_encoding(frame: Frame) -> str:
+    """The overlay's encoding: the frame's for 8-bit colour, else ``bgr8`` (tints need colour)."""
+    return "bgr8" if frame.order == "mono" else frame.encoding
+
+
 def overlay(frame: Frame, mask: np.ndarray, color_rgb: Sequence[int], alpha: float) -> np.ndarray:
-    """The frame in its own encoding, road pixels blended towards ``color_rgb`` by ``alpha``."""
+    """The frame in ``overlay_encoding``, road pixels blended to ``color_rgb`` by ``alpha``."""
     r, g, b = color_rgb
-    color = {"rgb": (r, g, b), "bgr": (b, g, r), "mono": (0.299 * r + 0.587 * g + 0.114 * b,)}[
-        frame.order
-    ]
-    pixels = frame.pixels[..., 0] if frame.order == "mono" else frame.pixels
+    mono = frame.order == "mono"
+    pixels = cv2.cvtColor(frame.pixels, cv2.COLOR_GRAY2BGR) if mono else frame.pixels
+    color = (r, g, b) if frame.order == "rgb" else (b, g, r)
     tint = cv2.add(
-        cv2.convertScaleAbs(pixels, alpha=1.0 - alpha),
-        (*(alpha * c for c in color), 0.0, 0.0, 0.0)[:4],
+        cv2.convertScaleAbs(pixels, alpha=1.0 - alpha), (*(alpha * c for c in color), 0.0)[:4]
     )
-    out = cv2.copyTo(tint, mask, np.array(pixels, order="C"))
-    if out.ndim == 3 and out.shape[2] == 4:
+    out = cv2.copyTo(tint, mask, pixels if mono else np.array(pixels, order="C"))
+    if out.shape[2] == 4:
         out[..., 3] = pixels[..., 3]
-    return out.reshape(frame.pixels.shape)
+    return out
 
 
 @dataclass
@@ -148,7 +151,7 @@ class Segmenter:
         arrays = {
             "mask": (result.mask, "mono8"),
             "confidence": (result.confidence, "mono8"),
-            "overlay": (result.overlay, frame.encoding),
+            "overlay": (result.overlay, overlay_encoding(frame)),
         }
         messages = {
             name: make_image(msg.header, image.to_fields(*arrays[name])) for name in outputs

@@ -6,7 +6,7 @@ Skipped with a reason when this checkout has none.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import pytest
 
@@ -234,6 +234,17 @@ def segmenter(tiny_model: Path) -> Segmenter:
     return make_segmenter(tiny_model, device="cpu")
 
 
+@pytest.fixture(scope="session")
+def default_segmenter() -> Segmenter:
+    """The core on the shipped default model, as the node runs it on a CPU; or a skip."""
+    from fcn_road_seg.model import default_model_path
+    from fcn_road_seg.segmenter import make_segmenter
+
+    if not default_model_path().is_file():
+        pytest.skip(f"no default model at {default_model_path()}")
+    return make_segmenter(device="cpu")
+
+
 def read_bag(path: Path) -> dict[str, list[tuple[int, bytes, Any]]]:
     """topic -> [(bag timestamp, raw bytes, message)] in order."""
     from rosbags.rosbag2 import Reader
@@ -332,3 +343,142 @@ def close_probe(case: Any) -> None:
     case.executor.shutdown()
     case.node.destroy_node()
     rclpy.try_shutdown(context=case.context)
+
+
+# --------------------------------------------------------------------------- encodings
+# Every camera encoding of sensor_msgs/image_encodings, written by hand from its definition (not
+# with the code under test): test_image.py, test_segmenter.py and test_segment_bag.py.
+
+#: 16-bit encodings and how a bgr8 picture's channels are ordered in them
+COLOR16 = {"rgb16": [2, 1, 0], "bgr16": [0, 1, 2], "rgba16": [2, 1, 0, 3], "bgra16": [0, 1, 2, 3]}
+BAYER = ("rggb", "bggr", "gbrg", "grbg")
+#: every encoding that is converted (not a view), mono16 last
+CONVERTED = (
+    *COLOR16,
+    "uyvy",
+    "yuv422",
+    "yuyv",
+    "yuv422_yuy2",
+    "nv21",
+    *(f"bayer_{p}{bits}" for bits in (8, 16) for p in BAYER),
+    "mono16",
+)
+
+
+#: the least share of pixels whose mask agrees with the bgr8 frame's (mono has no colour to go by)
+AGREEMENT, MONO_AGREEMENT = 0.97, 0.90
+
+
+def yuv601(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Y, U (Cb), V (Cr) float planes of bgr8 pixels: ITU-R BT.601, studio range (Y 16..235)."""
+    import numpy as np
+
+    b, g, r = (bgr[..., i].astype(np.float64) for i in range(3))
+    y = 16 + 0.256788 * r + 0.504129 * g + 0.097906 * b
+    u = 128 - 0.148223 * r - 0.290993 * g + 0.439216 * b
+    v = 128 + 0.439216 * r - 0.367788 * g - 0.071427 * b
+    return y, u, v
+
+
+def to_u8(values: np.ndarray) -> np.ndarray:
+    """Round and saturate to uint8."""
+    import numpy as np
+
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def to_16(pixels8: np.ndarray) -> np.ndarray:
+    """8-bit values at full 16-bit scale (k * 257) plus a few counts of sensor noise (|n| <= 100,
+    which the 16 -> 8 bit scaling round(v * 255 / 65535) maps back to k)."""
+    import numpy as np
+
+    noise = np.random.default_rng(0).integers(-100, 101, pixels8.shape)
+    return np.clip(pixels8.astype(np.int64) * 257 + noise, 0, 65535).astype(np.uint16)
+
+
+def mosaic(bgr: np.ndarray, pattern: str) -> np.ndarray:
+    """The Bayer mosaic of ``pattern`` (e.g. ``rggb``: R at (0, 0), G at (0, 1) and (1, 0), B at
+    (1, 1)) sampled from a bgr8 picture: one channel."""
+    import numpy as np
+
+    channel = {"b": 0, "g": 1, "r": 2}
+    out = np.empty(bgr.shape[:2], bgr.dtype)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            out[dy::2, dx::2] = bgr[dy::2, dx::2, channel[pattern[2 * dy + dx]]]
+    return out
+
+
+def encode(bgr: np.ndarray, encoding: str, bigendian: bool = False) -> np.ndarray:
+    """A bgr8 picture (even width and height) as the rows of ``encoding``: rows x row bytes
+    uint8 (NV21: the Y rows, then the VU rows)."""
+    import numpy as np
+
+    h, w = bgr.shape[:2]
+    if encoding in COLOR16 or encoding == "mono16" or encoding.startswith("bayer_"):
+        if encoding in COLOR16:
+            four = np.dstack([bgr, np.full((h, w), 255, np.uint8)])
+            samples = to_16(four[..., COLOR16[encoding]])
+        elif encoding == "mono16":
+            samples = to_16(to_u8(0.299 * bgr[..., 2] + 0.587 * bgr[..., 1] + 0.114 * bgr[..., 0]))
+        else:
+            samples = mosaic(bgr, encoding[6:10])
+            if encoding.endswith("8"):
+                return samples
+            samples = to_16(samples)
+        samples = np.ascontiguousarray(samples, ">u2" if bigendian else "<u2")
+        return samples.view(np.uint8).reshape(h, -1)
+    y, u, v = yuv601(bgr)
+    if encoding == "nv21":
+        block = lambda c: c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))  # noqa: E731
+        vu = np.stack([block(v), block(u)], axis=-1).reshape(h // 2, w)
+        return to_u8(np.vstack([y, vu]))
+    pair = lambda c: c.reshape(h, w // 2, 2).mean(axis=2)  # noqa: E731
+    y0, y1, u, v = y[:, 0::2], y[:, 1::2], pair(u), pair(v)
+    order = (u, y0, v, y1) if encoding in ("uyvy", "yuv422") else (y0, u, y1, v)
+    return to_u8(np.stack(order, axis=-1).reshape(h, 2 * w))
+
+
+def encoded_image(bgr: np.ndarray, encoding: str, pad: int = 0, bigendian: bool = False) -> Any:
+    """A rosbags Image of a bgr8 picture in ``encoding`` (``encode``), each row followed by
+    ``pad`` junk bytes."""
+    import numpy as np
+
+    from fcn_road_seg.bags import typestore
+
+    samples = encode(bgr, encoding, bigendian)
+    rows = np.full((samples.shape[0], samples.shape[1] + pad), 0x5A, np.uint8)
+    rows[:, : samples.shape[1]] = samples
+    return typestore().types["sensor_msgs/msg/Image"](
+        header=rosbags_header(),
+        height=bgr.shape[0],
+        width=bgr.shape[1],
+        encoding=encoding,
+        is_bigendian=int(bigendian),
+        step=rows.shape[1],
+        data=rows.reshape(-1),
+    )
+
+
+def distorted_pixel(
+    model: str, d: Sequence[float], k: np.ndarray, X: np.ndarray, Y: np.ndarray, Z: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw-image pixels (u, v) of camera-frame points through K and D: the published formulas of
+    ``plumb_bob`` / ``rational_polynomial`` (OpenCV's camera model) and ``equidistant``
+    (OpenCV's fisheye model), transcribed; not the code under test."""
+    import numpy as np
+
+    a, b = X / Z, Y / Z
+    r2 = a * a + b * b
+    if model == "equidistant":
+        r = np.sqrt(r2)
+        t = np.arctan(r)
+        td = t * (1 + d[0] * t**2 + d[1] * t**4 + d[2] * t**6 + d[3] * t**8)
+        xd, yd = a * td / r, b * td / r
+    else:
+        k1, k2, p1, p2, k3, *rest = d
+        k4, k5, k6 = rest or (0.0, 0.0, 0.0)
+        radial = (1 + k1 * r2 + k2 * r2**2 + k3 * r2**3) / (1 + k4 * r2 + k5 * r2**2 + k6 * r2**3)
+        xd = a * radial + 2 * p1 * a * b + p2 * (r2 + 2 * a * a)
+        yd = b * radial + p1 * (r2 + 2 * b * b) + 2 * p2 * a * b
+    return k[0, 0] * xd + k[0, 2], k[1, 1] * yd + k[1, 2]

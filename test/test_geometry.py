@@ -15,7 +15,7 @@ from fcn_road_seg import geometry
 from fcn_road_seg.errors import DataError
 from fcn_road_seg.kitti import read_calib
 
-from conftest import level_road_calib
+from conftest import distorted_pixel, level_road_calib
 
 CALIB = (
     Path(__file__).parent / "data" / "um_000000_calib.txt"
@@ -138,3 +138,87 @@ def test_incomplete_calibration_names_the_file_and_key(tmp_path: Path) -> None:
         DataError, match=r"um_000001\.txt: 'Tr_cam_to_road' must hold 12 numbers \(missing\)"
     ):
         geometry.KittiBev.from_file(bad, (375, 1242))
+
+
+# --------------------------------------------------------------------------- distorted lenses
+#: a wide, strongly distorted 640x480 camera 1.5 m over the ground, pitched 0.2 rad down
+SIZE, HEIGHT, PITCH = (480, 640), 1.5, 0.2
+WIDE = np.array([[300.0, 0.0, 318.5], [0.0, 305.0, 241.25], [0.0, 0.0, 1.0]])
+LENSES = {
+    "plumb_bob": [-0.32, 0.11, 0.004, -0.003, -0.015],
+    "rational_polynomial": [1.4, 0.3, 0.002, 0.001, 0.01, 1.9, 0.6, 0.05],
+    "equidistant": [-0.06, 0.012, -0.004, 0.0006],
+}
+#: ground points (x forward, y left) at cell centres of a 0.1 m grid over x 0..20, y -5..5
+POINTS = [(3.05, 1.45), (6.05, -2.05), (10.05, 0.05), (15.05, 3.95), (2.55, -2.95)]
+
+
+def camera_point(x: float, y: float) -> tuple[float, float, float]:
+    """The optical-frame coordinates of ground point (x, y), by hand: level X = -y, Y = h, Z = x,
+    then pitched down by PITCH about the optical x axis."""
+    c, s = math.cos(PITCH), math.sin(PITCH)
+    return -y, HEIGHT * c - x * s, x * c + HEIGHT * s
+
+
+def by_hand(model: str, d: list[float], point: tuple[float, float, float]) -> tuple[float, float]:
+    """The raw pixel of a camera-frame point of WIDE (``distorted_pixel``)."""
+    u, v = distorted_pixel(model, d, WIDE, *(np.float64(c) for c in point))
+    return float(u), float(v)
+
+
+@pytest.mark.parametrize("model", list(LENSES))
+def test_distorted_maps_hit_hand_computed_pixels_of_known_ground_points(model: str) -> None:
+    lens = geometry.Lens(WIDE, np.array(LENSES[model]), model)
+    x = 0.05 + 0.1 * np.arange(200)
+    y = -4.95 + 0.1 * np.arange(100)
+    xx, yy = np.meshgrid(x, y)
+    maps = geometry.lens_lookup_maps(
+        lens, geometry.camera_from_mount(HEIGHT, PITCH, 0.0), xx, yy, SIZE
+    )
+    for gx, gy in POINTS:
+        u, v = by_hand(model, LENSES[model], camera_point(gx, gy))
+        row, col = round((gy + 4.95) / 0.1), round((gx - 0.05) / 0.1)
+        assert 0 <= u < 640 and 0 <= v < 480, (gx, gy)  # the points are in view
+        assert maps.known[row, col]
+        np.testing.assert_allclose([maps.map_u[row, col], maps.map_v[row, col]], [u, v], atol=1e-3)
+        # and the cell that looks nearest at that pixel is the point's own, within one cell
+        gap = np.hypot(maps.map_u - u, maps.map_v - v)
+        gap[~maps.known] = np.inf
+        near_row, near_col = np.unravel_index(np.argmin(gap), gap.shape)
+        assert abs(near_row - row) <= 1 and abs(near_col - col) <= 1, (gx, gy)
+    assert not maps.known[np.abs(y) < 0.5][:, x < 0.5].any()  # just ahead: below the image
+    # strongly distorted: somewhere the lens moves a point by more than 20 pixels
+    pinhole = [by_hand("plumb_bob", [0.0] * 5, camera_point(*p)) for p in POINTS]
+    bent = [by_hand(model, LENSES[model], camera_point(*p)) for p in POINTS]
+    assert max(math.dist(a, b) for a, b in zip(pinhole, bent)) > 20
+
+
+def test_the_distortion_model_is_trusted_only_where_it_grows() -> None:
+    """k1 = -0.5 alone: r_d = r (1 - 0.5 r^2) peaks at r = sqrt(2/3); a point at r = 1.2 would be
+    folded back to r_d = 0.336, onto the image, and is unknown instead."""
+    lens = geometry.Lens(WIDE, np.array([-0.5, 0.0, 0.0, 0.0, 0.0]), "plumb_bob")
+    assert lens.fold_radius() == pytest.approx(math.sqrt(2 / 3), abs=2e-3)
+    level = geometry.camera_from_mount(HEIGHT, 0.0, 0.0)
+    # ground point 1.25 m ahead, 0 m aside: Y / Z = 1.5 / 1.25 = 1.2
+    folded = lens.project(np.array([[0.0, HEIGHT, 1.25]]))[0]
+    assert 0 <= folded[1] < 480  # where the folded model would put it
+    maps = geometry.lens_lookup_maps(
+        lens, level, np.array([[1.25, 5.0]]), np.array([[0.0, 0.0]]), SIZE
+    )
+    assert maps.known.tolist() == [[False, True]]
+
+
+@pytest.mark.parametrize(
+    "model, d, message",
+    [
+        ("fisheye", [0.1, 0, 0, 0], "distortion model 'fisheye' is not supported; use one of"),
+        ("plumb_bob", [0.1, 0, 0, 0], "'plumb_bob' needs 5 coefficients in D, got 4"),
+        ("equidistant", [0.1] * 5, "'equidistant' needs 4 coefficients in D, got 5"),
+        ("rational_polynomial", [0.1] * 5, "needs 8 coefficients in D, got 5"),
+    ],
+)
+def test_unusable_lenses_say_why(model: str, d: list[float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        geometry.Lens(WIDE, np.array(d, float), model)
+    with pytest.raises(ValueError, match="no usable K"):
+        geometry.Lens(np.zeros((3, 3)), np.array(LENSES["plumb_bob"]), "plumb_bob")

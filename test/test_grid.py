@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 
 from fcn_road_seg import geometry
 from fcn_road_seg.bags import camera_info, header
-from fcn_road_seg.grid import Camera, GridSpec, GroundGrid, grid_spec
+from fcn_road_seg.grid import (
+    PICTURE_TICK,
+    PICTURE_UNKNOWN,
+    Camera,
+    GridSpec,
+    GroundGrid,
+    grid_spec,
+    picture,
+)
 from fcn_road_seg.kitti import CameraModel, read_calib
+
+from conftest import distorted_pixel
 
 HEIGHT, WIDTH, F, CAM_HEIGHT, PITCH = 480, 640, 500.0, 1.5, 0.05
 P = np.array([[F, 0, WIDTH / 2, 0], [0, F, HEIGHT / 2, 0], [0, 0, 1, 0]])
@@ -99,6 +111,117 @@ def test_camera_from_a_camera_info_message_uses_p_or_else_k() -> None:
     info.k = np.zeros(9)
     with pytest.raises(ValueError, match="no usable projection"):
         Camera.from_info(info)
+
+
+# --- raw (distorted) images --------------------------------------------------------------------
+K = P[:, :3]
+#: a strongly distorted (barrel) lens of the 640x480 camera: sensor_msgs' plumb_bob k1 k2 p1 p2 k3
+BARREL = [-0.3, 0.09, 0.002, -0.001, -0.01]
+
+
+def raw_info(d: list[float], model: str = "plumb_bob") -> Any:
+    """A CameraInfo of the 640x480 camera with distortion ``d``."""
+    size = {"plumb_bob": 5, "rational_polynomial": 8, "equidistant": 4}[model]
+    cm = CameraModel(k=K.ravel(), r=np.eye(3).ravel(), p=P.ravel(), d=np.array(d, float)[:size])
+    info = camera_info(header(0), cm, WIDTH, HEIGHT)
+    info.distortion_model = model
+    return info
+
+
+#: near and wide, where the lens bends most: x from 2.5 to 6 m ahead, y from 3.5 m right to left
+RAW_ROAD = (2.5, 6.0, -3.5, 3.5)
+
+
+def painted_raw_road_mask(d: list[float]) -> np.ndarray:
+    """RAW_ROAD seen by the distorted camera: dense ground points of it projected by the
+    plumb_bob formula (conftest.distorted_pixel), their pixels painted, holes closed."""
+    road = RAW_ROAD
+    x, y = np.meshgrid(np.arange(road[0], road[1], 0.005), np.arange(road[2], road[3], 0.005))
+    c, s = np.cos(PITCH), np.sin(PITCH)  # optical frame by hand: level X = -y, Y = h, Z = x
+    X, Y, Z = -y, CAM_HEIGHT * c - x * s, x * c + CAM_HEIGHT * s
+    u, v = distorted_pixel("plumb_bob", d, K, X, Y, Z)
+    inside = (u > -0.5) & (u < WIDTH - 0.5) & (v > -0.5) & (v < HEIGHT - 0.5)
+    mask = np.zeros((HEIGHT, WIDTH), np.uint8)
+    mask[np.rint(v[inside]).astype(int), np.rint(u[inside]).astype(int)] = 255
+    return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+
+
+def test_a_raw_image_is_projected_through_its_distortion() -> None:
+    """The road painted into the raw image of a barrel lens lands on its cells (within two
+    cells); the same mask read as a rectified image (D ignored) does not."""
+    mount = geometry.camera_from_mount(CAM_HEIGHT, PITCH, 0.0)
+    mask = painted_raw_road_mask(BARREL)
+    spec = GridSpec(0.1, (0.0, 20.0), (-5.0, 5.0))
+    x, y = spec.cell_centres()
+    road = RAW_ROAD
+    inner = (x > road[0] + 0.2) & (x < road[1] - 0.2) & (y > road[2] + 0.2) & (y < road[3] - 0.2)
+    outer = (x < road[0] - 0.2) | (x > road[1] + 0.2) | (y < road[2] - 0.2) | (y > road[3] + 0.2)
+    wrong = {}
+    for rectified in (False, True):
+        grid = GroundGrid(spec)
+        grid.update(Camera.from_info(raw_info(BARREL), rectified=rectified), mount)
+        cells = grid.occupancy(mask, mask)
+        known = cells != -1
+        assert known[inner].sum() > 1500 and (outer & known).sum() > 1000
+        wrong[rectified] = (cells[inner & known] != 0).sum() + (cells[outer & known] != 100).sum()
+    assert wrong[False] == 0 and wrong[True] > 50
+
+
+def test_no_distortion_or_a_rectified_image_gives_exactly_the_homography_grid() -> None:
+    """D = 0 (or image_rectified) is today's grid: P's homography, to the bit."""
+    mount = geometry.camera_from_mount(CAM_HEIGHT, PITCH, 0.0)
+    spec = GridSpec(0.1, (0.0, 20.0), (-5.0, 5.0))
+    today = geometry.lookup_maps(
+        geometry.plane_homography(P, mount), *spec.cell_centres(), (HEIGHT, WIDTH)
+    )
+    for info, rectified in ((raw_info([0.0] * 5), False), (raw_info(BARREL), True)):
+        camera = Camera.from_info(info, rectified=rectified)
+        assert camera.lens is None
+        grid = GroundGrid(spec)
+        grid.update(camera, mount)
+        for name in ("map_u", "map_v", "known"):
+            np.testing.assert_array_equal(getattr(grid.maps, name), getattr(today, name))
+
+
+def test_maps_are_rebuilt_only_when_the_distortion_changes() -> None:
+    grid = GroundGrid(GridSpec(0.1, (0.0, 20.0), (-5.0, 5.0)))
+    mount = geometry.camera_from_mount(CAM_HEIGHT, PITCH, 0.0)
+    for d in (BARREL, list(BARREL), [0.0] * 5, BARREL, [-0.2, *BARREL[1:]]):
+        grid.update(Camera.from_info(raw_info(d)), mount)
+    assert grid.rebuilds == 4
+
+
+@pytest.mark.parametrize(
+    "model, d, message",
+    [
+        ("", BARREL, "distortion model '' is not supported"),
+        ("plumb_bob", BARREL[:4], "'plumb_bob' needs 5 coefficients in D, got 4"),
+    ],
+)
+def test_an_unusable_distortion_says_why(model: str, d: list[float], message: str) -> None:
+    info = raw_info(BARREL)
+    info.distortion_model, info.d = model, np.array(d, float)
+    with pytest.raises(ValueError, match=message):
+        Camera.from_info(info)
+    assert Camera.from_info(info, rectified=True).lens is None
+
+
+def test_the_grid_picture_is_seen_from_above_forward_up_left_left() -> None:
+    """0.5 m cells over x 0..20 m and y -2..2 m: 8 rows (y) x 40 columns (x); the picture is
+    40 rows (far x first) x 8 columns (left y first)."""
+    spec = GridSpec(0.5, (0.0, 20.0), (-2.0, 2.0))
+    cells = np.full(spec.shape, 100, np.int8)
+    cells[0, 0] = 0  # nearest cell on the right (y -2..-1.5, x 0..0.5): road
+    cells[7, 39] = -1  # farthest on the left: unseen
+    cells[3, 5] = 50  # scaled: P(road) = 0.5
+    pic = picture(cells, spec)
+    assert pic.shape == (40, 8, 3) and pic.dtype == np.uint8
+    assert pic[39, 7].tolist() == [255, 255, 255]
+    assert pic[0, 0].tolist() == list(PICTURE_UNKNOWN)
+    assert pic[39 - 5, 7 - 3].tolist() == [128, 128, 128]  # rint(255 - 127.5), half to even
+    assert pic[1, 1].tolist() == [0, 0, 0]
+    # a line across at x = 10 m: row (20 - 10) / 0.5
+    assert (pic[20] == PICTURE_TICK).all() and (pic[[19, 21]] != PICTURE_TICK).any(axis=2).all()
 
 
 def test_fields_describe_the_grid_for_occupancygrid() -> None:

@@ -169,3 +169,26 @@ def test_raw_frames_need_one_stamp_per_image(tmp_path: Path) -> None:
     layout, frames = kitti_frames(drive)
     assert layout == "raw" and [f.calib for f in frames] == [calib] * 3
     assert [f.image.name for f in frames] == ["0000000000.png", "0000000001.png", "0000000002.png"]
+
+
+def test_one_calibration_for_every_road_frame(tmp_path: Path) -> None:
+    road = tmp_path / "testing"
+    (road / "image_2").mkdir(parents=True)
+    (road / "calib").mkdir()
+    for stem in ("um_000005", "uu_000002"):
+        (road / "image_2" / f"{stem}.png").write_bytes(b"")
+    calib = tmp_path / "day.txt"
+    calib.write_text(f"P2: {fmt(P2)}\n")
+    _, frames = kitti_frames(road, calib=calib)
+    assert [f.calib for f in frames] == [calib, calib]
+    _, own = kitti_frames(road)
+    assert [f.calib for f in own] == [
+        road / "calib" / "um_000005.txt",
+        road / "calib" / "uu_000002.txt",
+    ]
+    with pytest.raises(DataError, match=f"calibration file not found: {tmp_path / 'no.txt'}"):
+        kitti_frames(road, calib=tmp_path / "no.txt")
+    drive = tmp_path / "2011_09_26_drive_0001_sync"
+    (drive / "image_02").mkdir(parents=True)
+    with pytest.raises(DataError, match="--calib only applies to the road layout"):
+        kitti_frames(drive, calib=calib)

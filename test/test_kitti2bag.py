@@ -122,3 +122,23 @@ def test_kitti2bag_command_line(
     assert "2 frames of the KITTI road layout" in capsys.readouterr().out
     assert kitti2bag.main([str(road_dir), bag, "--no-progress"]) == 1
     assert f"error: refusing to overwrite existing output: {bag}" in capsys.readouterr().err
+
+
+def test_one_calibration_file_for_a_folder_without_calib(
+    road_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--calib: every frame's camera_info from that file (here the real um_000000 calibration)."""
+    src = tmp_path / "kitti"
+    (src / "image_2").mkdir(parents=True)
+    for name in ROAD_NAMES:
+        (src / "image_2" / name).write_bytes((road_dir / "image_2" / name).read_bytes())
+    calib = Path(__file__).parent / "data" / "um_000000_calib.txt"
+    bag = tmp_path / "bag"
+    assert kitti2bag.main([str(src), str(bag), "--calib", str(calib), "--no-progress"]) == 0
+    assert bags.INFO_TOPIC in capsys.readouterr().out
+    infos = [info for _, _, info in read_bag(bag)[bags.INFO_TOPIC]]
+    p2 = [721.5377, 0, 609.5593, 44.85728, 0, 721.5377, 172.854, 0.2163791, 0, 0, 1, 0.002745884]
+    assert len(infos) == 3
+    for info in infos:
+        np.testing.assert_allclose(info.p, p2)
+        np.testing.assert_array_equal(info.d, np.zeros(5))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import array
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -396,10 +396,20 @@ def quarter_kitti_info(stamp_sec: int) -> Any:
     )
 
 
-def expected_grid(tiny_model: Path, msg: Image) -> np.ndarray:
+def raw_kitti_info(stamp_sec: int) -> Any:
+    """``quarter_kitti_info`` of a raw image: plumb_bob with a strong barrel distortion."""
+    info = quarter_kitti_info(stamp_sec)
+    info.distortion_model, info.d = "plumb_bob", [-0.3, 0.1, 0.001, 0.002, 0.0]
+    return info
+
+
+def expected_grid(
+    tiny_model: Path, msg: Image, info: Any = None, rectified: bool = False
+) -> np.ndarray:
     """The grid core's cells for ``msg`` with the node's default grid parameters.
 
-    1.65 m high, level.
+    1.65 m high, level; ``info`` (default ``quarter_kitti_info``) read as a raw image unless
+    ``rectified``.
     """
     from fcn_road_seg import geometry
     from fcn_road_seg.grid import Camera, GroundGrid, GridSpec
@@ -409,15 +419,20 @@ def expected_grid(tiny_model: Path, msg: Image) -> np.ndarray:
     )
     grid = GroundGrid(GridSpec())
     grid.update(
-        Camera.from_info(quarter_kitti_info(0)), geometry.camera_from_mount(1.65, 0.0, 0.0)
+        Camera.from_info(info or quarter_kitti_info(0), rectified),
+        geometry.camera_from_mount(1.65, 0.0, 0.0),
     )
     return grid.occupancy(result.mask, result.confidence)
 
 
 def grid_round_trip(
-    executor: SingleThreadedExecutor, probe: Node, frame_bgr: np.ndarray
+    executor: SingleThreadedExecutor,
+    probe: Node,
+    frame_bgr: np.ndarray,
+    info: Callable[[int], Any] = quarter_kitti_info,
 ) -> tuple[Any, Image]:
-    """Publish camera_info and a frame until road_seg/grid arrives; returns (grid, frame)."""
+    """Publish camera_info (``info``) and a frame until road_seg/grid arrives; returns (grid,
+    frame)."""
     from nav_msgs.msg import OccupancyGrid
     from sensor_msgs.msg import CameraInfo
 
@@ -428,7 +443,7 @@ def grid_round_trip(
     msg = image_msg(frame_bgr, "bgr8", 21, 500)
 
     def publish() -> None:
-        infos.publish(quarter_kitti_info(21))
+        infos.publish(info(21))
         images.publish(msg)
 
     assert spin_until(executor, lambda: grids, 30.0, publish)
@@ -450,6 +465,27 @@ def test_grid_arrives_with_the_input_stamp_in_target_frame(
     cells = np.array(grid.data, np.int8).reshape(400, 800)
     np.testing.assert_array_equal(cells, expected_grid(tiny_model, msg))
     assert {-1, 0, 100} >= set(np.unique(cells)) and (cells == -1).any() and (cells != -1).any()
+
+
+@pytest.mark.parametrize(
+    "overrides", [[], [Parameter("image_rectified", value=True)]], indirect=True
+)
+def test_the_grid_of_a_raw_camera_follows_its_distortion(
+    executor: SingleThreadedExecutor,
+    probe: Node,
+    tiny_model: Path,
+    frame_bgr: np.ndarray,
+    overrides: list[Parameter],
+) -> None:
+    """camera_info with D: through the lens, unless image_rectified says the image is not raw."""
+    rectified = any(p.name == "image_rectified" for p in overrides)
+    grid, msg = grid_round_trip(executor, probe, frame_bgr, raw_kitti_info)
+    cells = np.array(grid.data, np.int8).reshape(400, 800)
+    np.testing.assert_array_equal(
+        cells, expected_grid(tiny_model, msg, raw_kitti_info(0), rectified)
+    )
+    other = expected_grid(tiny_model, msg, raw_kitti_info(0), not rectified)
+    assert (cells != other).any()
 
 
 @pytest.mark.parametrize(

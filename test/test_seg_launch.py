@@ -153,6 +153,34 @@ class TestSegmentation(unittest.TestCase):
         self.assertEqual((mask.height, mask.width, mask.header.stamp.sec), (375, 1242, 2_001))
         self.assertFalse(any(m.header.stamp.sec == 2_000 for m in self.masks))
 
+    def test_a_bayer_frame_gets_the_mask_of_the_core(self, model: Path) -> None:
+        """A raw Bayer mosaic of the KITTI frame, as a machine-vision driver publishes it."""
+        rggb = np.empty(self.frame.shape[:2], np.uint8)
+        for dy, dx, channel in ((0, 0, 2), (0, 1, 1), (1, 0, 1), (1, 1, 0)):
+            rggb[dy::2, dx::2] = self.frame[dy::2, dx::2, channel]
+        msg = image_msg(rggb, "bayer_rggb8", 3_000)
+        expected, _ = Segmenter(load_backend(model, "torch", "cpu"), threshold=THRESHOLD).process(
+            msg, make_image
+        )
+        mask = self.mask_for(msg)
+        pixels = np.frombuffer(mask.data, np.uint8).reshape(375, 1242)
+        np.testing.assert_array_equal(pixels, expected.mask)
+
+    def test_each_kind_of_bad_message_gets_its_own_error_line(self, proc_output: Any) -> None:
+        """Three different faults within one throttle period: three ERROR lines, not one."""
+        header = Header(stamp=Time(sec=4_000, nanosec=0), frame_id=FRAME_ID)
+        faults = {
+            "yuv420": "unsupported encoding 'yuv420'",
+            "yuyv": "yuyv needs an even width, got 5x2",
+            "32FC1": "encoding '32FC1' is a depth or plain OpenCV image",
+        }
+        for encoding in faults:
+            fields = image.to_fields(np.zeros((2, 10), np.uint8), "mono8")
+            bad = make_image(header, {**fields, "encoding": encoding, "width": 5})
+            spin_until(self.executor, lambda: False, 1.5, lambda: self.publisher.publish(bad))
+        for text in faults.values():
+            proc_output.assertWaitFor(text, timeout=TIMEOUT_S)
+
 
 @launch_testing.post_shutdown_test()
 class TestShutdown(unittest.TestCase):

@@ -22,7 +22,18 @@ from fcn_road_seg.image import from_array
 from fcn_road_seg.kitti import CameraModel
 from fcn_road_seg.segmenter import Segmenter
 
-from conftest import ROAD_NAMES, leftovers, read_bag, video_frames
+from conftest import (
+    AGREEMENT,
+    CONVERTED,
+    MONO_AGREEMENT,
+    ROAD_NAMES,
+    encoded_image,
+    kitti_frame,
+    leftovers,
+    read_bag,
+    rosbags_image,
+    video_frames,
+)
 
 SEG_TOPICS = ["/road_seg/mask", "/road_seg/confidence", "/road_seg/overlay"]
 
@@ -374,3 +385,93 @@ def test_segment_bag_grid_lists_frames_it_cannot_project(
         {"index": 0, "stamp_ns": 10, "reason": "the frame is 200x60 but camera_info says 310x93"}
     ]
     assert "/road_seg/grid" not in read_bag(tmp_path / "out")
+
+
+def test_every_camera_encoding_through_a_bag_gives_the_bgr8_mask(
+    default_segmenter: Segmenter, tmp_path: Path
+) -> None:
+    """One real KITTI frame in every camera encoding on one topic (rows padded, 16-bit samples
+    big-endian): segment_bag's masks agree with the bgr8 message's, and equal the core's for the
+    same message; overlays of non-8-bit-colour input are bgr8."""
+    bgr = kitti_frame("uu_000002.png")[:374]
+    encodings = ["bgr8", *CONVERTED]
+    msgs = [rosbags_image(bgr, "bgr8")] + [
+        encoded_image(bgr, e, pad=3, bigendian=e.endswith("16")) for e in CONVERTED
+    ]
+    write_bag(
+        tmp_path / "in",
+        [(bags.IMAGE_TOPIC, bags.IMAGE, 10 + i, m) for i, m in enumerate(msgs)],
+    )
+    summary = segment_bag.segment_bag(
+        tmp_path / "in", tmp_path / "out", default_segmenter, progress=False
+    )
+    assert (summary["frames"], summary["skipped"]) == (len(encodings), [])
+    topics = read_bag(tmp_path / "out")
+    masks = [np.asarray(m.data).reshape(374, 1242) for _, _, m in topics["/road_seg/mask"]]
+    for encoding, msg, mask, (_, _, out) in zip(
+        encodings, msgs, masks, topics["/road_seg/overlay"]
+    ):
+        agree = (mask == masks[0]).mean()
+        assert agree >= (MONO_AGREEMENT if encoding == "mono16" else AGREEMENT), encoding
+        assert out.encoding == "bgr8", encoding
+        if encoding in ("bayer_rggb16", "nv21", "mono16"):
+            core, _ = default_segmenter.process(msg, bags.make_image, ("mask",))
+            np.testing.assert_array_equal(mask, core.mask)
+
+
+def test_segment_bag_grid_follows_the_camera_info_distortion(
+    road_dir: Path,
+    segmenter: Segmenter,
+    tiny_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """A raw camera_info (plumb_bob, D != 0): the grid goes through its lens, or through P alone
+    with --image-rectified; an unknown distortion model is named."""
+    frame = cv2.imread(str(road_dir / "image_2" / ROAD_NAMES[0]))
+    info = quarter_kitti_info(10, 180.0)
+    info.d = np.array([-0.3, 0.1, 0.001, 0.002, 0.0])
+    image_msg = bags.make_image(bags.header(10), image.to_fields(frame, "bgr8"))
+    bag = [
+        (bags.IMAGE_TOPIC, bags.IMAGE, 10, image_msg),
+        (bags.INFO_TOPIC, bags.CAMERA_INFO, 10, info),
+    ]
+    write_bag(tmp_path / "in", bag)
+    mount = geometry.camera_from_mount(1.65, 0.0, 0.0)
+    grids = {}
+    for rectified in (False, True):
+        out = tmp_path / f"out{rectified}"
+        core = GroundGrid(GridSpec(0.1))
+        grid = segment_bag.BagGrid(core, mount, "base_footprint", bags.INFO_TOPIC, rectified)
+        segment_bag.segment_bag(tmp_path / "in", out, segmenter, progress=False, grid=grid)
+        topics = read_bag(out)
+        mask = np.frombuffer(topics["/road_seg/mask"][0][2].data, np.uint8).reshape(93, 310)
+        camera = Camera.from_info(info, rectified)
+        assert (camera.lens is None) == rectified
+        expected = GroundGrid(GridSpec(0.1))
+        expected.update(camera, mount)
+        grids[rectified] = np.asarray(topics["/road_seg/grid"][0][2].data).reshape(200, 400)
+        np.testing.assert_array_equal(grids[rectified], expected.occupancy(mask, mask))
+    assert (grids[False] != grids[True]).sum() > 100
+    info.distortion_model = "kannala_brandt"
+    write_bag(tmp_path / "bad", bag)
+    args = [str(tmp_path / "bad"), str(tmp_path / "o"), "--model", str(tiny_model), "--grid"]
+    args += ["--device", "cpu", "--no-progress"]
+    assert segment_bag.main(args) == 1
+    assert (
+        f"no usable camera_info on {bags.INFO_TOPIC} (camera_info distortion model "
+        "'kannala_brandt' is not supported" in capsys.readouterr().err
+    )
+    assert segment_bag.main([*args, "--image-rectified"]) == 0
+
+
+def test_a_picture_beside_the_overlay_is_scaled_to_its_height() -> None:
+    left = np.zeros((4, 6, 3), np.uint8)
+    tall = np.zeros((8, 4, 3), np.uint8)
+    tall[:, 2:] = 200  # right half bright
+    both = exports.side_by_side(left, tall)
+    assert both.shape == (4, 8, 3)  # 8x4 at height 4: 2 wide
+    np.testing.assert_array_equal(both[:, :6], left)
+    np.testing.assert_array_equal(both[:, 6:, 0], [[0, 200]] * 4)
+    short = exports.side_by_side(np.zeros((6, 2, 3), np.uint8), np.full((2, 1, 3), 9, np.uint8))
+    assert short.shape == (6, 5, 3) and (short[:, 2:] == 9).all()  # enlarged, nearest

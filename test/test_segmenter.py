@@ -19,7 +19,15 @@ from fcn_road_seg.errors import ImageError
 from fcn_road_seg.model import RoadProbability, load_checkpoint_model
 from fcn_road_seg.segmenter import Segmenter, check_setting
 
-from conftest import kitti_frame, rosbags_header, rosbags_image
+from conftest import (
+    AGREEMENT,
+    CONVERTED,
+    MONO_AGREEMENT,
+    encoded_image,
+    kitti_frame,
+    rosbags_header,
+    rosbags_image,
+)
 
 TYPES = get_typestore(Stores.ROS2_HUMBLE).types
 Image, CompressedImage = TYPES["sensor_msgs/msg/Image"], TYPES["sensor_msgs/msg/CompressedImage"]
@@ -127,7 +135,7 @@ def test_every_output_has_the_input_header_and_the_right_fields(
     expected = {
         "mask": ("mono8", w),
         "confidence": ("mono8", w),
-        "overlay": (encoding, w * channels),
+        "overlay": ("bgr8", w * 3) if encoding == "mono8" else (encoding, w * channels),
     }
     for name, out in messages.items():
         assert (out.header.stamp.sec, out.header.stamp.nanosec, out.header.frame_id) == (
@@ -170,11 +178,9 @@ def test_compressed_input_gives_the_mask_of_the_decoded_picture(
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"encoding": "yuv422"}, "unsupported encoding 'yuv422'"),
-        (
-            {"encoding": "rgb16", "is_bigendian": 1},
-            r"big-endian 16-bit image \(rgb16\) is not supported",
-        ),
+        ({"encoding": "yuv420"}, "unsupported encoding 'yuv420'"),
+        ({"encoding": "32FC1"}, "encoding '32FC1' is a depth or plain OpenCV image"),
+        ({"encoding": "yuyv"}, "yuyv needs an even width, got 5x2"),
         (
             {"height": 0, "width": 0, "step": 0, "data": np.zeros(0, np.uint8)},
             r"empty image \(0x0\)",
@@ -215,9 +221,8 @@ ROAD = np.array([[True, False], [True, False]])
         ("bgr8", (40, 80, 120), (30, 85, 140)),
         ("rgba8", (40, 80, 120, 7), (80, 85, 90, 7)),
         ("bgra8", (40, 80, 120, 7), (30, 85, 140, 7)),
-        # gray of the colour: 0.299 * 200 + 0.587 * 100 = 118.5;
-        # round(0.75 * 40) + round(0.25 * 118.5) = 30 + 30
-        ("mono8", (40,), (60,)),
+        # mono8 is tinted in bgr8: 30 + round(0.25 * (0, 100, 200))
+        ("mono8", (40,), (30, 55, 80)),
     ],
 )
 def test_overlay_pixels_match_hand_computed_values(
@@ -232,9 +237,11 @@ def test_overlay_pixels_match_hand_computed_values(
     np.testing.assert_array_equal(
         result.overlay[ROAD], np.tile(np.array(tinted, np.uint8), (2, 1))
     )
-    np.testing.assert_array_equal(result.overlay[~ROAD], pixels[~ROAD])
+    untinted = np.repeat(pixels, 3, axis=2) if encoding == "mono8" else pixels
+    np.testing.assert_array_equal(result.overlay[~ROAD], untinted[~ROAD])
     overlay_msg = messages["overlay"]
-    assert (overlay_msg.encoding, overlay_msg.step) == (encoding, 2 * len(pixel))
+    out_encoding = "bgr8" if encoding == "mono8" else encoding
+    assert (overlay_msg.encoding, overlay_msg.step) == (out_encoding, 2 * len(tinted))
     np.testing.assert_array_equal(overlay_msg.data, result.overlay.reshape(-1))
 
 
@@ -343,3 +350,30 @@ def test_update_rejects_and_keeps_the_old_value() -> None:
 def test_constructor_rejects_invalid_settings(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Segmenter(FixedProbability(PROB), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def even_kitti() -> np.ndarray:
+    """A real KITTI frame cut to an even height (374x1242: NV21 needs even sides)."""
+    return kitti_frame("um_000005.png")[:374]
+
+
+@pytest.fixture(scope="module")
+def bgr8_mask(default_segmenter: Segmenter, even_kitti: np.ndarray) -> np.ndarray:
+    """The default model's mask of ``even_kitti`` sent as bgr8."""
+    result, _ = default_segmenter.process(rosbags_image(even_kitti, "bgr8"), make_image)
+    assert 0.1 < (result.mask > 0).mean() < 0.6  # the road, not all or nothing
+    return result.mask
+
+
+@pytest.mark.parametrize("encoding", CONVERTED)
+def test_every_camera_encoding_of_a_kitti_frame_gives_the_bgr8_mask(
+    default_segmenter: Segmenter, even_kitti: np.ndarray, bgr8_mask: np.ndarray, encoding: str
+) -> None:
+    """Rows padded, 16-bit samples big-endian; the overlay comes back as bgr8."""
+    msg = encoded_image(even_kitti, encoding, pad=3, bigendian=encoding.endswith("16"))
+    result, messages = default_segmenter.process(msg, make_image)
+    agree = (result.mask == bgr8_mask).mean()
+    assert agree >= (MONO_AGREEMENT if encoding == "mono16" else AGREEMENT), agree
+    out = messages["overlay"]
+    assert (out.encoding, out.height, out.width, out.step) == ("bgr8", 374, 1242, 3 * 1242)
