@@ -62,8 +62,10 @@ def rows(args: argparse.Namespace) -> list[dict[str, object]]:
                         **{k: m[k] for k in ("MaxF", "F50", "PRE50", "REC50", "threshold")},
                     }
                 )
+                r = out[-1]
                 print(
-                    f"done: {out[-1]['model']}, {out[-1]['sizing']}, {out[-1]['dataset']}",
+                    f"done: {r['model']}, {r['sizing']}, {r['dataset']}: MaxF "
+                    f"{100 * r['MaxF']:.2f}, F@0.5 {100 * r['F50']:.2f}",
                     file=sys.stderr,
                     flush=True,
                 )
