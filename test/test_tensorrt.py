@@ -5,6 +5,7 @@ Those run without TensorRT; the engine build/run/reject tests need TensorRT and 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,6 +23,8 @@ from fcn_road_seg.backends.tensorrt_common import (
     engine_io_problems,
     inspect_onnx,
     onnx_source,
+    qdq_problem,
+    tensorrt_ready,
     trt_features,
 )
 from fcn_road_seg.errors import ModelError
@@ -148,7 +151,8 @@ def test_int8_without_implicit_calibration_points_to_explicit_quantization(
     with pytest.raises(
         ModelError,
         match=r"no implicit INT8 calibration.*has no Q/DQ nodes: use explicit "
-        r"quantization.*ModelOpt.*QuantFormat.QDQ.*--int8",
+        r"quantization.*symmetric int8.*QuantFormat.QDQ.*ActivationSymmetric.*ModelOpt.*"
+        r"not fcn-road-export --int8.*--int8",
     ):
         plan_build(onnx_info(), "int8", features)
 
@@ -194,11 +198,17 @@ def test_trt_features_tells_tensorrt_10_from_11() -> None:
 
 
 def small_onnx(
-    path: Path, dims: list, cast_to: int | None = None, qdq: bool = False, name: str = "image"
+    path: Path,
+    dims: list,
+    cast_to: int | None = None,
+    qdq: bool = False,
+    name: str = "image",
+    zero: tuple[int, int] | None = None,
 ) -> Path:
     """A tiny stand-in graph with our I/O names.
 
-    uint8 image -> Cast -> ReduceMean over channels -> prob.
+    uint8 image -> Cast [-> QuantizeLinear -> DequantizeLinear] -> ReduceMean over channels ->
+    prob; ``zero`` = (ONNX type, value) of the Q/DQ zero point, none by default.
     """
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
@@ -206,9 +216,10 @@ def small_onnx(
     nodes = [helper.make_node("Cast", [name], ["x"], to=cast_to or TensorProto.FLOAT)]
     last = "x"
     if qdq:
+        params = ["s", "z"] if zero else ["s"]
         nodes += [
-            helper.make_node("QuantizeLinear", ["x", "s"], ["q"]),
-            helper.make_node("DequantizeLinear", ["q", "s"], ["dq"]),
+            helper.make_node("QuantizeLinear", ["x", *params], ["q"]),
+            helper.make_node("DequantizeLinear", ["q", *params], ["dq"]),
         ]
         last = "dq"
     nodes += [
@@ -218,6 +229,7 @@ def small_onnx(
     inits = [
         helper.make_tensor("axes", TensorProto.INT64, [1], [3]),
         helper.make_tensor("s", TensorProto.FLOAT, [], [1.0]),
+        *([helper.make_tensor("z", zero[0], [], [zero[1]])] if zero else []),
     ]
     graph = helper.make_graph(
         nodes,
@@ -260,6 +272,55 @@ def test_inspect_onnx_rejects_foreign_and_corrupt_files(tmp_path: Path) -> None:
     broken.write_bytes(b"\xff\x00garbage" * 5)
     with pytest.raises(ModelError, match=r"cannot read ONNX model .*broken\.onnx"):
         inspect_onnx(broken)
+
+
+@pytest.mark.parametrize(
+    "zero, problem",
+    [
+        (None, None),
+        ((3, 0), None),  # TensorProto.INT8 zero point 0: symmetric, what TensorRT takes
+        ((2, 128), "uint8 zero points"),  # TensorProto.UINT8
+        ((3, 5), "non-zero (asymmetric) zero points"),
+    ],
+)
+def test_tensorrt_takes_only_symmetric_int8_qdq(
+    tmp_path: Path, zero: tuple | None, problem: str | None
+) -> None:
+    path = small_onnx(tmp_path / "q.onnx", [1, 8, 8, 3], qdq=True, zero=zero)
+    assert tensorrt_ready(path) is (problem is None)
+    if problem is None:
+        assert inspect_onnx(path).qdq
+        return
+    with pytest.raises(
+        ModelError,
+        match=rf"TensorRT cannot build .*q\.onnx: its Q/DQ nodes have {re.escape(problem)}; "
+        r"TensorRT takes only symmetric int8 .*backend onnxruntime.*ActivationSymmetric",
+    ):
+        inspect_onnx(path)
+
+
+def test_the_onnx_runtime_int8_companion_stays_off_tensorrt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shipped companion's Q/DQ (uint8 activations, int32 biases) is not TensorRT's: on a GPU,
+    ``auto`` keeps it on ONNX Runtime, and TensorRT itself refuses it with the reason."""
+    import onnx
+
+    from fcn_road_seg.backends import backend_for
+    from fcn_road_seg.model import default_model_path
+
+    companion = default_model_path().with_name("fcn8s_kitti.int8.onnx")
+    if not companion.is_file():
+        pytest.skip(f"the INT8 companion {companion} is not in this checkout")
+    assert qdq_problem(onnx.load(str(companion)).graph) == (
+        "its Q/DQ nodes have int32 (quantized bias) DequantizeLinear, uint8 zero points; "
+        "TensorRT takes only symmetric int8 Q/DQ (zero point 0)"
+    )
+    monkeypatch.setattr("fcn_road_seg.backends._tensorrt_usable", lambda: True)
+    assert backend_for(companion, "auto", "cuda") == "onnxruntime"
+    assert backend_for(companion, "tensorrt", "cuda") == "tensorrt"  # asked for: the builder says
+    with pytest.raises(ModelError, match=r"TensorRT cannot build .*fcn8s_kitti\.int8\.onnx"):
+        inspect_onnx(companion)
 
 
 def test_engine_io_problems() -> None:

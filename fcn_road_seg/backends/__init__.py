@@ -361,7 +361,8 @@ def backend_for(model_path: str | Path, backend: str = "auto", device: str = "au
     """Which backend serves ``model_path``: by file type, or the one asked for if it reads it.
 
     ``auto`` runs an .onnx with TensorRT only where TensorRT can run: it is installed, there is a
-    GPU and ``device`` is not the CPU.
+    GPU, ``device`` is not the CPU, and the model is not quantized in a way TensorRT cannot build
+    (ONNX Runtime's uint8 Q/DQ, such as a checkpoint's INT8 companion).
     """
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend '{backend}'; choose one of {BACKENDS}")
@@ -373,7 +374,9 @@ def backend_for(model_path: str | Path, backend: str = "auto", device: str = "au
         )
     if backend == "auto":
         if kind == "onnxruntime" and not device.startswith("cpu") and _tensorrt_usable():
-            return "tensorrt"
+            from .tensorrt_common import tensorrt_ready
+
+            return "tensorrt" if tensorrt_ready(model_path) else kind
         return kind
     if backend != kind and not (backend == "tensorrt" and kind == "onnxruntime"):
         raise ModelError(

@@ -38,6 +38,7 @@ from ..model import INPUT, OUTPUT
 from . import fit
 from .tensorrt_common import (
     ENGINE_FORMAT,
+    TENSORRT_QDQ,
     OnnxInfo,
     TrtFeatures,
     import_tensorrt,
@@ -53,11 +54,10 @@ PRECISIONS = ("auto", "fp32", "fp16", "int8")
 DEFAULT_PROFILE = ((32, 32), (384, 1248), (1536, 2048))
 DEFAULT_WORKSPACE_GB = 4.0
 EXPLICIT_QUANTIZATION = (
-    "use explicit quantization instead: insert Q/DQ (QuantizeLinear/DequantizeLinear) nodes into "
-    "the ONNX model, e.g. with NVIDIA ModelOpt (python -m modelopt.onnx.quantization --onnx_path "
-    "model.onnx --quantize_mode int8 --calibration_data calib.npy) or "
-    "onnxruntime.quantization.quantize_static(..., quant_format=QuantFormat.QDQ), then build the "
-    "quantized model with --int8"
+    "use explicit quantization instead: insert symmetric int8 Q/DQ (QuantizeLinear/"
+    f"DequantizeLinear) nodes into the fp32 ONNX model with {TENSORRT_QDQ} (not fcn-road-export "
+    "--int8, whose uint8 activations are for ONNX Runtime on CPUs), then build the quantized "
+    "model with --int8"
 )
 
 
