@@ -185,11 +185,43 @@ def _from_numpy(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array)
 
 
-def upload(frame: Frame, device: torch.device) -> torch.Tensor:
+class PinnedBuffers:
+    """Page-locked host buffers for uploads to a GPU, one per frame shape, reused.
+
+    A copy from pageable memory is effectively synchronous; from pinned memory it is queued on
+    the stream. Each buffer is refilled only once its previous copy has finished.
+    """
+
+    def __init__(self, keep: int = 4) -> None:
+        self.keep = keep  # shapes kept at most (the oldest goes first)
+        self.buffers: dict[tuple[int, ...], tuple[torch.Tensor, torch.cuda.Event]] = {}
+
+    def upload(self, pixels: np.ndarray, device: torch.device) -> torch.Tensor:
+        """``pixels`` (uint8) copied to ``device`` through the pinned buffer of their shape."""
+        entry = self.buffers.get(pixels.shape)
+        if entry is None:
+            if len(self.buffers) >= self.keep:
+                del self.buffers[next(iter(self.buffers))]
+            entry = (
+                torch.empty(pixels.shape, dtype=torch.uint8, pin_memory=True),
+                torch.cuda.Event(),
+            )
+            self.buffers[pixels.shape] = entry
+        host, copied = entry
+        copied.synchronize()  # the last upload from this buffer is done (at once if none)
+        np.copyto(host.numpy(), pixels)
+        on_device = host.to(device, non_blocking=True)
+        copied.record(torch.cuda.current_stream(device))
+        return on_device
+
+
+def upload(
+    frame: Frame, device: torch.device, pinned: PinnedBuffers | None = None
+) -> torch.Tensor:
     """The frame as a 1 x H x W x 3 uint8 RGB tensor on ``device``.
 
     On CPU, OpenCV reorders the channels (several times faster than torch there); on a GPU the raw
-    pixels are uploaded and reordered on the device.
+    pixels are uploaded (through ``pinned`` buffers when given) and reordered on the device.
     """
     if device.type == "cpu":
         code = _CVT_TO_RGB[frame.order, frame.pixels.shape[2]]
@@ -199,7 +231,10 @@ def upload(frame: Frame, device: torch.device) -> torch.Tensor:
             else np.ascontiguousarray(frame.pixels)
         )
         return _from_numpy(rgb).unsqueeze(0)
-    t = _from_numpy(frame.pixels).to(device, non_blocking=True)
+    if pinned is not None:
+        t = pinned.upload(frame.pixels, device)
+    else:
+        t = _from_numpy(frame.pixels).to(device, non_blocking=True)
     if frame.order == "bgr":
         t = t[..., [2, 1, 0]]
     elif frame.order == "mono":
@@ -249,6 +284,7 @@ class Backend(abc.ABC):
         self.working_size: tuple[int, int] | None = (
             None  # from the model's metadata; subclasses set it
         )
+        self.pinned = PinnedBuffers() if device.type == "cuda" else None
 
     def set_network_size(self, requested: str = "auto") -> None:
         """Choose the network's size: ``auto`` (the model's working size), ``native`` or ``HxW``.
@@ -289,7 +325,9 @@ class Backend(abc.ABC):
         """Road mask and confidence for ``frame``; fills ``timings`` (ms per stage) when given."""
         t0 = time.perf_counter()
         with torch.inference_mode():
-            image, how = fit(upload(frame, self.device), self.input_size, self.resize_policy)
+            image, how = fit(
+                upload(frame, self.device, self.pinned), self.input_size, self.resize_policy
+            )
             if timings is not None:
                 self._sync()
                 t1 = time.perf_counter()
@@ -311,7 +349,9 @@ class Backend(abc.ABC):
         H x W float32 on the backend's device.
         """
         with torch.inference_mode():
-            image, how = fit(upload(frame, self.device), self.input_size, self.resize_policy)
+            image, how = fit(
+                upload(frame, self.device, self.pinned), self.input_size, self.resize_policy
+            )
             return unfit(self._forward(image), how)
 
     def warmup(self, height: int, width: int, iterations: int = 3) -> float:
