@@ -584,6 +584,29 @@ def test_built_engine_matches_onnx_runtime(
 
 
 @needs_gpu
+def test_tensorrt_ready_int8_builds_and_agrees_with_onnx_runtime(
+    exported: dict, tmp_path: Path
+) -> None:
+    """``quantize_int8(tensorrt=True)``'s symmetric Q/DQ is what TensorRT builds (10 and 11)."""
+    from fcn_road_seg.backends import fit
+    from fcn_road_seg.backends.tensorrt_build import build_engine
+    from training.quantize import quantize_int8
+
+    pytest.importorskip("onnxruntime")
+    fitted = [fit(torch.from_numpy(f.pixels)[None], (96, 320), "stretch")[0] for f in frames()]
+    qdq = tmp_path / "q.onnx"
+    quantize_int8(exported["fixed"], qdq, [f.numpy() for f in fitted], tensorrt=True)
+    meta = build_engine(qdq, tmp_path / "q.engine", torch.device("cuda"), "auto")
+    assert meta["precision"] == "int8"
+    backend = load_backend(tmp_path / "q.engine", "tensorrt", "cuda")
+    ort = load_backend(qdq, "onnxruntime", "cpu")
+    with torch.inference_mode():
+        for image in fitted:
+            got = backend._forward(image.cuda()).cpu()
+            assert float((got - ort._forward(image)).abs().mean()) <= 0.05
+
+
+@needs_gpu
 def test_dynamic_engine_runs_at_two_sizes(exported: dict, tmp_path: Path) -> None:
     from fcn_road_seg.backends.tensorrt_build import build_engine
 
