@@ -222,7 +222,8 @@ def export_onnx(
         )
     except Exception as exc:  # exporter failures come in many types
         raise ModelError(f"ONNX export ({exporter}) failed: {exc}") from exc
-    shapes_from_cast(path)
+    if dynamic:
+        shapes_from_cast(path)
 
 
 def shapes_from_cast(path: str | Path) -> None:
