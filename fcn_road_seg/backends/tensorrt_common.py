@@ -127,7 +127,10 @@ def qdq_problem(graph: Any) -> str | None:
             continue
         source = constants.get(node.input[0])
         zero = constants.get(node.input[2]) if len(node.input) > 2 else None
-        if node.op_type == "DequantizeLinear" and source and source.data_type == TensorProto.INT32:
+        if (
+            node.op_type == "DequantizeLinear"
+            and getattr(source, "data_type", None) == TensorProto.INT32
+        ):
             problems.append("int32 (quantized bias) DequantizeLinear")
         elif zero is not None and zero.data_type == TensorProto.UINT8:
             problems.append("uint8 zero points")
