@@ -139,9 +139,8 @@ class RoadProbability(nn.Module):
 
         The road channel of the (tempered) two-class softmax.
         """
-        x = (
-            image.permute(0, 3, 1, 2).to(self.fcn.mean.dtype) / 255.0
-        )  # NHWC input: already channels_last
+        # cast first: TensorRT takes a uint8 input only straight into a Cast (NVIDIA/TensorRT#3985)
+        x = image.to(self.fcn.mean.dtype).permute(0, 3, 1, 2) / 255.0  # NHWC: channels_last
         logits = self.fcn(x).float()
         z = logits[:, 1] - logits[:, 0]
         if self.temperature != 1.0:

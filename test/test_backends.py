@@ -307,6 +307,50 @@ def test_onnx_on_cuda_matches_cpu(small_onnx: Path) -> None:
     assert max_abs <= 1e-3
 
 
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_gpu
+def test_gpu_uploads_go_through_one_pinned_buffer_per_shape(tiny_model: Path) -> None:
+    from fcn_road_seg.backends import PinnedBuffers, upload
+
+    bgr = kitti_frames(2)
+    backend = load_backend(tiny_model, "torch", "cuda")
+    for frame in bgr:
+        backend.infer(Frame(frame, "bgr8"))
+    assert list(backend.pinned.buffers) == [(375, 1242, 3)]  # one buffer, refilled
+    host, _ = backend.pinned.buffers[(375, 1242, 3)]
+    assert host.is_pinned() and np.array_equal(host.numpy(), bgr[-1])
+    pinned = PinnedBuffers(keep=2)
+    uploads = [upload(Frame(frame, "bgr8"), torch.device("cuda"), pinned) for frame in bgr]
+    for got, want in zip(uploads, bgr):  # the first upload is intact after the second
+        assert np.array_equal(got[0].cpu().numpy(), want[..., ::-1])  # RGB
+    for size in ((94, 311), (120, 400)):
+        upload(Frame(cv2.resize(bgr[0], size[::-1]), "bgr8"), torch.device("cuda"), pinned)
+    assert list(pinned.buffers) == [(94, 311, 3), (120, 400, 3)]  # at most ``keep``, oldest out
+
+
+@needs_gpu
+def test_torch_on_cuda_lets_cudnn_tune_and_keeps_compiled_outputs(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cuDNN autotuning is on for CUDA; a compiled (CUDA graph) network's outputs are copies, not
+    the graph's buffer that the next frame overwrites."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    eager = TorchBackend(tiny_model, torch.device("cuda"), precision="fp32")
+    assert torch.backends.cudnn.benchmark is True
+    compiled = TorchBackend(tiny_model, torch.device("cuda"), precision="fp32", compile=True)
+    gen = torch.Generator().manual_seed(0)
+    images = [
+        torch.randint(0, 256, (1, 96, 320, 3), dtype=torch.uint8, generator=gen).cuda()
+        for _ in range(2)
+    ]
+    with torch.inference_mode():
+        kept = [compiled._forward(images[i % 2]) for i in range(6)]  # past the graph's recording
+        for i, got in enumerate(kept):
+            assert float((got - eager._forward(images[i % 2])).abs().max()) <= 1e-3
+
+
 def test_sidecar_round_trip_and_errors(tmp_path: Path) -> None:
     model = tmp_path / "m.onnx"
     assert read_sidecar(model) is None

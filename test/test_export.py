@@ -42,6 +42,11 @@ def io_of(path: Path) -> tuple[list, list, int]:
     )
 
 
+def image_readers(path: Path) -> list[str]:
+    """Op types of the nodes that read the uint8 ``image``: TensorRT accepts only a Cast there."""
+    return [n.op_type for n in onnx.load(str(path)).graph.node if "image" in n.input]
+
+
 def test_default_export_is_fixed_384x1248_and_matches_torch_on_real_frames(
     tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -75,6 +80,7 @@ def test_default_export_is_fixed_384x1248_and_matches_torch_on_real_frames(
     ]
     inputs, outputs, opset = io_of(out)
     assert inputs == [1, 384, 1248, 3] and outputs == [1, 384, 1248] and opset >= 17
+    assert image_readers(out) == ["Cast"]
     meta = read_sidecar(out)
     assert meta["input"] == {
         "name": "image",
@@ -120,6 +126,7 @@ def test_dynamic_export_with_either_exporter(
     )
     inputs, outputs, _ = io_of(out)
     assert isinstance(inputs[1], str) and isinstance(inputs[2], str) and inputs[3] == 3
+    assert image_readers(out) == ["Cast"]  # height and width are read from the cast tensor
     assert OnnxBackend(out, torch.device("cpu")).input_size is None
     meta = read_sidecar(out)
     assert meta["dynamic"] is True and meta["exporter"] == exporter
@@ -159,6 +166,7 @@ def test_fp16_export_is_checked_against_fp32_torch(tiny_model: Path, tmp_path: P
     )
     info = inspect_onnx(out)
     assert info.fp16 and not info.qdq and not info.dynamic
+    assert image_readers(out) == ["Cast"]
 
 
 def test_failed_parity_check_leaves_no_file(

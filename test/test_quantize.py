@@ -89,6 +89,46 @@ def test_int8_export_is_quantized_and_agrees_with_fp32(model_dir: Path) -> None:
     )  # the same map, coarsely
 
 
+def test_tensorrt_int8_is_symmetric_int8_on_the_convs(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tensorrt=True``: every zero point int8 0, biases float, the upsamplings left float; ONNX
+    Runtime runs it, and on a GPU ``auto`` gives it to TensorRT."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    from fcn_road_seg.backends import backend_for
+    from fcn_road_seg.image import read_rgb_folder
+    from fcn_road_seg.model import load_checkpoint_model
+    from training.export import export_onnx
+    from training.quantize import fitted_frames, quantize_int8
+
+    fp32, out = tmp_path / "m.onnx", tmp_path / "m.trt-int8.onnx"
+    export_onnx(load_checkpoint_model(model_dir / "m.pt"), fp32, (96, 320))
+    quantize_int8(fp32, out, fitted_frames(read_rgb_folder(FRAMES, 2), (96, 320)), tensorrt=True)
+    graph = onnx.load(str(out)).graph
+    constants = {t.name: t for t in graph.initializer}
+    qdq = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    zeros = [constants[n.input[2]] for n in qdq]
+    assert qdq and len(zeros) == len(qdq)
+    assert all(
+        z.data_type == TensorProto.INT8 and not numpy_helper.to_array(z).any() for z in zeros
+    )
+    assert not any(
+        constants.get(n.input[0]) is not None
+        and constants[n.input[0]].data_type == TensorProto.INT32
+        for n in qdq
+    )
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    upsamplings = [n for n in graph.node if n.op_type == "ConvTranspose"]
+    assert len(convs) == 18 and all(n.input[1] in dequantized for n in convs)
+    assert len(upsamplings) == 3 and not any(n.input[1] in dequantized for n in upsamplings)
+    assert OnnxBackend(out, torch.device("cpu")).probability(kitti_frame()).shape == (375, 1242)
+    monkeypatch.setattr("fcn_road_seg.backends._tensorrt_usable", lambda: True)
+    assert backend_for(out, "auto", "cuda") == "tensorrt"
+
+
 def test_auto_on_cpu_runs_the_int8_companion(model_dir: Path) -> None:
     pt = model_dir / "m.pt"
     assert int8_companion(pt) == model_dir / "m.int8.onnx"

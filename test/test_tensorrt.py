@@ -5,8 +5,10 @@ Those run without TensorRT; the engine build/run/reject tests need TensorRT and 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
@@ -22,6 +24,8 @@ from fcn_road_seg.backends.tensorrt_common import (
     engine_io_problems,
     inspect_onnx,
     onnx_source,
+    qdq_problem,
+    tensorrt_ready,
     trt_features,
 )
 from fcn_road_seg.errors import ModelError
@@ -148,7 +152,8 @@ def test_int8_without_implicit_calibration_points_to_explicit_quantization(
     with pytest.raises(
         ModelError,
         match=r"no implicit INT8 calibration.*has no Q/DQ nodes: use explicit "
-        r"quantization.*ModelOpt.*QuantFormat.QDQ.*--int8",
+        r"quantization.*symmetric int8.*QuantFormat.QDQ.*ActivationSymmetric.*ModelOpt.*"
+        r"not fcn-road-export --int8.*--int8",
     ):
         plan_build(onnx_info(), "int8", features)
 
@@ -194,11 +199,17 @@ def test_trt_features_tells_tensorrt_10_from_11() -> None:
 
 
 def small_onnx(
-    path: Path, dims: list, cast_to: int | None = None, qdq: bool = False, name: str = "image"
+    path: Path,
+    dims: list,
+    cast_to: int | None = None,
+    qdq: bool = False,
+    name: str = "image",
+    zero: tuple[int, int] | None = None,
 ) -> Path:
     """A tiny stand-in graph with our I/O names.
 
-    uint8 image -> Cast -> ReduceMean over channels -> prob.
+    uint8 image -> Cast [-> QuantizeLinear -> DequantizeLinear] -> ReduceMean over channels ->
+    prob; ``zero`` = (ONNX type, value) of the Q/DQ zero point, none by default.
     """
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
@@ -206,9 +217,10 @@ def small_onnx(
     nodes = [helper.make_node("Cast", [name], ["x"], to=cast_to or TensorProto.FLOAT)]
     last = "x"
     if qdq:
+        params = ["s", "z"] if zero else ["s"]
         nodes += [
-            helper.make_node("QuantizeLinear", ["x", "s"], ["q"]),
-            helper.make_node("DequantizeLinear", ["q", "s"], ["dq"]),
+            helper.make_node("QuantizeLinear", ["x", *params], ["q"]),
+            helper.make_node("DequantizeLinear", ["q", *params], ["dq"]),
         ]
         last = "dq"
     nodes += [
@@ -218,6 +230,7 @@ def small_onnx(
     inits = [
         helper.make_tensor("axes", TensorProto.INT64, [1], [3]),
         helper.make_tensor("s", TensorProto.FLOAT, [], [1.0]),
+        *([helper.make_tensor("z", zero[0], [], [zero[1]])] if zero else []),
     ]
     graph = helper.make_graph(
         nodes,
@@ -262,6 +275,55 @@ def test_inspect_onnx_rejects_foreign_and_corrupt_files(tmp_path: Path) -> None:
         inspect_onnx(broken)
 
 
+@pytest.mark.parametrize(
+    "zero, problem",
+    [
+        (None, None),
+        ((3, 0), None),  # TensorProto.INT8 zero point 0: symmetric, what TensorRT takes
+        ((2, 128), "uint8 zero points"),  # TensorProto.UINT8
+        ((3, 5), "non-zero (asymmetric) zero points"),
+    ],
+)
+def test_tensorrt_takes_only_symmetric_int8_qdq(
+    tmp_path: Path, zero: tuple | None, problem: str | None
+) -> None:
+    path = small_onnx(tmp_path / "q.onnx", [1, 8, 8, 3], qdq=True, zero=zero)
+    assert tensorrt_ready(path) is (problem is None)
+    if problem is None:
+        assert inspect_onnx(path).qdq
+        return
+    with pytest.raises(
+        ModelError,
+        match=rf"TensorRT cannot build .*q\.onnx: its Q/DQ nodes have {re.escape(problem)}; "
+        r"TensorRT takes only symmetric int8 .*backend onnxruntime.*ActivationSymmetric",
+    ):
+        inspect_onnx(path)
+
+
+def test_the_onnx_runtime_int8_companion_stays_off_tensorrt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shipped companion's Q/DQ (uint8 activations, int32 biases) is not TensorRT's: on a GPU,
+    ``auto`` keeps it on ONNX Runtime, and TensorRT itself refuses it with the reason."""
+    import onnx
+
+    from fcn_road_seg.backends import backend_for
+    from fcn_road_seg.model import default_model_path
+
+    companion = default_model_path().with_name("fcn8s_kitti.int8.onnx")
+    if not companion.is_file():
+        pytest.skip(f"the INT8 companion {companion} is not in this checkout")
+    assert qdq_problem(onnx.load(str(companion)).graph) == (
+        "its Q/DQ nodes have int32 (quantized bias) DequantizeLinear, uint8 zero points; "
+        "TensorRT takes only symmetric int8 Q/DQ (zero point 0)"
+    )
+    monkeypatch.setattr("fcn_road_seg.backends._tensorrt_usable", lambda: True)
+    assert backend_for(companion, "auto", "cuda") == "onnxruntime"
+    assert backend_for(companion, "tensorrt", "cuda") == "tensorrt"  # asked for: the builder says
+    with pytest.raises(ModelError, match=r"TensorRT cannot build .*fcn8s_kitti\.int8\.onnx"):
+        inspect_onnx(companion)
+
+
 def test_engine_io_problems() -> None:
     good = {
         "image": ("INPUT", "UINT8", (1, 384, 1248, 3)),
@@ -291,6 +353,19 @@ def test_onnx_source_prefers_the_model_named_in_the_metadata(tmp_path: Path) -> 
     assert onnx_source(engine, {"onnx": "gone.onnx"}) == tmp_path / "fcn.onnx"
 
 
+def test_the_profile_is_tuned_for_the_working_size(tmp_path: Path) -> None:
+    from fcn_road_seg.backends.tensorrt_build import default_profile, get_args_parser
+
+    model = small_onnx(tmp_path / "d.onnx", [1, "height", "width", 3])
+    assert default_profile(model) == ((32, 32), (384, 1248), (1536, 2048))  # no metadata
+    write_sidecar(model, {"working_size": [188, 624]})
+    assert default_profile(model) == ((32, 32), (188, 624), (1536, 2048))
+    write_sidecar(model, {"working_size": [1600, 2400]})  # larger than the default maximum
+    assert default_profile(model) == ((32, 32), (1600, 2400), (1600, 2400))
+    args = get_args_parser().parse_args([str(model)])
+    assert (args.min_size, args.opt_size, args.max_size) == ((32, 32), None, (1536, 2048))
+
+
 def test_size_argument() -> None:
     assert _size("384x1248") == (384, 1248)
     for bad in ("384", "0x10", "axb"):
@@ -316,7 +391,17 @@ def test_missing_tensorrt_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setitem(
         __import__("sys").modules, "tensorrt", None
     )  # import now raises ImportError
-    with pytest.raises(ModelError, match="TensorRT is not installed: pip install tensorrt"):
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    with pytest.raises(
+        ModelError,
+        match=r"TensorRT is not installed: pip install tensorrt-cu12 \(built for CUDA 12\.8, as "
+        "torch is;",
+    ):
+        import_tensorrt()
+    monkeypatch.setattr(torch.version, "cuda", None)  # a CPU-only torch
+    with pytest.raises(
+        ModelError, match=r"pip install tensorrt-cu<CUDA major> \(built for a CUDA build of torch"
+    ):
         import_tensorrt()
 
 
@@ -329,6 +414,84 @@ def test_build_cli_without_gpu_fails_cleanly(
     assert main([str(model), str(tmp_path / "m.engine"), "--fp16"]) == 1
     assert "error: device 'cuda' requested but CUDA is not available" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+# --- the runner's bindings, with a fake engine and context that record the calls ----------------
+
+
+class FakeContext:
+    """An execution context: the output shape is known once the input shape is set (as in
+    TensorRT: -1 for a dynamic dimension before), within a profile up to ``largest`` (H, W)."""
+
+    def __init__(self, shape: tuple[int, ...], largest: tuple[int, int]) -> None:
+        self.shape, self.largest, self.calls = shape, largest, []
+
+    def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+        self.calls.append(("set_input_shape", name, shape))
+        if shape[1] > self.largest[0] or shape[2] > self.largest[1]:
+            return False
+        self.shape = shape
+        return True
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        self.calls.append(("get_tensor_shape", name))
+        return self.shape[:3]
+
+
+class FakeEngine:
+    """A deserialized engine with input ``shape``; ``context=False``: TensorRT cannot make one."""
+
+    def __init__(self, shape: tuple[int, ...], context: bool = True) -> None:
+        self.shape = shape
+        self.context = FakeContext(shape, (1536, 2048)) if context else None
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        return self.shape
+
+    def create_execution_context(self) -> FakeContext | None:
+        return self.context
+
+
+def runner(engine: FakeEngine, working_size: tuple[int, int] | None = None) -> Any:
+    """A TensorRTBackend around ``engine`` (no GPU, no TensorRT: only its bookkeeping)."""
+    from fcn_road_seg.backends import Backend
+    from fcn_road_seg.backends.tensorrt_backend import TensorRTBackend
+
+    backend = TensorRTBackend.__new__(TensorRTBackend)
+    Backend.__init__(backend, torch.device("cpu"))
+    backend.engine_path = Path("m.engine")
+    backend._adopt(engine)
+    backend.working_size = working_size
+    return backend
+
+
+def test_a_dynamic_engine_sets_its_input_shape_on_every_call_at_a_network_size() -> None:
+    engine = FakeEngine((1, -1, -1, 3))
+    backend = runner(engine, working_size=(188, 624))
+    backend.set_network_size("auto")
+    assert backend.input_size == (188, 624)  # frames come fitted to the working size
+    assert backend._output_shape((1, 188, 624, 3)) == (1, 188, 624)
+    assert backend._output_shape((1, 188, 624, 3)) == (1, 188, 624)
+    call = [("set_input_shape", "image", (1, 188, 624, 3)), ("get_tensor_shape", "prob")]
+    assert engine.context.calls == call * 2
+    with pytest.raises(ModelError, match=r"a 600x1600 image is outside the optimisation profile "):
+        backend._output_shape((1, 1600, 600, 3))
+
+
+def test_a_fixed_engine_never_sets_its_input_shape() -> None:
+    engine = FakeEngine((1, 96, 320, 3))
+    backend = runner(engine)
+    backend.set_network_size("auto")
+    assert backend.input_size == (96, 320) and not backend.dynamic
+    assert backend._output_shape((1, 96, 320, 3)) == (1, 96, 320)
+    assert engine.context.calls == [("get_tensor_shape", "prob")]
+
+
+def test_no_execution_context_is_a_model_error() -> None:
+    with pytest.raises(
+        ModelError, match=r"TensorRT could not create an execution context for m\.engine"
+    ):
+        runner(FakeEngine((1, 96, 320, 3), context=False))
 
 
 # --- with TensorRT and a CUDA GPU ----------------------------------------------------------------
@@ -354,14 +517,27 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             layer.weight.normal_(0.0, 0.2)
             layer.bias.normal_(0.0, 0.2)
     folder = tmp_path_factory.mktemp("trt")
-    paths = {"fixed": folder / "fixed.onnx", "dynamic": folder / "dynamic.onnx"}
+    paths = {
+        "fixed": folder / "fixed.onnx",
+        "dynamic": folder / "dynamic.onnx",
+        "fixed_fp16": folder / "fixed_fp16.onnx",
+    }
     export_onnx(model, paths["fixed"], (96, 320))
     export_onnx(model, paths["dynamic"], (96, 320), dynamic=True)
+    export_onnx(model, paths["fixed_fp16"], (96, 320), fp16=True)
     return paths
 
 
+def fp16_source(exported: dict[str, Path]) -> Path:
+    """The fixed model to build FP16 from: fp32 with TensorRT 10's FP16 flag, else (TensorRT 11,
+    strong typing only) the fp16 export."""
+    import tensorrt
+
+    return exported["fixed" if trt_features(tensorrt).weak_typing else "fixed_fp16"]
+
+
 def frames() -> list:
-    """Random RGB frames at odd sizes."""
+    """Random RGB frames: at the input size, smaller (padded), larger (resized)."""
     from fcn_road_seg.image import Frame
 
     gen = torch.Generator().manual_seed(3)
@@ -376,11 +552,14 @@ def frames() -> list:
 def test_built_engine_matches_onnx_runtime(
     exported: dict, tmp_path: Path, precision: str, tolerance: float
 ) -> None:
+    """The same fitted input to both (a resize on the GPU is torch's, on the CPU OpenCV's); end
+    to end on the frames that need no resize."""
+    from fcn_road_seg.backends import fit
     from fcn_road_seg.backends.tensorrt_build import build_engine
 
     engine = tmp_path / f"{precision}.engine"
     meta = build_engine(
-        exported["fixed"],
+        fp16_source(exported) if precision == "fp16" else exported["fixed"],
         engine,
         torch.device("cuda"),
         precision,
@@ -393,10 +572,38 @@ def test_built_engine_matches_onnx_runtime(
     ort = load_backend(exported["fixed"], "onnxruntime", "cpu")
     assert trt_backend.input_size == (96, 320)
     for frame in frames():
-        got = trt_backend.probability(frame)
-        assert got.device.type == "cuda" and got.shape == frame.shape
-        assert float((got.cpu() - ort.probability(frame)).abs().max()) <= tolerance
+        image, _ = fit(torch.from_numpy(frame.pixels)[None], (96, 320), "letterbox")
+        with torch.inference_mode():
+            got = trt_backend._forward(image.cuda()).cpu()
+            assert float((got - ort._forward(image)).abs().max()) <= tolerance
         assert trt_backend.infer(frame).mask.shape == frame.shape
+        if frame.shape[0] <= 96 and frame.shape[1] <= 320:  # padded, never resampled
+            got = trt_backend.probability(frame)
+            assert got.device.type == "cuda" and got.shape == frame.shape
+            assert float((got.cpu() - ort.probability(frame)).abs().max()) <= tolerance
+
+
+@needs_gpu
+def test_tensorrt_ready_int8_builds_and_agrees_with_onnx_runtime(
+    exported: dict, tmp_path: Path
+) -> None:
+    """``quantize_int8(tensorrt=True)``'s symmetric Q/DQ is what TensorRT builds (10 and 11)."""
+    from fcn_road_seg.backends import fit
+    from fcn_road_seg.backends.tensorrt_build import build_engine
+    from training.quantize import quantize_int8
+
+    pytest.importorskip("onnxruntime")
+    fitted = [fit(torch.from_numpy(f.pixels)[None], (96, 320), "stretch")[0] for f in frames()]
+    qdq = tmp_path / "q.onnx"
+    quantize_int8(exported["fixed"], qdq, [f.numpy() for f in fitted], tensorrt=True)
+    meta = build_engine(qdq, tmp_path / "q.engine", torch.device("cuda"), "auto")
+    assert meta["precision"] == "int8"
+    backend = load_backend(tmp_path / "q.engine", "tensorrt", "cuda")
+    ort = load_backend(qdq, "onnxruntime", "cpu")
+    with torch.inference_mode():
+        for image in fitted:
+            got = backend._forward(image.cuda()).cpu()
+            assert float((got - ort._forward(image)).abs().mean()) <= 0.05
 
 
 @needs_gpu
@@ -425,13 +632,58 @@ def test_onnx_given_to_tensorrt_builds_and_caches_an_engine_in_the_cache(
     exported: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FCN_ROAD_SEG_CACHE", str(tmp_path / "cache"))
-    backend = load_backend(exported["fixed"], "tensorrt", "cuda", precision="fp16")
+    source = fp16_source(exported)
+    backend = load_backend(source, "tensorrt", "cuda", precision="fp16")
     engine = backend.engine_path
     assert engine.parent == tmp_path / "cache" / "engines" and engine.is_file()
-    assert not exported["fixed"].with_suffix(".engine").exists()
+    assert not source.with_suffix(".engine").exists()
     built = engine.stat().st_mtime_ns
-    load_backend(exported["fixed"], "tensorrt", "cuda", precision="fp16")
+    load_backend(source, "tensorrt", "cuda", precision="fp16")
     assert engine.stat().st_mtime_ns == built  # current: loaded, not rebuilt
+
+
+@needs_gpu
+def test_a_dynamic_model_runs_at_its_working_size_on_an_engine_tuned_for_it(
+    exported: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine built from an .onnx at startup: OPT = the working size in its metadata, and
+    the network size set from it (the input shape set on every call)."""
+    from fcn_road_seg.backends import fit
+
+    monkeypatch.setenv("FCN_ROAD_SEG_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "d.onnx"
+    model.write_bytes(exported["dynamic"].read_bytes())
+    write_sidecar(model, {"working_size": [64, 192]})
+    backend = load_backend(model, "tensorrt", "cuda", precision="fp32")
+    assert read_sidecar(backend.engine_path)["profile"] == [[32, 32], [64, 192], [1536, 2048]]
+    assert backend.dynamic and backend.input_size == (64, 192)
+    ort = load_backend(model, "onnxruntime", "cpu")
+    for frame in frames():
+        assert backend.infer(frame).mask.shape == frame.shape
+        image, _ = fit(torch.from_numpy(frame.pixels)[None], (64, 192), "stretch")
+        with torch.inference_mode():
+            got = backend._forward(image.cuda()).cpu()
+            assert float((got - ort._forward(image)).abs().max()) <= 1e-3
+
+
+@needs_gpu
+def test_calibration_images_are_finished_before_tensorrt_reads_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """They are made on torch's stream; TensorRT reads them on its own."""
+    from fcn_road_seg.backends.tensorrt_build import _calibration_images
+
+    from conftest import KITTI_FRAMES
+
+    if not any(KITTI_FRAMES.glob("*.png")):
+        pytest.skip(f"no KITTI sample frames in {KITTI_FRAMES}")
+    synced, synchronize = [], torch.cuda.synchronize
+    monkeypatch.setattr(
+        torch.cuda, "synchronize", lambda device=None: synced.append(device) or synchronize(device)
+    )
+    images = _calibration_images(KITTI_FRAMES, (96, 320), torch.device("cuda"), 2)
+    assert synced == [torch.device("cuda")]
+    assert [(tuple(i.shape), i.device.type) for i in images] == [((1, 96, 320, 3), "cuda")] * 2
 
 
 @needs_gpu

@@ -230,6 +230,29 @@ def export_onnx(
         )
     except Exception as exc:  # exporter failures come in many types
         raise ModelError(f"ONNX export ({exporter}) failed: {exc}") from exc
+    if dynamic:
+        shapes_from_cast(path)
+
+
+def shapes_from_cast(path: str | Path) -> None:
+    """Make the Shape nodes that read the uint8 ``image`` read its Cast instead (same shape).
+
+    TensorRT takes a uint8 input only straight into a Cast (NVIDIA/TensorRT#3985), but the dynamo
+    exporter reads a dynamic export's height and width with ``Shape(image)``.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    nodes = model.graph.node
+    readers = [n for n in nodes if INPUT in n.input and n.op_type == "Shape"]
+    cast = next((n for n in nodes if n.op_type == "Cast" and list(n.input) == [INPUT]), None)
+    if not readers or cast is None:
+        return
+    for node in readers:
+        node.input[0] = cast.output[0]
+    nodes.remove(cast)
+    nodes.insert(0, cast)  # the Shape nodes now depend on it: keep the graph topologically sorted
+    onnx.save(model, str(path))
 
 
 def random_images(size: tuple[int, int], count: int, seed: int = 0) -> list[np.ndarray]:

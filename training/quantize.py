@@ -4,6 +4,7 @@ The fp32 graph (uint8 ``image`` in, ``prob`` out) is quantized with activations 
 weights in int8 per output channel, which x86 CPUs with VNNI run as int8 dot products. Calibration
 frames are fitted to the network input exactly as the runtime fits them. Nodes named in
 ``keep_fp32`` (for example the score layers of the skips, or the last upsampling) stay in float.
+With ``tensorrt=True`` the Q/DQ is symmetric int8 instead, the form TensorRT builds.
 """
 
 from __future__ import annotations
@@ -71,10 +72,13 @@ def quantize_int8(
     frames: Sequence[np.ndarray],
     keep_fp32: Sequence[str] = (),
     method: str = "minmax",
+    tensorrt: bool = False,
 ) -> None:
     """Quantize the fixed-shape fp32 model at ``fp32_path`` into ``output``.
 
-    Not atomic by itself.
+    ``tensorrt``: Q/DQ that TensorRT's explicit quantization builds instead, symmetric int8
+    activations (zero point 0) and float biases, on the Conv layers only (the small bilinear
+    upsamplings stay float). Not atomic by itself.
     """
     import_onnxruntime()
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -95,9 +99,10 @@ def quantize_int8(
             _reader(frames),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
-            activation_type=QuantType.QUInt8,
+            activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            op_types_to_quantize=["Conv", "ConvTranspose"],
+            op_types_to_quantize=["Conv"] if tensorrt else ["Conv", "ConvTranspose"],
+            extra_options={"ActivationSymmetric": True, "QuantizeBias": False} if tensorrt else {},
             nodes_to_exclude=list(keep_fp32),
             calibrate_method={
                 "minmax": CalibrationMethod.MinMax,

@@ -186,11 +186,43 @@ def _from_numpy(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array)
 
 
-def upload(frame: Frame, device: torch.device) -> torch.Tensor:
+class PinnedBuffers:
+    """Page-locked host buffers for uploads to a GPU, one per frame shape, reused.
+
+    A copy from pageable memory is effectively synchronous; from pinned memory it is queued on
+    the stream. Each buffer is refilled only once its previous copy has finished.
+    """
+
+    def __init__(self, keep: int = 4) -> None:
+        self.keep = keep  # shapes kept at most (the oldest goes first)
+        self.buffers: dict[tuple[int, ...], tuple[torch.Tensor, torch.cuda.Event]] = {}
+
+    def upload(self, pixels: np.ndarray, device: torch.device) -> torch.Tensor:
+        """``pixels`` (uint8) copied to ``device`` through the pinned buffer of their shape."""
+        entry = self.buffers.get(pixels.shape)
+        if entry is None:
+            if len(self.buffers) >= self.keep:
+                del self.buffers[next(iter(self.buffers))]
+            entry = (
+                torch.empty(pixels.shape, dtype=torch.uint8, pin_memory=True),
+                torch.cuda.Event(),
+            )
+            self.buffers[pixels.shape] = entry
+        host, copied = entry
+        copied.synchronize()  # the last upload from this buffer is done (at once if none)
+        np.copyto(host.numpy(), pixels)
+        on_device = host.to(device, non_blocking=True)
+        copied.record(torch.cuda.current_stream(device))
+        return on_device
+
+
+def upload(
+    frame: Frame, device: torch.device, pinned: PinnedBuffers | None = None
+) -> torch.Tensor:
     """The frame as a 1 x H x W x 3 uint8 RGB tensor on ``device``.
 
     On CPU, OpenCV reorders the channels (several times faster than torch there); on a GPU the raw
-    pixels are uploaded and reordered on the device.
+    pixels are uploaded (through ``pinned`` buffers when given) and reordered on the device.
     """
     if device.type == "cpu":
         code = _CVT_TO_RGB[frame.order, frame.pixels.shape[2]]
@@ -200,7 +232,10 @@ def upload(frame: Frame, device: torch.device) -> torch.Tensor:
             else np.ascontiguousarray(frame.pixels)
         )
         return _from_numpy(rgb).unsqueeze(0)
-    t = _from_numpy(frame.pixels).to(device, non_blocking=True)
+    if pinned is not None:
+        t = pinned.upload(frame.pixels, device)
+    else:
+        t = _from_numpy(frame.pixels).to(device, non_blocking=True)
     if frame.order == "bgr":
         t = t[..., [2, 1, 0]]
     elif frame.order == "mono":
@@ -251,6 +286,7 @@ class Backend(abc.ABC):
         self.working_height: int | None = None  # the working scale, from the model's metadata
         self.network_size: int | tuple[int, int] | None = None  # see set_network_size
         self.frame_sizes: dict[tuple[int, int], tuple[int, int]] = {}  # frame -> network input
+        self.pinned = PinnedBuffers() if device.type == "cuda" else None
 
     def set_model_metadata(self, meta: dict[str, Any] | None) -> None:
         """Take the working size and scale from a checkpoint's or an export's metadata."""
@@ -294,7 +330,7 @@ class Backend(abc.ABC):
         """The frame on the device, fitted to the network input; remembers the size used."""
         height, width = frame.pixels.shape[:2]
         size, policy = self.network_input(height, width)
-        image, how = fit(upload(frame, self.device), size, policy)
+        image, how = fit(upload(frame, self.device, self.pinned), size, policy)
         if len(self.frame_sizes) < MAX_SIZES_SHOWN:
             self.frame_sizes.setdefault((height, width), tuple(image.shape[1:3]))
         return image, how
@@ -397,7 +433,8 @@ def backend_for(model_path: str | Path, backend: str = "auto", device: str = "au
     """Which backend serves ``model_path``: by file type, or the one asked for if it reads it.
 
     ``auto`` runs an .onnx with TensorRT only where TensorRT can run: it is installed, there is a
-    GPU and ``device`` is not the CPU.
+    GPU, ``device`` is not the CPU, and the model is not quantized in a way TensorRT cannot build
+    (ONNX Runtime's uint8 Q/DQ, such as a checkpoint's INT8 companion).
     """
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend '{backend}'; choose one of {BACKENDS}")
@@ -409,7 +446,9 @@ def backend_for(model_path: str | Path, backend: str = "auto", device: str = "au
         )
     if backend == "auto":
         if kind == "onnxruntime" and not device.startswith("cpu") and _tensorrt_usable():
-            return "tensorrt"
+            from .tensorrt_common import tensorrt_ready
+
+            return "tensorrt" if tensorrt_ready(model_path) else kind
         return kind
     if backend != kind and not (backend == "tensorrt" and kind == "onnxruntime"):
         raise ModelError(

@@ -78,11 +78,8 @@ class TensorRTBackend(Backend):
             else:
                 self.engine_path, source = path, None
             self._prepare(device, rebuild, source)
-            self.engine = self._deserialize()
-            self.context = self.engine.create_execution_context()
+            self._adopt(self._deserialize())
             self.stream = torch.cuda.Stream(device)
-        shape = tuple(self.engine.get_tensor_shape(INPUT))
-        self.input_size = None if min(shape[1:3]) < 0 else (shape[1], shape[2])
         sources = [self.engine_path, source or self.engine_path.with_suffix(".onnx")]
         self.set_model_metadata(
             next(filter(working_size_of, (read_sidecar(p) for p in sources)), None)
@@ -167,18 +164,35 @@ class TensorRTBackend(Backend):
             )
         return engine
 
+    def _adopt(self, engine: Any) -> None:
+        """Use ``engine``: its execution context, and its input size (None when dynamic)."""
+        context = engine.create_execution_context()
+        if context is None:
+            raise ModelError(
+                f"TensorRT could not create an execution context for {self.engine_path} "
+                "(out of GPU memory? see the TensorRT messages above)"
+            )
+        self.engine, self.context = engine, context
+        shape = tuple(engine.get_tensor_shape(INPUT))
+        self.dynamic = min(shape[1:3]) < 0  # then every call sets the input shape
+        self.input_size = None if self.dynamic else (shape[1], shape[2])
+
+    def _output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The output shape for an input of ``shape``, set first on a dynamic engine (even when
+        a network size fixes what it is given)."""
+        if self.dynamic and not self.context.set_input_shape(INPUT, shape):
+            raise ModelError(
+                f"a {shape[2]}x{shape[1]} image is outside the optimisation profile of "
+                f"{self.engine_path}; rebuild it with a larger --max-size"
+            )
+        return tuple(self.context.get_tensor_shape(OUTPUT))
+
     def _forward(self, image: torch.Tensor) -> torch.Tensor:
         """``execute_async_v3`` on the backend's stream, ordered after the upload and before
         post-processing."""
-        if self.input_size is None and not self.context.set_input_shape(INPUT, tuple(image.shape)):
-            raise ModelError(
-                f"a {image.shape[2]}x{image.shape[1]} image is outside the "
-                f"optimisation profile of {self.engine_path}; rebuild it with a "
-                "larger --max-size"
-            )
         current = torch.cuda.current_stream(self.device)
         prob = torch.empty(
-            tuple(self.context.get_tensor_shape(OUTPUT)), dtype=torch.float32, device=self.device
+            self._output_shape(tuple(image.shape)), dtype=torch.float32, device=self.device
         )
         self.context.set_tensor_address(INPUT, image.data_ptr())
         self.context.set_tensor_address(OUTPUT, prob.data_ptr())

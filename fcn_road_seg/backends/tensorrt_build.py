@@ -33,11 +33,12 @@ from ..atomic import atomic_path
 from ..device import resolve_device
 from ..errors import ModelError, run_cli
 from ..image import read_rgb_folder
-from ..metadata import write_sidecar
-from ..model import INPUT, OUTPUT
+from ..metadata import read_sidecar, write_sidecar
+from ..model import INPUT, OUTPUT, working_size_of
 from . import fit
 from .tensorrt_common import (
     ENGINE_FORMAT,
+    TENSORRT_QDQ,
     OnnxInfo,
     TrtFeatures,
     import_tensorrt,
@@ -49,15 +50,15 @@ from .tensorrt_common import (
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
-#: optimisation profile (min, opt, max) as (H, W) for ONNX models with dynamic height and width
+#: optimisation profile (min, opt, max) as (H, W) for ONNX models with dynamic height and width;
+#: OPT is the model's working size where its metadata records one (``default_profile``)
 DEFAULT_PROFILE = ((32, 32), (384, 1248), (1536, 2048))
 DEFAULT_WORKSPACE_GB = 4.0
 EXPLICIT_QUANTIZATION = (
-    "use explicit quantization instead: insert Q/DQ (QuantizeLinear/DequantizeLinear) nodes into "
-    "the ONNX model, e.g. with NVIDIA ModelOpt (python -m modelopt.onnx.quantization --onnx_path "
-    "model.onnx --quantize_mode int8 --calibration_data calib.npy) or "
-    "onnxruntime.quantization.quantize_static(..., quant_format=QuantFormat.QDQ), then build the "
-    "quantized model with --int8"
+    "use explicit quantization instead: insert symmetric int8 Q/DQ (QuantizeLinear/"
+    f"DequantizeLinear) nodes into the fp32 ONNX model with {TENSORRT_QDQ} (not fcn-road-export "
+    "--int8, whose uint8 activations are for ONNX Runtime on CPUs), then build the quantized "
+    "model with --int8"
 )
 
 
@@ -117,6 +118,16 @@ def plan_build(onnx: OnnxInfo, precision: str, features: TrtFeatures) -> BuildPl
     return BuildPlan("int8", False, ("INT8", "FP16"), calibrate=True)
 
 
+def default_profile(onnx_path: str | Path) -> tuple[tuple[int, int], ...]:
+    """``DEFAULT_PROFILE`` tuned (OPT) for the working size in the ONNX model's metadata, the size
+    the runtime feeds it; the plain default when it records none."""
+    size = working_size_of(read_sidecar(onnx_path))
+    if size is None:
+        return DEFAULT_PROFILE
+    smallest, _, largest = DEFAULT_PROFILE
+    return smallest, size, (max(largest[0], size[0]), max(largest[1], size[1]))
+
+
 # --- INT8 calibration (TensorRT 10) ------------------------------------------------------------
 
 
@@ -124,11 +135,13 @@ def _calibration_images(
     folder: str | Path, size: tuple[int, int], device: torch.device, limit: int
 ) -> list[torch.Tensor]:
     """Up to ``limit`` images of ``folder`` letterboxed to ``size``, as 1 x H x W x 3 uint8 RGB
-    CUDA tensors."""
-    return [
+    CUDA tensors, finished: they are made on torch's stream and read on TensorRT's."""
+    images = [
         fit(torch.from_numpy(rgb)[None].to(device), size, "letterbox")[0]
         for rgb in read_rgb_folder(folder, limit)
     ]
+    torch.cuda.synchronize(device)
+    return images
 
 
 def make_calibrator(trt: Any, batches: Sequence[torch.Tensor], cache: Path | None) -> Any:
@@ -252,13 +265,14 @@ def build_engine(
     calib_dir: str | Path | None = None,
     calib_cache: str | Path | None = None,
     calib_images: int = 64,
-    profile: Sequence[tuple[int, int]] = DEFAULT_PROFILE,
+    profile: Sequence[tuple[int, int]] | None = None,
     verbose: bool = False,
 ) -> dict[str, Any]:
     """Build ``engine_path`` from ``onnx_path`` and write it with its metadata, atomically;
-    returns the metadata."""
+    returns the metadata. ``profile`` (min, opt, max) defaults to ``default_profile``."""
     device = device or resolve_device("cuda")
     onnx = inspect_onnx(onnx_path)
+    profile = profile or default_profile(onnx_path)
     engine_path = Path(engine_path)
     with torch.cuda.device(device):
         builder = EngineBuilder(workspace_gb, timing_cache, verbose)
@@ -378,12 +392,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     for name, (h, w), what in zip(
         ("min", "opt", "max"), DEFAULT_PROFILE, ("smallest", "tuned-for", "largest")
     ):
+        default = "the working size in the model's metadata, else " if name == "opt" else ""
         p.add_argument(
             f"--{name}-size",
             type=_size,
-            default=f"{h}x{w}",
+            default=None if name == "opt" else f"{h}x{w}",
             metavar="HxW",
-            help=f"dynamic models: {what} input size (default {h}x{w})",
+            help=f"dynamic models: {what} input size (default {default}{h}x{w})",
         )
     p.add_argument("--device", default="cuda", help="CUDA device to build for (default cuda)")
     p.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
@@ -404,7 +419,7 @@ def _build(args: argparse.Namespace) -> None:
         args.calib_dir,
         args.calib_cache,
         args.calib_images,
-        (args.min_size, args.opt_size, args.max_size),
+        (args.min_size, args.opt_size or default_profile(args.onnx)[1], args.max_size),
         args.verbose,
     )
     print(

@@ -22,14 +22,30 @@ from ..model import INPUT, OUTPUT
 ENGINE_FORMAT = "fcn_road_seg.engine/1"
 
 
+#: how to quantize an ONNX model for TensorRT's explicit quantization (symmetric int8 Q/DQ)
+TENSORRT_QDQ = (
+    "onnxruntime.quantization.quantize_static(..., quant_format=QuantFormat.QDQ, "
+    "activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, extra_options="
+    "{'ActivationSymmetric': True, 'QuantizeBias': False}), or NVIDIA ModelOpt "
+    "(python -m modelopt.onnx.quantization --quantize_mode int8)"
+)
+
+
+def tensorrt_wheel(cuda: str | None) -> str:
+    """The TensorRT wheel built for torch's CUDA major version (``torch.version.cuda``)."""
+    return f"tensorrt-cu{cuda.split('.')[0]}" if cuda else "tensorrt-cu<CUDA major>"
+
+
 def import_tensorrt() -> Any:
     """The tensorrt module, or a ModelError that says how to install it."""
     try:
         import tensorrt
     except ImportError as exc:
+        cuda = torch.version.cuda
         raise ModelError(
-            "TensorRT is not installed: pip install tensorrt (it needs an NVIDIA GPU "
-            "and driver), or use the onnxruntime or torch backend"
+            f"TensorRT is not installed: pip install {tensorrt_wheel(cuda)} (built for "
+            f"{f'CUDA {cuda}, as torch is' if cuda else 'a CUDA build of torch'}; it needs an "
+            "NVIDIA GPU and driver), or use the onnxruntime or torch backend"
         ) from exc
     return tensorrt
 
@@ -86,7 +102,56 @@ def inspect_onnx(path: str | Path) -> OnnxInfo:
         for a in n.attribute
     )
     qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
+    problem = qdq_problem(model.graph) if qdq else None
+    if problem:
+        raise ModelError(
+            f"TensorRT cannot build {path}: {problem}. Run it with ONNX Runtime (backend "
+            f"onnxruntime), or quantize the fp32 model for TensorRT: {TENSORRT_QDQ}"
+        )
     return OnnxInfo(Path(path), sha256_file(path), dims, fp16, qdq)
+
+
+def qdq_problem(graph: Any) -> str | None:
+    """Why TensorRT cannot take an ONNX graph's Q/DQ nodes, or None.
+
+    TensorRT quantizes symmetrically: int8 with zero point 0, and biases stay float. ONNX
+    Runtime's CPU quantization (``fcn-road-export --int8``) uses uint8 activations with other zero
+    points and int32 biases.
+    """
+    from onnx import TensorProto, numpy_helper
+
+    constants = {t.name: t for t in graph.initializer}
+    problems = []
+    for node in graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        source = constants.get(node.input[0])
+        zero = constants.get(node.input[2]) if len(node.input) > 2 else None
+        if (
+            node.op_type == "DequantizeLinear"
+            and getattr(source, "data_type", None) == TensorProto.INT32
+        ):
+            problems.append("int32 (quantized bias) DequantizeLinear")
+        elif zero is not None and zero.data_type == TensorProto.UINT8:
+            problems.append("uint8 zero points")
+        elif zero is not None and numpy_helper.to_array(zero).any():
+            problems.append("non-zero (asymmetric) zero points")
+    if not problems:
+        return None
+    found = ", ".join(dict.fromkeys(problems))
+    return f"its Q/DQ nodes have {found}; TensorRT takes only symmetric int8 Q/DQ (zero point 0)"
+
+
+def tensorrt_ready(path: str | Path) -> bool:
+    """Whether TensorRT can build ``path``: false for Q/DQ that it does not take (see
+    ``qdq_problem``); a file that cannot be read is left to the builder's error."""
+    try:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # no onnx package, or unreadable: the builder says which
+        return True
+    return qdq_problem(graph) is None
 
 
 @dataclass(frozen=True)
