@@ -468,13 +468,14 @@ def test_exported_model_carries_the_working_size(sized_model: Path, tmp_path: Pa
     assert read_sidecar(fixed)["working_size"] == [64, 96] and read_sidecar(fixed)["input"][
         "shape"
     ] == [1, 64, 96, 3]
-    frame = Frame(np.random.default_rng(2).integers(0, 256, (150, 250, 3), dtype=np.uint8), "rgb8")
+    # 150x225 at the working scale (64 rows, aspect kept) is exactly the fixed export's 64x96
+    frame = Frame(np.random.default_rng(2).integers(0, 256, (150, 225, 3), dtype=np.uint8), "rgb8")
     want = load_backend(sized_model, "torch", "cpu").probability(frame)
     for path in (fixed, dynamic):
         backend = load_backend(path, "onnxruntime", "cpu")
         seen = network_shapes(backend)
         got = backend.probability(frame)
-        assert seen == [(1, 64, 96, 3)] and got.shape == (150, 250)
+        assert seen == [(1, 64, 96, 3)] and got.shape == (150, 225)
         assert (got - want).abs().max().item() < 1e-4
     with pytest.raises(
         ModelError, match=r"network_size '96x160': this model's input is fixed at 64x96"

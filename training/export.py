@@ -34,6 +34,7 @@ from fcn_road_seg.image import read_rgb_folder
 from fcn_road_seg.model import (
     INPUT,
     OUTPUT,
+    STRIDE,
     FCN8s,
     RoadProbability,
     read_checkpoint,
@@ -204,7 +205,10 @@ def export_onnx(
     net = RoadProbability(model, temperature).eval()
     if fp16:
         net = net.half()
-    example = torch.zeros((1, *size, 3), dtype=torch.uint8)
+    # a dynamic export traces at sides rounded up to the stride: torch.export cannot follow the
+    # model's own padding to the stride from a side that needs it (188 rows -> 192)
+    traced = [-(-side // STRIDE) * STRIDE for side in size] if dynamic else size
+    example = torch.zeros((1, *traced, 3), dtype=torch.uint8)
     kwargs: dict[str, Any] = {}
     if dynamic and exporter == "dynamo":
         height, width = (
