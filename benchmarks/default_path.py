@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
+import os
 import sys
 import tempfile
 import time
@@ -106,13 +108,17 @@ def rows_for(model: Path, workdir: Path) -> list[tuple[str, Callable[[], Backend
             (f"torch bf16, {ws}", lambda: load_backend(model, "torch", "cpu", precision="bf16"))
         )
     rows.append((f"onnxruntime fp32, {ws}", lambda: load_backend(onnx32, "onnxruntime", "cpu")))
-    if int8_companion(model) is not None:
+    rows += openvino_rows(onnx32, ws)
+    companion = int8_companion(model)
+    if companion is not None:
         rows.append(
-            (
-                f"onnxruntime int8, {ws} (auto = default)",
-                lambda: load_backend(model, "auto", "cpu"),
-            )
+            (f"onnxruntime int8, {ws}", lambda: load_backend(companion, "onnxruntime", "cpu"))
         )
+        if importlib.util.find_spec("openvino"):
+            rows.append(
+                (f"openvino int8, {ws}", lambda: load_backend(companion, "openvino", "cpu"))
+            )
+        rows.append((f"auto (default), {ws}", lambda: measured_auto(model, workdir)))
     return rows
 
 
@@ -239,6 +245,31 @@ def versus(probs: Sequence[torch.Tensor], reference: Sequence[torch.Tensor]) -> 
     return f"{100 * differ / sum(r.numel() for r in reference):.3f} % / {worst:.3f}"
 
 
+def openvino_rows(onnx32: Path, ws: str) -> list[tuple[str, Callable[[], Backend]]]:
+    """OpenVINO on the fp32 export, in fp32 and in each lower precision this CPU runs."""
+    if not importlib.util.find_spec("openvino"):
+        return []
+    from fcn_road_seg.backends.openvino_backend import PRECISIONS, import_openvino
+
+    found = import_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return [
+        (
+            f"openvino {precision}, {ws}",
+            lambda p=precision: load_backend(onnx32, "openvino", "cpu", precision=p),
+        )
+        for precision, (_, capability) in PRECISIONS.items()
+        if capability in found
+    ]
+
+
+def measured_auto(model: Path, workdir: Path) -> Backend:
+    """``backend: auto``, its candidates measured afresh (a new cache folder); prints the times."""
+    os.environ["FCN_ROAD_SEG_CACHE"] = str(workdir / "cache")
+    backend = load_backend(model, "auto", "cpu")
+    print(f"note: {backend.selection}")
+    return backend
+
+
 def maxf(backend: Backend, samples: Sequence[data.Sample]) -> float:
     """URBAN MaxF of ``backend`` over ``samples`` (runtime path)."""
     return evaluate_backend(backend, samples, workers=1, progress=False).compute()["URBAN"]["MaxF"]
@@ -273,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"note: {label} skipped: {exc}")
                 continue
             probs = probabilities(backend, frames)
-            size = tuple(backend.input_size or frames[0].shape[:2])
+            size = tuple(backend.network_input(*frames[0].shape[:2])[0] or frames[0].shape[:2])
             fp32 = isinstance(backend, TorchBackend) and backend.precision == "fp32"
             reference = references.setdefault(size, probs) if fp32 else references.get(size)
             score = (

@@ -27,8 +27,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
+import importlib.util
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -60,6 +63,7 @@ SIZES = ((1242, 375), (576, 160))
 STAGES = ("to_array", "preprocess", "inference", "postprocess", "overlay", "to_msg")
 HEADINGS = ("msg->array", "preprocess", "inference", "postprocess", "overlay", "array->msg")
 TARGET_MS = 3.0
+CPU_FLAGS = ("avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")  # named in machine()
 OVERLAY_COLOR, OVERLAY_ALPHA = (0, 255, 0), 0.5
 
 
@@ -370,6 +374,7 @@ def encoding_backend(args: argparse.Namespace, workdir: Path) -> Backend:
 def machine() -> str:
     """One line: CPU, cores usable, OS, library versions, GPU."""
     cpu = platform.processor() or platform.machine()
+    flags: list[str] = []
     if Path("/proc/cpuinfo").is_file():
         cpu = next(
             (
@@ -379,15 +384,20 @@ def machine() -> str:
             ),
             cpu,
         )
+        found = re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M)
+        flags = [f for f in CPU_FLAGS if found and f in found.group(1).split()]
     import onnxruntime
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    openvino = importlib.util.find_spec("openvino") and importlib.metadata.version("openvino")
     return (
-        f"{cpu}, {len(os.sched_getaffinity(0))} cores usable, "
+        f"{cpu} ({' '.join(flags) or 'no AVX-512 VNNI/BF16, no AMX'}), "
+        f"{len(os.sched_getaffinity(0))} cores usable, "
         f"{platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), "
-        f"onnxruntime {onnxruntime.__version__}, OpenCV {cv2.__version__}, {gpu}"
+        f"onnxruntime {onnxruntime.__version__}, OpenVINO {openvino or 'not installed'}, "
+        f"OpenCV {cv2.__version__}, {gpu}"
     )
 
 

@@ -74,8 +74,8 @@ PARAMETERS: dict[str, tuple[Any, str, dict]] = {
     ),
     "backend": (
         "auto",
-        "Inference backend: auto | tensorrt | torch | onnxruntime (auto picks by file type, "
-        "TensorRT for .onnx when available)",
+        "Inference backend: auto | tensorrt | torch | onnxruntime | openvino (auto: TensorRT for "
+        ".onnx on a GPU; on a CPU the fastest of OpenVINO, ONNX Runtime and torch, measured)",
         {},
     ),
     "device": ("auto", "torch device: auto (CUDA when available) | cpu | cuda | cuda:N", {}),
@@ -97,9 +97,14 @@ PARAMETERS: dict[str, tuple[Any, str, dict]] = {
         {},
     ),
     "torch_compile": (False, "torch.compile the network (torch backend)", {}),
+    "cpu_threads": (
+        0,
+        "CPU threads of ONNX Runtime and OpenVINO (0 = their default)",
+        {"integer_range": [IntegerRange(from_value=0, to_value=256, step=1)]},
+    ),
     "onnx_threads": (
         0,
-        "ONNX Runtime intra-op threads (0 = its default)",
+        "Former name of cpu_threads, used when cpu_threads is 0",
         {"integer_range": [IntegerRange(from_value=0, to_value=256, step=1)]},
     ),
     "trt_rebuild": (
@@ -263,7 +268,7 @@ def build_segmenter(p: dict[str, Any]) -> Segmenter:
     options = BackendOptions(
         p["precision"],
         p["torch_compile"],
-        p["onnx_threads"],
+        p["cpu_threads"] or p["onnx_threads"],
         p["trt_rebuild"],
         p["trt_workspace_gb"],
         p["trt_timing_cache"],
@@ -324,11 +329,13 @@ class RoadSeg:
         self._tf_buffer = self._tf_listener = None
         self._camera: Camera | None = None
         self._throttle = ReasonThrottle(LOG_PERIOD_S)
+        self._selection = backend.selection  # how backend: auto chose it, with each time
         self._backend_info = backend.describe()
         return (
             f"{self._backend_info}; model {p['model_path'] or 'the default model'}; "
             f"warm-up {warmup:.2f} s at "
             f"{p['warmup_size'][0]}x{p['warmup_size'][1]}"
+            + (f"; {self._selection}" if self._selection else "")
         )
 
     def _open(self, create_publisher: Callable[..., Any]) -> None:
@@ -447,6 +454,8 @@ class RoadSeg:
             self._backend_info,
             self._segmenter.backend.network_size_text(),
         )
+        if self._selection:
+            values.append(("backend selection", self._selection))
         status = DiagnosticStatus(
             level=getattr(DiagnosticStatus, level),
             name=self.get_fully_qualified_name(),

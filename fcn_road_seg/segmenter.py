@@ -216,11 +216,15 @@ def add_segmenter_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         default=o.precision,
-        help="torch: auto|fp32|fp16|bf16; TensorRT: auto|fp32|fp16|int8 (default auto)",
+        help="torch: auto|fp32|fp16|bf16; TensorRT: auto|fp32|fp16|int8; "
+        "OpenVINO: auto|fp32|bf16|fp16 (default auto)",
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (torch)")
     parser.add_argument(
-        "--threads", type=int, default=o.threads, help="ONNX Runtime threads (0 = its default)"
+        "--threads",
+        type=int,
+        default=o.threads,
+        help="CPU threads of ONNX Runtime and OpenVINO (0 = their default)",
     )
     parser.add_argument(
         "--rebuild",

@@ -6,7 +6,7 @@ Skipped with a reason when this checkout has none.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import pytest
 
@@ -89,6 +89,38 @@ def write_tiny_model(path: Path) -> Path:
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``write_tiny_model`` once per session."""
     return write_tiny_model(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The package's cache folder (engines, backend choices) in a fresh folder for the session."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FCN_ROAD_SEG_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture(scope="session")
+def int8_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small checkpoint (working size 64x96) beside its INT8 companion ``m.int8.onnx``.
+
+    Quantized by ``fcn-road-export --int8`` on the shipped KITTI frames.
+    """
+    import torch
+
+    from fcn_road_seg.model import untrained_model
+    from training.export import main as export_main
+
+    pytest.importorskip("onnxruntime")
+    if not any(KITTI_FRAMES.glob("*.png")):
+        pytest.skip(f"no KITTI frames in {KITTI_FRAMES} to calibrate INT8 with")
+    path = tmp_path_factory.mktemp("int8") / "m.pt"
+    model = untrained_model(fc_channels=32, fc6_kernel=3)
+    torch.save(
+        {"model": model.state_dict(), "model_config": model.config, "working_size": [64, 96]}, path
+    )
+    args = [str(path), "--int8", "--calib-dir", str(KITTI_FRAMES), "--calib-frames", "3"]
+    assert export_main([*args, "--no-check"]) == 0
+    return path
 
 
 def kitti_frame(name: str = "um_000005.png"):

@@ -264,7 +264,9 @@ def test_auto_picks_tensorrt_only_where_it_can_run(
         ("tensorrt", "tiny.pt", "backend 'tensorrt' cannot run .*tiny.pt"),
         ("onnxruntime", "model.engine", "backend 'onnxruntime' cannot run .*model.engine"),
         ("auto", "weights.bin", "cannot tell the model type of .*weights.bin"),
-        ("openvino", "tiny.pt", "unknown backend 'openvino'"),
+        ("openvino", "tiny.pt", "backend 'openvino' runs ONNX models.*tiny.int8.onnx"),
+        ("openvino", "model.engine", "backend 'openvino' cannot run .*model.engine"),
+        ("vulkan", "tiny.pt", "unknown backend 'vulkan'"),
     ],
 )
 def test_load_backend_rejects_wrong_combinations(

@@ -276,6 +276,49 @@ def test_a_bad_message_is_counted_and_the_node_keeps_working(
     } <= {v.key for v in status.values}
 
 
+def test_auto_on_a_cpu_reports_its_measured_choice(
+    context: Context, probe: Node, int8_checkpoint: Path, frame_bgr: np.ndarray
+) -> None:
+    """A checkpoint with an INT8 companion: every candidate's time in /diagnostics."""
+    params = [
+        Parameter("model_path", value=str(int8_checkpoint)),
+        Parameter("device", value="cpu"),
+        Parameter("warmup_size", value=[0, 0]),
+    ]
+    node = RoadSegNode(context=context, parameter_overrides=params)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(probe)
+    try:
+        masks, diagnostics, publisher = listen(probe)
+        msg = image_msg(frame_bgr, "bgr8", 9, 0)
+        assert spin_until(
+            executor, lambda: masks and diagnostics, 30.0, lambda: publisher.publish(msg)
+        )
+        values = dict((v.key, v.value) for v in diagnostics[-1].status[0].values)
+        chosen = node._segmenter.backend.name
+        assert values["backend selection"].startswith(f"auto chose {chosen}")
+        for label in ("openvino int8", "onnxruntime int8", "torch "):
+            assert label in values["backend selection"]
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+
+
+@pytest.mark.parametrize("cpu,onnx,threads", [(0, 1, 1), (2, 1, 2), (0, 0, None)])
+def test_cpu_threads_and_its_former_name_onnx_threads(
+    int8_checkpoint: Path, cpu: int, onnx: int, threads: int | None
+) -> None:
+    pytest.importorskip("openvino")
+    from fcn_road_seg.node import build_segmenter
+
+    params = {name: default for name, (default, _, _) in PARAMETERS.items()}
+    params.update(model_path=str(int8_checkpoint), backend="openvino", device="cpu")
+    params.update(cpu_threads=cpu, onnx_threads=onnx)
+    backend = build_segmenter(params).backend
+    assert backend.config.get("INFERENCE_NUM_THREADS") == threads
+
+
 @pytest.mark.parametrize(
     "overrides",
     [[Parameter("network_size", value="64x160"), Parameter("max_pixels", value=320 * 93)]],

@@ -138,8 +138,9 @@ def test_auto_on_cpu_runs_the_int8_companion(model_dir: Path) -> None:
         pt,
         "torch",
     )  # torch settings: torch
-    backend = load_backend(pt, "auto", "cpu")
+    backend = load_backend(int8_companion(pt), "onnxruntime", "cpu")  # auto: test_selection.py
     assert isinstance(backend, OnnxBackend) and backend.input_size == (96, 320)
+    backend.set_network_size("auto")
     # a KITTI frame at the working scale (96 rows) is exactly the companion's shape: resized
     assert backend.network_input(375, 1242) == ((96, 320), "stretch")
     # a 4:3 frame there is 96x128: fitted into the fixed input, its aspect ratio kept

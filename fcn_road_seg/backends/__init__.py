@@ -29,7 +29,7 @@ from ..image import Frame
 from ..metadata import read_sidecar, sha256_file
 from ..model import IMAGENET_MEAN, scaled_size, working_height_of, working_size_of
 
-BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
+BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime", "openvino")
 RESIZE_POLICIES = ("letterbox", "stretch")
 SUFFIXES = {
     ".pt": "torch",
@@ -54,11 +54,11 @@ PAD_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)
 class BackendOptions:
     """Each backend's own settings, reachable from the node's parameters and every tool's flags."""
 
-    precision: str = (
-        "auto"  # torch: auto | fp32 | fp16 | bf16; TensorRT: auto | fp32 | fp16 | int8
-    )
+    # torch: auto | fp32 | fp16 | bf16; TensorRT: auto | fp32 | fp16 | int8;
+    # OpenVINO: auto | fp32 | bf16 | fp16 (what the ONNX model leaves in float)
+    precision: str = "auto"
     compile: bool = False  # torch.compile the network (torch)
-    threads: int = 0  # ONNX Runtime intra-op threads (0 = its default)
+    threads: int = 0  # CPU threads of ONNX Runtime and OpenVINO (0 = their default)
     rebuild: str = "never"  # TensorRT .engine files: never | if-stale
     workspace_gb: float = 4.0  # TensorRT builder workspace
     timing_cache: str = ""  # TensorRT timing cache file ("" = none)
@@ -69,6 +69,8 @@ class BackendOptions:
             return {"precision": self.precision, "compile": self.compile}
         if kind == "onnxruntime":
             return {"threads": self.threads}
+        if kind == "openvino":
+            return {"threads": self.threads, "precision": self.precision}
         return {
             "precision": self.precision,
             "rebuild": self.rebuild,
@@ -268,6 +270,8 @@ class Backend(abc.ABC):
     """A network runner: ``infer`` a Frame into RoadMaps. Subclasses implement ``_forward``."""
 
     name: str = "base"
+    #: how ``backend: auto`` chose this backend (each candidate's time); "" = not measured
+    selection: str = ""
 
     def __init__(
         self,
@@ -450,7 +454,10 @@ def backend_for(model_path: str | Path, backend: str = "auto", device: str = "au
 
             return "tensorrt" if tensorrt_ready(model_path) else kind
         return kind
-    if backend != kind and not (backend == "tensorrt" and kind == "onnxruntime"):
+    if backend != kind and not (
+        (backend == "tensorrt" and kind == "onnxruntime")
+        or (backend == "openvino" and kind in ("onnxruntime", "torch"))  # .pt: its INT8 companion
+    ):
         raise ModelError(
             f"backend '{backend}' cannot run {model_path} (a {suffix} file needs '{kind}')"
         )
@@ -492,6 +499,27 @@ def load_backend(
         raise ModelError(f"unknown backend option: {exc}") from exc
     if network_size != "auto":
         parse_network_size(network_size)  # a bad value fails before the model is loaded
+    from .selection import cpu_candidates, select
+
+    candidates = cpu_candidates(model_path, backend, device, options)
+    if candidates:
+        return select(
+            candidates,
+            lambda c: _opened(c.model, c.kind, "cpu", resize_policy, network_size, c.options),
+            {"network_size": network_size, "resize_policy": resize_policy},
+        )
+    return _opened(model_path, backend, device, resize_policy, network_size, options)
+
+
+def _opened(
+    model_path: str | Path,
+    backend: str,
+    device: str,
+    resize_policy: str,
+    network_size: str,
+    options: BackendOptions,
+) -> Backend:
+    """``_open_backend`` at ``network_size``."""
     backend_ = _open_backend(model_path, backend, device, resize_policy, options)
     backend_.set_network_size(network_size)
     return backend_
@@ -560,6 +588,15 @@ def _open_backend(
         return OnnxBackend(
             model_path,
             resolve_device(device),
+            resize_policy=resize_policy,
+            **options.for_backend(kind),
+        )
+    if kind == "openvino":
+        from .openvino_backend import OpenVinoBackend, onnx_for
+
+        return OpenVinoBackend(
+            onnx_for(model_path),
+            resolve_device("cpu" if device == "auto" else device),
             resize_policy=resize_policy,
             **options.for_backend(kind),
         )
