@@ -21,7 +21,6 @@ import torch
 
 from ..errors import ModelError
 from ..metadata import read_sidecar
-from ..model import working_size_of
 from . import Backend, int8_companion
 from .onnx_backend import input_size, io_problems
 
@@ -110,7 +109,7 @@ class OpenVinoBackend(Backend):
                 "(export one with fcn-road-export)"
             )
         super().__init__(device, size, resize_policy)
-        self.working_size = working_size_of(read_sidecar(model_path))
+        self.set_model_metadata(read_sidecar(model_path))
         self.precision = precision
         self.static_shapes = static_shapes
         self.compile_s: dict[tuple[int, ...] | str, float] = {}
