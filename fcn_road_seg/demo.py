@@ -106,6 +106,8 @@ def run_demo(
     print(
         f"model {model_path}{' (UNTRAINED)' if untrained else ''}: {segmenter.backend.describe()}"
     )
+    for warning in segmenter.warnings:
+        print(f"WARNING: {warning}")
     summary = segment_bag(
         out / INPUT_BAG,
         out / OUTPUT_BAG,

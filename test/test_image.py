@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
@@ -12,7 +13,7 @@ from rosbags.typesys import Stores, get_typestore
 from fcn_road_seg import image
 from fcn_road_seg.errors import ImageError
 
-from conftest import rosbags_header, rosbags_image
+from conftest import png_claiming, rosbags_header, rosbags_image
 
 TYPES = get_typestore(Stores.ROS2_HUMBLE).types
 Image, CompressedImage = TYPES["sensor_msgs/msg/Image"], TYPES["sensor_msgs/msg/CompressedImage"]
@@ -226,3 +227,26 @@ def test_a_tiny_jpeg_claiming_a_huge_size_is_refused_before_decoding() -> None:
         )
     with pytest.raises(ImageError, match="no JPEG/PNG header"):
         image.from_compressed(SimpleNamespace(format="jpeg", data=np.arange(50, dtype=np.uint8)))
+
+
+def test_read_image_returns_the_files_pixels(tmp_path: Path) -> None:
+    pixels = pixels_for("bgr8", 6, 9)
+    assert cv2.imwrite(str(tmp_path / "a.png"), pixels)
+    np.testing.assert_array_equal(image.read_image(tmp_path / "a.png"), pixels)
+
+
+def test_read_image_refuses_a_header_over_max_pixels_before_decoding(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    path.write_bytes(png_claiming(5000, 4000))
+    with pytest.raises(
+        ImageError, match=f"cannot read image {path}: its header claims 5000x4000, more than "
+    ):
+        image.read_image(path, max_pixels=4096 * 4096)
+
+
+def test_read_image_names_a_file_that_is_no_image(tmp_path: Path) -> None:
+    (tmp_path / "x.jpg").write_bytes(b"")
+    with pytest.raises(ImageError, match=r"cannot read image .*x.jpg \(0 bytes\)"):
+        image.read_image(tmp_path / "x.jpg")
+    with pytest.raises(ImageError, match="cannot read image .*none.png: No such file"):
+        image.read_image(tmp_path / "none.png")
