@@ -310,6 +310,16 @@ def test_engine_without_gpu_or_tensorrt_is_a_clear_error(tmp_path: Path) -> None
         load_backend(engine, "auto", "auto")
 
 
+def test_a_missing_engine_is_a_model_error_naming_it(tmp_path: Path) -> None:
+    """stat() ran before any check: FileNotFoundError, not ModelError."""
+    from fcn_road_seg.backends.tensorrt_backend import TensorRTBackend
+
+    with pytest.raises(
+        ModelError, match=f"TensorRT model file not found: {tmp_path / 'x.engine'}"
+    ):
+        TensorRTBackend(tmp_path / "x.engine", torch.device("cuda"))
+
+
 def test_missing_tensorrt_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from fcn_road_seg.backends.tensorrt_common import import_tensorrt
 
