@@ -320,6 +320,16 @@ def test_a_missing_engine_is_a_model_error_naming_it(tmp_path: Path) -> None:
         TensorRTBackend(tmp_path / "x.engine", torch.device("cuda"))
 
 
+def test_a_workspace_that_is_no_finite_size_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "m.onnx"), str(tmp_path / "m.engine"), "--workspace-gb", "inf"])
+    assert "argument --workspace-gb: must be a finite number in [0.25, 1024] GiB, got inf" in (
+        capsys.readouterr().err
+    )
+
+
 def test_missing_tensorrt_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from fcn_road_seg.backends.tensorrt_common import import_tensorrt
 
