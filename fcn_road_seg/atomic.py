@@ -141,9 +141,8 @@ def atomic_path(target: str | os.PathLike, directory: bool = False) -> Iterator[
     if directory:
         tmp_path.unlink()
     else:
-        tmp_path.chmod(
-            0o666 & ~_umask()
-        )  # mkstemp makes 0600; give the file the usual permissions
+        # mkstemp makes 0600; give the file the usual permissions
+        tmp_path.chmod(0o666 & ~_umask())
     try:
         yield tmp_path
         if tmp_path.exists():

@@ -44,8 +44,16 @@ from . import geometry
 from .backends import BACKENDS, RESIZE_POLICIES, BackendOptions
 from .bounds import CAMERA_ANGLE, CAMERA_HEIGHT, GRID_RESOLUTION, WORKSPACE_GB, Bounds
 from .errors import ImageError, OptionError, RoadSegError
-from .grid import TARGET_FRAME, MOUNT, OCCUPANCY_MODES, Camera, GridSpec, GroundGrid, grid_spec
-from .grid import mount
+from .grid import (
+    TARGET_FRAME,
+    MOUNT,
+    OCCUPANCY_MODES,
+    Camera,
+    GridSpec,
+    GroundGrid,
+    grid_spec,
+    mount,
+)
 from .image import MAX_PIXELS, MIN_SIDE
 from .latest import Latest
 from .segmenter import Segmenter, check_setting, make_segmenter
