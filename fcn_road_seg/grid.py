@@ -148,9 +148,12 @@ class GroundGrid:
     def update(self, camera: Camera, cam_from_grid: np.ndarray) -> None:
         """Use this camera and 4x4 camera <- grid-frame pose.
 
-        The maps are rebuilt only if either changed.
+        The maps are rebuilt only if either changed. ValueError for a pose that is not finite.
         """
-        key = (camera.key(), np.asarray(cam_from_grid, np.float64).tobytes())
+        pose = np.asarray(cam_from_grid, np.float64)
+        if pose.shape != (4, 4) or not np.isfinite(pose).all():
+            raise ValueError(f"the camera pose is not a finite 4x4 transform: {pose.tolist()}")
+        key = (camera.key(), pose.tobytes())
         if key == self._key:
             return
         h = geometry.plane_homography(camera.projection, cam_from_grid, axes=(0, 1))

@@ -76,6 +76,14 @@ def test_maps_are_rebuilt_only_when_camera_or_pose_change() -> None:
     assert grid.rebuilds == 2
 
 
+def test_a_pose_that_is_not_finite_is_refused() -> None:
+    """A NaN pose (from tf or code) gave an all-unknown grid without a word."""
+    pose = geometry.camera_from_mount(CAM_HEIGHT, PITCH, 0.0)
+    pose[2, 3] = float("nan")
+    with pytest.raises(ValueError, match="the camera pose is not a finite 4x4 transform"):
+        make_grid().update(Camera(P, HEIGHT, WIDTH), pose)
+
+
 def test_frame_size_must_match_the_camera_info() -> None:
     grid = make_grid()
     with pytest.raises(ValueError, match="the frame is 320x240 but camera_info says 640x480"):
