@@ -1,19 +1,26 @@
 """Atomic file and folder writes: write beside the target, fsync, then rename over it.
 
 The temporary sibling is named ``.<name>.<pid>.<random>.partial``. A run killed before its rename
-(SIGKILL, power loss) leaves one behind; the next write of the same target removes those whose
-process is gone. The file (or every file of a folder) and the parent folder are fsynced around the
-rename, so a crash can never leave a complete-looking but empty file under the final name.
+(SIGKILL, power loss) leaves one behind; the next write into that folder (and ``check_target``,
+which the tools call at start) removes every one whose process is gone. The file (or every file of
+a folder) and the parent folder are fsynced around the rename, so a crash can never leave a
+complete-looking but empty file under the final name.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from .errors import DataError
+
+#: ``.<name>.<pid>.<random>.partial``, maybe followed by a suffix an encoder needs (``.mp4``)
+_TEMPORARY = re.compile(r"\..+\.(\d+)\.[a-z0-9_]+\.partial(\..+)?")
 
 
 def _alive(pid: int) -> bool:
@@ -27,26 +34,39 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it: it is set straight back)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def temp_dir_for(target: Path) -> Path:
     """A new temporary folder beside ``target``, named like ``atomic_path``'s.
 
-    Dead leftovers are removed first.
+    Dead leftovers are removed first. The folder gets the usual permissions (``mkdtemp`` makes
+    0700), so the output it becomes is like any other folder.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(target)
-    return Path(
+    remove_leftovers(target.parent)
+    tmp = Path(
         tempfile.mkdtemp(
             prefix=f".{target.name}.{os.getpid()}.", suffix=".partial", dir=target.parent
         )
     )
+    tmp.chmod(0o777 & ~_umask())
+    return tmp
 
 
-def remove_leftovers(target: Path) -> list[Path]:
-    """Remove the temporaries of earlier, dead writers of ``target``; returns what was removed."""
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Remove the temporaries that dead writers left in ``folder``; returns what was removed.
+
+    Only names of this module's form whose process id is not running (on this machine) go.
+    """
     removed = []
-    for stale in target.parent.glob(f".{target.name}.*.partial*"):
-        parts = stale.name[len(target.name) + 2 :].split(".")
-        if not parts[0].isdigit() or _alive(int(parts[0])):
+    for stale in folder.glob(".*.partial*"):
+        match = _TEMPORARY.fullmatch(stale.name)
+        if match is None or _alive(int(match[1])):
             continue
         if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)
@@ -54,6 +74,32 @@ def remove_leftovers(target: Path) -> list[Path]:
             stale.unlink(missing_ok=True)
         removed.append(stale)
     return removed
+
+
+def check_target(target: str | os.PathLike, what: str = "output") -> Path:
+    """``target`` as a Path once it is known that it can be written; call it before any work.
+
+    DataError naming it when it names no file of its own (``""``, ``.``, ``..``, ``/``), when a
+    folder above it is a file, or when its folder cannot be written (``/proc``, ``/sys``, read-only
+    or no permission). The leftovers of dead writers in its folder are removed.
+    """
+    path, absolute = Path(target), Path(os.path.abspath(target))
+    if path.name in ("", "..") or absolute == Path.cwd() or absolute in Path.cwd().parents:
+        raise DataError(
+            f"{what} '{target}' must name a file or folder of its own, not the current folder "
+            "or one above it"
+        )
+    folder = absolute.parent
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise DataError(f"cannot write {what} {target}: {existing} is a file, not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".probe.", dir=existing))
+    except OSError as exc:
+        raise DataError(f"cannot write {what} {target}: {exc.strerror} in {existing}") from exc
+    if existing == folder:
+        remove_leftovers(folder)
+    return path
 
 
 def _fsync(path: Path) -> None:
@@ -86,7 +132,7 @@ def atomic_path(target: str | os.PathLike, directory: bool = False) -> Iterator[
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(target)
+    remove_leftovers(target.parent)
     fd, tmp = tempfile.mkstemp(
         prefix=f".{target.name}.{os.getpid()}.", suffix=".partial", dir=target.parent
     )
@@ -95,9 +141,8 @@ def atomic_path(target: str | os.PathLike, directory: bool = False) -> Iterator[
     if directory:
         tmp_path.unlink()
     else:
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp_path.chmod(0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+        # mkstemp makes 0600; give the file the usual permissions
+        tmp_path.chmod(0o666 & ~_umask())
     try:
         yield tmp_path
         if tmp_path.exists():

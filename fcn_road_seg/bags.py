@@ -8,7 +8,6 @@ succeeds: each is written beside its final name and renamed.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sqlite3
 import struct
@@ -24,7 +23,7 @@ from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, TypesysError, get_typestore
 from rosbags.typesys.store import Typestore
 
-from .atomic import atomic_path
+from .atomic import atomic_path, check_target
 from .errors import DataError
 from .kitti import CameraModel
 
@@ -56,10 +55,16 @@ def typestore() -> Typestore:
 
 
 def refuse_existing(*paths: Path | None) -> None:
-    """DataError naming every output path that exists already (nothing is ever overwritten)."""
+    """DataError naming every output path that exists already (nothing is ever overwritten).
+
+    Each must also be writable (``atomic.check_target``), all checked before any work is done.
+    """
     existing = [str(p) for p in paths if p is not None and (p.exists() or p.is_symlink())]
     if existing:
         raise DataError(f"refusing to overwrite existing output: {', '.join(existing)}")
+    for path in paths:
+        if path is not None:
+            check_target(path)
 
 
 @contextlib.contextmanager
@@ -201,11 +206,3 @@ def camera_info(hdr: Any, model: CameraModel, width: int, height: int) -> Any:
         binning_y=0,
         roi=roi,
     )
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a number > 0."""
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value

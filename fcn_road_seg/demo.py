@@ -116,6 +116,8 @@ def run_demo(
     print(
         f"model {model_path}{' (UNTRAINED)' if untrained else ''}: {segmenter.backend.describe()}"
     )
+    for warning in segmenter.warnings:
+        print(f"WARNING: {warning}")
     grid = BagGrid(
         GroundGrid(GridSpec()), geometry.camera_from_mount(*MOUNT), TARGET_FRAME, INFO_TOPIC
     )

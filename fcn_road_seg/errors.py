@@ -23,6 +23,10 @@ class DataError(RoadSegError):
     """Bad data in a file (dataset image, ground truth, bag); the text names the path."""
 
 
+class OptionError(RoadSegError, ValueError):
+    """A bad option or parameter value; the text names the option."""
+
+
 def one_line(exc: BaseException) -> str:
     """The message of ``exc``.
 

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from .atomic import atomic_path
+from .bounds import FPS
 from .errors import DataError
 
 SHEET_TILES, SHEET_COLUMNS, THUMB_WIDTH = 24, 4, 320
@@ -115,6 +116,7 @@ class OverlayExports:
         columns: int = SHEET_COLUMNS,
         tile_width: int = THUMB_WIDTH,
     ) -> None:
+        self.fps = FPS.check("video fps", fps)
         self.video_tmp = stack.enter_context(atomic_file(video)) if video else None
         self.frames_tmp = (
             stack.enter_context(atomic_path(frames_dir, directory=True)) if frames_dir else None
@@ -122,7 +124,6 @@ class OverlayExports:
         self.sheet_tmp = stack.enter_context(atomic_file(sheet)) if sheet else None
         if self.frames_tmp:
             self.frames_tmp.mkdir()
-        self.fps = fps
         self.writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
         self.sheet_indices = (

@@ -276,12 +276,18 @@ def kitti_road_homography(
         if key not in calib or calib[key].size != size:
             found = "missing" if key not in calib else f"{calib[key].size} numbers"
             raise DataError(f"{source}: '{key}' must hold {size} numbers ({found})")
+        if not np.isfinite(calib[key]).all():
+            raise DataError(f"{source}: '{key}' holds numbers that are not finite")
+    p2 = calib["P2"].reshape(3, 4)
+    if not (p2[0, 0] > 0 and p2[1, 1] > 0 and p2[2, 2] > 0):
+        raise DataError(f"{source}: 'P2' is not a camera (fx, fy or P2[2,2] is not positive)")
     r0 = np.eye(4)
     r0[:3, :3] = calib["R0_rect"].reshape(3, 3)
     road_from_cam = np.vstack([calib["Tr_cam_to_road"].reshape(3, 4), [0.0, 0.0, 0.0, 1.0]])
-    return plane_homography(
-        calib["P2"].reshape(3, 4) @ r0, np.linalg.inv(road_from_cam), axes=(0, 2)
-    )
+    for key, rotation in (("R0_rect", r0[:3, :3]), ("Tr_cam_to_road", road_from_cam[:3, :3])):
+        if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3):
+            raise DataError(f"{source}: '{key}' does not hold a rotation")
+    return plane_homography(p2 @ r0, np.linalg.inv(road_from_cam), axes=(0, 2))
 
 
 class KittiBev:

@@ -11,6 +11,7 @@ model or the pose changes, and each frame costs one ``cv2.remap``. Values follow
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -18,6 +19,7 @@ import cv2
 import numpy as np
 
 from . import geometry
+from .bounds import CAMERA_ANGLE, CAMERA_HEIGHT, GRID_EXTENT, GRID_RESOLUTION
 
 OCCUPANCY_MODES = ("binary", "scaled")
 UNKNOWN = -1
@@ -35,6 +37,12 @@ class GridSpec:
     y_range: tuple[float, float] = (-10.0, 10.0)
 
     def __post_init__(self) -> None:
+        numbers = (self.resolution, *self.x_range, *self.y_range)
+        if not all(math.isfinite(v) for v in numbers):
+            raise ValueError(
+                f"grid resolution and ranges must be finite numbers, got {self.resolution}, "
+                f"{list(self.x_range)} and {list(self.y_range)}"
+            )
         if not self.resolution > 0:
             raise ValueError(f"grid resolution must be > 0 m, got {self.resolution}")
         for name, (low, high) in (("x", self.x_range), ("y", self.y_range)):
@@ -42,9 +50,16 @@ class GridSpec:
                 raise ValueError(
                     f"grid {name} range must be [min, max] with max > min, got [{low}, {high}]"
                 )
-        if self.shape[0] * self.shape[1] > 4096 * 4096:
+        cells = [(r[1] - r[0]) / self.resolution for r in (self.y_range, self.x_range)]
+        if not all(math.isfinite(c) for c in cells) or cells[0] * cells[1] > 4096 * 4096:
             raise ValueError(
-                f"a {self.shape[1]}x{self.shape[0]} grid is too large; use coarser cells"
+                f"a grid of {cells[1]:.3g}x{cells[0]:.3g} cells is too large; use coarser cells"
+            )
+        if min(self.shape) < 1:
+            raise ValueError(
+                f"grid resolution {self.resolution} m is coarser than the grid "
+                f"({self.x_range[1] - self.x_range[0]:g} x {self.y_range[1] - self.y_range[0]:g} "
+                "m): it would have no cells"
             )
 
     @property
@@ -85,9 +100,10 @@ class Camera:
         k = np.asarray(info.k, np.float64).reshape(3, 3)
         if not p.any():
             p = np.hstack([k, np.zeros((3, 1))])
-        if not (np.isfinite(p).all() and p[0, 0] > 0 and p[1, 1] > 0 and p[2, 2] != 0):
+        if not (np.isfinite(p).all() and p[0, 0] > 0 and p[1, 1] > 0 and p[2, 2] > 0):
             raise ValueError(
-                "camera_info has no usable projection (P and K are zero, or fx, fy <= 0)"
+                "camera_info has no usable projection (P and K are zero or not finite, "
+                "fx, fy <= 0, or P[2,2] <= 0)"
             )
         if info.height <= 0 or info.width <= 0:
             raise ValueError(f"camera_info size {info.width}x{info.height} is not positive")
@@ -142,9 +158,12 @@ class GroundGrid:
     def update(self, camera: Camera, cam_from_grid: np.ndarray) -> None:
         """Use this camera and 4x4 camera <- grid-frame pose.
 
-        The maps are rebuilt only if either changed.
+        The maps are rebuilt only if either changed. ValueError for a pose that is not finite.
         """
-        key = (camera.key(), np.asarray(cam_from_grid, np.float64).tobytes())
+        pose = np.asarray(cam_from_grid, np.float64)
+        if pose.shape != (4, 4) or not np.isfinite(pose).all():
+            raise ValueError(f"the camera pose is not a finite 4x4 transform: {pose.tolist()}")
+        key = (camera.key(), pose.tobytes())
         if key == self._key:
             return
         size = (camera.height, camera.width)
@@ -183,15 +202,28 @@ class GroundGrid:
 
 
 def grid_spec(resolution: float, x_range: Sequence[float], y_range: Sequence[float]) -> GridSpec:
-    """A GridSpec from parameter values, checked (ValueError naming what is wrong)."""
+    """A GridSpec from option values, checked (ValueError, OptionError naming the option)."""
     if len(x_range) != 2 or len(y_range) != 2:
         raise ValueError(
             f"grid x and y ranges must be [min, max], got {list(x_range)} and {list(y_range)}"
         )
+    GRID_RESOLUTION.check("grid_resolution", resolution)
+    for name, values in (("grid_x_range", x_range), ("grid_y_range", y_range)):
+        for value in values:
+            GRID_EXTENT.check(name, value)
     return GridSpec(
         float(resolution),
         (float(x_range[0]), float(x_range[1])),
         (float(y_range[0]), float(y_range[1])),
+    )
+
+
+def mount(height: float, pitch: float, roll: float) -> np.ndarray:
+    """The 4x4 camera <- ground mount from option values, each checked (OptionError naming it)."""
+    return geometry.camera_from_mount(
+        CAMERA_HEIGHT.check("camera_height", height),
+        CAMERA_ANGLE.check("camera_pitch", pitch),
+        CAMERA_ANGLE.check("camera_roll", roll),
     )
 
 
@@ -204,13 +236,22 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"frame_id of the grid (default {TARGET_FRAME})",
     )
     parser.add_argument(
-        "--camera-height", type=float, default=MOUNT[0], help="camera height over the ground, m"
+        "--camera-height",
+        type=CAMERA_HEIGHT.parse,
+        default=MOUNT[0],
+        help="camera height over the ground, m",
     )
     parser.add_argument(
-        "--camera-pitch", type=float, default=MOUNT[1], help="rad, positive = looking down"
+        "--camera-pitch",
+        type=CAMERA_ANGLE.parse,
+        default=MOUNT[1],
+        help="rad, positive = looking down",
     )
     parser.add_argument(
-        "--camera-roll", type=float, default=MOUNT[2], help="rad, positive = clockwise from behind"
+        "--camera-roll",
+        type=CAMERA_ANGLE.parse,
+        default=MOUNT[2],
+        help="rad, positive = clockwise from behind",
     )
     parser.add_argument(
         "--image-rectified",
@@ -218,13 +259,17 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
         help="the images are rectified: project through camera_info's P and ignore D "
         "(default: raw images, through D's distortion)",
     )
-    parser.add_argument("--grid-resolution", type=float, default=spec.resolution, help="cell, m")
     parser.add_argument(
-        "--grid-x-range", type=float, nargs=2, default=list(spec.x_range), metavar=("MIN", "MAX")
+        "--grid-resolution", type=GRID_RESOLUTION.parse, default=spec.resolution, help="cell, m"
     )
-    parser.add_argument(
-        "--grid-y-range", type=float, nargs=2, default=list(spec.y_range), metavar=("MIN", "MAX")
-    )
+    for axis, extent in (("x", spec.x_range), ("y", spec.y_range)):
+        parser.add_argument(
+            f"--grid-{axis}-range",
+            type=GRID_EXTENT.parse,
+            nargs=2,
+            default=list(extent),
+            metavar=("MIN", "MAX"),
+        )
     parser.add_argument("--grid-occupancy", choices=OCCUPANCY_MODES, default="binary")
 
 
@@ -233,9 +278,7 @@ def grid_from_args(args: argparse.Namespace) -> tuple[GroundGrid, np.ndarray]:
     grid = GroundGrid(
         grid_spec(args.grid_resolution, args.grid_x_range, args.grid_y_range), args.grid_occupancy
     )
-    return grid, geometry.camera_from_mount(
-        args.camera_height, args.camera_pitch, args.camera_roll
-    )
+    return grid, mount(args.camera_height, args.camera_pitch, args.camera_roll)
 
 
 #: BGR of the grid picture: unseen cells, and the line drawn every ``PICTURE_TICK_M`` metres ahead

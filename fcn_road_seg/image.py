@@ -301,6 +301,34 @@ def to_fields(pixels: np.ndarray, encoding: str) -> dict[str, Any]:
     }
 
 
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """The BGR pixels of an image file; its header's size is checked before decoding.
+
+    ImageError naming the file when it cannot be read, or claims more than ``max_pixels`` (a
+    74-byte PNG can claim 60000x60000).
+    """
+    try:
+        buf = np.fromfile(path, np.uint8)
+    except OSError as exc:
+        raise ImageError(f"cannot read image {path}: {exc.strerror}") from exc
+    try:
+        size = compressed_size(buf, max_pixels) if buf.size else None
+    except ImageError as exc:
+        raise ImageError(f"cannot read image {path}: {exc}") from exc
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ImageError(
+            f"cannot read image {path}: its header claims {size[1]}x{size[0]}, more than "
+            f"max_pixels = {max_pixels}"
+        )
+    try:
+        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    except cv2.error as exc:
+        raise ImageError(f"cannot read image {path}: {exc.err}") from exc
+    if bgr is None:
+        raise ImageError(f"cannot read image {path}{' (0 bytes)' if not buf.size else ''}")
+    return bgr
+
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp")
 
 
@@ -313,10 +341,4 @@ def read_rgb_folder(folder: str | Path, count: int) -> list[np.ndarray]:
     paths = paths[:: max(1, len(paths) // max(1, count))][:count]
     if not paths:
         raise ImageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    images = []
-    for path in paths:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ImageError(f"cannot read image {path}")
-        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    return images
+    return [cv2.cvtColor(read_image(path), cv2.COLOR_BGR2RGB) for path in paths]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .bounds import FPS
 from .errors import DataError
 
 LAYOUTS = ("road", "raw")
@@ -65,8 +66,7 @@ def parse_stamp(text: str) -> int:
 
 def synthetic_stamps(count: int, start_ns: int, rate_hz: float) -> list[int]:
     """``count`` stamps at ``rate_hz`` from ``start_ns``, rounded to whole ns without drift."""
-    if not rate_hz > 0:
-        raise ValueError(f"rate must be positive, got {rate_hz}")
+    FPS.check("rate", rate_hz)
     period = Fraction(10**9) / Fraction(str(rate_hz))
     return [start_ns + round(i * period) for i in range(count)]
 
@@ -107,16 +107,31 @@ def _rectified(p: np.ndarray) -> CameraModel:
     )
 
 
+def _projection(path: Path, key: str) -> np.ndarray:
+    """The 3x4 projection ``key`` of ``path`` (12 numbers), checked to be a usable camera.
+
+    Finite, fx and fy > 0 and P[2,2] > 0, as ``grid.Camera`` needs it.
+    """
+    p = _entry(path, key, 12)
+    if not (np.isfinite(p).all() and p[0] > 0 and p[5] > 0 and p[10] > 0):
+        raise DataError(
+            f"{path}: '{key}' is not a usable projection (not finite, zero, fx or fy <= 0, or "
+            f"P[2,2] <= 0): {' '.join(f'{v:g}' for v in p)}"
+        )
+    return p
+
+
 def camera_model(layout: str, calib: Path, width: int, height: int) -> CameraModel:
     """The camera model of a ``width`` x ``height`` camera-2 image described by ``calib``.
 
     Road: from ``P2`` (the images are rectified). Raw: images of size ``S_rect_02`` (``*_sync``)
     are rectified, so K = P_rect_02[:3,:3], R = I, D = 0; images of size ``S_02`` (``*_extract``)
-    are not, so K = K_02, D = D_02, R = R_rect_02. P = P_rect_02 in both cases.
+    are not, so K = K_02, D = D_02, R = R_rect_02. P = P_rect_02 in both cases. A projection that
+    is not a usable camera is a DataError naming the file.
     """
     if layout == "road":
-        return _rectified(_entry(calib, "P2", 12))
-    p = _entry(calib, "P_rect_02", 12)
+        return _rectified(_projection(calib, "P2"))
+    p = _projection(calib, "P_rect_02")
     rect_size = tuple(_entry(calib, "S_rect_02", 2).round().astype(int))
     if (width, height) == rect_size:
         return _rectified(p)

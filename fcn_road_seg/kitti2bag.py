@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-import cv2
 from tqdm import tqdm
 
 from . import image
@@ -26,11 +25,11 @@ from .bags import (
     camera_info,
     header,
     make_image,
-    positive_float,
     refuse_existing,
     typestore,
 )
-from .errors import DataError, run_cli
+from .bounds import FPS
+from .errors import DataError, ImageError, run_cli
 from .kitti import LAYOUTS, KittiFrame, camera_model, kitti_frames, parse_stamp
 
 DEFAULT_START = (
@@ -43,11 +42,10 @@ def frame_messages(frame: KittiFrame, layout: str) -> tuple[Any, Any | None]:
 
     DataError naming the file.
     """
-    pixels = cv2.imread(str(frame.image), cv2.IMREAD_COLOR)
-    if pixels is None:
-        raise DataError(
-            f"{frame.image}: cannot read the image (missing, truncated or not an image)"
-        )
+    try:
+        pixels = image.read_image(frame.image)
+    except ImageError as exc:
+        raise DataError(str(exc)) from exc
     hdr = header(frame.stamp_ns)
     height, width = pixels.shape[:2]
     info = (
@@ -183,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="storage plugin (default sqlite3)",
     )
     p.add_argument(
-        "--rate", type=positive_float, metavar="HZ", help="road layout: stamp rate (default 10 Hz)"
+        "--rate", type=FPS.parse, metavar="HZ", help="road layout: stamp rate (default 10 Hz)"
     )
     p.add_argument(
         "--start",

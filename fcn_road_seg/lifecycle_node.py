@@ -29,14 +29,16 @@ class RoadSegLifecycleNode(RoadSeg, LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load and warm up the model and create the publishers.
 
-        FAILURE (logged) when the model cannot load.
+        All or nothing: FAILURE (logged), with nothing kept, when the model cannot load or a
+        parameter (grid, camera mount, QoS override) is bad.
         """
         try:
             loaded = self._load()
+            self._open(self.create_lifecycle_publisher, self.destroy_lifecycle_publisher)
         except (RoadSegError, ValueError) as exc:
+            self._release_all()
             self.get_logger().error(f"cannot configure: {exc}")
             return TransitionCallbackReturn.FAILURE
-        self._open(self.create_lifecycle_publisher)
         self.get_logger().info(f"configured: {loaded}")
         return TransitionCallbackReturn.SUCCESS
 
@@ -65,8 +67,7 @@ class RoadSegLifecycleNode(RoadSeg, LifecycleNode):
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop and release whatever the current state holds."""
         self._stop()
-        if self._segmenter is not None:
-            self._release_all()
+        self._release_all()
         return TransitionCallbackReturn.SUCCESS
 
     def _release_all(self) -> None:

@@ -29,10 +29,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .atomic import fsync_tree, temp_dir_for
+from .atomic import check_target, fsync_tree, temp_dir_for
+from .bounds import FPS
 from .errors import DataError, ImageError, run_cli
 from .exports import OverlayExports, write_png
-from .image import Frame
+from .image import MAX_PIXELS, Frame, read_image
 from .model import default_model_path
 from .segmenter import Segmenter, add_segmenter_arguments, segmenter_from_args
 
@@ -42,6 +43,7 @@ DEFAULT_FPS = 10.0
 MAX_BAD_VIDEO_FRAMES = (
     25  # consecutive undecodable frames after which a video is taken to have ended
 )
+MAX_REASONS = 3  # reasons quoted when no frame at all could be segmented
 
 
 @dataclass
@@ -79,10 +81,18 @@ def image_files(spec: str) -> list[Path] | None:
     return None
 
 
-def _read_images(paths: Sequence[Path]) -> Iterator[Item]:
+def _read_images(paths: Sequence[Path], max_pixels: int) -> Iterator[Item]:
     for i, path in enumerate(paths):
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        yield Item(i, path.stem, bgr, "" if bgr is not None else f"cannot read image {path}")
+        try:
+            yield Item(i, path.stem, read_image(path, max_pixels))
+        except ImageError as exc:
+            yield Item(i, path.stem, None, str(exc))
+
+
+def _rate(capture: cv2.VideoCapture, fps: float | None) -> float:
+    """``fps`` if given, else the capture's own rate when it is a usable one, else the default."""
+    own = capture.get(cv2.CAP_PROP_FPS)
+    return fps or (own if FPS.problem(own) is None else DEFAULT_FPS)
 
 
 def _read_video(capture: cv2.VideoCapture, spec: str, total: int | None) -> Iterator[Item]:
@@ -106,16 +116,16 @@ def _read_video(capture: cv2.VideoCapture, spec: str, total: int | None) -> Iter
         capture.release()
 
 
-def open_source(spec: str, fps: float | None = None) -> Source:
+def open_source(spec: str, fps: float | None = None, max_pixels: int = MAX_PIXELS) -> Source:
     """A camera index, an image file, a folder or glob of images, or a video file.
 
-    DataError naming it.
+    DataError naming it. Images claiming more than ``max_pixels`` are listed, never decoded.
     """
     if spec.isdigit():
         capture = cv2.VideoCapture(int(spec))
         if not capture.isOpened():
             raise DataError(f"cannot open camera {spec}")
-        rate = fps or capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
+        rate = _rate(capture, fps)
         return Source(
             f"camera {spec}", None, rate, _read_video(capture, f"camera {spec}", None), live=True
         )
@@ -129,7 +139,7 @@ def open_source(spec: str, fps: float | None = None) -> Source:
             f"{len(files)} images from {spec}",
             len(files),
             fps or DEFAULT_FPS,
-            _read_images(files),
+            _read_images(files, max_pixels),
             still=True,
         )
     if not Path(spec).is_file():
@@ -139,7 +149,7 @@ def open_source(spec: str, fps: float | None = None) -> Source:
         raise DataError(f"cannot open video {spec} (not a video OpenCV can read, or corrupt)")
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     total = count if count > 0 else None
-    rate = fps or capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
+    rate = _rate(capture, fps)
     return Source(
         f"video {spec} ({count} frames at {rate:g} FPS)",
         total,
@@ -243,7 +253,13 @@ def segment_source(
             if not source.live:
                 raise
         if frames == 0:
-            raise DataError(f"none of the frames of {source.description} could be segmented")
+            reasons = [item.reason for item in skipped[:MAX_REASONS]]
+            more = len(skipped) - len(reasons)
+            raise DataError(
+                f"none of the frames of {source.description} could be segmented: "
+                + "; ".join(reasons or ["no frames"])
+                + (f" (and {more} more)" if more > 0 else "")
+            )
         exports.finish()
     seconds = time.perf_counter() - start
     return {
@@ -266,11 +282,13 @@ def publish(tmp: Path, out: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise DataError(f"refusing to overwrite existing output: {out} (pass --overwrite)")
-    old = out.with_name(f".{out.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
+    old = out.with_name(f".{out.name}.{os.getpid()}.old.partial")  # a leftover if killed here
     os.replace(out, old)
     os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old)
+    else:
+        old.unlink()
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -300,7 +318,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--contact-sheet", action="store_true", help="write contact_sheet.png")
     p.add_argument(
-        "--fps", type=float, help="frame rate of the overlay MP4 (default: the input's, or 10)"
+        "--fps",
+        type=FPS.parse,
+        help="frame rate of the overlay MP4 (default: the input's, or 10)",
     )
     p.add_argument(
         "--strict",
@@ -315,12 +335,15 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict:
     """The command's body: returns the summary (after printing it)."""
-    out = Path(args.output)
+    out = check_target(args.output, "--output")
     if (out.exists() or out.is_symlink()) and not args.overwrite:
         raise DataError(f"refusing to overwrite existing output: {out} (pass --overwrite)")
+    inside = Path(os.path.abspath(args.input))
+    if args.overwrite and Path(os.path.abspath(out)) in (inside, *inside.parents):
+        raise DataError(f"--overwrite would replace {out}, which holds the input {args.input}")
     if args.show and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise DataError("--show needs a display (DISPLAY is not set)")
-    source = open_source(args.input, args.fps)
+    source = open_source(args.input, args.fps, args.max_pixels)
     wanted = wanted_outputs(args, source.still)
     segmenter = segmenter_from_args(args)
     print(

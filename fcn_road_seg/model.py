@@ -212,6 +212,81 @@ def build_model(weights: str | None = None, **config: Any) -> FCN8s:
     return model
 
 
+#: the integer entries of a model_config and their bounds: [lowest, highest]
+CONFIG_BOUNDS = {"num_classes": (NUM_CLASSES, NUM_CLASSES), "fc_channels": (1, 4096)}
+MAX_FC6_KERNEL = 15
+MAX_SIDE = 8192  # the largest working height or width a model may record
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def config_problem(config: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> str | None:
+    """What is wrong with a checkpoint's ``model_config`` for its weights, None when nothing.
+
+    Checked before the model is built, so a config claiming a huge head never allocates it:
+    every entry in its bounds, and the head's shapes those of the weights.
+    """
+    unknown = sorted(set(config) - {*CONFIG_BOUNDS, "fc6_kernel", "dropout"})
+    if unknown:
+        return f"model_config has unknown entries {unknown}"
+    for name, (low, high) in CONFIG_BOUNDS.items():
+        value = config.get(name, low)
+        if not (_is_int(value) and low <= value <= high):
+            return f"model_config {name} {value!r} is not an integer in [{low}, {high}]"
+    kernel = config.get("fc6_kernel", 7)
+    if not (_is_int(kernel) and 1 <= kernel <= MAX_FC6_KERNEL and kernel % 2 == 1):
+        return f"model_config fc6_kernel {kernel!r} is not an odd integer in [1, {MAX_FC6_KERNEL}]"
+    dropout = config.get("dropout", 0.5)
+    if not (isinstance(dropout, (int, float)) and not isinstance(dropout, bool)) or not (
+        0 <= dropout < 1
+    ):
+        return f"model_config dropout {dropout!r} is not a number in [0, 1)"
+    channels, classes = config.get("fc_channels", 4096), config.get("num_classes", NUM_CLASSES)
+    expected = {
+        "fc6.weight": (channels, 512, kernel, kernel),
+        "fc7.weight": (channels, channels, 1, 1),
+        "score_fr.weight": (classes, channels, 1, 1),
+    }
+    for key, shape in expected.items():
+        found = tuple(state[key].shape) if key in state else None
+        if found != shape:
+            return (
+                f"model_config {dict(config)} needs {key} of shape {list(shape)}, "
+                f"but the weights have {list(found) if found else 'none'}"
+            )
+    return None
+
+
+def check_metadata(meta: Mapping[str, Any], source: str) -> None:
+    """ModelError (``source: ...``) unless a model's metadata, from a checkpoint or the sidecar of
+    an export, holds a usable temperature, working_size and working_height."""
+    temperature = meta.get("temperature", 1.0)
+    if not (
+        isinstance(temperature, (int, float))
+        and not isinstance(temperature, bool)
+        and math.isfinite(temperature)
+        and temperature > 0
+    ):
+        raise ModelError(f"{source}: temperature {temperature!r} is not a positive number")
+    size = meta.get("working_size")
+    if size is not None and not (
+        isinstance(size, (list, tuple))
+        and len(size) == 2
+        and all(_is_int(v) and STRIDE <= v <= MAX_SIDE for v in size)
+    ):
+        raise ModelError(
+            f"{source}: working_size {size!r} is not [height, width], each in "
+            f"[{STRIDE}, {MAX_SIDE}]"
+        )
+    height = meta.get("working_height")
+    if height is not None and not (_is_int(height) and STRIDE <= height <= MAX_SIDE):
+        raise ModelError(
+            f"{source}: working_height {height!r} is not an integer in [{STRIDE}, {MAX_SIDE}]"
+        )
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[FCN8s, dict[str, Any]]:
     """The FCN8s stored in a checkpoint (fp32, eval) and its metadata.
 
@@ -242,6 +317,9 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[FCN8s, dict[str, Any]]:
             f"checkpoint {path}: weights that are NaN or infinite in {', '.join(bad[:5])}"
             f"{' ...' if len(bad) > 5 else ''}"
         )
+    problem = config_problem(config, state)
+    if problem:
+        raise ModelError(f"checkpoint {path}: {problem}")
     try:
         model = FCN8s(**config)
         model.load_state_dict({k: v.float() for k, v in state.items()})
@@ -262,29 +340,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[FCN8s, dict[str, Any]]:
         )
         if k in ckpt
     }
-    temperature = meta.get("temperature", 1.0)
-    if not (
-        isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0
-    ):
-        raise ModelError(
-            f"checkpoint {path}: temperature {temperature!r} is not a positive number"
-        )
-    size = meta.get("working_size")
-    if size is not None and not (
-        isinstance(size, (list, tuple))
-        and len(size) == 2
-        and all(isinstance(v, int) and v >= STRIDE for v in size)
-    ):
-        raise ModelError(
-            f"checkpoint {path}: working_size {size!r} is not [height, width] of at least {STRIDE}"
-        )
-    height = meta.get("working_height")
-    if height is not None and not (
-        isinstance(height, int) and not isinstance(height, bool) and STRIDE <= height <= 8192
-    ):
-        raise ModelError(
-            f"checkpoint {path}: working_height {height!r} is not an integer in [{STRIDE}, 8192]"
-        )
+    check_metadata(meta, f"checkpoint {path}")
     return model.eval(), meta
 
 

@@ -42,8 +42,18 @@ from std_msgs.msg import Header
 
 from . import geometry
 from .backends import BACKENDS, RESIZE_POLICIES, BackendOptions
-from .errors import ImageError, RoadSegError
-from .grid import TARGET_FRAME, MOUNT, OCCUPANCY_MODES, Camera, GridSpec, GroundGrid, grid_spec
+from .bounds import CAMERA_ANGLE, CAMERA_HEIGHT, GRID_RESOLUTION, WORKSPACE_GB, Bounds
+from .errors import ImageError, OptionError, RoadSegError
+from .grid import (
+    TARGET_FRAME,
+    MOUNT,
+    OCCUPANCY_MODES,
+    Camera,
+    GridSpec,
+    GroundGrid,
+    grid_spec,
+    mount,
+)
 from .image import MAX_PIXELS, MIN_SIDE
 from .latest import Latest
 from .segmenter import Segmenter, check_setting, make_segmenter
@@ -62,7 +72,26 @@ LOG_PERIOD_S = 5.0
 OUTPUT_DEPTH = 5
 _UNIT = {"floating_point_range": [FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)]}
 _GRID = GridSpec()
-_ANGLE = {"floating_point_range": [FloatingPointRange(from_value=-1.5, to_value=1.5, step=0.0)]}
+
+
+def _range(bounds: Bounds) -> dict[str, list[FloatingPointRange]]:
+    """The descriptor range of a double parameter checked by ``bounds``."""
+    return {
+        "floating_point_range": [
+            FloatingPointRange(from_value=bounds.low, to_value=bounds.high, step=0.0)
+        ]
+    }
+
+
+_ANGLE = _range(CAMERA_ANGLE)
+#: double parameters and their bounds, also checked at startup (a range descriptor lets NaN in)
+BOUNDED = {
+    "trt_workspace_gb": WORKSPACE_GB,
+    "camera_height": CAMERA_HEIGHT,
+    "camera_pitch": CAMERA_ANGLE,
+    "camera_roll": CAMERA_ANGLE,
+    "grid_resolution": GRID_RESOLUTION,
+}
 
 #: name -> (default, description, extra ParameterDescriptor fields); all but RUNTIME are read-only
 PARAMETERS: dict[str, tuple[Any, str, dict]] = {
@@ -115,7 +144,7 @@ PARAMETERS: dict[str, tuple[Any, str, dict]] = {
     "trt_workspace_gb": (
         4.0,
         "TensorRT builder workspace in GiB (engines built at startup from an .onnx)",
-        {"floating_point_range": [FloatingPointRange(from_value=0.25, to_value=1024.0, step=0.0)]},
+        _range(WORKSPACE_GB),
     ),
     "trt_timing_cache": ("", "TensorRT timing cache file ('' = none)", {}),
     "warmup_size": (
@@ -178,7 +207,7 @@ PARAMETERS: dict[str, tuple[Any, str, dict]] = {
     "camera_height": (
         MOUNT[0],
         "Camera height over the ground (m), without tf (KITTI: 1.65)",
-        {"floating_point_range": [FloatingPointRange(from_value=0.01, to_value=100.0, step=0.0)]},
+        _range(CAMERA_HEIGHT),
     ),
     "camera_pitch": (MOUNT[1], "Camera pitch (rad, positive = looking down), without tf", _ANGLE),
     "camera_roll": (
@@ -189,7 +218,7 @@ PARAMETERS: dict[str, tuple[Any, str, dict]] = {
     "grid_resolution": (
         _GRID.resolution,
         "Grid cell size (m)",
-        {"floating_point_range": [FloatingPointRange(from_value=0.01, to_value=10.0, step=0.0)]},
+        _range(GRID_RESOLUTION),
     ),
     "grid_x_range": (
         list(_GRID.x_range),
@@ -260,6 +289,10 @@ def declare_parameters(node: Node) -> dict[str, Any]:
     size = values["warmup_size"]
     if len(size) != 2 or min(size) < 0:
         raise ValueError(f"parameter warmup_size must be [height, width] >= 0, got {size}")
+    for name, bounds in BOUNDED.items():
+        reason = bounds.problem(values[name])
+        if reason:
+            raise ValueError(f"parameter {name} {reason}")
     return values
 
 
@@ -287,20 +320,26 @@ def build_segmenter(p: dict[str, Any]) -> Segmenter:
     )
 
 
-def build_grid(p: dict[str, Any]) -> GroundGrid:
-    """The grid core from the node's parameters; ValueError naming the invalid ones."""
+def build_grid(p: dict[str, Any]) -> tuple[GroundGrid, np.ndarray]:
+    """The grid core and the camera mount from the node's parameters.
+
+    ValueError naming the invalid ones.
+    """
     try:
+        camera_from_ground = mount(p["camera_height"], p["camera_pitch"], p["camera_roll"])
         spec = grid_spec(p["grid_resolution"], p["grid_x_range"], p["grid_y_range"])
+    except OptionError as exc:
+        raise ValueError(f"parameter {exc}") from exc
     except ValueError as exc:
         raise ValueError(f"parameters grid_resolution, grid_x_range, grid_y_range: {exc}") from exc
-    return GroundGrid(spec, p["grid_occupancy"])
+    return GroundGrid(spec, p["grid_occupancy"]), camera_from_ground
 
 
 def _overridable(create: Callable[..., Any], *args: Any) -> Any:
     """``create(*args)`` with the standard ``qos_overrides.<topic>.*`` parameters (ValueError)."""
     try:
         return create(*args, qos_overriding_options=QoSOverridingOptions.with_default_policies())
-    except (RuntimeError, InvalidQosOverridesError) as exc:
+    except (RuntimeError, InvalidQosOverridesError, ParameterException) as exc:
         raise ValueError(f"parameter qos_overrides for topic '{args[1]}': {exc}") from exc
 
 
@@ -315,22 +354,31 @@ class RoadSeg:
     _params: dict[str, Any]
     _segmenter: Segmenter | None = None
     _worker: threading.Thread | None = None
+    _outputs: dict[str, Any] = {}  # replaced, never changed in place
+    _grid_pub: Any = None
+    _diagnostics: Any = None
+    _tf_buffer: Any = None
+    _tf_listener: Any = None
 
     def _load(self) -> str:
-        """Build the segmenter and the grid core and warm up; returns a log line about them."""
+        """Build the grid core and the segmenter and warm up; returns a log line about them.
+
+        All or nothing: nothing is kept when any step fails. The model's warnings (an INT8
+        companion not used, ...) are logged and shown in /diagnostics.
+        """
         p = self._params
-        self._segmenter = build_segmenter(p)
-        backend = self._segmenter.backend
+        grid, camera_from_ground = build_grid(p)
+        segmenter = build_segmenter(p)
+        backend = segmenter.backend
         warmup = backend.warmup(*p["warmup_size"]) if min(p["warmup_size"]) > 0 else 0.0
-        self._grid = build_grid(p)
-        self._mount = geometry.camera_from_mount(
-            p["camera_height"], p["camera_pitch"], p["camera_roll"]
-        )
-        self._tf_buffer = self._tf_listener = None
+        self._grid, self._mount, self._segmenter = grid, camera_from_ground, segmenter
         self._camera: Camera | None = None
         self._throttle = ReasonThrottle(LOG_PERIOD_S)
         self._selection = backend.selection  # how backend: auto chose it, with each time
         self._backend_info = backend.describe()
+        self._warnings = list(segmenter.warnings)
+        for warning in self._warnings:
+            self.get_logger().warning(warning)
         return (
             f"{self._backend_info}; model {p['model_path'] or 'the default model'}; "
             f"warm-up {warmup:.2f} s at "
@@ -338,25 +386,33 @@ class RoadSeg:
             + (f"; {self._selection}" if self._selection else "")
         )
 
-    def _open(self, create_publisher: Callable[..., Any]) -> None:
-        """Create the output publishers with ``create_publisher`` (only the outputs asked for)."""
+    def _open(
+        self, create_publisher: Callable[..., Any], destroy_publisher: Callable[[Any], Any]
+    ) -> None:
+        """Create the output publishers with ``create_publisher`` (only the outputs asked for).
+
+        All or nothing: on a bad QoS override (ValueError) the ones made are destroyed again.
+        """
         p = self._params
         qos = QoSProfile(depth=OUTPUT_DEPTH)
         wanted = {
             "mask": True,
             "confidence": p["publish_confidence"],
             "overlay": p["publish_overlay"],
+            "grid": p["publish_grid"],
         }
-        self._outputs = {
-            name: _overridable(create_publisher, Image, f"road_seg/{name}", qos)
-            for name, on in wanted.items()
-            if on
-        }
-        self._grid_pub = (
-            _overridable(create_publisher, OccupancyGrid, "road_seg/grid", qos)
-            if p["publish_grid"]
-            else None
-        )
+        made: dict[str, Any] = {}
+        try:
+            for name, on in wanted.items():
+                if on:
+                    msg_type = OccupancyGrid if name == "grid" else Image
+                    made[name] = _overridable(create_publisher, msg_type, f"road_seg/{name}", qos)
+        except ValueError:
+            for publisher in made.values():
+                destroy_publisher(publisher)
+            raise
+        self._grid_pub = made.pop("grid", None)
+        self._outputs = made
         self._diagnostics = create_publisher(DiagnosticArray, "/diagnostics", 10)
 
     def _start(self) -> None:
@@ -407,11 +463,11 @@ class RoadSeg:
         self.destroy_timer(self._diag_timer)
 
     def _release(self, destroy_publisher: Callable[[Any], Any]) -> None:
-        """Destroy the publishers and drop the model."""
+        """Destroy the publishers and drop the model; a no-op for what is not there."""
         for publisher in [*self._outputs.values(), self._grid_pub, self._diagnostics]:
             if publisher is not None:
                 destroy_publisher(publisher)
-        self._outputs, self._grid_pub = {}, None
+        self._outputs, self._grid_pub, self._diagnostics = {}, None, None
         if self._tf_listener is not None:
             self._tf_listener.unregister()
         self._segmenter = self._tf_buffer = self._tf_listener = None
@@ -453,6 +509,7 @@ class RoadSeg:
             self._stats.summary(dropped=self._slot.dropped),
             self._backend_info,
             self._segmenter.backend.network_size_text(),
+            self._warnings,
         )
         if self._selection:
             values.append(("backend selection", self._selection))
@@ -548,7 +605,7 @@ class RoadSegNode(RoadSeg, Node):
         Node.__init__(self, NODE_NAME, **kwargs)
         self._params = declare_parameters(self)
         loaded = self._load()
-        self._open(self.create_publisher)
+        self._open(self.create_publisher, self.destroy_publisher)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._start()
         self.get_logger().info(f"ready: {loaded}")

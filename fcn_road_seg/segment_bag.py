@@ -37,10 +37,10 @@ from .bags import (
     make_grid,
     make_image,
     open_bag,
-    positive_float,
     refuse_existing,
     typestore,
 )
+from .bounds import FPS
 from .errors import DataError, ImageError, run_cli
 from .exports import SHEET_COLUMNS, SHEET_TILES, THUMB_WIDTH, OverlayExports, stamp_label, to_bgr
 from .grid import Camera, GroundGrid, add_grid_arguments, grid_from_args, picture
@@ -353,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--video", help="also write the overlays as an MP4 (mp4v)")
     p.add_argument(
-        "--video-fps", type=positive_float, default=10.0, help="frame rate of --video (default 10)"
+        "--video-fps", type=FPS.parse, default=10.0, help="frame rate of --video (default 10)"
     )
     p.add_argument("--frames-dir", help="also write every overlay as a PNG into this new folder")
     p.add_argument(

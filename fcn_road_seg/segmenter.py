@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Sequence
@@ -18,6 +19,7 @@ import numpy as np
 
 from . import image
 from .backends import BACKENDS, RESIZE_POLICIES, Backend, BackendOptions, load_backend
+from .bounds import WORKSPACE_GB
 from .errors import ModelError
 from .image import Frame
 from .model import default_model_path
@@ -103,6 +105,11 @@ class Segmenter:
         self.overlay_alpha = overlay_alpha
         for name in ("threshold", "overlay_color", "overlay_alpha"):
             self.update(name, getattr(self, name))
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line each about how the model was opened (an INT8 companion not used, ...)."""
+        return self.backend.warnings
 
     def update(self, name: str, value: Any) -> None:
         """Change one setting; raises ValueError with the reason when the value is invalid."""
@@ -233,7 +240,10 @@ def add_segmenter_arguments(parser: argparse.ArgumentParser) -> None:
         help="TensorRT: rebuild a stale .engine from its ONNX",
     )
     parser.add_argument(
-        "--workspace-gb", type=float, default=o.workspace_gb, help="TensorRT builder workspace"
+        "--workspace-gb",
+        type=WORKSPACE_GB.parse,
+        default=o.workspace_gb,
+        help="TensorRT builder workspace",
     )
     parser.add_argument(
         "--timing-cache", default=o.timing_cache, help="TensorRT timing cache file"
@@ -257,7 +267,7 @@ def add_segmenter_arguments(parser: argparse.ArgumentParser) -> None:
 def segmenter_from_args(args: argparse.Namespace) -> Segmenter:
     """``make_segmenter`` from ``add_segmenter_arguments``' flags.
 
-    A bad setting is a ModelError.
+    A bad setting is a ModelError; the model's warnings are printed to stderr, one line each.
     """
     options = BackendOptions(
         args.precision,
@@ -268,7 +278,7 @@ def segmenter_from_args(args: argparse.Namespace) -> Segmenter:
         args.timing_cache,
     )
     try:
-        return make_segmenter(
+        segmenter = make_segmenter(
             args.model,
             args.backend,
             args.device,
@@ -282,3 +292,6 @@ def segmenter_from_args(args: argparse.Namespace) -> Segmenter:
         )
     except ValueError as exc:
         raise ModelError(str(exc)) from exc
+    for warning in segmenter.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    return segmenter

@@ -10,7 +10,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -116,9 +116,13 @@ def _ms(value: float | None) -> str:
 
 
 def health(
-    summary: Summary, backend: str, network_size: str = ""
+    summary: Summary, backend: str, network_size: str = "", warnings: Sequence[str] = ()
 ) -> tuple[str, str, list[tuple[str, str]]]:
-    """(level ``OK``/``WARN``, message, key/value pairs) for a DiagnosticStatus."""
+    """(level ``OK``/``WARN``, message, key/value pairs) for a DiagnosticStatus.
+
+    ``warnings`` (about the model, e.g. an INT8 companion that was not used) make the level
+    ``WARN``; each is one ``warning`` value and the first one ends the message.
+    """
     values = [
         ("FPS", f"{summary.fps:.1f}"),
         ("latency median (ms)", _ms(summary.latency_median_ms)),
@@ -129,11 +133,13 @@ def health(
         ("window (s)", f"{summary.window_s:.3g}"),
         ("backend", backend),
         ("network size", network_size),
+        *(("warning", warning) for warning in warnings),
     ]
     if summary.latency_median_ms is None:
-        return "WARN", f"no frame segmented in the last {summary.window_s:.3g} s", values
-    return (
-        "OK",
-        f"{summary.fps:.1f} FPS, median latency {summary.latency_median_ms:.1f} ms",
-        values,
-    )
+        level, message = "WARN", f"no frame segmented in the last {summary.window_s:.3g} s"
+    else:
+        level = "WARN" if warnings else "OK"
+        message = f"{summary.fps:.1f} FPS, median latency {summary.latency_median_ms:.1f} ms"
+    if warnings:
+        message += f"; {warnings[0]}"
+    return level, message, values

@@ -133,6 +133,20 @@ def kitti_frame(name: str = "um_000005.png"):
     return cv2.imread(str(path), cv2.IMREAD_COLOR)
 
 
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG of signature, IHDR and IEND only (no pixels) whose header claims width x height."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
 def video_frames(path: Path) -> int:
     """How many frames cv2.VideoCapture decodes from ``path``."""
     import cv2

@@ -489,3 +489,61 @@ def test_exported_model_carries_the_working_size(sized_model: Path, tmp_path: Pa
 def test_bad_network_size_is_named(sized_model: Path, value: str) -> None:
     with pytest.raises(ModelError, match=f"network_size '{value}'"):
         load_backend(sized_model, "torch", "cpu", network_size=value)
+
+
+# --- an ONNX model against its metadata ----------------------------------------------------------
+
+
+def with_sidecar(model: Path, folder: Path, **meta) -> Path:
+    """A copy of ``model`` in ``folder`` with ``meta`` as its sidecar."""
+    copy = folder / model.name
+    copy.write_bytes(model.read_bytes())
+    write_sidecar(copy, meta)
+    return copy
+
+
+def fixed_meta(h: int, w: int, **more) -> dict:
+    return {"dynamic": False, "input": {"name": "image", "shape": [1, h, w, 3]}, **more}
+
+
+@pytest.mark.parametrize(
+    "meta, words",
+    [
+        (fixed_meta(128, 128), "its metadata says the input is 128x128, the graph's is 64x64"),
+        ({"dynamic": True}, "its metadata says the input is dynamic, the graph's is 64x64"),
+        (fixed_meta(64, 64, onnx_sha256="0" * 64), "the file's SHA-256 is not the one its"),
+        (fixed_meta(64, 64, working_size=[10**9, 10**9]), "working_size [1000000000, 10000"),
+        (fixed_meta(64, 64, temperature=True), "temperature True is not a positive number"),
+    ],
+)
+def test_onnx_metadata_that_does_not_describe_the_file_is_a_model_error(
+    tiny_model: Path, tmp_path: Path, meta: dict, words: str
+) -> None:
+    """A sidecar claiming 128x128 was accepted over a 64x64 graph."""
+    model = with_sidecar(exported(tiny_model, "g64.onnx", (64, 64)), tmp_path, **meta)
+    with pytest.raises(ModelError, match=f"{model}") as info:
+        load_backend(model, "onnxruntime", "cpu")
+    assert words in str(info.value)
+
+
+def test_onnx_metadata_that_describes_the_file_is_used(
+    tiny_model: Path, dynamic_onnx: Path, tmp_path: Path
+) -> None:
+    from fcn_road_seg.metadata import sha256_file
+
+    fixed = exported(tiny_model, "g64.onnx", (64, 64))
+    meta = fixed_meta(64, 64, onnx_sha256=sha256_file(fixed), working_size=[64, 64])
+    assert load_backend(
+        with_sidecar(fixed, tmp_path, **meta), "onnxruntime", "cpu"
+    ).input_size == (
+        64,
+        64,
+    )
+    dynamic = with_sidecar(
+        dynamic_onnx,
+        tmp_path,
+        dynamic=True,
+        input={"shape": [1, "height", "width", 3]},
+        working_size=[64, 96],
+    )
+    assert load_backend(dynamic, "onnxruntime", "cpu").input_size == (64, 96)

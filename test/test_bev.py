@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import devkit_bev_labels, level_road_calib, write_calib
+from fcn_road_seg.errors import DataError
 from fcn_road_seg.geometry import KittiBev, kitti_road_homography
 from training import data
 from training.bev import COLOURS, BevMeter, bev_picture
@@ -71,3 +72,17 @@ def test_bev_meter_draws_the_first_frames(tmp_path: Path) -> None:
     tile = sheet[28 : 28 + 800, :400]
     green = (tile == COLOURS["road"]).all(axis=2)
     assert green.mean() > 0.5  # every seen cell is road, predicted road (lines and marks aside)
+
+
+def test_every_calibration_is_checked_before_the_first_frame(tmp_path: Path) -> None:
+    """One frame's Tr_cam_to_road all zeros: an error naming that file when the meter is made."""
+    samples = [data.Sample(f"um_00000{i}", Path("x.png"), Path("y.png")) for i in range(3)]
+    for sample in samples:
+        write_calib(tmp_path / f"{sample.stem}.txt", level_road_calib())
+    bad = level_road_calib()
+    bad["Tr_cam_to_road"] = np.zeros(12)
+    write_calib(tmp_path / "um_000002.txt", bad)
+    with pytest.raises(
+        DataError, match=f"{tmp_path / 'um_000002.txt'}: 'Tr_cam_to_road' does not hold a rotation"
+    ):
+        BevMeter(samples, tmp_path)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from fcn_road_seg.backends import int8_companion, load_backend
+from fcn_road_seg.backends import check_companion, int8_companion, load_backend
 from fcn_road_seg.image import Frame
+from fcn_road_seg.metadata import read_sidecar, sha256_file
 from fcn_road_seg.model import default_model_path
 from training import data
 from training.evaluate import evaluate_backend
@@ -43,6 +44,14 @@ def test_default_model_fits_and_knows_itself(default_model: Path) -> None:
     assert 0.2 < ckpt["temperature"] < 5 and ckpt["calibration"]["after"]["ECE"] <= 0.02
 
 
+def test_the_shipped_companion_is_tied_to_the_checkpoint_both_ways(default_model: Path) -> None:
+    companion = default_model.with_name("fcn8s_kitti.int8.onnx")
+    meta = read_sidecar(companion)
+    assert meta["checkpoint_sha256"] == sha256_file(default_model)
+    assert meta["onnx_sha256"] == sha256_file(companion)
+    assert check_companion(default_model) == (companion, None)
+
+
 def test_the_cpu_default_is_the_fastest_candidate_and_agrees_with_fp32(
     default_model: Path,
 ) -> None:
@@ -53,6 +62,7 @@ def test_the_cpu_default_is_the_fastest_candidate_and_agrees_with_fp32(
     """
     assert int8_companion(default_model) is not None
     auto = load_backend(default_model, "auto", "cpu")
+    assert auto.warnings == []
     fp32 = load_backend(default_model, "torch", "cpu")
     assert auto.selection.startswith("auto chose ")
     assert (

@@ -208,12 +208,7 @@ def test_cli_reports_bad_model_and_data(
     road_dir: tuple[Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     root, _ = road_dir
-    assert (
-        ev.main(
-            ["--data-path", str(root), "--model", str(tmp_path / "none.pt"), "--device", "cpu"]
-        )
-        == 1
-    )
+    assert ev.main(fixture_args(root, tmp_path / "none.pt")) == 1
     assert f"model file not found: {tmp_path / 'none.pt'}" in capsys.readouterr().err
     assert (
         ev.main(["--data-path", str(tmp_path / "nodata"), "--model", "x.pt", "--device", "cpu"])
@@ -320,4 +315,54 @@ def test_default_model_in_bev_on_the_real_calibrated_frame(
     assert (
         camera.compute()["URBAN"]["MaxF"] > 0.82
         and meter.evaluator.compute()["URBAN"]["MaxF"] > 0.92
+    )
+
+
+def test_cli_bev_refuses_a_calibration_that_is_no_camera(
+    road_dir: tuple[Path, dict],
+    untrained_checkpoint: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """NaN in one frame's P2 exited 0 with that frame silently out of the metric."""
+    root, _ = road_dir
+    calib = level_road_calib(f=20.0, cx=18.0, cy=2.0)
+    for stem in ("um_000001", "um_000002", "uu_000005"):
+        write_calib(root / "training" / "calib" / f"{stem}.txt", calib)
+    calib["P2"] = calib["P2"].copy()
+    calib["P2"][2] = float("nan")
+    bad = write_calib(root / "training" / "calib" / "um_000002.txt", calib)
+    assert ev.main([*fixture_args(root, untrained_checkpoint), "--bev"]) == 1
+    assert f"error: {bad}: 'P2' holds numbers that are not finite" in capsys.readouterr().err
+
+
+def test_cli_empty_split_is_an_error_not_a_nan_metric(
+    road_dir: tuple[Path, dict],
+    untrained_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """An empty split file exited 0 and wrote metrics.json with a NaN ECE."""
+    root, _ = road_dir
+    (root / "empty.txt").write_text("# nothing\n")
+    args = ["--data-path", str(root), "--split", str(root / "empty.txt")]
+    out = tmp_path / "eval"
+    code = ev.main([*args, "--model", str(untrained_checkpoint), "--output", str(out)])
+    assert code == 1 and not out.exists()
+    assert f"error: no frames to evaluate: {root / 'empty.txt'} selects none" in (
+        capsys.readouterr().err
+    )
+
+
+def test_cli_outputs_and_options_are_checked_before_the_model_loads(
+    road_dir: tuple[Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root, _ = road_dir
+    (tmp_path / "afile").write_text("")
+    args = [*fixture_args(root, tmp_path / "none.pt"), "--output", str(tmp_path / "afile" / "x")]
+    assert ev.main(args) == 1
+    assert f"{tmp_path / 'afile'} is a file, not a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        ev.main(["--data-path", str(root), "--model", "x.pt", "--val-fraction", "nan"])
+    assert "argument --val-fraction: must be a finite number in [0, 0.99]" in (
+        capsys.readouterr().err
     )

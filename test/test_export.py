@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -288,3 +289,6 @@ def test_sidecar_is_json_with_provenance(tiny_model: Path, tmp_path: Path) -> No
         and meta["checkpoint"] == str(tiny_model)
     )
     assert meta["format"] == "fcn_road_seg.onnx/1" and meta["torch"] == torch.__version__
+    # tied both ways: the checkpoint's SHA-256 and the written file's own
+    assert meta["checkpoint_sha256"] == hashlib.sha256(tiny_model.read_bytes()).hexdigest()
+    assert meta["onnx_sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()

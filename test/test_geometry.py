@@ -222,3 +222,34 @@ def test_unusable_lenses_say_why(model: str, d: list[float], message: str) -> No
         geometry.Lens(WIDE, np.array(d, float), model)
     with pytest.raises(ValueError, match="no usable K"):
         geometry.Lens(np.zeros((3, 3)), np.array(LENSES["plumb_bob"]), "plumb_bob")
+
+
+def _spoiled(key: str, index: int | None, value: float) -> dict:
+    calib = level_road_calib()
+    calib[key] = calib[key].copy()
+    if index is None:
+        calib[key][:] = value
+    else:
+        calib[key][index] = value
+    return calib
+
+
+@pytest.mark.parametrize(
+    "key, index, value, words",
+    [
+        ("Tr_cam_to_road", None, 0.0, "'Tr_cam_to_road' does not hold a rotation"),
+        ("Tr_cam_to_road", 3, float("inf"), "'Tr_cam_to_road' holds numbers that are not finite"),
+        ("P2", 5, float("nan"), "'P2' holds numbers that are not finite"),
+        ("P2", None, 0.0, "'P2' is not a camera (fx, fy or P2[2,2] is not positive)"),
+        ("P2", 10, -1.0, "'P2' is not a camera"),
+        ("R0_rect", 0, 2.0, "'R0_rect' does not hold a rotation"),
+    ],
+)
+def test_a_calibration_that_is_no_camera_names_the_file_and_key(
+    key: str, index: int | None, value: float, words: str
+) -> None:
+    """An all-zero Tr_cam_to_road raised LinAlgError; NaN in P2 dropped the frame silently, inf
+    in Tr gave a wrong cell count, an all-zero P2 a view of nothing."""
+    with pytest.raises(DataError) as info:
+        geometry.kitti_road_homography(_spoiled(key, index, value), "calib/um_000007.txt")
+    assert str(info.value).startswith(f"calib/um_000007.txt: {words}")

@@ -11,6 +11,7 @@ import pytest
 
 from fcn_road_seg import geometry
 from fcn_road_seg.bags import camera_info, header
+from fcn_road_seg.errors import OptionError
 from fcn_road_seg.grid import (
     PICTURE_TICK,
     PICTURE_UNKNOWN,
@@ -18,6 +19,7 @@ from fcn_road_seg.grid import (
     GridSpec,
     GroundGrid,
     grid_spec,
+    mount,
     picture,
 )
 from fcn_road_seg.kitti import CameraModel, read_calib
@@ -85,6 +87,14 @@ def test_maps_are_rebuilt_only_when_camera_or_pose_change() -> None:
         Camera(P, HEIGHT, WIDTH), geometry.camera_from_mount(CAM_HEIGHT, PITCH + 0.01, 0.0)
     )
     assert grid.rebuilds == 2
+
+
+def test_a_pose_that_is_not_finite_is_refused() -> None:
+    """A NaN pose (from tf or code) gave an all-unknown grid without a word."""
+    pose = geometry.camera_from_mount(CAM_HEIGHT, PITCH, 0.0)
+    pose[2, 3] = float("nan")
+    with pytest.raises(ValueError, match="the camera pose is not a finite 4x4 transform"):
+        make_grid().update(Camera(P, HEIGHT, WIDTH), pose)
 
 
 def test_frame_size_must_match_the_camera_info() -> None:
@@ -224,6 +234,20 @@ def test_the_grid_picture_is_seen_from_above_forward_up_left_left() -> None:
     assert (pic[20] == PICTURE_TICK).all() and (pic[[19, 21]] != PICTURE_TICK).any(axis=2).all()
 
 
+@pytest.mark.parametrize(
+    "index, value", [(10, -1.0), (10, 0.0), (0, float("nan")), (5, -500.0), (3, float("inf"))]
+)
+def test_a_camera_info_that_is_no_camera_is_refused(index: int, value: float) -> None:
+    """P[2,2] = -1 put every cell behind the camera (all unknown); NaN or inf poisons them all."""
+    p = P.ravel().copy()
+    p[index] = value
+    info = camera_info(
+        header(0), CameraModel(k=P[:, :3].ravel(), r=np.eye(3).ravel(), p=p, d=np.zeros(5)), 8, 6
+    )
+    with pytest.raises(ValueError, match="no usable projection"):
+        Camera.from_info(info)
+
+
 def test_fields_describe_the_grid_for_occupancygrid() -> None:
     grid = make_grid()
     fields = grid.fields(np.zeros(grid.spec.shape, np.int8))
@@ -236,14 +260,59 @@ def test_fields_describe_the_grid_for_occupancygrid() -> None:
     ("args", "words"),
     [
         ((0.0, [0, 40], [-10, 10]), "resolution must be > 0"),
-        ((0.05, [40, 0], [-10, 10]), "x range must be"),
-        ((0.05, [0, 40, 1], [-10, 10]), "must be \\[min, max\\]"),
-        ((0.001, [0, 40], [-10, 10]), "too large"),
+        ((0.05, (40, 0), (-10, 10)), "x range must be"),
+        ((0.001, (0, 40), (-10, 10)), "too large"),
+        ((100.0, (0, 40), (-10, 10)), "coarser than the grid .40 x 20 m.: it would have no cells"),
+        ((float("inf"), (0, 40), (-10, 10)), "must be finite numbers"),
+        ((0.05, (0, float("inf")), (-10, 10)), "must be finite numbers"),
+        ((0.05, (0, 40), (-float("inf"), 10)), "must be finite numbers"),
+        ((0.05, (0, 40), (float("nan"), 10)), "must be finite numbers"),
+        ((1e-320, (0, 40), (-10, 10)), "too large"),
     ],
 )
-def test_bad_grid_parameters_say_what_is_wrong(args: tuple, words: str) -> None:
+def test_degenerate_grids_are_refused_with_the_reason(args: tuple, words: str) -> None:
+    """A grid without cells, or one that overflows, never reaches cv2.remap."""
+    with pytest.raises(ValueError, match=words):
+        GridSpec(*args)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ((0.05, [40, 0], [-10, 10]), "x range must be"),
+        ((0.05, [0, 40, 1], [-10, 10]), "must be \\[min, max\\]"),
+        ((0.0, [0, 40], [-10, 10]), r"grid_resolution must be a finite number in \[0.01, 10\] m"),
+        ((100.0, [0, 40], [-10, 10]), r"grid_resolution .* got 100.0"),
+        ((0.05, [0, float("inf")], [-10, 10]), r"grid_x_range .* got inf"),
+        ((0.05, [0, 40], [-1e4, 10]), r"grid_y_range .* \[-1000, 1000\] m, got -10000.0"),
+    ],
+)
+def test_bad_grid_options_name_the_option(args: tuple, words: str) -> None:
     with pytest.raises(ValueError, match=words):
         grid_spec(*args)
+
+
+@pytest.mark.parametrize(
+    ("mount_args", "words"),
+    [
+        ((0.0, 0.0, 0.0), r"camera_height must be a finite number in \[0.01, 100\] m, got 0.0"),
+        ((-1.65, 0.0, 0.0), r"camera_height .* got -1.65"),
+        ((float("nan"), 0.0, 0.0), r"camera_height .* got nan"),
+        ((1.65, float("inf"), 0.0), r"camera_pitch must be a finite number in \[-1.5, 1.5\] rad"),
+        ((1.65, 0.0, -2.0), r"camera_roll .* got -2.0"),
+        ((1.65, True, 0.0), r"camera_pitch .* got True"),
+    ],
+)
+def test_bad_mounts_name_the_option(mount_args: tuple, words: str) -> None:
+    """Height 0 would make every cell road, a negative one the sky the ground, NaN all unknown."""
+    with pytest.raises(OptionError, match=words):
+        mount(*mount_args)
+
+
+def test_a_valid_mount_is_the_geometry_one() -> None:
+    np.testing.assert_array_equal(
+        mount(1.65, 0.1, -0.2), geometry.camera_from_mount(1.65, 0.1, -0.2)
+    )
 
 
 # --- real KITTI calibration ---------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
@@ -19,6 +20,7 @@ from conftest import (
     encoded_image,
     kitti_frame,
     mosaic,
+    png_claiming,
     rosbags_header,
     rosbags_image,
 )
@@ -444,3 +446,26 @@ def test_a_compressed_bayer_mosaic_is_demosaiced_like_the_raw_image(bits: int) -
     msg.data = np.frombuffer(cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1], np.uint8)
     with pytest.raises(ImageError, match=f"decodes to uint8 \\(4, 4, 3\\), not one {bits}-bit"):
         image.from_compressed(msg)
+
+
+def test_read_image_returns_the_files_pixels(tmp_path: Path) -> None:
+    pixels = pixels_for("bgr8", 6, 9)
+    assert cv2.imwrite(str(tmp_path / "a.png"), pixels)
+    np.testing.assert_array_equal(image.read_image(tmp_path / "a.png"), pixels)
+
+
+def test_read_image_refuses_a_header_over_max_pixels_before_decoding(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    path.write_bytes(png_claiming(5000, 4000))
+    with pytest.raises(
+        ImageError, match=f"cannot read image {path}: its header claims 5000x4000, more than "
+    ):
+        image.read_image(path, max_pixels=4096 * 4096)
+
+
+def test_read_image_names_a_file_that_is_no_image(tmp_path: Path) -> None:
+    (tmp_path / "x.jpg").write_bytes(b"")
+    with pytest.raises(ImageError, match=r"cannot read image .*x.jpg \(0 bytes\)"):
+        image.read_image(tmp_path / "x.jpg")
+    with pytest.raises(ImageError, match="cannot read image .*none.png: No such file"):
+        image.read_image(tmp_path / "none.png")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fcn_road_seg.errors import DataError
+from fcn_road_seg.errors import DataError, OptionError
 from fcn_road_seg.kitti import (
     camera_model,
     detect_layout,
@@ -88,6 +88,13 @@ def test_synthetic_stamps_do_not_drift() -> None:
     assert synthetic_stamps(4, 0, 3.0)[3] == 10**9
     with pytest.raises(ValueError):
         synthetic_stamps(2, 0, 0.0)
+
+
+@pytest.mark.parametrize("rate", [float("inf"), float("nan"), -10.0, 1e30])
+def test_synthetic_stamps_refuse_a_rate_out_of_range_naming_it(rate: float) -> None:
+    """inf raised a raw ValueError from Fraction('inf')."""
+    with pytest.raises(OptionError, match=r"rate must be a finite number in \[0.1, 1000\] Hz"):
+        synthetic_stamps(2, 0, rate)
 
 
 def test_read_timestamps_names_the_bad_line(tmp_path: Path) -> None:
@@ -192,3 +199,25 @@ def test_one_calibration_for_every_road_frame(tmp_path: Path) -> None:
     (drive / "image_02").mkdir(parents=True)
     with pytest.raises(DataError, match="--calib only applies to the road layout"):
         kitti_frames(drive, calib=calib)
+
+
+@pytest.mark.parametrize(
+    "index, value", [(0, float("nan")), (None, 0.0), (5, -721.5), (10, -1.0), (3, float("inf"))]
+)
+def test_a_projection_that_is_no_camera_names_the_file(
+    tmp_path: Path, index: int | None, value: float
+) -> None:
+    """NaN or all-zero P2 were written into CameraInfo without a word."""
+    p2 = P_RECT_02.copy()
+    if index is None:
+        p2[:] = value
+    else:
+        p2[index] = value
+    calib = tmp_path / "um_000000.txt"
+    calib.write_text(f"P2: {fmt(p2)}\n")
+    with pytest.raises(DataError, match=r"um_000000.txt: 'P2' is not a usable projection"):
+        camera_model("road", calib, 1242, 375)
+    raw = tmp_path / "calib_cam_to_cam.txt"
+    raw.write_text(f"S_rect_02: 1.242e+03 3.75e+02\nP_rect_02: {fmt(p2)}\n")
+    with pytest.raises(DataError, match=r"calib_cam_to_cam.txt: 'P_rect_02' is not a usable"):
+        camera_model("raw", raw, 1242, 375)

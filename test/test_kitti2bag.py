@@ -16,7 +16,7 @@ from fcn_road_seg import bags, kitti2bag
 from fcn_road_seg.errors import DataError
 from fcn_road_seg.kitti import parse_stamp
 
-from conftest import ROAD_NAMES, leftovers, p2_for, read_bag
+from conftest import ROAD_NAMES, leftovers, p2_for, png_claiming, read_bag
 
 
 def test_kitti2bag_images_stamps_and_pixels(converted: dict[str, Any], road_dir: Path) -> None:
@@ -142,3 +142,58 @@ def test_one_calibration_file_for_a_folder_without_calib(
     for info in infos:
         np.testing.assert_allclose(info.p, p2)
         np.testing.assert_array_equal(info.d, np.zeros(5))
+
+
+def road_copy(road_dir: Path, folder: Path) -> Path:
+    """A copy of ``road_dir`` (images and calibration) to spoil."""
+    for sub in ("image_2", "calib"):
+        (folder / sub).mkdir(parents=True)
+        for path in (road_dir / sub).iterdir():
+            (folder / sub / path.name).write_bytes(path.read_bytes())
+    return folder
+
+
+@pytest.mark.parametrize("p2", ["nan " * 12, "0 " * 12])
+def test_a_calibration_that_is_no_camera_is_a_bad_frame(
+    road_dir: Path, tmp_path: Path, p2: str
+) -> None:
+    """CameraInfo with a NaN or all-zero P was written without a warning."""
+    src = road_copy(road_dir, tmp_path / "kitti")
+    bad = src / "calib" / ROAD_NAMES[2].replace(".png", ".txt")
+    bad.write_text(f"P2: {p2}\n")
+    with pytest.raises(DataError, match=rf"1 of 3 frames .*\n  {bad}: 'P2' is not a usable"):
+        kitti2bag.kitti2bag(src, tmp_path / "bag", progress=False)
+    assert not (tmp_path / "bag").exists()
+    summary = kitti2bag.kitti2bag(src, tmp_path / "bag", skip_bad=True, progress=False)
+    infos = read_bag(tmp_path / "bag")[bags.INFO_TOPIC]
+    assert summary["frames"] == len(infos) == 2
+    assert all(np.isfinite(m.p).all() and m.p[0] > 0 for _, _, m in infos)
+
+
+def test_an_image_whose_header_claims_60000x60000_is_a_bad_frame(
+    road_dir: Path, tmp_path: Path
+) -> None:
+    src = road_copy(road_dir, tmp_path / "kitti")
+    bomb = src / "image_2" / ROAD_NAMES[0]
+    bomb.write_bytes(png_claiming(60000, 60000))
+    summary = kitti2bag.kitti2bag(src, tmp_path / "bag", skip_bad=True, progress=False)
+    assert summary["frames"] == 2
+    [reason] = summary["skipped"]
+    assert reason.startswith(f"cannot read image {bomb}: ") and "max_pixels = 16777216" in reason
+
+
+@pytest.mark.parametrize("rate", ["inf", "nan", "0", "-1"])
+def test_a_bad_rate_is_refused_naming_the_option(
+    road_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, rate: str
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        kitti2bag.main([str(road_dir), str(tmp_path / "bag"), f"--rate={rate}"])
+    assert info.value.code == 2
+    assert "argument --rate: must be a finite number in [0.1, 1000] Hz" in capsys.readouterr().err
+
+
+def test_the_output_is_checked_first(road_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    if not Path("/proc").is_dir():
+        pytest.skip("/proc is not mounted here")
+    assert kitti2bag.main([str(road_dir), "/proc/bag", "--no-progress"]) == 1
+    assert "error: cannot write output /proc/bag: No such file" in capsys.readouterr().err

@@ -5,6 +5,8 @@ Videos, image folders and globs through the per-frame core.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import cv2
@@ -15,7 +17,7 @@ from fcn_road_seg import media
 from fcn_road_seg.image import Frame
 from fcn_road_seg.segmenter import make_segmenter
 
-from conftest import ROOT
+from conftest import ROOT, png_claiming
 
 KITTI = sorted((ROOT / "data" / "kitti" / "image_2").glob("*.png"))
 SIZE = (320, 96)  # W x H: real KITTI frames at about a quarter size, so the tests stay fast
@@ -184,3 +186,128 @@ def test_a_corrupt_frame_in_the_middle_of_a_video_is_listed(
         f"skipped frame #2 (000002): {clip}: frame 2 could not be decoded"
         in capsys.readouterr().out
     )
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-5", "0", "1e30"])
+def test_a_bad_fps_is_refused_naming_the_option(
+    tmp_path: Path, image_dir: Path, capsys: pytest.CaptureFixture, value: str
+) -> None:
+    """--fps inf hung in cv2.VideoWriter.write; the others were errors naming a .partial.mp4."""
+    with pytest.raises(SystemExit) as info:
+        media.get_args_parser().parse_args(
+            [str(image_dir), "-o", str(tmp_path / "o"), "--fps", value]
+        )
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert (
+        f"argument --fps: must be a finite number in [0.1, 1000] Hz, got {float(value)!r}" in err
+    )
+
+
+@pytest.mark.parametrize(
+    "output, words",
+    [
+        ("/proc/x", "cannot write --output /proc/x: No such file or directory in /proc"),
+        ("/sys/x", "cannot write --output /sys/x: Operation not permitted in /sys"),
+        (".", "--output '.' must name a file or folder of its own"),
+        ("", "--output '' must name a file or folder of its own"),
+    ],
+)
+def test_outputs_are_checked_before_the_model_loads(
+    tmp_path: Path, image_dir: Path, capsys: pytest.CaptureFixture, output: str, words: str
+) -> None:
+    """The model named does not exist: the error is the output's, so it came first."""
+    if output.startswith(("/proc", "/sys")) and not Path(output).parent.is_dir():
+        pytest.skip(f"{Path(output).parent} is not mounted here")
+    code = media.main(
+        [str(image_dir), "-o", output, "--overwrite", "--model", str(tmp_path / "none.pt")]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and f"error: {words}" in err and "Traceback" not in err
+
+
+def test_an_output_below_a_file_is_named(
+    tmp_path: Path, tiny_model: Path, image_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "afile").write_text("mine")
+    assert run(tiny_model, str(image_dir), "-o", str(tmp_path / "afile" / "sub")) == 1
+    assert f"{tmp_path / 'afile'} is a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_overwrite_does_not_replace_the_folder_holding_the_input(
+    tmp_path: Path, tiny_model: Path, image_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert run(tiny_model, str(image_dir), "-o", str(tmp_path), "--overwrite") == 1
+    assert "which holds the input" in capsys.readouterr().err
+    assert len(list(image_dir.iterdir())) == len(KITTI)
+
+
+def test_an_image_whose_header_claims_60000x60000_is_listed_not_decoded(
+    tmp_path: Path, tiny_model: Path, image_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A 74-byte PNG: cv2.imread raised CV_IO_MAX_IMAGE_PIXELS and ended the whole run."""
+    bomb = image_dir / "uu_000098.png"
+    bomb.write_bytes(png_claiming(60000, 60000))
+    assert bomb.stat().st_size < 80
+    out = tmp_path / "out"
+    assert run(tiny_model, str(image_dir), "-o", str(out), "--masks") == 0
+    printed = capsys.readouterr().out
+    assert f"skipped frame #5 (uu_000098): cannot read image {bomb}" in printed
+    assert len(list((out / "masks").iterdir())) == 5
+    assert run(tiny_model, str(bomb), "-o", str(tmp_path / "alone"), "--masks") == 1
+    err = capsys.readouterr().err
+    assert f"could be segmented: cannot read image {bomb}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "name, write, reason",
+    [
+        ("empty.jpg", lambda p: p.write_bytes(b""), "cannot read image {} (0 bytes)"),
+        (
+            "dot.png",
+            lambda p: cv2.imwrite(str(p), np.zeros((1, 1, 3), np.uint8)),
+            "dot: image of 1x1 is too small",
+        ),
+    ],
+)
+def test_a_single_image_that_fails_says_why(
+    tmp_path: Path, tiny_model: Path, capsys: pytest.CaptureFixture, name: str, write, reason: str
+) -> None:
+    path = tmp_path / name
+    write(path)
+    assert run(tiny_model, str(path), "-o", str(tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    assert f"none of the frames of 1 images from {path} could be segmented: " in err
+    assert reason.format(path) in err
+
+
+def test_the_output_folder_has_the_usual_permissions(
+    tmp_path: Path, tiny_model: Path, image_dir: Path
+) -> None:
+    old = os.umask(0o022)
+    try:
+        assert run(tiny_model, str(image_dir), "-o", str(tmp_path / "out"), "--masks") == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
+
+
+def test_overwrite_onto_a_file_leaves_nothing_behind(
+    tmp_path: Path, tiny_model: Path, image_dir: Path
+) -> None:
+    (tmp_path / "afile").write_text("old")
+    out = tmp_path / "afile"
+    assert run(tiny_model, str(image_dir), "-o", str(out), "--overwrite", "--masks") == 0
+    assert out.is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["afile", "images"]
+
+
+def test_leftovers_of_a_killed_run_go_at_start(
+    tmp_path: Path, tiny_model: Path, image_dir: Path
+) -> None:
+    """Another output's temporaries, of a process that is gone, in the output's folder."""
+    stale = tmp_path / ".other.999999999.abcd1234.partial"
+    (stale / "masks").mkdir(parents=True)
+    (stale / "masks" / "a.png").write_bytes(b"x" * 4096)
+    assert run(tiny_model, str(image_dir), "-o", str(tmp_path / "out"), "--masks") == 0
+    assert leftovers(tmp_path) == []

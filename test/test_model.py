@@ -296,3 +296,75 @@ def test_working_height_comes_from_the_metadata_or_the_working_size() -> None:
     assert working_height_of({"working_height": 200, "working_size": [188, 624]}) == 200
     assert working_height_of({"working_size": [188, 624]}) == 188  # older files
     assert working_height_of({}) is None and working_height_of(None) is None
+
+
+def _with_config(path: Path, **config) -> Path:
+    """A checkpoint of the LIGHT model's weights whose model_config says ``config``."""
+    model = FCN8s(**LIGHT)
+    torch.save({"model": model.state_dict(), "model_config": {**model.config, **config}}, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"fc_channels": 20000}, "model_config fc_channels 20000 is not an integer in [1, 4096]"),
+        ({"fc_channels": 100000}, "model_config fc_channels 100000 is not an integer in"),
+        ({"fc_channels": True}, "model_config fc_channels True is not an integer"),
+        ({"num_classes": 3}, "model_config num_classes 3 is not an integer in [2, 2]"),
+        ({"fc6_kernel": 4}, "model_config fc6_kernel 4 is not an odd integer in [1, 15]"),
+        ({"fc6_kernel": 101}, "model_config fc6_kernel 101 is not an odd integer"),
+        ({"dropout": float("nan")}, "model_config dropout nan is not a number in [0, 1)"),
+        ({"width": 2}, "model_config has unknown entries ['width']"),
+        (
+            {"fc_channels": 4096, "fc6_kernel": 15},
+            "needs fc6.weight of shape [4096, 512, 15, 15], but the weights have [16, 512, 3, 3]",
+        ),
+        ({"fc_channels": 17}, "needs fc6.weight of shape [17, 512, 3, 3]"),
+    ],
+)
+def test_checkpoint_configs_are_bounded_before_anything_is_allocated(
+    tmp_path: Path, config: dict, message: str
+) -> None:
+    """fc_channels 20000 reached 2.7 GB and 16 s before its error; 4096 with a 15x15 fc6 would
+    build a 2 GB layer for 16-channel weights. Now the config is checked against the weights."""
+    import time
+
+    from fcn_road_seg.model import read_checkpoint
+
+    path = _with_config(tmp_path / "big.pt", **config)
+    start = time.perf_counter()
+    with pytest.raises(ModelError) as info:
+        read_checkpoint(path)
+    assert time.perf_counter() - start < 5.0
+    assert str(info.value).startswith(f"checkpoint {path}: ") and message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ({"working_size": [10**9, 10**9]}, "working_size [1000000000, 1000000000] is not"),
+        ({"working_size": [188, 9000]}, "each in [32, 8192]"),
+        ({"working_size": [True, 64]}, "working_size [True, 64] is not"),
+        ({"temperature": True}, "temperature True is not a positive number"),
+        ({"temperature": float("inf")}, "temperature inf is not a positive number"),
+        ({"working_height": 10**6}, "working_height 1000000 is not an integer in [32, 8192]"),
+    ],
+)
+def test_checkpoint_metadata_is_bounded(tmp_path: Path, entries: dict, message: str) -> None:
+    """working_size [1e9, 1e9] loaded and the first frame died in cv2 out of memory."""
+    from fcn_road_seg.model import read_checkpoint
+
+    path = _checkpoint(tmp_path / "m.pt", **entries)
+    with pytest.raises(ModelError, match=f"checkpoint {path}: ") as info:
+        read_checkpoint(path)
+    assert message in str(info.value)
+
+
+def test_a_valid_config_and_metadata_load(tmp_path: Path) -> None:
+    from fcn_road_seg.model import read_checkpoint
+
+    path = _checkpoint(tmp_path / "m.pt", working_size=[188, 624], temperature=1.5)
+    model, meta = read_checkpoint(path)
+    assert model.config == {"num_classes": 2, **LIGHT}
+    assert meta == {"working_size": [188, 624], "temperature": 1.5}

@@ -16,7 +16,7 @@ rclpy = pytest.importorskip("rclpy")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
@@ -392,6 +392,11 @@ def test_network_size_and_max_pixels_parameters(
             "precision 'fp16' needs CUDA",
         ),
         (["-p", "threshold:=2.0"], "out of range"),
+        (
+            ["-p", "grid_x_range:=[0.0, 5000.0]"],
+            "cannot start: parameter grid_x_range must be a finite number in [-1000, 1000] m, "
+            "got 5000.0",
+        ),
     ],
 )
 def test_main_exits_non_zero_with_a_clear_message(
@@ -415,6 +420,55 @@ def test_main_without_a_model_names_the_missing_default(
         f"cannot start: the default model {tmp_path / 'default.pt'} is not installed; "
         "pass a model file" in capfd.readouterr().err
     )
+
+
+@pytest.mark.parametrize("name", ["camera_height", "grid_resolution", "camera_pitch"])
+def test_main_refuses_a_nan_mount_or_grid_parameter(
+    tiny_model: Path, capfd: pytest.CaptureFixture, name: str
+) -> None:
+    """NaN passes a range descriptor's comparisons in older rclpy: it gave an all-unknown grid.
+
+    Refused either by rclpy's range (newer rclpy) or by the node's own check (the same bounds).
+    """
+    args = ["-p", f"model_path:={tiny_model}", "-p", "warmup_size:=[0, 0]", "-p", f"{name}:=nan"]
+    assert main(["road_seg_node", "--ros-args", *args]) == 1
+    err = capfd.readouterr().err
+    assert f"parameter {name} must be a finite number" in err or (
+        name in err and "out of range" in err
+    )
+    assert "Traceback" not in err
+
+
+def test_a_model_warning_reaches_the_log_and_diagnostics(
+    context: Context, probe: Node, tiny_model: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    """An INT8 companion beside the checkpoint that its metadata does not vouch for: torch runs,
+    one WARNING line in the node's log, and /diagnostics warns with the same line."""
+    (tmp_path / "m.pt").write_bytes(tiny_model.read_bytes())
+    (tmp_path / "m.int8.onnx").write_bytes(b"not a model")
+    params = [
+        Parameter("model_path", value=str(tmp_path / "m.pt")),
+        Parameter("device", value="cpu"),
+        Parameter("warmup_size", value=[0, 0]),
+    ]
+    node = RoadSegNode(context=context, parameter_overrides=params)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(probe)
+    try:
+        warning = (
+            f"INT8 companion {tmp_path / 'm.int8.onnx'} not used: it has no metadata "
+            f"m.int8.onnx.json; running the checkpoint {tmp_path / 'm.pt'} with torch instead"
+        )
+        _, diagnostics, _ = listen(probe)
+        assert spin_until(executor, lambda: diagnostics, 30.0)
+        status = diagnostics[-1].status[0]
+        assert status.level == DiagnosticStatus.WARN and warning in status.message
+        assert ("warning", warning) in [(v.key, v.value) for v in status.values]
+        assert capfd.readouterr().err.count(warning) == 1
+    finally:
+        executor.shutdown()
+        node.destroy_node()
 
 
 # --- road_seg/grid -------------------------------------------------------------------------------
@@ -619,6 +673,56 @@ def test_lifecycle_configure_fails_cleanly_on_a_bad_model(
     ]
     node = RoadSegLifecycleNode(context=context, parameter_overrides=bad)
     try:
+        node.trigger_configure()
+        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [Parameter("grid_x_range", value=[0.0, 5000.0])],
+        [Parameter("grid_x_range", value=[40.0, 0.0])],
+    ],
+)
+def test_lifecycle_configure_is_all_or_nothing_and_shutdown_always_works(
+    context: Context, overrides: list[Parameter], bad: list[Parameter]
+) -> None:
+    """A bad grid parameter: before, the model was loaded and warmed up first and kept in the
+    unconfigured state; shutdown then raised AttributeError on publishers never made."""
+    from lifecycle_msgs.msg import State
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from fcn_road_seg.lifecycle_node import RoadSegLifecycleNode
+
+    node = RoadSegLifecycleNode(context=context, parameter_overrides=[*overrides, *bad])
+    try:
+        node.trigger_configure()
+        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+        assert node._segmenter is None and node._outputs == {}
+        assert node.on_shutdown(None) == TransitionCallbackReturn.SUCCESS
+        assert node.on_shutdown(None) == TransitionCallbackReturn.SUCCESS  # idempotent
+    finally:
+        node.destroy_node()
+
+
+def test_lifecycle_configure_with_a_bad_qos_override_fails_cleanly(
+    context: Context, overrides: list[Parameter], capfd: pytest.CaptureFixture
+) -> None:
+    """The publishers' QoS override raised outside the try: error processing, not FAILURE."""
+    from lifecycle_msgs.msg import State
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from fcn_road_seg.lifecycle_node import RoadSegLifecycleNode
+
+    bad = Parameter("qos_overrides./road_seg/confidence.publisher.reliability", value="sometimes")
+    node = RoadSegLifecycleNode(context=context, parameter_overrides=[*overrides, bad])
+    try:
+        assert node.on_configure(None) == TransitionCallbackReturn.FAILURE
+        assert node._segmenter is None and node._outputs == {} and node._grid_pub is None
+        err = capfd.readouterr().err
+        assert "cannot configure: parameter qos_overrides for topic 'road_seg/confidence'" in err
         node.trigger_configure()
         assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
     finally:

@@ -5,6 +5,7 @@ Also bf16 on CPU, and what backend=auto runs.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from fcn_road_seg.backends import BackendOptions, fastest_for, int8_companion, load_backend
-from fcn_road_seg.metadata import read_sidecar
+from fcn_road_seg.metadata import read_sidecar, write_sidecar
 from fcn_road_seg.backends.onnx_backend import OnnxBackend
 from fcn_road_seg.backends.torch_backend import TorchBackend, cpu_has_bf16
 from fcn_road_seg.errors import ModelError
@@ -132,11 +133,12 @@ def test_tensorrt_int8_is_symmetric_int8_on_the_convs(
 def test_auto_on_cpu_runs_the_int8_companion(model_dir: Path) -> None:
     pt = model_dir / "m.pt"
     assert int8_companion(pt) == model_dir / "m.int8.onnx"
-    assert fastest_for(pt, "auto", "cpu") == (model_dir / "m.int8.onnx", "onnxruntime")
-    assert fastest_for(pt, "torch", "cpu") == (pt, "torch")  # asked for torch: torch
+    assert fastest_for(pt, "auto", "cpu") == (model_dir / "m.int8.onnx", "onnxruntime", None)
+    assert fastest_for(pt, "torch", "cpu") == (pt, "torch", None)  # asked for torch: torch
     assert fastest_for(pt, "auto", "cpu", BackendOptions(precision="fp32")) == (
         pt,
         "torch",
+        None,
     )  # torch settings: torch
     backend = load_backend(int8_companion(pt), "onnxruntime", "cpu")  # auto: test_selection.py
     assert isinstance(backend, OnnxBackend) and backend.input_size == (96, 320)
@@ -145,6 +147,17 @@ def test_auto_on_cpu_runs_the_int8_companion(model_dir: Path) -> None:
     assert backend.network_input(375, 1242) == ((96, 320), "stretch")
     # a 4:3 frame there is 96x128: fitted into the fixed input, its aspect ratio kept
     assert backend.network_input(360, 480) == ((96, 320), "letterbox")
+
+
+def test_the_companion_is_tied_to_its_checkpoint_both_ways(model_dir: Path) -> None:
+    """Its sidecar records the checkpoint's SHA-256 and its own."""
+    meta = read_sidecar(model_dir / "m.int8.onnx")
+    assert (
+        meta["checkpoint_sha256"] == hashlib.sha256((model_dir / "m.pt").read_bytes()).hexdigest()
+    )
+    assert (
+        meta["onnx_sha256"] == hashlib.sha256((model_dir / "m.int8.onnx").read_bytes()).hexdigest()
+    )
 
 
 def test_a_stale_companion_is_not_used(model_dir: Path, tmp_path: Path) -> None:
@@ -157,7 +170,96 @@ def test_a_stale_companion_is_not_used(model_dir: Path, tmp_path: Path) -> None:
         tmp_path / "m.pt",
     )
     assert int8_companion(tmp_path / "m.pt") is None
-    assert isinstance(load_backend(tmp_path / "m.pt", "auto", "cpu"), TorchBackend)
+    backend = load_backend(tmp_path / "m.pt", "auto", "cpu")
+    assert isinstance(backend, TorchBackend)
+    assert backend.warnings == [
+        f"INT8 companion {tmp_path / 'm.int8.onnx'} not used: its metadata names another "
+        "checkpoint (checkpoint_sha256 is not m.pt's); running the checkpoint "
+        f"{tmp_path / 'm.pt'} with torch instead"
+    ]
+
+
+def _replace_with_a_64x64_model(folder: Path) -> None:
+    """Another (untrained, 64x64) ONNX model put in the companion's place, its sidecar kept."""
+    from training.export import export_onnx
+
+    export_onnx(
+        untrained_model(seed=3, fc_channels=32, fc6_kernel=3), folder / "m.int8.onnx", (64, 64)
+    )
+
+
+def _flip_bytes(folder: Path) -> None:
+    path = folder / "m.int8.onnx"
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+    path.write_bytes(bytes(data))
+
+
+def _edit_sidecar(folder: Path, **changes) -> None:
+    meta = read_sidecar(folder / "m.int8.onnx")
+    meta.update(changes)
+    write_sidecar(folder / "m.int8.onnx", {k: v for k, v in meta.items() if v is not None})
+
+
+@pytest.mark.parametrize(
+    "spoil, reason",
+    [
+        (_replace_with_a_64x64_model, "its SHA-256 is not the one its metadata records"),
+        (_flip_bytes, "its SHA-256 is not the one its metadata records"),
+        (
+            lambda d: (d / "m.int8.onnx").write_bytes((d / "m.int8.onnx").read_bytes()[:5000]),
+            "its SHA-256 is not the one its metadata records",
+        ),
+        (
+            lambda d: (d / "m.int8.onnx.json").write_text("{garbage"),
+            "cannot read model metadata",
+        ),
+        (lambda d: (d / "m.int8.onnx.json").unlink(), "it has no metadata m.int8.onnx.json"),
+        (
+            lambda d: _edit_sidecar(d, onnx_sha256=None),
+            "its metadata lacks the file's own SHA-256 (onnx_sha256): export it again",
+        ),
+        (
+            lambda d: _edit_sidecar(d, input={"name": "image", "shape": [1, 128, 128, 3]}),
+            "does not match its metadata m.int8.onnx.json: its metadata says the input is "
+            "128x128, the graph's is 96x320",
+        ),
+        (
+            lambda d: _edit_sidecar(d, dynamic=True),
+            "its metadata says the input is dynamic, the graph's is 96x320",
+        ),
+    ],
+)
+def test_a_companion_its_metadata_does_not_vouch_for_gives_way_with_one_warning(
+    model_dir: Path, tmp_path: Path, spoil, reason: str
+) -> None:
+    """Each was used without a word (or, truncated, was a hard error beside an intact .pt)."""
+    for name in ("m.pt", "m.int8.onnx", "m.int8.onnx.json"):
+        shutil.copy(model_dir / name, tmp_path / name)
+    spoil(tmp_path)
+    backend = load_backend(tmp_path / "m.pt", "auto", "cpu")
+    assert isinstance(backend, TorchBackend) and len(backend.warnings) == 1
+    [warning] = backend.warnings
+    assert warning.startswith(f"INT8 companion {tmp_path / 'm.int8.onnx'} not used: ")
+    assert reason in warning and "\n" not in warning
+    assert warning.endswith(f"running the checkpoint {tmp_path / 'm.pt'} with torch instead")
+    frame = kitti_frame()
+    want = load_backend(model_dir / "m.pt", "torch", "cpu").infer(frame).mask
+    np.testing.assert_array_equal(backend.infer(frame).mask, want)
+
+
+def test_a_dynamic_companion_is_accepted(model_dir: Path, tmp_path: Path) -> None:
+    """A companion exported with symbolic height and width, its sidecar saying ``dynamic``."""
+    from training.export import main as export_main
+
+    shutil.copy(model_dir / "m.pt", tmp_path / "m.pt")
+    out = tmp_path / "m.int8.onnx"
+    assert export_main([str(tmp_path / "m.pt"), "--dynamic", "-o", str(out), "--no-check"]) == 0
+    assert read_sidecar(out)["dynamic"] is True
+    backend = load_backend(tmp_path / "m.pt", "auto", "cpu")
+    assert isinstance(backend, OnnxBackend) and backend.warnings == []
+    assert backend.input_size == (96, 320)  # the working size, on a dynamic graph
 
 
 def test_int8_needs_calibration_frames_and_fp32(

@@ -16,7 +16,7 @@ from rosbags.rosbag2 import Reader, Writer
 from fcn_road_seg import bags, exports, geometry, image, segment_bag
 from fcn_road_seg import segmenter as segmenter_module
 from fcn_road_seg.backends import load_backend
-from fcn_road_seg.errors import DataError
+from fcn_road_seg.errors import DataError, OptionError
 from fcn_road_seg.grid import Camera, GridSpec, GroundGrid
 from fcn_road_seg.image import from_array
 from fcn_road_seg.kitti import CameraModel
@@ -475,3 +475,82 @@ def test_a_picture_beside_the_overlay_is_scaled_to_its_height() -> None:
     np.testing.assert_array_equal(both[:, 6:, 0], [[0, 200]] * 4)
     short = exports.side_by_side(np.zeros((6, 2, 3), np.uint8), np.full((2, 1, 3), 9, np.uint8))
     assert short.shape == (6, 5, 3) and (short[:, 2:] == 9).all()  # enlarged, nearest
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--video", "v.mp4", "--video-fps", "inf"], "argument --video-fps: must be a finite"),
+        (["--video", "v.mp4", "--video-fps", "nan"], "argument --video-fps: must be a finite"),
+        (["--grid", "--grid-resolution", "100"], "argument --grid-resolution: must be a finite"),
+        (["--grid", "--grid-resolution", "1e-320"], "argument --grid-resolution: must be"),
+        (["--grid", "--grid-x-range", "0", "inf"], "argument --grid-x-range: must be a finite"),
+        (["--grid", "--grid-y-range", "-5000", "1"], "argument --grid-y-range: must be a finite"),
+        (["--grid", "--camera-height", "0"], "argument --camera-height: must be a finite"),
+        (["--grid", "--camera-height", "-1.65"], "argument --camera-height: must be a finite"),
+        (["--grid", "--camera-height", "nan"], "argument --camera-height: must be a finite"),
+        (["--grid", "--camera-pitch", "inf"], "argument --camera-pitch: must be a finite"),
+        (["--grid", "--camera-roll", "x"], "argument --camera-roll: not a number: 'x'"),
+        (["--workspace-gb", "inf"], "argument --workspace-gb: must be a finite"),
+    ],
+)
+def test_bad_float_options_are_refused_naming_the_option(
+    converted: dict[str, Any],
+    tiny_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    flags: list[str],
+    words: str,
+) -> None:
+    """--video-fps inf hung the MP4 writer; --grid-resolution 100 gave a 0x0 grid and a cv2
+    traceback per frame; --camera-height 0 an all-road grid written with exit 0."""
+    flags = [str(tmp_path / f) if f.endswith(".mp4") else f for f in flags]
+    args = [str(converted["bag"]), str(tmp_path / "seg"), "--model", str(tiny_model), *flags]
+    with pytest.raises(SystemExit) as info:
+        segment_bag.main([*args, "--no-progress"])
+    assert info.value.code == 2 and words in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_bad_video_rate_from_code_names_it_and_writes_nothing(
+    converted: dict[str, Any], segmenter: Segmenter, tmp_path: Path
+) -> None:
+    with pytest.raises(OptionError, match="video fps must be a finite number .* got inf"):
+        segment_bag.segment_bag(
+            converted["bag"],
+            tmp_path / "seg",
+            segmenter,
+            video=tmp_path / "v.mp4",
+            fps=float("inf"),
+            progress=False,
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_are_checked_before_the_model_loads(
+    converted: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The model does not exist: an error about the output proves it was checked first."""
+    (tmp_path / "afile").write_text("")
+    cases = [
+        (str(tmp_path / "afile" / "seg"), f"{tmp_path / 'afile'} is a file, not a folder"),
+        ("/proc/x", "cannot write output /proc/x: No such file or directory in /proc"),
+    ]
+    for output, words in cases:
+        assert segment_bag.main([str(converted["bag"]), output, "--model", "none.pt"]) == 1
+        err = capsys.readouterr().err
+        assert words in err and err.startswith("error: ") and "Traceback" not in err
+
+
+def test_leftovers_of_a_killed_run_go_at_start(
+    converted: dict[str, Any], tiny_model: Path, tmp_path: Path
+) -> None:
+    """A SIGKILLed segment_bag left its bag and video temporaries (about 131 MB in the issue)."""
+    dead_bag = tmp_path / ".seg.999999999.abcd_123.partial"
+    (dead_bag / "seg").mkdir(parents=True)
+    (dead_bag / "seg" / "seg.db3").write_bytes(bytes(1 << 20))
+    dead_video = tmp_path / ".o.mp4.999999999.zzzz.partial.mp4"
+    dead_video.write_bytes(bytes(1 << 20))
+    args = [str(converted["bag"]), str(tmp_path / "other"), "--model", str(tiny_model)]
+    assert segment_bag.main([*args, "--device", "cpu", "--no-progress"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other"]

@@ -377,3 +377,27 @@ def test_every_camera_encoding_of_a_kitti_frame_gives_the_bgr8_mask(
     assert agree >= (MONO_AGREEMENT if encoding == "mono16" else AGREEMENT), agree
     out = messages["overlay"]
     assert (out.encoding, out.height, out.width, out.step) == ("bgr8", 374, 1242, 3 * 1242)
+
+
+def test_the_models_warnings_are_printed_once_by_the_tools(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A companion without metadata beside the checkpoint: torch runs, and one line says so."""
+    import argparse
+
+    from fcn_road_seg.segmenter import add_segmenter_arguments, segmenter_from_args
+
+    (tmp_path / "m.pt").write_bytes(tiny_model.read_bytes())
+    (tmp_path / "m.int8.onnx").write_bytes(b"not a model")
+    parser = argparse.ArgumentParser()
+    add_segmenter_arguments(parser)
+    core = segmenter_from_args(
+        parser.parse_args(["--model", str(tmp_path / "m.pt"), "--device", "cpu"])
+    )
+    assert core.backend.name == "torch"
+    warning = (
+        f"INT8 companion {tmp_path / 'm.int8.onnx'} not used: it has no metadata "
+        f"m.int8.onnx.json; running the checkpoint {tmp_path / 'm.pt'} with torch instead"
+    )
+    assert core.warnings == [warning]
+    assert capsys.readouterr().err == f"WARNING: {warning}\n"

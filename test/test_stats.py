@@ -136,3 +136,27 @@ def test_health_warns_without_recent_frames() -> None:
     level, message, values = health(summary, "torch on cpu")
     assert (level, message) == ("WARN", "no frame segmented in the last 5 s")
     assert dict(values)["latency median (ms)"] == "n/a" and dict(values)["bad messages"] == "4"
+
+
+def test_model_warnings_make_the_status_warn_and_are_listed() -> None:
+    """An INT8 companion that was not used reaches /diagnostics: level, message and values."""
+    summary = Summary(
+        window_s=5.0,
+        fps=9.96,
+        latency_median_ms=41.04,
+        latency_p99_ms=87.25,
+        frames=120,
+        bad=0,
+        dropped=0,
+    )
+    warning = "INT8 companion /m/x.int8.onnx not used: it has no metadata x.int8.onnx.json"
+    level, message, values = health(summary, "torch on cpu", "188x624 (stretch)", [warning])
+    assert level == "WARN"
+    assert message == f"10.0 FPS, median latency 41.0 ms; {warning}"
+    assert values[-1] == ("warning", warning) and values[-2] == (
+        "network size",
+        "188x624 (stretch)",
+    )
+    idle = Summary(5.0, 0.0, None, None, 0, 0, 0)
+    level, message, _ = health(idle, "torch on cpu", "", [warning])
+    assert (level, message) == ("WARN", f"no frame segmented in the last 5 s; {warning}")

@@ -385,6 +385,26 @@ def test_engine_without_gpu_or_tensorrt_is_a_clear_error(tmp_path: Path) -> None
         load_backend(engine, "auto", "auto")
 
 
+def test_a_missing_engine_is_a_model_error_naming_it(tmp_path: Path) -> None:
+    """stat() ran before any check: FileNotFoundError, not ModelError."""
+    from fcn_road_seg.backends.tensorrt_backend import TensorRTBackend
+
+    with pytest.raises(
+        ModelError, match=f"TensorRT model file not found: {tmp_path / 'x.engine'}"
+    ):
+        TensorRTBackend(tmp_path / "x.engine", torch.device("cuda"))
+
+
+def test_a_workspace_that_is_no_finite_size_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "m.onnx"), str(tmp_path / "m.engine"), "--workspace-gb", "inf"])
+    assert "argument --workspace-gb: must be a finite number in [0.25, 1024] GiB, got inf" in (
+        capsys.readouterr().err
+    )
+
+
 def test_missing_tensorrt_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from fcn_road_seg.backends.tensorrt_common import import_tensorrt
 

@@ -16,7 +16,8 @@ import torch
 
 from fcn_road_seg.atomic import atomic_path
 from fcn_road_seg.errors import DataError
-from fcn_road_seg.geometry import BevParams, KittiBev
+from fcn_road_seg.geometry import BevParams, KittiBev, kitti_road_homography
+from fcn_road_seg.kitti import read_calib
 
 from . import data
 from .metrics import RoadEvaluator
@@ -98,6 +99,10 @@ class BevMeter:
                 f"are missing, e.g. {missing[0]} (KITTI's data_road/training/calib; "
                 "or pass --calib FILE to use one calibration for every frame)"
             )
+        # every file is read and checked before the first frame runs (DataError naming it)
+        self.homographies = {
+            f: kitti_road_homography(read_calib(f), f) for f in sorted(set(self.files.values()))
+        }
         self.source = str(calib)
         self.evaluator = RoadEvaluator(sorted({s.category for s in samples}))
         self.examples = examples
@@ -108,7 +113,7 @@ class BevMeter:
     def update(self, sample: data.Sample, prob: torch.Tensor, target: np.ndarray) -> None:
         """Add one frame: H x W P(road) and labels (255 = not evaluated) in the camera view."""
         key = (self.files[sample.stem], target.shape)
-        view = self._views.get(key) or KittiBev.from_file(*key)
+        view = self._views.get(key) or KittiBev(self.homographies[key[0]], target.shape)
         if self.shared:  # one file for every frame: one view per image size
             self._views[key] = view
         bev_target = view.transform(target, outside=data.IGNORE_INDEX)

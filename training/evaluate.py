@@ -20,9 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from fcn_road_seg.atomic import atomic_path
+from fcn_road_seg.atomic import atomic_path, check_target
 from fcn_road_seg.backends import BACKENDS, Backend, load_backend
-from fcn_road_seg.errors import RoadSegError, one_line
+from fcn_road_seg.bounds import VAL_FRACTION
+from fcn_road_seg.errors import DataError, RoadSegError, one_line
 from fcn_road_seg.image import Frame
 from fcn_road_seg.model import scaled_size
 
@@ -223,7 +224,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--split-seed", type=int, default=0, help="seed of the per-category split without --split"
     )
     parser.add_argument(
-        "--val-fraction", type=float, default=0.2, help="validation fraction without --split"
+        "--val-fraction",
+        type=VAL_FRACTION.parse,
+        default=0.2,
+        help="validation fraction without --split",
     )
     parser.add_argument(
         "--testing",
@@ -273,14 +277,24 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]] | None:
 
     None with --testing.
     """
+    for name in ("output", "submission_dir"):
+        if getattr(args, name):
+            check_target(getattr(args, name), f"--{name.replace('_', '-')}")
     if args.testing:
         samples = data.testing_samples(args.data_path)
     else:
         samples = data.split(args.data_path, "val", args.split, args.val_fraction, args.split_seed)
+    if not samples:
+        raise DataError(
+            f"no frames to evaluate: {args.split or 'the split of ' + str(args.data_path)} "
+            "selects none"
+        )
     for warning in data.check_samples(samples):
         print(f"warning: {warning}", file=sys.stderr)
     network_size = f"{args.size[0]}x{args.size[1]}" if args.size else args.network_size
     backend = load_backend(args.model, args.backend, args.device, network_size=network_size)
+    for warning in backend.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
     bev = None
     if args.bev:
         bev = BevMeter(samples, args.calib or Path(args.data_path) / "training" / "calib")

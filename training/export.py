@@ -302,9 +302,16 @@ def check_parity(result: Parity, precision: str) -> None:
 
 
 def metadata(
-    args: argparse.Namespace, model: FCN8s, result: Parity | None, meta: dict[str, Any]
+    args: argparse.Namespace,
+    model: FCN8s,
+    result: Parity | None,
+    meta: dict[str, Any],
+    onnx_sha256: str,
 ) -> dict[str, Any]:
-    """The ``<model>.onnx.json`` sidecar: I/O names and shapes, precision, opset and provenance."""
+    """The ``<model>.onnx.json`` sidecar: I/O names and shapes, precision, opset and provenance.
+
+    It ties the model to its checkpoint both ways: the checkpoint's SHA-256 and its own.
+    """
     h, w = ("height", "width") if args.dynamic else (args.height, args.width)
     return {
         "format": "fcn_road_seg.onnx/1",
@@ -325,6 +332,7 @@ def metadata(
         "exporter": args.exporter,
         "checkpoint": str(Path(args.checkpoint).resolve()),
         "checkpoint_sha256": sha256_file(args.checkpoint),
+        "onnx_sha256": onnx_sha256,
         "model_config": model.config,
         "working_size": meta.get("working_size"),
         "working_height": working_height_of(meta),
@@ -419,7 +427,7 @@ def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:
             )
             print(result.report())
             check_parity(result, precision_of(args))
-        write_sidecar(output, metadata(args, model, result, meta))
+        write_sidecar(output, metadata(args, model, result, meta, sha256_file(tmp)))
     return output, result
 
 

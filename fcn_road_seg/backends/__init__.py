@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..device import resolve_device
 from ..errors import ModelError
 from ..image import Frame
-from ..metadata import read_sidecar, sha256_file
+from ..metadata import read_sidecar, sha256_file, sidecar_path
 from ..model import IMAGENET_MEAN, scaled_size, working_height_of, working_size_of
 
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime", "openvino")
@@ -291,6 +291,8 @@ class Backend(abc.ABC):
         self.network_size: int | tuple[int, int] | None = None  # see set_network_size
         self.frame_sizes: dict[tuple[int, int], tuple[int, int]] = {}  # frame -> network input
         self.pinned = PinnedBuffers() if device.type == "cuda" else None
+        #: one line each about how the model was opened (for logs and /diagnostics)
+        self.warnings: list[str] = []
 
     def set_model_metadata(self, meta: dict[str, Any] | None) -> None:
         """Take the working size and scale from a checkpoint's or an export's metadata."""
@@ -525,28 +527,59 @@ def _opened(
     return backend_
 
 
-def int8_companion(model_path: str | Path) -> Path | None:
-    """``<model>.int8.onnx`` beside a checkpoint, if there is one.
+def check_companion(model_path: str | Path) -> tuple[Path | None, str | None]:
+    """Whether ``<model>.int8.onnx`` beside a checkpoint may stand in for it.
 
-    Only when its metadata says it was quantized from that very file.
+    ``(companion, None)`` when its metadata ties it to that very checkpoint and to its own bytes
+    (the SHA-256 of both); ``(None, why not)`` when there is one that is not; ``(None, None)``
+    when there is none. Its graph is checked against the metadata when it is opened.
     """
     path = Path(model_path)
     companion = path.with_name(path.stem + ".int8.onnx")
     if path.suffix.lower() not in (".pt", ".pth") or not companion.is_file():
-        return None
+        return None, None
     try:
         meta = read_sidecar(companion)
-    except ModelError:
-        return None
-    return companion if meta and meta.get("checkpoint_sha256") == sha256_file(path) else None
+    except ModelError as exc:
+        return None, str(exc)
+    if meta is None:
+        return None, f"it has no metadata {sidecar_path(companion).name}"
+    if meta.get("checkpoint_sha256") != sha256_file(path):
+        return (
+            None,
+            f"its metadata names another checkpoint (checkpoint_sha256 is not {path.name}'s)",
+        )
+    if "onnx_sha256" not in meta:
+        return None, "its metadata lacks the file's own SHA-256 (onnx_sha256): export it again"
+    if meta["onnx_sha256"] != sha256_file(companion):
+        return None, (
+            "its SHA-256 is not the one its metadata records (changed, truncated or replaced "
+            "since it was exported)"
+        )
+    return companion, None
+
+
+def int8_companion(model_path: str | Path) -> Path | None:
+    """``<model>.int8.onnx`` beside a checkpoint when it may stand in for it (see
+    ``check_companion``)."""
+    return check_companion(model_path)[0]
+
+
+def companion_warning(companion: Path, reason: str, checkpoint: str | Path) -> str:
+    """The one line that says an INT8 companion is not used, and why."""
+    return (
+        f"INT8 companion {companion} not used: {' '.join(reason.split())}; running the "
+        f"checkpoint {checkpoint} with torch instead"
+    )
 
 
 def fastest_for(
     model_path: str | Path, backend: str, device: str, options: BackendOptions = BackendOptions()
-) -> tuple[Path, str]:
-    """(model file, backend) that ``auto`` runs.
+) -> tuple[Path, str, str | None]:
+    """(model file, backend, warning) that ``auto`` runs.
 
-    On a CPU, that is a checkpoint's INT8 ONNX companion when there is one.
+    On a CPU, that is a checkpoint's INT8 ONNX companion when there is one; the warning says why
+    one beside it is not used (None when there is nothing to say).
 
     The companion is the checkpoint quantized (``fcn-road-export --int8``) and checked against it
     on real frames; ONNX Runtime runs it several times faster on a CPU than torch runs fp32.
@@ -558,21 +591,44 @@ def fastest_for(
         or kind != "torch"
         or not torch_defaults
         or resolve_device(device).type != "cpu"
+        or importlib.util.find_spec("onnxruntime") is None
     ):
-        return Path(model_path), kind
-    companion = int8_companion(model_path)
-    if companion is None or importlib.util.find_spec("onnxruntime") is None:
-        return Path(model_path), kind
-    return companion, "onnxruntime"
+        return Path(model_path), kind, None
+    companion, reason = check_companion(model_path)
+    if companion is not None:
+        return companion, "onnxruntime", None
+    path = Path(model_path)
+    unused = path.with_name(path.stem + ".int8.onnx")
+    return path, kind, companion_warning(unused, reason, path) if reason else None
 
 
 def _open_backend(
     model_path: str | Path, backend: str, device: str, resize_policy: str, options: BackendOptions
 ) -> Backend:
-    """The backend object for ``load_backend``, at the model's own input shape."""
+    """The backend object for ``load_backend``, at the model's own input shape.
+
+    An INT8 companion that cannot be opened (a truncated file, a graph its metadata does not
+    describe) gives way to the checkpoint, with a warning in ``Backend.warnings``.
+    """
     if not Path(model_path).is_file():
         raise ModelError(f"model file not found: {model_path}")
-    model_path, kind = fastest_for(model_path, backend, device, options)
+    chosen, kind, warning = fastest_for(model_path, backend, device, options)
+    try:
+        opened = _construct(chosen, kind, device, resize_policy, options)
+    except ModelError as exc:
+        if chosen == Path(model_path):
+            raise
+        warning = companion_warning(chosen, str(exc), model_path)
+        opened = _construct(Path(model_path), "torch", device, resize_policy, options)
+    if warning:
+        opened.warnings.append(warning)
+    return opened
+
+
+def _construct(
+    model_path: Path, kind: str, device: str, resize_policy: str, options: BackendOptions
+) -> Backend:
+    """Backend ``kind`` over ``model_path``."""
     if kind == "torch":
         from .torch_backend import TorchBackend
 

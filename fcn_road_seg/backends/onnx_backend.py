@@ -9,14 +9,14 @@ model's own input shape; symbolic height/width mean dynamic.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import ModelError
-from ..model import INPUT, OUTPUT
-from ..metadata import read_sidecar
+from ..model import INPUT, OUTPUT, check_metadata
+from ..metadata import read_sidecar, sha256_file, sidecar_path
 from . import Backend
 
 INPUT_TYPE, OUTPUT_TYPE = "tensor(uint8)", "tensor(float)"
@@ -79,6 +79,33 @@ def input_size(shape: Sequence[Any]) -> tuple[int, int] | None:
     return None
 
 
+def sidecar_problems(
+    meta: Mapping[str, Any], path: Path, size: tuple[int, int] | None
+) -> list[str]:
+    """How an ONNX model's metadata disagrees with the file (empty when it does not).
+
+    Its own SHA-256 when the metadata records one, and the graph's input (``size``: fixed H, W or
+    None for symbolic ones) against the metadata's shape, or its ``dynamic`` flag.
+    """
+    problems = []
+    if meta.get("onnx_sha256") not in (None, sha256_file(path)):
+        problems.append(
+            "the file's SHA-256 is not the one its metadata records (changed, truncated or "
+            "replaced since it was exported)"
+        )
+    graph = "dynamic" if size is None else f"{size[0]}x{size[1]}"
+    shape = meta["input"].get("shape") if isinstance(meta.get("input"), dict) else None
+    if meta.get("dynamic"):
+        claimed = "dynamic"
+    elif isinstance(shape, list) and len(shape) == 4:
+        claimed = f"{shape[1]}x{shape[2]}"
+    else:
+        claimed = graph  # no shape recorded: nothing to compare
+    if claimed != graph:
+        problems.append(f"its metadata says the input is {claimed}, the graph's is {graph}")
+    return problems
+
+
 class OnnxBackend(Backend):
     """Runs an exported ONNX model with ONNX Runtime, on CPU or (onnxruntime-gpu) CUDA."""
 
@@ -116,8 +143,17 @@ class OnnxBackend(Backend):
                 f"{model_path} is not an fcn_road_seg ONNX model: {'; '.join(problems)} "
                 "(export one with fcn-road-export)"
             )
+        meta = read_sidecar(model_path)
+        if meta is not None:
+            problems = sidecar_problems(meta, self.model_path, size)
+            if problems:
+                raise ModelError(
+                    f"{model_path} does not match its metadata "
+                    f"{sidecar_path(model_path).name}: {'; '.join(problems)}"
+                )
+            check_metadata(meta, f"model metadata {sidecar_path(model_path)}")
         super().__init__(device, size, resize_policy)
-        self.set_model_metadata(read_sidecar(model_path))
+        self.set_model_metadata(meta)
 
     @staticmethod
     def _providers(ort: Any, device: torch.device) -> list[Any]:

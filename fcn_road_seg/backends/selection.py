@@ -70,7 +70,7 @@ def cpu_candidates(
         return []
     if not Path(model_path).is_file():
         return []  # opening it says why
-    onnx, kind = fastest_for(model_path, backend, device, options)
+    onnx, kind, _ = fastest_for(model_path, backend, device, options)
     if kind != "onnxruntime" or resolve_device(device).type != "cpu":
         return []
     precision = (read_sidecar(onnx) or {}).get("precision", "onnx")

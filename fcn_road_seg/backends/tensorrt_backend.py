@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import ModelError
-from ..metadata import read_sidecar, sha256_file
-from ..model import INPUT, OUTPUT, working_size_of
+from ..metadata import read_sidecar, sha256_file, sidecar_path
+from ..model import INPUT, OUTPUT, check_metadata, working_size_of
 from . import Backend
 from .tensorrt_build import DEFAULT_WORKSPACE_GB, build_engine
 from .tensorrt_common import (
@@ -57,6 +56,8 @@ class TensorRTBackend(Backend):
                 f"unknown rebuild policy '{rebuild}'; choose one of {REBUILD_POLICIES}"
             )
         path = Path(model_path)
+        if not path.is_file():
+            raise ModelError(f"TensorRT model file not found: {path}")
         if path.stat().st_size == 0:
             raise ModelError(f"TensorRT model {path} is empty (0 bytes)")
         if device.type != "cuda":
@@ -81,9 +82,11 @@ class TensorRTBackend(Backend):
             self._adopt(self._deserialize())
             self.stream = torch.cuda.Stream(device)
         sources = [self.engine_path, source or self.engine_path.with_suffix(".onnx")]
-        self.set_model_metadata(
-            next(filter(working_size_of, (read_sidecar(p) for p in sources)), None)
-        )
+        metas = [(p, read_sidecar(p)) for p in sources]
+        for p, meta in metas:
+            if meta is not None:
+                check_metadata(meta, f"model metadata {sidecar_path(p)}")
+        self.set_model_metadata(next(filter(working_size_of, (m for _, m in metas)), None))
 
     def _problems(
         self, device: torch.device, meta: dict | None, source: Path | None
@@ -117,8 +120,7 @@ class TensorRTBackend(Backend):
             (unreadable, []) if unreadable else self._problems(device, meta, source)
         )
         if not incompatible and (not stale or rebuild == "never"):
-            for reason in stale:
-                warnings.warn(f"TensorRT engine {path}: {reason}", RuntimeWarning, stacklevel=3)
+            self.warnings += [f"TensorRT engine {path}: {reason}" for reason in stale]
             return
         reasons = "; ".join(incompatible + stale)
         if rebuild == "never":
@@ -132,6 +134,8 @@ class TensorRTBackend(Backend):
                 "model was not found (looked for the one named in its metadata and "
                 f"{path.with_suffix('.onnx')})"
             )
+        if path.is_file():  # an engine that is there but cannot serve: say why it is replaced
+            self.warnings.append(f"TensorRT engine {path} rebuilt from {source}: {reasons}")
         log.warning(
             "building TensorRT engine %s from %s (%s); this takes a while", path, source, reasons
         )

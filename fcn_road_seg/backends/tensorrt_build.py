@@ -30,6 +30,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from ..atomic import atomic_path
+from ..bounds import WORKSPACE_GB
 from ..device import resolve_device
 from ..errors import ModelError, run_cli
 from ..image import read_rgb_folder
@@ -382,7 +383,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workspace-gb",
-        type=float,
+        type=WORKSPACE_GB.parse,
         default=DEFAULT_WORKSPACE_GB,
         help=f"builder workspace memory limit in GiB (default {DEFAULT_WORKSPACE_GB:g})",
     )
