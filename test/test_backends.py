@@ -546,4 +546,5 @@ def test_onnx_metadata_that_describes_the_file_is_used(
         input={"shape": [1, "height", "width", 3]},
         working_size=[64, 96],
     )
-    assert load_backend(dynamic, "onnxruntime", "cpu").input_size == (64, 96)
+    opened = load_backend(dynamic, "onnxruntime", "cpu")
+    assert opened.input_size is None and opened.working_size == (64, 96)

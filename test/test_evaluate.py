@@ -178,7 +178,8 @@ def test_cli_resized_seeded_split_and_testing(
     )
     report = json.loads((out / "metrics.json").read_text())
     assert report["images"] == 2  # round(2 * 0.6) um + round(1 * 0.6) uu
-    assert report["network_size"] == "32x64 (stretch)"
+    assert report["network_size"].startswith("32x64 (")  # --size 32 64: every frame stretched
+    assert report["network_size"].endswith(" -> 32x64)")
     sub = tmp_path / "submission_testing"
     assert (
         ev.main(

@@ -197,7 +197,9 @@ def test_default_int8_masks_agree_with_fp32_torch_on_the_shipped_frames(
         frame = Frame(cv2.imread(str(path)), "bgr8")
         p8, p32 = backend.probability(frame), fp32.probability(frame)
         assert p8.shape == p32.shape == (375, 1242)
-        assert ((p8 >= 0.5) == (p32 >= 0.5)).float().mean().item() >= 0.995, path.name
+        # the KITTI + CamVid companion agrees on 98.4-99.9 % of each frame (uu_000002 lowest;
+        # the KITTI-only one it replaced: >= 99.5 %): calibration on two cameras widens ranges
+        assert ((p8 >= 0.5) == (p32 >= 0.5)).float().mean().item() >= 0.98, path.name
 
 
 def test_default_int8_maxf_on_held_out_kitti_is_within_0_3_of_fp32(

@@ -481,7 +481,7 @@ def runner(engine: FakeEngine, working_size: tuple[int, int] | None = None) -> A
     Backend.__init__(backend, torch.device("cpu"))
     backend.engine_path = Path("m.engine")
     backend._adopt(engine)
-    backend.working_size = working_size
+    backend.set_model_metadata(None if working_size is None else {"working_size": working_size})
     return backend
 
 
@@ -489,7 +489,7 @@ def test_a_dynamic_engine_sets_its_input_shape_on_every_call_at_a_network_size()
     engine = FakeEngine((1, -1, -1, 3))
     backend = runner(engine, working_size=(188, 624))
     backend.set_network_size("auto")
-    assert backend.input_size == (188, 624)  # frames come fitted to the working size
+    assert backend.network_input(375, 1242)[0] == (188, 624)  # frames come at the working scale
     assert backend._output_shape((1, 188, 624, 3)) == (1, 188, 624)
     assert backend._output_shape((1, 188, 624, 3)) == (1, 188, 624)
     call = [("set_input_shape", "image", (1, 188, 624, 3)), ("get_tensor_shape", "prob")]

@@ -460,7 +460,10 @@ def validate(
         )
         evaluator.reduce_from_all_processes()
         per_dataset[name] = evaluator.compute()[URBAN]
-    mean = {k: sum(m[k] for m in per_dataset.values()) / len(per_dataset) for k in VAL_KEYS}
+    if len(per_dataset) == 1:
+        mean = next(iter(per_dataset.values()))  # one dataset: all of its metrics
+    else:
+        mean = {k: sum(m[k] for m in per_dataset.values()) / len(per_dataset) for k in VAL_KEYS}
     return {**per_dataset, "mean": mean}
 
 

@@ -504,13 +504,24 @@ def load_backend(
     from .selection import cpu_candidates, select
 
     candidates = cpu_candidates(model_path, backend, device, options)
-    if candidates:
-        return select(
-            candidates,
-            lambda c: _opened(c.model, c.kind, "cpu", resize_policy, network_size, c.options),
-            {"network_size": network_size, "resize_policy": resize_policy},
-        )
-    return _opened(model_path, backend, device, resize_policy, network_size, options)
+    if not candidates:
+        return _opened(model_path, backend, device, resize_policy, network_size, options)
+    refused: list[str] = []  # why the INT8 companion could not be opened, once
+
+    def open_candidate(c: Any) -> Backend:
+        try:
+            return _opened(c.model, c.kind, "cpu", resize_policy, network_size, c.options)
+        except ModelError as exc:
+            if Path(c.model) != Path(model_path) and not refused:
+                refused.append(companion_warning(Path(c.model), str(exc), model_path))
+            raise
+
+    chosen = select(
+        candidates, open_candidate, {"network_size": network_size, "resize_policy": resize_policy}
+    )
+    if chosen.name == "torch":  # the checkpoint itself: say why its companion is not used
+        chosen.warnings.extend(refused)
+    return chosen
 
 
 def _opened(
