@@ -151,6 +151,7 @@ def choice_key(
                 "label": c.label,
                 "kind": c.kind,
                 "sha256": sha256_file(c.model),
+                "metadata": read_sidecar(c.model) if c.kind != "torch" else None,
                 "version": _version(c.kind),
                 "threads": c.options.threads,
             }
