@@ -14,7 +14,7 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) -m fcn_road_seg.demo
+	$(PY) -m fcn_road_seg.tools.demo
 
 test: $(VENV)/.installed
 	$(PY) -m ruff format --check .

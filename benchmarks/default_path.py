@@ -42,10 +42,10 @@ from fcn_road_seg.backends.torch_backend import TorchBackend, cpu_has_bf16  # no
 from fcn_road_seg.errors import ModelError  # noqa: E402
 from fcn_road_seg.image import Frame, read_rgb_folder  # noqa: E402
 from fcn_road_seg.model import default_model_path, read_checkpoint, working_size_of  # noqa: E402
-from training import data  # noqa: E402
-from training.evaluate import evaluate_backend  # noqa: E402
-from training.export import export_onnx  # noqa: E402
-from training.quantize import fitted_frames, quantize_int8  # noqa: E402
+from fcn_road_seg.training import data  # noqa: E402
+from fcn_road_seg.training.evaluate import evaluate_backend  # noqa: E402
+from fcn_road_seg.training.export import export_onnx  # noqa: E402
+from fcn_road_seg.training.quantize import fitted_frames, quantize_int8  # noqa: E402
 
 KITTI = (1242, 375)
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Sequence
 
 from fcn_road_seg.backends import BACKENDS, load_backend
-from training import data
-from training.evaluate import evaluate_backend
-from training.metrics import URBAN
+from fcn_road_seg.training import data
+from fcn_road_seg.training.evaluate import evaluate_backend
+from fcn_road_seg.training.metrics import URBAN
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -31,7 +31,7 @@ from fcn_road_seg import geometry  # noqa: E402
 from fcn_road_seg.backends import load_backend  # noqa: E402
 from fcn_road_seg.grid import Camera, GridSpec, GroundGrid  # noqa: E402
 from fcn_road_seg.image import Frame  # noqa: E402
-from fcn_road_seg.kitti import read_calib  # noqa: E402
+from fcn_road_seg.tools.kitti import read_calib  # noqa: E402
 from fcn_road_seg.model import default_model_path  # noqa: E402
 
 CALIB = ROOT / "test" / "data" / "um_000000_calib.txt"

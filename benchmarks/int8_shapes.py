@@ -26,7 +26,7 @@ import torch
 from fcn_road_seg.backends import load_backend
 from fcn_road_seg.image import Frame
 from fcn_road_seg.model import default_model_path, read_checkpoint, scaled_size, working_height_of
-from training.export import main as export_main
+from fcn_road_seg.training.export import main as export_main
 
 SHAPES = {"KITTI 375x1242": (375, 1242), "4:3 360x480": (360, 480)}
 

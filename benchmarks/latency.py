@@ -50,7 +50,7 @@ from fcn_road_seg.backends import Backend, load_backend  # noqa: E402
 from fcn_road_seg.image import ENCODINGS, to_fields  # noqa: E402
 from fcn_road_seg.model import IMAGENET_MEAN, IMAGENET_STD, STRIDE, save_model, untrained_model  # noqa: E402
 from fcn_road_seg.segmenter import Segmenter  # noqa: E402
-from training.export import export_onnx  # noqa: E402
+from fcn_road_seg.training.export import export_onnx  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "test"))
 from conftest import CONVERTED, encoded_image  # noqa: E402

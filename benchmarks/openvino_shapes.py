@@ -33,8 +33,8 @@ from fcn_road_seg.backends import Backend, load_backend  # noqa: E402
 from fcn_road_seg.backends.openvino_backend import OpenVinoBackend  # noqa: E402
 from fcn_road_seg.image import Frame, read_rgb_folder  # noqa: E402
 from fcn_road_seg.model import read_checkpoint, working_size_of  # noqa: E402
-from training.export import export_onnx  # noqa: E402
-from training.quantize import fitted_frames, quantize_int8  # noqa: E402
+from fcn_road_seg.training.export import export_onnx  # noqa: E402
+from fcn_road_seg.training.quantize import fitted_frames, quantize_int8  # noqa: E402
 
 SHAPES = ((188, 624), (188, 248), (188, 336))
 

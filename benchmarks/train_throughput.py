@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.train import amp_for, make_model, make_optimizer, to_device, train_step  # noqa: E402
+from fcn_road_seg.training.train import amp_for, make_model, make_optimizer, to_device, train_step  # noqa: E402
 
 HEADS = {"full 4096/7": (4096, 7), "light 512/3": (512, 3)}
 

@@ -20,9 +20,10 @@ from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
 from .errors import ModelError
-from .weights import IMAGENET_MEAN, IMAGENET_STD, encoder_state_dict, load_torch_file
 
 NUM_CLASSES = 2
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 STRIDE = 32
 POOL3_END, POOL4_END = (
     17,
@@ -148,70 +149,6 @@ class RoadProbability(nn.Module):
         return torch.sigmoid(z)  # == softmax(logits / T)[:, 1] for two classes
 
 
-def load_vgg16_weights(model: FCN8s, weights: str) -> list[str]:
-    """Copy VGG16 weights into ``model``: features, and fc6/fc7 if present.
-
-    The weights come from ``weights.encoder_state_dict``. Returns the names of the layers that were
-    initialised. fc6/fc7 are taken from a torchvision classifier (reshaped) only when the model has
-    the original 4096-channel 7x7 shape and the file has one (HED's has none).
-    """
-    state, source = encoder_state_dict(weights)
-    fc = (
-        model.config["fc_channels"] == 4096
-        and model.config["fc6_kernel"] == 7
-        and not source.startswith("HED")
-    )
-    wanted = {f"features.{k}": v.shape for k, v in model.features.state_dict().items()}
-    if fc:
-        wanted.update(
-            {
-                "classifier.0.weight": (4096, 25088),
-                "classifier.0.bias": (4096,),
-                "classifier.3.weight": (4096, 4096),
-                "classifier.3.bias": (4096,),
-            }
-        )
-    missing = sorted(k for k in wanted if k not in state)
-    wrong = sorted(
-        f"{k}: {tuple(state[k].shape)} (expected {tuple(s)})"
-        for k, s in wanted.items()
-        if k in state and tuple(state[k].shape) != tuple(s)
-    )
-    if missing or wrong:
-        raise ModelError(
-            f"{source} is not a torchvision VGG16 state dict: "
-            + "; ".join(
-                filter(
-                    None,
-                    [missing and f"missing keys {missing}", wrong and f"wrong shapes {wrong}"],
-                )
-            )
-        )
-    with torch.no_grad():
-        model.features.load_state_dict(
-            {k[len("features.") :]: state[k] for k in wanted if k.startswith("features.")}
-        )
-        loaded = ["features"]
-        if fc:
-            model.fc6.weight.copy_(state["classifier.0.weight"].view(4096, 512, 7, 7))
-            model.fc6.bias.copy_(state["classifier.0.bias"])
-            model.fc7.weight.copy_(state["classifier.3.weight"].view(4096, 4096, 1, 1))
-            model.fc7.bias.copy_(state["classifier.3.bias"])
-            loaded += ["fc6", "fc7"]
-    return loaded
-
-
-def build_model(weights: str | None = None, **config: Any) -> FCN8s:
-    """A new FCN8s with ``config``.
-
-    ``weights`` is None or a ``--weights`` value (see ``weights.py``).
-    """
-    model = FCN8s(**config)
-    if weights:
-        load_vgg16_weights(model, weights)
-    return model
-
-
 #: the integer entries of a model_config and their bounds: [lowest, highest]
 CONFIG_BOUNDS = {"num_classes": (NUM_CLASSES, NUM_CLASSES), "fc_channels": (1, 4096)}
 MAX_FC6_KERNEL = 15
@@ -285,6 +222,28 @@ def check_metadata(meta: Mapping[str, Any], source: str) -> None:
         raise ModelError(
             f"{source}: working_height {height!r} is not an integer in [{STRIDE}, {MAX_SIDE}]"
         )
+
+
+def load_torch_file(path: str | os.PathLike, what: str) -> Any:
+    """``torch.load`` (weights only).
+
+    A ModelError naming the file for a missing, empty or foreign one.
+    """
+    if os.path.isdir(path):
+        raise ModelError(f"{what} {path} is a directory, not a file")
+    if not os.path.isfile(path):
+        raise ModelError(f"{what} file not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise ModelError(f"{what} {path} is empty (0 bytes)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (
+        Exception
+    ) as exc:  # zip/pickle/IO errors in many types; their text gives unhelpful advice
+        with open(path, "rb") as f:
+            zipped = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
+        reason = "truncated or corrupt" if zipped else "not a PyTorch file"
+        raise ModelError(f"cannot read {what} {path}: {reason} ({type(exc).__name__})") from exc
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[FCN8s, dict[str, Any]]:

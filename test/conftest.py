@@ -108,7 +108,7 @@ def int8_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from fcn_road_seg.model import untrained_model
-    from training.export import main as export_main
+    from fcn_road_seg.training.export import main as export_main
 
     pytest.importorskip("onnxruntime")
     if not any(KITTI_FRAMES.glob("*.png")):
@@ -259,8 +259,8 @@ def road_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def converted(road_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """kitti2bag's summary for ``road_dir``."""
-    from fcn_road_seg.kitti import parse_stamp
-    from fcn_road_seg.kitti2bag import kitti2bag
+    from fcn_road_seg.tools.kitti import parse_stamp
+    from fcn_road_seg.tools.kitti2bag import kitti2bag
 
     out = tmp_path_factory.mktemp("bags") / "kitti"
     return kitti2bag(
@@ -295,7 +295,7 @@ def read_bag(path: Path) -> dict[str, list[tuple[int, bytes, Any]]]:
     """topic -> [(bag timestamp, raw bytes, message)] in order."""
     from rosbags.rosbag2 import Reader
 
-    from fcn_road_seg.bags import typestore
+    from fcn_road_seg.tools.bags import typestore
 
     topics: dict[str, list[tuple[int, bytes, Any]]] = {}
     with Reader(path) as reader:
@@ -335,7 +335,7 @@ def devkit_bev_labels(labels: np.ndarray, calib: dict) -> np.ndarray:
 
 def rosbags_header(sec: int = 1_700_000_000, nanosec: int = 987_654_321) -> Any:
     """A rosbags std_msgs/Header with a non-trivial stamp, in camera_color_left."""
-    from fcn_road_seg.bags import typestore
+    from fcn_road_seg.tools.bags import typestore
 
     types = typestore().types
     stamp = types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
@@ -346,7 +346,7 @@ def rosbags_image(pixels: np.ndarray, encoding: str, pad: int = 0, **overrides: 
     """A rosbags Image over H x W (x C) uint8 pixels, each row followed by ``pad`` junk bytes."""
     import numpy as np
 
-    from fcn_road_seg.bags import typestore
+    from fcn_road_seg.tools.bags import typestore
 
     h, w = pixels.shape[:2]
     rows = np.full((h, pixels[0].size + pad), 0x5A, np.uint8)
@@ -490,7 +490,7 @@ def encoded_image(bgr: np.ndarray, encoding: str, pad: int = 0, bigendian: bool 
     ``pad`` junk bytes."""
     import numpy as np
 
-    from fcn_road_seg.bags import typestore
+    from fcn_road_seg.tools.bags import typestore
 
     samples = encode(bgr, encoding, bigendian)
     rows = np.full((samples.shape[0], samples.shape[1] + pad), 0x5A, np.uint8)

@@ -19,7 +19,7 @@ from fcn_road_seg.backends.torch_backend import TorchBackend
 from fcn_road_seg.errors import ModelError
 from fcn_road_seg.image import Frame
 from fcn_road_seg.model import load_checkpoint_model, untrained_model
-from training.export import export_onnx
+from fcn_road_seg.training.export import export_onnx
 
 from conftest import KITTI_FRAMES, kitti_frame
 
@@ -459,7 +459,7 @@ def test_working_size_maps_equal_a_manual_resize_and_back(sized_model: Path) -> 
 
 
 def test_exported_model_carries_the_working_size(sized_model: Path, tmp_path: Path) -> None:
-    from training.export import main as export_main
+    from fcn_road_seg.training.export import main as export_main
 
     fixed, dynamic = tmp_path / "fixed.onnx", tmp_path / "dynamic.onnx"
     assert export_main([str(sized_model), "-o", str(fixed), "--check-frames", "1"]) == 0

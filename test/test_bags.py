@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from fcn_road_seg import kitti2bag, segment_bag
+from fcn_road_seg.tools import kitti2bag, segment_bag
 from fcn_road_seg.errors import DataError
 from fcn_road_seg.segmenter import Segmenter
 

@@ -12,10 +12,10 @@ import torch
 
 from conftest import devkit_bev_labels, level_road_calib, write_calib
 from fcn_road_seg.errors import DataError
-from fcn_road_seg.geometry import KittiBev, kitti_road_homography
-from training import data
-from training.bev import COLOURS, BevMeter, bev_picture
-from training.metrics import RoadEvaluator
+from fcn_road_seg.training.bev import KittiBev, kitti_road_homography
+from fcn_road_seg.training import data
+from fcn_road_seg.training.bev import COLOURS, BevMeter, bev_picture
+from fcn_road_seg.training.metrics import RoadEvaluator
 
 
 def test_bev_meter_counts_the_devkit_cells() -> None:

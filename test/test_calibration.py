@@ -17,7 +17,7 @@ from fcn_road_seg.metadata import read_sidecar
 from fcn_road_seg.errors import ModelError
 from fcn_road_seg.image import Frame
 from fcn_road_seg.model import RoadProbability, untrained_model
-from training import calibration as cal
+from fcn_road_seg.training import calibration as cal
 
 
 def meter_of(p: list[float], y: list[int]) -> dict:
@@ -94,7 +94,7 @@ def test_torch_and_onnx_apply_the_temperature(tempered: Path, tmp_path: Path) ->
     P_T = sigmoid(logit(P_1) / T) pixel by pixel.
     """
     pytest.importorskip("onnxruntime")
-    from training.export import main as export_main
+    from fcn_road_seg.training.export import main as export_main
 
     frame = Frame(np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8), "rgb8")
     torch_b = load_backend(tempered, "torch", "cpu")

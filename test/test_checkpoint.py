@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from fcn_road_seg.model import build_model, load_checkpoint_model
-from training.checkpoint import save_checkpoint, slim_checkpoint
-from training.train import get_args_parser
+from fcn_road_seg.model import load_checkpoint_model
+from fcn_road_seg.training.weights import build_model
+from fcn_road_seg.training.checkpoint import save_checkpoint, slim_checkpoint
+from fcn_road_seg.training.train import get_args_parser
 
 
 def test_checkpoint_write_is_atomic(tmp_path: Path) -> None:

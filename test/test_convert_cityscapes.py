@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from training import data
-from training.convert_cityscapes import main
+from fcn_road_seg.training import data
+from fcn_road_seg.training.convert_cityscapes import main
 
 
 def cityscapes(root: Path) -> np.ndarray:

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from fcn_road_seg.errors import DataError
-from training import data
-from training import transforms as T
+from fcn_road_seg.training import data
+from fcn_road_seg.training import transforms as T
 
 RGB = {"road": (255, 0, 255), "nonroad": (255, 0, 0), "ignore": (0, 0, 0)}
 

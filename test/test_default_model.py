@@ -13,8 +13,8 @@ from fcn_road_seg.backends import check_companion, int8_companion, load_backend
 from fcn_road_seg.image import Frame
 from fcn_road_seg.metadata import read_sidecar, sha256_file
 from fcn_road_seg.model import default_model_path
-from training import data
-from training.evaluate import evaluate_backend
+from fcn_road_seg.training import data
+from fcn_road_seg.training.evaluate import evaluate_backend
 
 from conftest import ROOT
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 from rosbags.rosbag2 import Reader
 
-from fcn_road_seg import bags, demo
+from fcn_road_seg.tools import bags, demo
 from fcn_road_seg.grid import PICTURE_UNKNOWN
-from fcn_road_seg.kitti import read_calib
+from fcn_road_seg.tools.kitti import read_calib
 
 from conftest import read_bag, video_frames, write_calib
 

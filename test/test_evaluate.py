@@ -13,10 +13,10 @@ import torch
 from conftest import devkit_bev_labels, level_road_calib, write_calib
 from fcn_road_seg.errors import DataError, one_line
 from fcn_road_seg.model import FCN8s
-from training import data
-from training import evaluate as ev
-from training.bev import BevMeter
-from training.metrics import METRIC_KEYS
+from fcn_road_seg.training import data
+from fcn_road_seg.training import evaluate as ev
+from fcn_road_seg.training.bev import BevMeter
+from fcn_road_seg.training.metrics import METRIC_KEYS
 
 
 def test_predict_resizes_and_restores_size() -> None:

@@ -13,8 +13,8 @@ import torch
 from fcn_road_seg.metadata import read_sidecar, sha256_file
 from fcn_road_seg.backends.onnx_backend import OnnxBackend
 from fcn_road_seg.errors import ModelError
-from training import export as export_module
-from training.export import Parity, Tolerance, check_parity, main
+from fcn_road_seg.training import export as export_module
+from fcn_road_seg.training.export import Parity, Tolerance, check_parity, main
 
 from conftest import KITTI_FRAMES
 

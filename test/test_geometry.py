@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from fcn_road_seg import geometry
+from fcn_road_seg.training import bev as devkit
 from fcn_road_seg.errors import DataError
-from fcn_road_seg.kitti import read_calib
+from fcn_road_seg.tools.kitti import read_calib
 
 from conftest import distorted_pixel, level_road_calib
 
@@ -64,7 +65,7 @@ def test_quaternion_rotation_matches_a_known_rotation() -> None:
 
 
 def test_devkit_bev_shape_and_cell_centres() -> None:
-    params = geometry.BevParams()
+    params = devkit.BevParams()
     x, z = params.cell_centres()
     assert params.shape == (800, 400) == x.shape
     assert x[0, 0] == pytest.approx(-9.975) and z[0, 0] == pytest.approx(45.975)
@@ -73,7 +74,7 @@ def test_devkit_bev_shape_and_cell_centres() -> None:
 
 def test_kitti_bev_takes_the_devkit_pixel_on_a_synthetic_calibration() -> None:
     height, width = 375, 1242
-    bev = geometry.KittiBev(geometry.kitti_road_homography(level_road_calib()), (height, width))
+    bev = devkit.KittiBev(devkit.kitti_road_homography(level_road_calib()), (height, width))
     index = np.arange(height * width, dtype=np.float32).reshape(
         height, width
     )  # every pixel its own value
@@ -100,7 +101,7 @@ def test_kitti_bev_matches_the_devkit_formula_on_the_real_calibration() -> None:
     r0[:3, :3] = calib["R0_rect"].reshape(3, 3)
     tr = np.vstack([calib["Tr_cam_to_road"].reshape(3, 4), [0, 0, 0, 1]])
     tr33 = (p2 @ r0 @ np.linalg.inv(tr))[:, [0, 2, 3]]  # the devkit's KittiCalibration.setup
-    bev = geometry.KittiBev.from_file(CALIB, (375, 1242))
+    bev = devkit.KittiBev.from_file(CALIB, (375, 1242))
     rng = np.random.default_rng(0)
     for row, col in zip(rng.integers(0, 800, 200), rng.integers(0, 400, 200)):
         x, z = np.float32(-10 + 0.025 + 0.05 * col), np.float32(46 - 0.025 - 0.05 * row)
@@ -119,11 +120,11 @@ def test_kitti_bev_matches_the_devkit_formula_on_the_real_calibration() -> None:
 
 
 def test_kitti_bev_of_the_real_ground_truth_has_the_road_ahead(kitti_road_root: Path) -> None:
-    from training import data
+    from fcn_road_seg.training import data
 
     sample = next(s for s in data.list_samples(kitti_road_root) if s.stem == "um_000000")
     target = data.read_target(sample.target)
-    bev = geometry.KittiBev.from_file(CALIB, target.shape).transform(
+    bev = devkit.KittiBev.from_file(CALIB, target.shape).transform(
         target, outside=data.IGNORE_INDEX
     )
     road, valid = bev == 1, bev != data.IGNORE_INDEX
@@ -137,7 +138,7 @@ def test_incomplete_calibration_names_the_file_and_key(tmp_path: Path) -> None:
     with pytest.raises(
         DataError, match=r"um_000001\.txt: 'Tr_cam_to_road' must hold 12 numbers \(missing\)"
     ):
-        geometry.KittiBev.from_file(bad, (375, 1242))
+        devkit.KittiBev.from_file(bad, (375, 1242))
 
 
 # --------------------------------------------------------------------------- distorted lenses
@@ -251,5 +252,5 @@ def test_a_calibration_that_is_no_camera_names_the_file_and_key(
     """An all-zero Tr_cam_to_road raised LinAlgError; NaN in P2 dropped the frame silently, inf
     in Tr gave a wrong cell count, an all-zero P2 a view of nothing."""
     with pytest.raises(DataError) as info:
-        geometry.kitti_road_homography(_spoiled(key, index, value), "calib/um_000007.txt")
+        devkit.kitti_road_homography(_spoiled(key, index, value), "calib/um_000007.txt")
     assert str(info.value).startswith(f"calib/um_000007.txt: {words}")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fcn_road_seg import geometry
-from fcn_road_seg.bags import camera_info, header
+from fcn_road_seg.tools.bags import camera_info, header
 from fcn_road_seg.errors import OptionError
 from fcn_road_seg.grid import (
     PICTURE_TICK,
@@ -22,7 +22,7 @@ from fcn_road_seg.grid import (
     mount,
     picture,
 )
-from fcn_road_seg.kitti import CameraModel, read_calib
+from fcn_road_seg.tools.kitti import CameraModel, read_calib
 
 from conftest import distorted_pixel
 
@@ -345,14 +345,14 @@ def test_grid_and_devkit_bev_agree_on_the_real_ground_truth(kitti_road_root: Pat
     Two samplings through one homography: the grid's bilinear 0-based maps, the devkit's 1-based
     nearest pixels.
     """
-    from training import data
+    from fcn_road_seg.training import bev as devkit, data
 
     target = data.read_target(kitti_road_root / "training" / "gt_image_2" / "um_road_000000.png")
     road = np.where(target == 1, 255, 0).astype(np.uint8)
     # the devkit's view: x -10..10 m (right), z 6..46 m;
     # the same cells in the grid: x 6..46 m, y 10..-10 m
     cells = kitti_grid(GridSpec(0.05, (6.0, 46.0), (-10.0, 10.0))).occupancy(road, road)
-    bev = geometry.KittiBev.from_file(CALIB, target.shape).transform(road, outside=127)
+    bev = devkit.KittiBev.from_file(CALIB, target.shape).transform(road, outside=127)
     as_bev = cells.T[::-1, ::-1]  # rows: far to near; columns: left (y = +10) to right
     seen = (as_bev != -1) & (bev != 127)
     assert seen.mean() > 0.5

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fcn_road_seg.model import read_checkpoint, untrained_model
-from training.interpolate import main
+from fcn_road_seg.training.interpolate import main
 
 
 def save(path: Path, seed: int, **meta) -> dict[str, torch.Tensor]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fcn_road_seg.errors import DataError, OptionError
-from fcn_road_seg.kitti import (
+from fcn_road_seg.tools.kitti import (
     camera_model,
     detect_layout,
     kitti_frames,

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fcn_road_seg import bags, kitti2bag
+from fcn_road_seg.tools import bags, kitti2bag
 from fcn_road_seg.errors import DataError
-from fcn_road_seg.kitti import parse_stamp
+from fcn_road_seg.tools.kitti import parse_stamp
 
 from conftest import ROAD_NAMES, leftovers, p2_for, png_claiming, read_bag
 

@@ -30,7 +30,7 @@ from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from fcn_road_seg import image  # noqa: E402
-from fcn_road_seg.node import make_image  # noqa: E402
+from fcn_road_seg.ros.node import make_image  # noqa: E402
 
 from conftest import close_probe, open_probe, spin_until, write_launch_params, write_tiny_model  # noqa: E402
 

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fcn_road_seg import media
+from fcn_road_seg.tools import media
 from fcn_road_seg.image import Frame
 from fcn_road_seg.segmenter import make_segmenter
 

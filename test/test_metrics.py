@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.metrics import RoadEvaluator, hard_metrics
+from fcn_road_seg.training.metrics import RoadEvaluator, hard_metrics
 
 THRESH = np.arange(256) / 255.0
 

@@ -16,11 +16,10 @@ from fcn_road_seg.model import (
     POOL4_END,
     POOL4_SCALE,
     FCN8s,
-    build_model,
     scaled_size,
     working_height_of,
-    load_vgg16_weights,
 )
+from fcn_road_seg.training.weights import build_model, load_vgg16_weights
 
 LIGHT = {"fc_channels": 16, "fc6_kernel": 3}
 

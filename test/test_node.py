@@ -27,7 +27,7 @@ from std_msgs.msg import Header  # noqa: E402
 
 from fcn_road_seg import image  # noqa: E402
 from fcn_road_seg.backends import load_backend  # noqa: E402
-from fcn_road_seg.node import PARAMETERS, RoadSegNode, main, make_image  # noqa: E402
+from fcn_road_seg.ros.node import PARAMETERS, RoadSegNode, main, make_image  # noqa: E402
 from fcn_road_seg.segmenter import Segmenter, check_setting  # noqa: E402
 
 from conftest import kitti_frame, spin_until  # noqa: E402
@@ -310,7 +310,7 @@ def test_cpu_threads_and_its_former_name_onnx_threads(
     int8_checkpoint: Path, cpu: int, onnx: int, threads: int | None
 ) -> None:
     pytest.importorskip("openvino")
-    from fcn_road_seg.node import build_segmenter
+    from fcn_road_seg.ros.node import build_segmenter
 
     params = {name: default for name, (default, _, _) in PARAMETERS.items()}
     params.update(model_path=str(int8_checkpoint), backend="openvino", device="cpu")
@@ -622,7 +622,7 @@ def test_lifecycle_publishes_only_while_active(
 ) -> None:
     from lifecycle_msgs.msg import State
 
-    from fcn_road_seg.lifecycle_node import RoadSegLifecycleNode
+    from fcn_road_seg.ros.lifecycle_node import RoadSegLifecycleNode
 
     node = RoadSegLifecycleNode(context=context, parameter_overrides=overrides)
     executor = SingleThreadedExecutor(context=context)
@@ -666,7 +666,7 @@ def test_lifecycle_configure_fails_cleanly_on_a_bad_model(
 ) -> None:
     from lifecycle_msgs.msg import State
 
-    from fcn_road_seg.lifecycle_node import RoadSegLifecycleNode
+    from fcn_road_seg.ros.lifecycle_node import RoadSegLifecycleNode
 
     bad = [p for p in overrides if p.name != "model_path"] + [
         Parameter("model_path", value=str(tmp_path / "x.pt"))
@@ -694,7 +694,7 @@ def test_lifecycle_configure_is_all_or_nothing_and_shutdown_always_works(
     from lifecycle_msgs.msg import State
     from rclpy.lifecycle import TransitionCallbackReturn
 
-    from fcn_road_seg.lifecycle_node import RoadSegLifecycleNode
+    from fcn_road_seg.ros.lifecycle_node import RoadSegLifecycleNode
 
     node = RoadSegLifecycleNode(context=context, parameter_overrides=[*overrides, *bad])
     try:
@@ -714,7 +714,7 @@ def test_lifecycle_configure_with_a_bad_qos_override_fails_cleanly(
     from lifecycle_msgs.msg import State
     from rclpy.lifecycle import TransitionCallbackReturn
 
-    from fcn_road_seg.lifecycle_node import RoadSegLifecycleNode
+    from fcn_road_seg.ros.lifecycle_node import RoadSegLifecycleNode
 
     bad = Parameter("qos_overrides./road_seg/confidence.publisher.reliability", value="sometimes")
     node = RoadSegLifecycleNode(context=context, parameter_overrides=[*overrides, bad])

@@ -18,7 +18,7 @@ from fcn_road_seg.backends import load_backend
 from fcn_road_seg.errors import ModelError
 from fcn_road_seg.image import Frame
 from fcn_road_seg.model import default_model_path, load_checkpoint_model
-from training.export import export_onnx
+from fcn_road_seg.training.export import export_onnx
 
 from conftest import KITTI_FRAMES
 
@@ -206,7 +206,7 @@ def test_default_int8_maxf_on_held_out_kitti_is_within_0_3_of_fp32(
     default_model: Path, kitti_road_root: Path, tmp_path: Path
 ) -> None:
     """``fcn-road-eval --backend openvino`` on the seeded validation split (46 frames)."""
-    from training.evaluate import main as evaluate_main
+    from fcn_road_seg.training.evaluate import main as evaluate_main
 
     out = tmp_path / "eval"
     args = ["--data-path", str(kitti_road_root), "--model", str(default_model), "--output"]

@@ -40,7 +40,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Quantized on the shipped KITTI frames.
     """
-    from training.export import main as export_main
+    from fcn_road_seg.training.export import main as export_main
 
     folder = tmp_path_factory.mktemp("int8")
     model = untrained_model(fc_channels=32, fc6_kernel=3)
@@ -107,8 +107,8 @@ def test_tensorrt_int8_is_symmetric_int8_on_the_convs(
     from fcn_road_seg.backends import backend_for
     from fcn_road_seg.image import read_rgb_folder
     from fcn_road_seg.model import load_checkpoint_model
-    from training.export import export_onnx
-    from training.quantize import fitted_frames, quantize_int8
+    from fcn_road_seg.training.export import export_onnx
+    from fcn_road_seg.training.quantize import fitted_frames, quantize_int8
 
     fp32, out = tmp_path / "m.onnx", tmp_path / "m.trt-int8.onnx"
     export_onnx(load_checkpoint_model(model_dir / "m.pt"), fp32, (96, 320))
@@ -187,7 +187,7 @@ def test_a_stale_companion_is_not_used(model_dir: Path, tmp_path: Path) -> None:
 
 def _replace_with_a_64x64_model(folder: Path) -> None:
     """Another (untrained, 64x64) ONNX model put in the companion's place, its sidecar kept."""
-    from training.export import export_onnx
+    from fcn_road_seg.training.export import export_onnx
 
     export_onnx(
         untrained_model(seed=3, fc_channels=32, fc6_kernel=3), folder / "m.int8.onnx", (64, 64)
@@ -258,7 +258,7 @@ def test_a_companion_its_metadata_does_not_vouch_for_gives_way_with_one_warning(
 
 def test_a_dynamic_companion_is_accepted(model_dir: Path, tmp_path: Path) -> None:
     """A companion exported with symbolic height and width, its sidecar saying ``dynamic``."""
-    from training.export import main as export_main
+    from fcn_road_seg.training.export import main as export_main
 
     shutil.copy(model_dir / "m.pt", tmp_path / "m.pt")
     out = tmp_path / "m.int8.onnx"
@@ -274,7 +274,7 @@ def test_a_dynamic_companion_is_accepted(model_dir: Path, tmp_path: Path) -> Non
 def test_int8_needs_calibration_frames_and_fp32(
     model_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from training.export import main as export_main
+    from fcn_road_seg.training.export import main as export_main
 
     assert export_main([str(model_dir / "m.pt"), "--int8", "-o", str(model_dir / "x.onnx")]) == 1
     assert "--int8 needs --calib-dir and an fp32 model" in capsys.readouterr().err
@@ -287,7 +287,7 @@ def test_dynamic_int8_runs_each_frame_at_the_working_scale(
     """One dynamic QDQ model serves every frame shape, calibrated on two "datasets"."""
     import onnx
 
-    from training.export import main as export_main
+    from fcn_road_seg.training.export import main as export_main
 
     small = tmp_path / "small"  # a second camera: 4:3 frames of 180x240
     small.mkdir()

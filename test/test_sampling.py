@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from training.sampling import BalancedEpochSampler, EpochSampler, EpochSeeded
+from fcn_road_seg.training.sampling import BalancedEpochSampler, EpochSampler, EpochSeeded
 
 
 def test_epoch_sampler_skips_done_batches() -> None:

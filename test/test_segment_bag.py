@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader, Writer
 
-from fcn_road_seg import bags, exports, geometry, image, segment_bag
+from fcn_road_seg.tools import bags, exports, segment_bag
+from fcn_road_seg import geometry, image
 from fcn_road_seg import segmenter as segmenter_module
 from fcn_road_seg.backends import load_backend
 from fcn_road_seg.errors import DataError, OptionError
 from fcn_road_seg.grid import Camera, GridSpec, GroundGrid
 from fcn_road_seg.image import from_array
-from fcn_road_seg.kitti import CameraModel
+from fcn_road_seg.tools.kitti import CameraModel
 from fcn_road_seg.segmenter import Segmenter
 
 from conftest import (

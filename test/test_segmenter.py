@@ -14,7 +14,7 @@ import torch
 from rosbags.typesys import Stores, get_typestore
 
 from fcn_road_seg.backends import Backend, load_backend
-from fcn_road_seg.bags import make_image
+from fcn_road_seg.tools.bags import make_image
 from fcn_road_seg.errors import ImageError
 from fcn_road_seg.model import RoadProbability, load_checkpoint_model
 from fcn_road_seg.segmenter import Segmenter, check_setting

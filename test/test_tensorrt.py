@@ -528,7 +528,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU for TensorRT")
     from fcn_road_seg.model import FCN8s
-    from training.export import export_onnx
+    from fcn_road_seg.training.export import export_onnx
 
     torch.manual_seed(0)
     model = FCN8s(fc_channels=32, fc6_kernel=3).eval()
@@ -610,7 +610,7 @@ def test_tensorrt_ready_int8_builds_and_agrees_with_onnx_runtime(
     """``quantize_int8(tensorrt=True)``'s symmetric Q/DQ is what TensorRT builds (10 and 11)."""
     from fcn_road_seg.backends import fit
     from fcn_road_seg.backends.tensorrt_build import build_engine
-    from training.quantize import quantize_int8
+    from fcn_road_seg.training.quantize import quantize_int8
 
     pytest.importorskip("onnxruntime")
     fitted = [fit(torch.from_numpy(f.pixels)[None], (96, 320), "stretch")[0] for f in frames()]

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from training import data
-from training import evaluate as ev
-from training import train as tr
-from training.metrics import hard_metrics
+from fcn_road_seg.training import data
+from fcn_road_seg.training import evaluate as ev
+from fcn_road_seg.training import train as tr
+from fcn_road_seg.training.metrics import hard_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -325,7 +325,7 @@ def test_amp_and_scaler_only_on_cuda() -> None:
 
 
 def torchrun(args: list[str]) -> subprocess.CompletedProcess:
-    """``training.train`` under torchrun: 2 CPU processes of one thread each; it must succeed."""
+    """``fcn_road_seg.training.train`` under torchrun: 2 CPU processes of one thread each."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable,
@@ -334,7 +334,7 @@ def torchrun(args: list[str]) -> subprocess.CompletedProcess:
         "--standalone",
         "--nproc_per_node=2",
         "-m",
-        "training.train",
+        "fcn_road_seg.training.train",
         *args,
     ]
     result = subprocess.run(

@@ -10,10 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fcn_road_seg import weights as W
+from fcn_road_seg.training import weights as W
 from fcn_road_seg.errors import ModelError
 from fcn_road_seg.metadata import sha256_file
-from fcn_road_seg.model import FCN8s, build_model
+from fcn_road_seg.model import FCN8s
+from fcn_road_seg.training.weights import build_model
 
 from conftest import ROOT
 

@@ -15,9 +15,9 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .atomic import atomic_path
-from .bounds import FPS
-from .errors import DataError
+from ..atomic import atomic_path
+from ..bounds import FPS
+from ..errors import DataError
 
 SHEET_TILES, SHEET_COLUMNS, THUMB_WIDTH = 24, 4, 320
 LIVE_TILE_EVERY = 10  # without a known frame count (a camera), one tile every this many frames

@@ -23,8 +23,8 @@ from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, TypesysError, get_typestore
 from rosbags.typesys.store import Typestore
 
-from .atomic import atomic_path, check_target
-from .errors import DataError
+from ..atomic import atomic_path, check_target
+from ..errors import DataError
 from .kitti import CameraModel
 
 IMAGE = "sensor_msgs/msg/Image"

@@ -1,7 +1,7 @@
 """The main job, offline: KITTI frames -> rosbag2 bag -> segmented bag, overlay MP4, contact sheet.
 
-``python -m fcn_road_seg.demo [--out out/demo]`` converts the real KITTI Road frames shipped in
-``data/kitti/`` with ``kitti2bag`` (images and camera_info from their recording day's
+``python -m fcn_road_seg.tools.demo [--out out/demo]`` converts the real KITTI Road frames
+shipped in ``data/kitti/`` with ``kitti2bag`` (images and camera_info from their recording day's
 calibration), segments the bag with ``segment_bag`` (the node's per-frame core) using the shipped
 default model, with the drivable-area grid, and prints where everything is and the frame rate.
 The contact sheet shows each overlay beside its grid seen from above. Without the default model it
@@ -17,16 +17,16 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import geometry
+from .. import geometry
 from .bags import BAG_VERSION, IMAGE_TOPIC, INFO_TOPIC, SEG_NAMESPACE
-from .errors import DataError, run_cli
-from .grid import MOUNT, TARGET_FRAME, GridSpec, GroundGrid
+from ..errors import DataError, run_cli
+from ..grid import MOUNT, TARGET_FRAME, GridSpec, GroundGrid
 from .kitti2bag import kitti2bag
-from .model import default_model_path, save_model, untrained_model
+from ..model import default_model_path, save_model, untrained_model
 from .segment_bag import BagGrid, print_segment_summary, segment_bag
-from .segmenter import make_segmenter
+from ..segmenter import make_segmenter
 
-FRAMES = Path(__file__).resolve().parent.parent / "data" / "kitti"
+FRAMES = Path(__file__).resolve().parents[2] / "data" / "kitti"
 #: KITTI Road's um_000000 calibration file; its P2 is that of 2011-09-26, the shipped frames' day
 CALIB = FRAMES / "calib_2011_09_26.txt"
 INPUT_BAG, OUTPUT_BAG, VIDEO, SHEET = (
@@ -153,9 +153,9 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m fcn_road_seg.demo [--out DIR]``."""
+    """``python -m fcn_road_seg.tools.demo [--out DIR]``."""
     p = argparse.ArgumentParser(
-        prog="python -m fcn_road_seg.demo", description=__doc__.splitlines()[0]
+        prog="python -m fcn_road_seg.tools.demo", description=__doc__.splitlines()[0]
     )
     p.add_argument(
         "--out",

@@ -20,12 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from fcn_road_seg.atomic import atomic_path, check_target
-from fcn_road_seg.backends import BACKENDS, Backend, load_backend
-from fcn_road_seg.bounds import VAL_FRACTION
-from fcn_road_seg.errors import DataError, RoadSegError, one_line
-from fcn_road_seg.image import Frame
-from fcn_road_seg.model import scaled_size
+from ..atomic import atomic_path, check_target
+from ..backends import BACKENDS, Backend, load_backend
+from ..bounds import VAL_FRACTION
+from ..errors import DataError, RoadSegError, one_line
+from ..image import Frame
+from ..model import scaled_size
 
 from . import data
 from .bev import BevMeter

@@ -14,6 +14,7 @@ when they call it.
 from __future__ import annotations
 
 import array
+import sys
 import threading
 import time
 from typing import Any, Callable
@@ -40,11 +41,11 @@ from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
-from . import geometry
-from .backends import BACKENDS, RESIZE_POLICIES, BackendOptions
-from .bounds import CAMERA_ANGLE, CAMERA_HEIGHT, GRID_RESOLUTION, WORKSPACE_GB, Bounds
-from .errors import ImageError, OptionError, RoadSegError
-from .grid import (
+from .. import geometry
+from ..backends import BACKENDS, RESIZE_POLICIES, BackendOptions
+from ..bounds import CAMERA_ANGLE, CAMERA_HEIGHT, GRID_RESOLUTION, WORKSPACE_GB, Bounds
+from ..errors import ImageError, OptionError, RoadSegError
+from ..grid import (
     TARGET_FRAME,
     MOUNT,
     OCCUPANCY_MODES,
@@ -54,11 +55,11 @@ from .grid import (
     grid_spec,
     mount,
 )
-from .image import MAX_PIXELS, MIN_SIDE
-from .latest import Latest
-from .segmenter import Segmenter, check_setting, make_segmenter
-from .stats import Stats, health
-from .throttle import ReasonThrottle
+from ..image import MAX_PIXELS, MIN_SIDE
+from ..latest import Latest
+from ..segmenter import Segmenter, check_setting, make_segmenter
+from ..stats import Stats, health
+from ..throttle import ReasonThrottle
 
 NODE_NAME = "road_segmentation"
 RUNTIME = ("threshold", "overlay_alpha", "overlay_color")
@@ -644,3 +645,7 @@ def spin(node_class: type[Node], args: list[str] | None = None) -> int:
 def main(args: list[str] | None = None) -> int:
     """Run the road_segmentation node."""
     return spin(RoadSegNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .bounds import FPS
-from .errors import DataError
+from ..bounds import FPS
+from ..errors import DataError
 
 LAYOUTS = ("road", "raw")
 RAW_CALIB = "calib_cam_to_cam.txt"

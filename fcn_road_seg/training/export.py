@@ -25,13 +25,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from fcn_road_seg.atomic import atomic_path
-from fcn_road_seg.backends import fit
-from fcn_road_seg.metadata import sha256_file, write_sidecar
-from fcn_road_seg.backends.onnx_backend import OnnxBackend
-from fcn_road_seg.errors import ModelError, run_cli
-from fcn_road_seg.image import read_rgb_folder
-from fcn_road_seg.model import (
+from ..atomic import atomic_path
+from ..backends import fit
+from ..metadata import sha256_file, write_sidecar
+from ..backends.onnx_backend import OnnxBackend
+from ..errors import ModelError, run_cli
+from ..image import read_rgb_folder
+from ..model import (
     INPUT,
     OUTPUT,
     STRIDE,
@@ -148,7 +148,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         nargs="*",
         default=[],
         metavar="NODE",
-        help="ONNX node names to leave in float (see training.quantize.conv_nodes)",
+        help="ONNX node names to leave in float (see fcn_road_seg.training.quantize.conv_nodes)",
     )
     p.add_argument(
         "--opset",

@@ -19,8 +19,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from fcn_road_seg.model import scaled_size
-from fcn_road_seg.weights import IMAGENET_MEAN
+from ..model import scaled_size
+from ..model import IMAGENET_MEAN
 
 from .data import IGNORE_INDEX
 

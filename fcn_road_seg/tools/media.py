@@ -29,13 +29,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .atomic import check_target, fsync_tree, temp_dir_for
-from .bounds import FPS
-from .errors import DataError, ImageError, run_cli
+from ..atomic import check_target, fsync_tree, temp_dir_for
+from ..bounds import FPS
+from ..errors import DataError, ImageError, run_cli
 from .exports import OverlayExports, write_png
-from .image import MAX_PIXELS, Frame, read_image
-from .model import default_model_path
-from .segmenter import Segmenter, add_segmenter_arguments, segmenter_from_args
+from ..image import MAX_PIXELS, Frame, read_image
+from ..model import default_model_path
+from ..segmenter import Segmenter, add_segmenter_arguments, segmenter_from_args
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 KITTI_STEM = re.compile(r"^(um|umm|uu)_(\d{6})$")

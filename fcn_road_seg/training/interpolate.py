@@ -16,9 +16,9 @@ from typing import Any, Sequence
 
 import torch
 
-from fcn_road_seg.atomic import atomic_path
-from fcn_road_seg.errors import DataError, run_cli
-from fcn_road_seg.model import read_checkpoint
+from ..atomic import atomic_path
+from ..errors import DataError, run_cli
+from ..model import read_checkpoint
 
 
 def interpolate(a: str | Path, b: str | Path, alpha: float) -> dict[str, Any]:

@@ -9,12 +9,13 @@ shutdown   -> all of the above, from any state
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from .errors import RoadSegError
+from ..errors import RoadSegError
 from .node import NODE_NAME, RoadSeg, declare_parameters, spin
 
 
@@ -88,3 +89,7 @@ def main(args: list[str] | None = None) -> int:
     It stays unconfigured until a manager or ``ros2 lifecycle set`` configures it.
     """
     return spin(RoadSegLifecycleNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

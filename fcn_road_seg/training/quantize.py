@@ -15,10 +15,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from fcn_road_seg.backends import fit
-from fcn_road_seg.backends.onnx_backend import import_onnxruntime
-from fcn_road_seg.errors import ModelError
-from fcn_road_seg.model import INPUT
+from ..backends import fit
+from ..backends.onnx_backend import import_onnxruntime
+from ..errors import ModelError
+from ..model import INPUT
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 

@@ -12,6 +12,7 @@ import argparse
 import bisect
 import contextlib
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,12 +41,12 @@ from .bags import (
     refuse_existing,
     typestore,
 )
-from .bounds import FPS
-from .errors import DataError, ImageError, run_cli
+from ..bounds import FPS
+from ..errors import DataError, ImageError, run_cli
 from .exports import SHEET_COLUMNS, SHEET_TILES, THUMB_WIDTH, OverlayExports, stamp_label, to_bgr
-from .grid import Camera, GroundGrid, add_grid_arguments, grid_from_args, picture
-from .model import default_model_path
-from .segmenter import (
+from ..grid import Camera, GroundGrid, add_grid_arguments, grid_from_args, picture
+from ..model import default_model_path
+from ..segmenter import (
     OUTPUTS,
     Segmenter,
     add_segmenter_arguments,
@@ -383,3 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if reason:
             p.error(reason)
     return run_cli(_segment_bag, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from fcn_road_seg.errors import DataError
+from ..errors import DataError
 
 IGNORE_INDEX = 255
 KNOWN_COLOURS = (

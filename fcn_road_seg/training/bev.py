@@ -1,12 +1,13 @@
 """The devkit's bird's-eye-view evaluation, the view the KITTI server ranks by.
 
-Each frame's P(road) and labels go through ``geometry.KittiBev`` with the frame's
+Each frame's P(road) and labels go through ``KittiBev`` with the frame's
 ``calib/<stem>.txt``; the cells are then counted as in the camera view (``metrics.RoadEvaluator``).
 The first frames are also drawn (``bev_picture``), as the node's 0.5 mask sees them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -14,13 +15,115 @@ import cv2
 import numpy as np
 import torch
 
-from fcn_road_seg.atomic import atomic_path
-from fcn_road_seg.errors import DataError
-from fcn_road_seg.geometry import BevParams, KittiBev, kitti_road_homography
-from fcn_road_seg.kitti import read_calib
+from ..atomic import atomic_path
+from ..errors import DataError
+from ..geometry import LookupMaps, plane_homography, project
+from ..tools.kitti import read_calib
 
 from . import data
 from .metrics import RoadEvaluator
+
+
+@dataclass(frozen=True)
+class BevParams:
+    """The devkit's bird's-eye view: lateral x and forward z limits (m) and the cell size."""
+
+    x_limits: tuple[float, float] = (-10.0, 10.0)
+    z_limits: tuple[float, float] = (6.0, 46.0)
+    resolution: float = 0.05
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows along z, columns along x): 800 x 400 for the devkit's view."""
+        return (
+            round((self.z_limits[1] - self.z_limits[0]) / self.resolution),
+            round((self.x_limits[1] - self.x_limits[0]) / self.resolution),
+        )
+
+    def cell_centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """(x, z) of every cell centre, as in the devkit.
+
+        Row 0 is the far edge, column 0 the left edge.
+        """
+        res = self.resolution
+        x = np.arange(self.x_limits[0] + res / 2, self.x_limits[1], res)
+        z = np.arange(self.z_limits[1] - res / 2, self.z_limits[0], -res)
+        if (len(z), len(x)) != self.shape:
+            raise ValueError(
+                f"limits {self.x_limits}, {self.z_limits} are not whole multiples of {res} m"
+            )
+        return np.meshgrid(x, z)
+
+
+def kitti_road_homography(
+    calib: dict[str, np.ndarray], source: Path | str = "calibration"
+) -> np.ndarray:
+    """The devkit's Tr33: road plane (x, z, 1) -> image, from P2, R0_rect and Tr_cam_to_road."""
+    sizes = {"P2": 12, "R0_rect": 9, "Tr_cam_to_road": 12}
+    for key, size in sizes.items():
+        if key not in calib or calib[key].size != size:
+            found = "missing" if key not in calib else f"{calib[key].size} numbers"
+            raise DataError(f"{source}: '{key}' must hold {size} numbers ({found})")
+        if not np.isfinite(calib[key]).all():
+            raise DataError(f"{source}: '{key}' holds numbers that are not finite")
+    p2 = calib["P2"].reshape(3, 4)
+    if not (p2[0, 0] > 0 and p2[1, 1] > 0 and p2[2, 2] > 0):
+        raise DataError(f"{source}: 'P2' is not a camera (fx, fy or P2[2,2] is not positive)")
+    r0 = np.eye(4)
+    r0[:3, :3] = calib["R0_rect"].reshape(3, 3)
+    road_from_cam = np.vstack([calib["Tr_cam_to_road"].reshape(3, 4), [0.0, 0.0, 0.0, 1.0]])
+    for key, rotation in (("R0_rect", r0[:3, :3]), ("Tr_cam_to_road", road_from_cam[:3, :3])):
+        if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3):
+            raise DataError(f"{source}: '{key}' does not hold a rotation")
+    return plane_homography(p2 @ r0, np.linalg.inv(road_from_cam), axes=(0, 2))
+
+
+class KittiBev:
+    """The devkit's ``transform2BEV`` of one frame.
+
+    Camera-view maps -> the 800 x 400 bird's-eye view. Each cell takes the pixel the devkit takes:
+    it treats the projection (u, v) as 1-based, keeps cells with 1 <= u <= W and 1 <= v <= H, and
+    reads pixel (floor(v) - 1, floor(u) - 1). Cells it does not keep are 0 in the devkit's images,
+    i.e. outside the evaluation area.
+    """
+
+    def __init__(
+        self, homography: np.ndarray, image_size: tuple[int, int], params: BevParams = BevParams()
+    ) -> None:
+        x, z = params.cell_centres()
+        # the devkit projects float32 cell centres: the same rounding lands on the same pixels
+        u, v, _ = project(
+            homography,
+            x.astype(np.float32).astype(np.float64),
+            z.astype(np.float32).astype(np.float64),
+        )
+        height, width = image_size
+        known = (v >= 1) & (u >= 1) & (v <= height) & (u <= width)
+        self.maps = LookupMaps(
+            np.where(known, np.floor(u) - 1, -1).astype(np.float32),
+            np.where(known, np.floor(v) - 1, -1).astype(np.float32),
+            known,
+            (height, width),
+        )
+
+    @classmethod
+    def from_file(
+        cls, calib_file: Path | str, image_size: tuple[int, int], params: BevParams = BevParams()
+    ) -> "KittiBev":
+        """The view for a KITTI Road ``calib/<stem>.txt``.
+
+        DataError naming the file when it is incomplete.
+        """
+        return cls(
+            kitti_road_homography(read_calib(Path(calib_file)), calib_file), image_size, params
+        )
+
+    def transform(self, image: np.ndarray, outside: float = 0) -> np.ndarray:
+        """``image`` in bird's-eye view (nearest pixel, as the devkit).
+
+        Cells out of view get ``outside``.
+        """
+        return self.maps.sample(image, cv2.INTER_NEAREST, outside)
 
 
 EXAMPLES = 4

@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fcn_road_seg.atomic import atomic_path
-from fcn_road_seg.errors import DataError, run_cli
+from ..atomic import atomic_path
+from ..errors import DataError, run_cli
 
 from .data import GT_DIR, IMAGE_DIR, gt_name
 

@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fcn_road_seg.atomic import atomic_path
-from fcn_road_seg.backends import Fit, fit, parse_network_size, unfit
-from fcn_road_seg.errors import RoadSegError, one_line
-from fcn_road_seg.model import FCN8s, read_checkpoint, scaled_size, working_height_of
+from ..atomic import atomic_path
+from ..backends import Fit, fit, parse_network_size, unfit
+from ..errors import RoadSegError, one_line
+from ..model import FCN8s, read_checkpoint, scaled_size, working_height_of
 
 from . import data
 

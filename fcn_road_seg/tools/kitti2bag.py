@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from . import image
+from .. import image
 from .bags import (
     BAG_VERSION,
     CAMERA_INFO,
@@ -28,8 +29,8 @@ from .bags import (
     refuse_existing,
     typestore,
 )
-from .bounds import FPS
-from .errors import DataError, ImageError, run_cli
+from ..bounds import FPS
+from ..errors import DataError, ImageError, run_cli
 from .kitti import LAYOUTS, KittiFrame, camera_model, kitti_frames, parse_stamp
 
 DEFAULT_START = (
@@ -206,3 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return run_cli(_kitti2bag, p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from fcn_road_seg.atomic import atomic_path
-from fcn_road_seg.errors import DataError, RoadSegError, one_line
-from fcn_road_seg.model import FCN8s, build_model, read_checkpoint
+from ..atomic import atomic_path
+from ..errors import DataError, RoadSegError, one_line
+from ..model import FCN8s, read_checkpoint
 
 from . import data
 from .calibration import calibrate, ece_per_dataset, write_calibrated
@@ -44,6 +44,7 @@ from .evaluate import eval_loader, evaluate
 from .metrics import URBAN
 from .sampling import make_train_loader, seed_everything
 from .transforms import train_transforms
+from .weights import build_model
 
 LOG_FIELDS = (
     "epoch",

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from fcn_road_seg.atomic import atomic_path
-from fcn_road_seg.errors import RoadSegError
-from fcn_road_seg.model import REFERENCE_FRAME, FCN8s, scaled_size
+from ..atomic import atomic_path
+from ..errors import RoadSegError
+from ..model import REFERENCE_FRAME, FCN8s, scaled_size
 
 from .data import dataset_name
 

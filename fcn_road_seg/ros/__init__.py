@@ -1,0 +1,1 @@
+"""The ROS 2 adapter: the only modules that import rclpy."""

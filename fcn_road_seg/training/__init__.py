@@ -1,0 +1,1 @@
+"""Training and evaluation: data, transforms, metrics, BEV, calibration, export, weights."""
