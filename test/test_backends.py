@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from fcn_road_seg.backends import PAD_RGB, Fit, backend_for, fit, load_backend, unfit
+from fcn_road_seg.backends import Fit, backend_for, fit, load_backend, unfit
+from fcn_road_seg.backends.base import PAD_RGB
 from fcn_road_seg.metadata import read_sidecar, sidecar_path, write_sidecar
 from fcn_road_seg.backends.onnx_backend import OnnxBackend, input_size
 from fcn_road_seg.backends.torch_backend import TorchBackend
@@ -252,7 +253,7 @@ def test_load_backend_picks_by_file_type(
 def test_auto_picks_tensorrt_only_where_it_can_run(
     small_onnx: Path, monkeypatch: pytest.MonkeyPatch, usable: bool, device: str, expected: str
 ) -> None:
-    monkeypatch.setattr("fcn_road_seg.backends._tensorrt_usable", lambda: usable)
+    monkeypatch.setattr("fcn_road_seg.backends.companion._tensorrt_usable", lambda: usable)
     assert backend_for(small_onnx, "auto", device) == expected
 
 
@@ -366,7 +367,7 @@ def test_sidecar_round_trip_and_errors(tmp_path: Path) -> None:
 
 
 def test_cpu_and_gpu_fitting_agree() -> None:
-    from fcn_road_seg.backends import _fit_cpu, _fit_torch
+    from fcn_road_seg.backends.base import _fit_cpu, _fit_torch
 
     bgr = kitti_frames(1)[0]
     image = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))[None].contiguous()
@@ -548,3 +549,20 @@ def test_onnx_metadata_that_describes_the_file_is_used(
     )
     opened = load_backend(dynamic, "onnxruntime", "cpu")
     assert opened.input_size is None and opened.working_size == (64, 96)
+
+
+@pytest.mark.parametrize("kind", ["torch", "onnxruntime"])
+def test_close_releases_the_network_and_is_idempotent(
+    kind: str, tiny_model: Path, kitti_onnx: Path
+) -> None:
+    """After ``close`` nothing holds the network: its module or session is freed (a weak
+    reference to it dies), and a second ``close`` is harmless."""
+    import gc
+    import weakref
+
+    backend = load_backend(tiny_model if kind == "torch" else kitti_onnx, kind, "cpu")
+    held = weakref.ref(backend.net if kind == "torch" else backend.session)
+    backend.close()
+    backend.close()
+    gc.collect()
+    assert held() is None

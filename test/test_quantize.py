@@ -132,7 +132,7 @@ def test_tensorrt_int8_is_symmetric_int8_on_the_convs(
     assert len(convs) == 18 and all(n.input[1] in dequantized for n in convs)
     assert len(upsamplings) == 3 and not any(n.input[1] in dequantized for n in upsamplings)
     assert OnnxBackend(out, torch.device("cpu")).probability(kitti_frame()).shape == (375, 1242)
-    monkeypatch.setattr("fcn_road_seg.backends._tensorrt_usable", lambda: True)
+    monkeypatch.setattr("fcn_road_seg.backends.companion._tensorrt_usable", lambda: True)
     assert backend_for(out, "auto", "cuda") == "tensorrt"
 
 

@@ -317,7 +317,7 @@ def test_the_onnx_runtime_int8_companion_stays_off_tensorrt(
         "its Q/DQ nodes have int32 (quantized bias) DequantizeLinear, uint8 zero points; "
         "TensorRT takes only symmetric int8 Q/DQ (zero point 0)"
     )
-    monkeypatch.setattr("fcn_road_seg.backends._tensorrt_usable", lambda: True)
+    monkeypatch.setattr("fcn_road_seg.backends.companion._tensorrt_usable", lambda: True)
     assert backend_for(companion, "auto", "cuda") == "onnxruntime"
     assert backend_for(companion, "tensorrt", "cuda") == "tensorrt"  # asked for: the builder says
     with pytest.raises(ModelError, match=r"TensorRT cannot build .*fcn8s_kitti\.int8\.onnx"):

@@ -17,7 +17,7 @@ import torch
 from ..errors import ModelError
 from ..model import INPUT, OUTPUT, check_metadata
 from ..metadata import read_sidecar, sha256_file, sidecar_path
-from . import Backend
+from .base import Backend
 
 INPUT_TYPE, OUTPUT_TYPE = "tensor(uint8)", "tensor(float)"
 
@@ -185,6 +185,10 @@ class OnnxBackend(Backend):
         ).synchronize()  # ONNX Runtime reads on its own stream
         self.session.run_with_iobinding(binding)  # returns once the outputs are written
         return prob
+
+    def _release(self) -> None:
+        """Drop the ONNX Runtime session."""
+        self.session = None
 
     def describe(self) -> str:
         """Adds the execution providers to the base description."""

@@ -21,7 +21,8 @@ import torch
 
 from ..errors import ModelError
 from ..metadata import read_sidecar, sidecar_path
-from . import Backend, int8_companion
+from .base import Backend
+from .companion import int8_companion
 from .onnx_backend import input_size, io_problems, sidecar_problems
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,10 @@ class OpenVinoBackend(Backend):
         request = self._request(tuple(image.shape))
         out = request.infer({0: image.numpy()}, share_inputs=True)
         return torch.from_numpy(np.asarray(out[0]))
+
+    def _release(self) -> None:
+        """Drop every compiled model and the model read from the file."""
+        self._requests, self._any_shape, self.model = {}, None, None
 
     def describe(self) -> str:
         """Adds the file, OpenVINO's precision and threads, and the compile times."""

@@ -34,7 +34,9 @@ from ..errors import ModelError
 from ..image import Frame
 from ..metadata import read_sidecar, sha256_file
 from ..model import REFERENCE_FRAME
-from . import Backend, BackendOptions, fastest_for
+from .base import Backend
+from .companion import fastest_for
+from .options import BackendOptions
 
 log = logging.getLogger(__name__)
 

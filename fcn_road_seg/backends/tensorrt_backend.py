@@ -19,7 +19,7 @@ import torch
 from ..errors import ModelError
 from ..metadata import read_sidecar, sha256_file, sidecar_path
 from ..model import INPUT, OUTPUT, check_metadata, working_size_of
-from . import Backend
+from .base import Backend
 from .tensorrt_build import DEFAULT_WORKSPACE_GB, build_engine
 from .tensorrt_common import (
     compare_metadata,
@@ -208,6 +208,11 @@ class TensorRTBackend(Backend):
         prob.record_stream(self.stream)
         current.wait_stream(self.stream)  # post-processing waits for the network
         return prob
+
+    def _release(self) -> None:
+        """Drop the execution context before the engine, as TensorRT requires."""
+        self.context = None
+        self.engine = None
 
     def describe(self) -> str:
         """Adds the engine file and TensorRT version to the base description."""

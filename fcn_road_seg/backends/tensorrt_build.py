@@ -36,7 +36,7 @@ from ..errors import ModelError, run_cli
 from ..image import read_rgb_folder
 from ..metadata import read_sidecar, write_sidecar
 from ..model import INPUT, OUTPUT, working_size_of
-from . import fit
+from .base import fit
 from .tensorrt_common import (
     ENGINE_FORMAT,
     TENSORRT_QDQ,

@@ -8,7 +8,7 @@ import torch
 
 from ..errors import ModelError
 from ..model import RoadProbability, read_checkpoint
-from . import Backend
+from .base import Backend
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -69,6 +69,10 @@ class TorchBackend(Backend):
         """
         prob = self.net(image)
         return prob.clone() if self.compiled else prob
+
+    def _release(self) -> None:
+        """Drop the module (and its weights on the device)."""
+        self.net = None
 
     def describe(self) -> str:
         """Adds the precision to the base description."""
