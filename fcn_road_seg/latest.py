@@ -21,7 +21,6 @@ class Latest(Generic[T]):
         self._item: T | None = None
         self._full = False
         self._closed = False
-        self._received = 0
         self._dropped = 0
 
     def put(self, item: T) -> bool:
@@ -33,7 +32,6 @@ class Latest(Generic[T]):
             if self._closed:
                 return False
             self._dropped += self._full
-            self._received += 1
             self._item, self._full = item, True
             self._cond.notify()
             return True
@@ -56,16 +54,6 @@ class Latest(Generic[T]):
             self._closed = True
             self._item, self._full = None, False
             self._cond.notify_all()
-
-    @property
-    def closed(self) -> bool:
-        """Whether ``close`` was called."""
-        return self._closed
-
-    @property
-    def received(self) -> int:
-        """Items put so far."""
-        return self._received
 
     @property
     def dropped(self) -> int:

@@ -6,6 +6,7 @@ Pure and thread-safe: the worker records frames, the diagnostics timer reads a `
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -36,7 +37,8 @@ class Stats:
 
     The window is ``window_s`` seconds, stretched back to hold at least the last ``min_frames``
     frames that finished within ``max_age_s``: a model taking longer per frame than the window
-    still reports a steady FPS instead of flipping between "no frame" and a fraction.
+    still reports a steady FPS instead of flipping between "no frame" and a fraction: its true
+    rate, whenever the diagnostics timer reads it, falling only once frames stop arriving.
     """
 
     def __init__(
@@ -78,7 +80,9 @@ class Stats:
         """The window's FPS and latency percentiles at ``now``; ``dropped`` is passed through.
 
         FPS is the frames finished in the window divided by the window, or by the time since the
-        start while that is shorter.
+        start while that is shorter. Over a window stretched back to hold the last frames, it is
+        their rate, (n - 1) / (last - first), but no more than n / (now - first): the rate if the
+        next frame finished now (0 with a single frame).
         """
         now = self._clock() if now is None else now
         with self._lock:
@@ -89,7 +93,9 @@ class Stats:
         window = self.window_s
         if finished and finished[0] <= now - self.window_s:  # stretched to hold the last frames
             window = now - finished[0]
-            fps = (len(finished) - 1) / window if len(finished) > 1 else 0.0
+            n, span = len(finished), finished[-1] - finished[0]
+            rate = (n - 1) / span if span > 0 else math.inf  # frames finished at the same time
+            fps = min(rate, n / window) if n > 1 else 0.0
         else:
             span = min(self.window_s, now - self._start)
             fps = len(finished) / span if span > 0 else 0.0

@@ -274,10 +274,14 @@ def converted(road_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
 
 @pytest.fixture(scope="module")
 def segmenter(tiny_model: Path) -> Segmenter:
-    """The core on ``tiny_model``, on the CPU."""
+    """The core on ``tiny_model`` with default settings, built as the tools build it.
+
+    Torch fp32 on the CPU, named rather than left to ``auto``: tests compare it with the network
+    run by hand.
+    """
     from fcn_road_seg.segmenter import make_segmenter
 
-    return make_segmenter(tiny_model, device="cpu")
+    return make_segmenter(tiny_model, backend="torch", device="cpu")
 
 
 @pytest.fixture(scope="session")

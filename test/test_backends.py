@@ -367,29 +367,91 @@ def test_sidecar_round_trip_and_errors(tmp_path: Path) -> None:
 
 
 def test_cpu_and_gpu_fitting_agree() -> None:
+    """``fit``'s OpenCV path (CPU) and torch path (GPU; also run here on CPU tensors, and on CUDA
+    where there is one) against pictures whose result is known by hand, and ``unfit`` likewise."""
     from fcn_road_seg.backends.base import _fit_cpu, _fit_torch
 
-    bgr = kitti_frames(1)[0]
-    image = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))[None].contiguous()
-    assert torch.equal(
-        _fit_cpu(image, (375, 1242), (384, 1248)), _fit_torch(image, (375, 1242), (384, 1248))
+    devices = [CPU, *([torch.device("cuda")] if torch.cuda.is_available() else [])]
+    paths = [("cpu", _fit_cpu, CPU)] + [(f"torch {d}", _fit_torch, d) for d in devices]
+
+    def fitted(path: tuple, pixels: np.ndarray, valid: tuple, size: tuple) -> np.ndarray:
+        _, fit_with, device = path
+        out = fit_with(torch.from_numpy(pixels)[None].to(device), valid, size)
+        assert out.dtype == torch.uint8 and out.shape == (1, *size, 3)
+        return out[0].cpu().numpy()
+
+    assert PAD_RGB == (124, 116, 104)  # round(255 * (0.485, 0.456, 0.406))
+
+    # Pure padding, no resampling: the frame top-left, the ImageNet mean colour around it.
+    rgb = cv2.cvtColor(kitti_frames(1)[0], cv2.COLOR_BGR2RGB)
+    padded = np.empty((384, 1248, 3), np.uint8)
+    padded[:] = (124, 116, 104)
+    padded[:375, :1242] = rgb
+    for path in paths:
+        np.testing.assert_array_equal(fitted(path, rgb, (375, 1242), (384, 1248)), padded, path[0])
+
+    # A constant picture shrunk by a non-integer factor (375x1242 -> 97x320) and padded: any
+    # normalised filter keeps the constant.
+    shrunk = np.empty((160, 320, 3), np.uint8)
+    shrunk[:] = (124, 116, 104)
+    shrunk[:97] = (77, 150, 3)
+    constant = np.empty((375, 1242, 3), np.uint8)
+    constant[:] = (77, 150, 3)
+    for path in paths:
+        np.testing.assert_array_equal(
+            fitted(path, constant, (97, 320), (160, 320)), shrunk, path[0]
+        )
+
+    # Blocks halved (8x16 -> 4x8): the picture is col_step * [x >= 8] + row_step * [y >= 4].
+    # Area averaging (CPU) gives each 2x2 block's value exactly. Antialiased bilinear (torch) at
+    # scale 2 is the triangle filter over 4 input pixels, weights (1, 3, 3, 1) / 8, so the output
+    # pixel on each side of a step mixes 1/8 of the other side: 200 -> 25 | 175, 40 -> 5 | 35.
+    col_step, row_step = np.array([200, 120, 80]), np.array([40, 80, 16])
+    x, y = np.arange(16), np.arange(8)
+    blocks = ((x[None, :, None] >= 8) * col_step + (y[:, None, None] >= 4) * row_step).astype(
+        np.uint8
     )
-    for valid, size in [
-        ((97, 320), (160, 320)),
-        ((160, 576), (160, 576)),
-        ((500, 1500), (512, 1536)),
-    ]:
-        cpu, gpu = _fit_cpu(image, valid, size).float(), _fit_torch(image, valid, size).float()
-        assert cpu.shape == gpu.shape == (1, *size, 3)
-        assert (
-            float((cpu - gpu).abs().mean()) < 2.0
-        )  # area averaging vs antialiased bilinear: same picture
-    prob = torch.rand(1, 160, 576)
-    how = Fit((375, 1242), (160, 576))
-    reference = torch.nn.functional.interpolate(
-        prob[None], size=(375, 1242), mode="bilinear", align_corners=False
-    )
-    assert float((unfit(prob, how) - reference[0, 0]).abs().max()) < 1e-4
+    area_cols, area_rows = np.array([0, 0, 0, 0, 8, 8, 8, 8]), np.array([0, 0, 8, 8])
+    tent_cols, tent_rows = np.array([0, 0, 0, 1, 7, 8, 8, 8]), np.array([0, 1, 7, 8])
+    area = (area_cols[None, :, None] * col_step + area_rows[:, None, None] * row_step) // 8
+    tent = (tent_cols[None, :, None] * col_step + tent_rows[:, None, None] * row_step) // 8
+    for path in paths:
+        expected = area if path[0] == "cpu" else tent
+        np.testing.assert_array_equal(fitted(path, blocks, (4, 8), (4, 8)), expected, path[0])
+    assert (area != tent).sum() == 4 * 8 * 3 - 2 * 6 * 3  # they differ only next to the steps
+
+    # Upscaled 2x2 -> 4x4 (bilinear on both paths, half-pixel centres: 0, 1/4, 3/4, 1 of the
+    # way) and padded to 5x6.
+    steps = np.zeros((2, 2, 3), np.uint8)
+    steps[:, 1] = (200, 120, 80)
+    upscaled = np.empty((5, 6, 3), np.uint8)
+    upscaled[:] = (124, 116, 104)
+    upscaled[:4, :4] = np.array([0, 0.25, 0.75, 1])[None, :, None] * [200, 120, 80]
+    for path in paths:
+        np.testing.assert_array_equal(fitted(path, steps, (4, 4), (5, 6)), upscaled, path[0])
+
+    # unfit: crop the valid 2x2, bilinear back to 4x4: 0, 1/4, 3/4, 1 along each row.
+    prob = torch.tensor([[[0.0, 1.0, 9.0], [0.0, 1.0, 9.0], [9.0, 9.0, 9.0]]])
+    for device in devices:
+        back = unfit(prob.to(device), Fit((4, 4), (2, 2))).cpu()
+        assert torch.equal(back, torch.tensor([[0.0, 0.25, 0.75, 1.0]]).expand(4, 4)), device
+
+    # A random map 160x576 -> 375x1242 against half-pixel bilinear transcribed in float64: OpenCV
+    # (CPU) is exact to float32 rounding; torch (GPU) computes the source coordinates in float32,
+    # up to 4e-5 off at x ~ 575.
+    def bilinear_axis(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        lo = np.floor(src).astype(int)
+        return lo, np.minimum(lo + 1, n_in - 1), src - lo
+
+    prob = torch.rand(1, 160, 576, generator=torch.Generator().manual_seed(0))
+    (y0, y1, fy), (x0, x1, fx) = bilinear_axis(375, 160), bilinear_axis(1242, 576)
+    p = prob[0].double().numpy()
+    rows = p[y0] * (1 - fy)[:, None] + p[y1] * fy[:, None]
+    reference = rows[:, x0] * (1 - fx) + rows[:, x1] * fx
+    for device, tolerance in zip(devices, (1e-6, 1e-4)):
+        back = unfit(prob.to(device), Fit((375, 1242), (160, 576))).cpu().double().numpy()
+        assert np.abs(back - reference).max() < tolerance, device
 
 
 def test_missing_onnxruntime_is_a_clear_error(

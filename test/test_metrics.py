@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fcn_road_seg.training.metrics import RoadEvaluator, hard_metrics
+from fcn_road_seg.training.metrics import RoadEvaluator, operating_point
 
 THRESH = np.arange(256) / 255.0
 
@@ -158,23 +158,49 @@ def test_matches_devkit_reference_on_random_maps() -> None:
     assert 0.5 < metrics["URBAN"]["MaxF"] < 1 and 0.5 < metrics["URBAN"]["AP"] < 1
 
 
-def test_hard_prediction_baselines() -> None:
+def test_operating_point_of_hand_counts() -> None:
+    """The devkit's calcEvalMeasures on the counts of three hard predictions of labels
+    [road, road, non-road x 3] (and one ignored pixel): road everywhere, nowhere, and
+    [road, non-road, non-road, non-road, road] (TP, FN, TN, TN, FP)."""
+    road = operating_point(tp=2, fp=3, fn=0, tn=0)
+    assert road["IoU"] == pytest.approx(2 / 5) and road["F"] == pytest.approx(4 / 7)
+    assert (road["PRE"], road["REC"], road["FPR"], road["FNR"]) == (
+        pytest.approx(2 / 5),
+        1,
+        1,
+        0,
+    )
+    none = operating_point(tp=0, fp=0, fn=2, tn=3)
+    assert (none["IoU"], none["F"], none["REC"], none["FPR"], none["FNR"]) == (0, 0, 0, 0, 1)
+    assert np.isnan(none["PRE"])  # 0 / 0: nothing predicted
+    mixed = operating_point(tp=1, fp=1, fn=1, tn=2)
+    assert mixed["PRE"] == mixed["REC"] == mixed["F"] == 0.5
+    assert mixed["IoU"] == pytest.approx(1 / 3) and mixed["FPR"] == pytest.approx(1 / 3)
+    assert mixed["FNR"] == 0.5 and mixed["ACC"] == pytest.approx(3 / 5)
+    assert (mixed["TP"], mixed["FP"], mixed["FN"], mixed["TN"]) == (1, 1, 1, 2)
+
+
+def test_hard_0_1_maps_at_the_nodes_threshold() -> None:
+    """The same three predictions as P(road) 0 or 1: F, PRE and REC at 0.5 are theirs by hand
+    (the ignored pixel, predicted road, counts nowhere)."""
     target = torch.tensor([[1, 1, 0, 0, 0, 255]])
-    road = hard_metrics(torch.ones_like(target), target)
-    assert (road["TP"], road["FP"], road["FN"], road["TN"]) == (2, 3, 0, 0)
-    assert (
-        road["IoU"] == pytest.approx(2 / 5)
-        and road["F"] == pytest.approx(4 / 7)
-        and road["REC"] == 1
-    )
-    none = hard_metrics(torch.zeros_like(target), target)
-    assert (none["IoU"], none["F"], none["REC"], none["FPR"]) == (0, 0, 0, 0)
-    exact = hard_metrics(np.array([[1, 0, 0, 0, 1, 1]]), target.numpy())
-    assert (exact["TP"], exact["FP"], exact["FN"], exact["TN"]) == (1, 1, 1, 2)
-    assert exact["PRE"] == exact["REC"] == exact["F"] == 0.5 and exact["IoU"] == pytest.approx(
-        1 / 3
-    )
-    assert exact["FPR"] == pytest.approx(1 / 3) and exact["FNR"] == 0.5
+    cases = {
+        "everywhere": ([1, 1, 1, 1, 1, 1], (4 / 7, 2 / 5, 1.0)),
+        "mixed": ([1, 0, 0, 0, 1, 1], (0.5, 0.5, 0.5)),
+    }
+    for name, (pred, (f, pre, rec)) in cases.items():
+        evaluator = RoadEvaluator(["um"])
+        evaluator.update(torch.tensor([pred], dtype=torch.float32), target, "um")
+        m = evaluator.compute()["um"]
+        assert (m["F50"], m["PRE50"], m["REC50"]) == (
+            pytest.approx(f),
+            pytest.approx(pre),
+            pytest.approx(rec),
+        ), name
+    nowhere = RoadEvaluator(["um"])
+    nowhere.update(torch.zeros(1, 6), target, "um")
+    m = nowhere.compute()["um"]
+    assert (m["F50"], m["REC50"]) == (0, 0) and np.isnan(m["PRE50"])
 
 
 def test_f_at_the_nodes_threshold_counts_p_equal_half_as_road() -> None:

@@ -13,7 +13,7 @@ import pytest
 import torch
 from rosbags.typesys import Stores, get_typestore
 
-from fcn_road_seg.backends import Backend, load_backend
+from fcn_road_seg.backends import Backend
 from fcn_road_seg.tools.bags import make_image
 from fcn_road_seg.errors import ImageError
 from fcn_road_seg.model import RoadProbability, load_checkpoint_model
@@ -51,12 +51,6 @@ def small_bgr(kitti_bgr: np.ndarray) -> np.ndarray:
     return cv2.resize(
         kitti_bgr, (kitti_bgr.shape[1] // 4, kitti_bgr.shape[0] // 4), interpolation=cv2.INTER_AREA
     )
-
-
-@pytest.fixture(scope="module")
-def segmenter(tiny_model: Path) -> Segmenter:
-    """The core on the torch CPU backend with default settings."""
-    return Segmenter(load_backend(tiny_model, "torch", "cpu"))
 
 
 class FixedProbability(Backend):

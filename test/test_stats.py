@@ -69,12 +69,31 @@ def test_slow_frames_keep_a_steady_fps() -> None:
         for dt in (0.0, 1.0, 3.0):  # the diagnostics timer fires at any time between frames
             summary = stats.summary(now=104.0 + 4 * k + dt)
             if k >= 2:
-                assert summary.fps == pytest.approx(
-                    2 / (8 + dt)
-                ) and summary.latency_median_ms == pytest.approx(3900)
-                assert summary.window_s == pytest.approx(8 + dt)
+                assert summary.fps == pytest.approx(0.25, abs=1e-12)
+                assert summary.latency_median_ms == pytest.approx(3900)
+                assert summary.window_s == pytest.approx(8 + dt)  # back to the oldest frame kept
     level, message, _ = health(stats.summary(now=124.0), "torch on cpu")
-    assert level == "OK" and message == "0.2 FPS, median latency 3900.0 ms"
+    assert level == "OK" and message == "0.2 FPS, median latency 3900.0 ms"  # 0.25 rounds to even
+
+
+def test_fps_falls_once_slow_frames_stop_arriving() -> None:
+    """Frames at 104, 108 and 112 (0.25 Hz), then none: after the 4 s interval FPS is 3 frames
+    over the time since the first, the rate if the next one finished now."""
+    stats = stats_at(min_frames=3)
+    for t in (104.0, 108.0, 112.0):
+        stats.frame(0.5, now=t)
+    assert stats.summary(now=116.0).fps == pytest.approx(0.25, abs=1e-12)  # 3 / 12 = 2 / 8
+    assert stats.summary(now=120.0).fps == pytest.approx(3 / 16, abs=1e-12)
+    assert stats.summary(now=136.0).fps == pytest.approx(3 / 32, abs=1e-12)
+    assert stats.summary(now=172.0).fps == 0.0  # 60 s after the last one: max_age_s
+
+
+def test_frames_finishing_together_in_a_stretched_window() -> None:
+    """Two frames at the same time, read 3 s later: no interval to divide by, 2 over 3 s."""
+    stats = stats_at(min_frames=3)
+    stats.frame(0.5, now=104.0)
+    stats.frame(0.5, now=104.0)
+    assert stats.summary(now=107.0).fps == pytest.approx(2 / 3, abs=1e-12)
 
 
 def test_frames_older_than_max_age_leave_even_the_stretched_window() -> None:

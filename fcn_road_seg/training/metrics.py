@@ -147,21 +147,6 @@ def max_f_metrics(fn: np.ndarray, fp: np.ndarray, pos: int, neg: int) -> dict[st
     }
 
 
-def hard_metrics(
-    pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray
-) -> dict[str, float]:
-    """Operating-point metrics of a hard 0/1 road prediction against labels (255 ignored).
-
-    E.g. for baselines.
-    """
-    pred, target = torch.as_tensor(pred).bool(), torch.as_tensor(target)
-    valid, road = target != data.IGNORE_INDEX, target == 1
-    tp = int((pred & road & valid).sum())
-    fp = int((pred & ~road & valid).sum())
-    fn = int((~pred & road).sum())
-    return operating_point(tp, fp, fn, int(valid.sum()) - tp - fp - fn)
-
-
 def format_table(metrics: dict[str, dict[str, float]]) -> str:
     """A fixed-width table: one row per category and URBAN, metrics in percent, threshold as is.
 
