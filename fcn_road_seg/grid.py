@@ -227,54 +227,8 @@ def mount(height: float, pitch: float, roll: float) -> np.ndarray:
     )
 
 
-def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
-    """The grid's options for tools (the node has them as parameters, with the same defaults)."""
-    spec = GridSpec()
-    parser.add_argument(
-        "--target-frame",
-        default=TARGET_FRAME,
-        help=f"frame_id of the grid (default {TARGET_FRAME})",
-    )
-    parser.add_argument(
-        "--camera-height",
-        type=CAMERA_HEIGHT.parse,
-        default=MOUNT[0],
-        help="camera height over the ground, m",
-    )
-    parser.add_argument(
-        "--camera-pitch",
-        type=CAMERA_ANGLE.parse,
-        default=MOUNT[1],
-        help="rad, positive = looking down",
-    )
-    parser.add_argument(
-        "--camera-roll",
-        type=CAMERA_ANGLE.parse,
-        default=MOUNT[2],
-        help="rad, positive = clockwise from behind",
-    )
-    parser.add_argument(
-        "--image-rectified",
-        action="store_true",
-        help="the images are rectified: project through camera_info's P and ignore D "
-        "(default: raw images, through D's distortion)",
-    )
-    parser.add_argument(
-        "--grid-resolution", type=GRID_RESOLUTION.parse, default=spec.resolution, help="cell, m"
-    )
-    for axis, extent in (("x", spec.x_range), ("y", spec.y_range)):
-        parser.add_argument(
-            f"--grid-{axis}-range",
-            type=GRID_EXTENT.parse,
-            nargs=2,
-            default=list(extent),
-            metavar=("MIN", "MAX"),
-        )
-    parser.add_argument("--grid-occupancy", choices=OCCUPANCY_MODES, default="binary")
-
-
 def grid_from_args(args: argparse.Namespace) -> tuple[GroundGrid, np.ndarray]:
-    """The grid core and the 4x4 camera <- grid-frame mount from ``add_grid_arguments``' flags."""
+    """The grid core and the 4x4 camera <- grid-frame mount from ``options.GRID``'s flags."""
     grid = GroundGrid(
         grid_spec(args.grid_resolution, args.grid_x_range, args.grid_y_range), args.grid_occupancy
     )

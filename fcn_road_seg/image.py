@@ -265,25 +265,6 @@ def from_compressed(msg: Any, max_pixels: int | None = MAX_PIXELS) -> Frame:
     return convert(pixels, encoding)
 
 
-def from_array(pixels: np.ndarray, encoding: str) -> Frame:
-    """A ``Frame`` over a numpy image (H x W, or H x W x C matching ``encoding``)."""
-    if encoding not in ENCODINGS:
-        raise ImageError(f"unsupported encoding '{encoding}'; supported: {', '.join(ENCODINGS)}")
-    pixels = pixels[..., None] if pixels.ndim == 2 else pixels
-    channels = ENCODINGS[encoding][0]
-    if (
-        pixels.dtype != np.uint8
-        or pixels.ndim != 3
-        or pixels.shape[2] != channels
-        or 0 in pixels.shape
-    ):
-        raise ImageError(
-            f"expected a non-empty uint8 H x W x {channels} array for {encoding}, "
-            f"got {pixels.dtype} {pixels.shape}"
-        )
-    return Frame(pixels, encoding)
-
-
 def to_fields(pixels: np.ndarray, encoding: str) -> dict[str, Any]:
     """Image message fields (all but header) for H x W or H x W x C uint8 pixels.
 

@@ -12,45 +12,27 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import cv2
 import numpy as np
 
 from . import image
-from .backends import BACKENDS, RESIZE_POLICIES, Backend, BackendOptions, load_backend
-from .bounds import WORKSPACE_GB
-from .errors import ModelError
+from .backends import Backend, BackendOptions, load_backend
+from .errors import ModelError, OptionError
 from .image import Frame
 from .model import default_model_path
+from .options import (
+    OPTIONS,
+    SEGMENTER,
+    add_arguments,
+    backend_options,
+    check_setting,
+    problems,
+)
 
 OUTPUTS = ("mask", "confidence", "overlay")
 MakeImage = Callable[[Any, dict], Any]
-
-
-def _is_int(value: Any) -> bool:
-    """An integer that is not a bool."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def check_setting(name: str, value: Any) -> str | None:
-    """Why ``value`` is invalid for the run-time setting ``name``, or None when it is fine."""
-    if name in ("threshold", "overlay_alpha"):
-        ok = (_is_int(value) or isinstance(value, float)) and 0.0 <= value <= 1.0
-        return None if ok else f"{name} must be a number in [0, 1], got {value!r}"
-    if name == "overlay_color":
-        ok = (
-            isinstance(value, (Sequence, np.ndarray))
-            and not isinstance(value, str)
-            and len(value) == 3
-            and all(_is_int(v) and 0 <= v <= 255 for v in value)
-        )
-        return (
-            None
-            if ok
-            else f"overlay_color must be three integers [R, G, B] in 0..255, got {value!r}"
-        )
-    return f"unknown setting '{name}'"
 
 
 def overlay_encoding(frame: Frame) -> str:
@@ -89,15 +71,15 @@ class Segmenter:
     def __init__(
         self,
         backend: Backend,
-        threshold: float = 0.5,
-        overlay_color: Sequence[int] = (0, 255, 0),
-        overlay_alpha: float = 0.5,
-        max_pixels: int = image.MAX_PIXELS,
+        *,
+        threshold: float = OPTIONS["threshold"].default,
+        overlay_color: Sequence[int] = tuple(OPTIONS["overlay_color"].default),
+        overlay_alpha: float = OPTIONS["overlay_alpha"].default,
+        max_pixels: int = OPTIONS["max_pixels"].default,
     ) -> None:
-        if not _is_int(max_pixels) or max_pixels < image.MIN_SIDE**2:
-            raise ValueError(
-                f"max_pixels must be an integer >= {image.MIN_SIDE**2}, got {max_pixels!r}"
-            )
+        reason = OPTIONS["max_pixels"].problem(max_pixels)
+        if reason:
+            raise ValueError(f"max_pixels {reason}")
         self.backend = backend
         self.max_pixels = int(max_pixels)
         self.threshold = threshold
@@ -110,6 +92,10 @@ class Segmenter:
     def warnings(self) -> list[str]:
         """One line each about how the model was opened (an INT8 companion not used, ...)."""
         return self.backend.warnings
+
+    def close(self) -> None:
+        """Release the backend's network and device memory (idempotent)."""
+        self.backend.close()
 
     def update(self, name: str, value: Any) -> None:
         """Change one setting; raises ValueError with the reason when the value is invalid."""
@@ -172,125 +158,81 @@ class Segmenter:
 
 
 def make_segmenter(
-    model: str | os.PathLike | None = None,
-    backend: str = "auto",
-    device: str = "auto",
-    resize_policy: str = "letterbox",
-    network_size: str = "auto",
-    threshold: float = 0.5,
-    overlay_color: Sequence[int] = (0, 255, 0),
-    overlay_alpha: float = 0.5,
-    max_pixels: int = image.MAX_PIXELS,
+    *,
+    model_path: str | os.PathLike | None = None,
+    backend: str = OPTIONS["backend"].default,
+    device: str = OPTIONS["device"].default,
+    resize_policy: str = OPTIONS["resize_policy"].default,
+    network_size: str = OPTIONS["network_size"].default,
+    threshold: float = OPTIONS["threshold"].default,
+    overlay_color: Sequence[int] = tuple(OPTIONS["overlay_color"].default),
+    overlay_alpha: float = OPTIONS["overlay_alpha"].default,
+    max_pixels: int = OPTIONS["max_pixels"].default,
     options: BackendOptions | None = None,
 ) -> Segmenter:
-    """The one place a Segmenter is built from options (node, segment_bag, demo).
+    """The one place a Segmenter is built (node, segment_bag, fcn-road-segment, demo).
 
-    ``model`` None = the default.
+    ``model_path`` None or "" = the default model.
     """
-    path = model or default_model_path()
-    if not model and not os.path.isfile(path):
+    path = model_path or default_model_path()
+    if not model_path and not os.path.isfile(path):
         raise ModelError(
             f"the default model {path} is not installed; pass a model file "
             "(checkpoint .pt, .onnx or TensorRT .engine)"
         )
-    backend_ = load_backend(path, backend, device, resize_policy, network_size, options)
-    return Segmenter(backend_, threshold, overlay_color, overlay_alpha, max_pixels)
+    backend_ = load_backend(
+        path,
+        backend,
+        device,
+        resize_policy=resize_policy,
+        network_size=network_size,
+        options=options,
+    )
+    return Segmenter(
+        backend_,
+        threshold=threshold,
+        overlay_color=overlay_color,
+        overlay_alpha=overlay_alpha,
+        max_pixels=max_pixels,
+    )
+
+
+def segmenter_from_options(values: Mapping[str, Any]) -> Segmenter:
+    """``make_segmenter`` from option values keyed by name (``options.SEGMENTER``).
+
+    The node's parameters and the tools' parsed flags are such mappings. Every value is checked
+    before the model loads: an OptionError names the first bad one.
+    """
+    bad = problems({o.name: values[o.name] for o in SEGMENTER})
+    if bad:
+        raise OptionError(bad[0])
+    return make_segmenter(
+        model_path=values["model_path"] or None,
+        backend=values["backend"],
+        device=values["device"],
+        resize_policy=values["resize_policy"],
+        network_size=values["network_size"],
+        threshold=float(values["threshold"]),
+        overlay_color=tuple(values["overlay_color"]),
+        overlay_alpha=float(values["overlay_alpha"]),
+        max_pixels=values["max_pixels"],
+        options=backend_options(values),
+    )
 
 
 def add_segmenter_arguments(parser: argparse.ArgumentParser) -> None:
-    """The model, backend and per-frame options every tool shares.
-
-    The node has them as parameters.
-    """
-    o = BackendOptions()
-    parser.add_argument(
-        "--model",
-        help=f"checkpoint, ONNX model or TensorRT engine (default {default_model_path()})",
-    )
-    parser.add_argument("--backend", choices=BACKENDS, default="auto")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument(
-        "--network-size",
-        default="auto",
-        help="size the network runs at: auto (the model's working size), native or HxW",
-    )
-    parser.add_argument(
-        "--resize-policy",
-        choices=RESIZE_POLICIES,
-        default="letterbox",
-        help="how frames meet a fixed-shape model exported at another size than its working size",
-    )
-    parser.add_argument(
-        "--precision",
-        default=o.precision,
-        help="torch: auto|fp32|fp16|bf16; TensorRT: auto|fp32|fp16|int8; "
-        "OpenVINO: auto|fp32|bf16|fp16 (default auto)",
-    )
-    parser.add_argument("--compile", action="store_true", help="torch.compile the network (torch)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=o.threads,
-        help="CPU threads of ONNX Runtime and OpenVINO (0 = their default)",
-    )
-    parser.add_argument(
-        "--rebuild",
-        choices=("never", "if-stale"),
-        default=o.rebuild,
-        help="TensorRT: rebuild a stale .engine from its ONNX",
-    )
-    parser.add_argument(
-        "--workspace-gb",
-        type=WORKSPACE_GB.parse,
-        default=o.workspace_gb,
-        help="TensorRT builder workspace",
-    )
-    parser.add_argument(
-        "--timing-cache", default=o.timing_cache, help="TensorRT timing cache file"
-    )
-    parser.add_argument(
-        "--threshold", type=float, default=0.5, help="road if P(road) >= threshold"
-    )
-    parser.add_argument(
-        "--overlay-color", type=int, nargs=3, default=[0, 255, 0], metavar=("R", "G", "B")
-    )
-    parser.add_argument("--overlay-alpha", type=float, default=0.5)
-    parser.add_argument(
-        "--max-pixels",
-        type=int,
-        default=image.MAX_PIXELS,
-        help=f"largest width x height accepted (default {image.MAX_PIXELS}); "
-        "larger frames are skipped",
-    )
+    """The model, backend and per-frame flags every tool shares (the node's parameters)."""
+    add_arguments(parser, SEGMENTER)
 
 
 def segmenter_from_args(args: argparse.Namespace) -> Segmenter:
-    """``make_segmenter`` from ``add_segmenter_arguments``' flags.
+    """``segmenter_from_options`` of ``add_segmenter_arguments``' flags.
 
     A bad setting is a ModelError; the model's warnings are printed to stderr, one line each.
     """
-    options = BackendOptions(
-        args.precision,
-        args.compile,
-        args.threads,
-        args.rebuild,
-        args.workspace_gb,
-        args.timing_cache,
-    )
     try:
-        segmenter = make_segmenter(
-            args.model,
-            args.backend,
-            args.device,
-            args.resize_policy,
-            args.network_size,
-            args.threshold,
-            args.overlay_color,
-            args.overlay_alpha,
-            args.max_pixels,
-            options,
-        )
-    except ValueError as exc:
+        segmenter = segmenter_from_options(vars(args))
+    except (ValueError, OptionError) as exc:
         raise ModelError(str(exc)) from exc
     for warning in segmenter.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)

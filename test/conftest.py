@@ -281,7 +281,7 @@ def segmenter(tiny_model: Path) -> Segmenter:
     """
     from fcn_road_seg.segmenter import make_segmenter
 
-    return make_segmenter(tiny_model, backend="torch", device="cpu")
+    return make_segmenter(model_path=tiny_model, backend="torch", device="cpu")
 
 
 @pytest.fixture(scope="session")

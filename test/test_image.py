@@ -161,26 +161,6 @@ def test_to_fields_of_a_two_dimensional_mask_is_mono8_sized() -> None:
 
 
 @pytest.mark.parametrize(
-    "pixels, encoding, message",
-    [
-        (np.zeros((2, 2, 3), np.uint8), "yuv420", "unsupported encoding 'yuv420'"),
-        (
-            np.zeros((2, 2, 3), np.uint16),
-            "bgr8",
-            r"expected a non-empty uint8 H x W x 3 array for bgr8, got uint16 \(2, 2, 3\)",
-        ),
-        (np.zeros((2, 2, 4), np.uint8), "bgr8", r"got uint8 \(2, 2, 4\)"),
-        (np.zeros((0, 2), np.uint8), "mono8", r"got uint8 \(0, 2, 1\)"),
-    ],
-)
-def test_from_array_rejects_with_the_reason(
-    pixels: np.ndarray, encoding: str, message: str
-) -> None:
-    with pytest.raises(ImageError, match=message):
-        image.from_array(pixels, encoding)
-
-
-@pytest.mark.parametrize(
     "fields, message",
     [
         ({"height": -5}, "negative field in the message: height -5"),

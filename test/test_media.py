@@ -57,7 +57,7 @@ def test_video_masks_equal_the_core_on_the_decoded_frames(
     assert run(tiny_model, str(clip), "-o", str(out), "--video", "--masks") == 0
     assert sorted(p.name for p in out.iterdir()) == ["masks", "overlay.mp4"]
     capture = cv2.VideoCapture(str(clip))
-    core = make_segmenter(tiny_model, device="cpu")
+    core = make_segmenter(model_path=tiny_model, device="cpu")
     for i in range(len(small_frames)):
         ok, decoded = capture.read()
         assert ok

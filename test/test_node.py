@@ -27,8 +27,9 @@ from std_msgs.msg import Header  # noqa: E402
 
 from fcn_road_seg import image  # noqa: E402
 from fcn_road_seg.backends import load_backend  # noqa: E402
-from fcn_road_seg.ros.node import PARAMETERS, RoadSegNode, main, make_image  # noqa: E402
-from fcn_road_seg.segmenter import Segmenter, check_setting  # noqa: E402
+from fcn_road_seg.options import OPTIONS, defaults  # noqa: E402
+from fcn_road_seg.ros.node import RoadSegNode, main, make_image  # noqa: E402
+from fcn_road_seg.segmenter import Segmenter  # noqa: E402
 
 from conftest import kitti_frame, spin_until  # noqa: E402
 
@@ -100,14 +101,20 @@ def executor(context: Context, seg_node: RoadSegNode, probe: Node) -> SingleThre
 
 
 def test_every_parameter_is_declared_with_a_descriptor(seg_node: RoadSegNode) -> None:
-    for name in PARAMETERS:
+    for name in OPTIONS:
         descriptor = seg_node.describe_parameter(name)
-        assert descriptor.description, name
+        assert descriptor.description == OPTIONS[name].help, name
         assert descriptor.read_only == (
             name not in ("threshold", "overlay_alpha", "overlay_color")
         ), name
     threshold = seg_node.describe_parameter("threshold").floating_point_range[0]
     assert (threshold.from_value, threshold.to_value) == (0.0, 1.0)
+    threads = seg_node.describe_parameter("cpu_threads").integer_range[0]
+    assert (threads.from_value, threads.to_value, threads.step) == (0, 256, 1)
+    assert (
+        seg_node.describe_parameter("backend").additional_constraints
+        == "one of: auto, tensorrt, torch, onnxruntime, openvino"
+    )
     # QoS through rclpy's standard overrides, sensor-data defaults: best effort, keep last 5
     assert (
         seg_node.get_parameter("qos_overrides./image.subscription.reliability").value
@@ -126,8 +133,16 @@ def test_every_parameter_is_declared_with_a_descriptor(seg_node: RoadSegNode) ->
     [
         ("threshold", 1.5, None),  # out of the descriptor's range: rclpy's own reason
         ("overlay_alpha", -0.5, None),
-        ("overlay_color", [0, 255], check_setting("overlay_color", [0, 255])),
-        ("overlay_color", [0, 256, 0], check_setting("overlay_color", [0, 256, 0])),
+        (
+            "overlay_color",
+            [0, 255],
+            "overlay_color must be 3 integers, each in [0, 255], got [0, 255]",
+        ),
+        (
+            "overlay_color",
+            [0, 256, 0],
+            "overlay_color must be 3 integers, each in [0, 255], got [0, 256, 0]",
+        ),
         ("model_path", "/other.pt", "Trying to set a read-only parameter: model_path."),
         ("target_frame", "map", "Trying to set a read-only parameter: target_frame."),
     ],
@@ -310,12 +325,12 @@ def test_cpu_threads_and_its_former_name_onnx_threads(
     int8_checkpoint: Path, cpu: int, onnx: int, threads: int | None
 ) -> None:
     pytest.importorskip("openvino")
-    from fcn_road_seg.ros.node import build_segmenter
+    from fcn_road_seg.segmenter import segmenter_from_options
 
-    params = {name: default for name, (default, _, _) in PARAMETERS.items()}
+    params = defaults()
     params.update(model_path=str(int8_checkpoint), backend="openvino", device="cpu")
     params.update(cpu_threads=cpu, onnx_threads=onnx)
-    backend = build_segmenter(params).backend
+    backend = segmenter_from_options(params).backend
     assert backend.config.get("INFERENCE_NUM_THREADS") == threads
 
 
@@ -377,15 +392,16 @@ def test_network_size_and_max_pixels_parameters(
         ),
         (
             ["-p", "overlay_color:=[1, 2]"],
-            "cannot start: overlay_color must be three integers [R, G, B] in 0..255, got (1, 2)",
+            "cannot start: parameter overlay_color must be 3 integers, each in [0, 255], "
+            "got [1, 2]",
         ),
         (
             ["-p", "warmup_size:=[5]"],
-            "cannot start: parameter warmup_size must be [height, width] >= 0, got [5]",
+            "cannot start: parameter warmup_size must be 2 integers, each in [0, 8192], got [5]",
         ),
         (
             ["-p", "network_size:=huge"],
-            "cannot start: network_size 'huge' is not auto, native or HxW",
+            "cannot start: parameter network_size is not auto, native or HxW",
         ),
         (
             ["-p", "precision:=fp16", "-p", "device:=cpu", "-p", "backend:=torch"],
@@ -679,18 +695,24 @@ def test_lifecycle_configure_fails_cleanly_on_a_bad_model(
         node.destroy_node()
 
 
-@pytest.mark.parametrize(
-    "bad",
-    [
-        [Parameter("grid_x_range", value=[0.0, 5000.0])],
-        [Parameter("grid_x_range", value=[40.0, 0.0])],
-    ],
-)
+def test_lifecycle_refuses_an_out_of_range_parameter_before_configure(
+    context: Context, overrides: list[Parameter]
+) -> None:
+    """Every parameter is checked when the node is made, before any model could load."""
+    from fcn_road_seg.ros.lifecycle_node import RoadSegLifecycleNode
+
+    bad = Parameter("grid_x_range", value=[0.0, 5000.0])
+    with pytest.raises(ValueError, match=r"parameter grid_x_range must be 2 finite numbers"):
+        RoadSegLifecycleNode(context=context, parameter_overrides=[*overrides, bad])
+
+
+@pytest.mark.parametrize("bad", [[Parameter("grid_x_range", value=[40.0, 0.0])]])
 def test_lifecycle_configure_is_all_or_nothing_and_shutdown_always_works(
     context: Context, overrides: list[Parameter], bad: list[Parameter]
 ) -> None:
-    """A bad grid parameter: before, the model was loaded and warmed up first and kept in the
-    unconfigured state; shutdown then raised AttributeError on publishers never made."""
+    """A grid that is no grid (max < min): before, the model was loaded and warmed up first and
+    kept in the unconfigured state; shutdown then raised AttributeError on publishers never
+    made."""
     from lifecycle_msgs.msg import State
     from rclpy.lifecycle import TransitionCallbackReturn
 
@@ -727,3 +749,78 @@ def test_lifecycle_configure_with_a_bad_qos_override_fails_cleanly(
         assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
     finally:
         node.destroy_node()
+
+
+@pytest.fixture
+def closed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of each backend closed, in order (``Backend.close`` still runs)."""
+    from fcn_road_seg.backends.base import Backend
+
+    calls: list[str] = []
+    close = Backend.close
+
+    def recording(self: Backend) -> None:
+        calls.append(self.name)
+        close(self)
+
+    monkeypatch.setattr(Backend, "close", recording)
+    return calls
+
+
+def test_lifecycle_failure_after_the_model_loaded_closes_it_once(
+    context: Context, overrides: list[Parameter], closed: list[str]
+) -> None:
+    """The publishers' QoS override fails after the model loaded: the model is
+    closed (its memory freed), and shutdown and cleanup after the failed configure do nothing
+    more, however often they come."""
+    from lifecycle_msgs.msg import State
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from fcn_road_seg.ros.lifecycle_node import RoadSegLifecycleNode
+
+    bad = Parameter("qos_overrides./road_seg/mask.publisher.reliability", value="sometimes")
+    node = RoadSegLifecycleNode(context=context, parameter_overrides=[*overrides, bad])
+    try:
+        assert closed == []
+        node.trigger_configure()
+        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+        assert closed == ["torch"] and node._segmenter is None and node._outputs == {}
+        assert node.on_shutdown(None) == TransitionCallbackReturn.SUCCESS
+        assert node.on_cleanup(None) == TransitionCallbackReturn.SUCCESS
+        assert closed == ["torch"]
+    finally:
+        node.destroy_node()
+    assert closed == ["torch"]
+
+
+def test_lifecycle_cleanup_closes_the_model_and_shutdown_after_it_is_harmless(
+    context: Context, overrides: list[Parameter], closed: list[str]
+) -> None:
+    from lifecycle_msgs.msg import State
+
+    from fcn_road_seg.ros.lifecycle_node import RoadSegLifecycleNode
+
+    node = RoadSegLifecycleNode(context=context, parameter_overrides=overrides)
+    try:
+        node.trigger_configure()
+        node.trigger_activate()
+        node.trigger_deactivate()
+        node.trigger_cleanup()
+        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+        assert closed == ["torch"] and node._segmenter is None and node._worker is None
+        node.trigger_shutdown()
+        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_FINALIZED
+    finally:
+        node.destroy_node()
+    assert closed == ["torch"]
+
+
+def test_the_plain_node_closes_its_model_when_a_qos_override_fails(
+    context: Context, overrides: list[Parameter], closed: list[str]
+) -> None:
+    """Construction fails after the model loaded (a subscription's QoS override): the model is
+    closed before the error reaches the caller."""
+    bad = Parameter("qos_overrides./image.subscription.reliability", value="sometimes")
+    with pytest.raises(ValueError, match="parameter qos_overrides for topic 'image'"):
+        RoadSegNode(context=context, parameter_overrides=[*overrides, bad])
+    assert closed == ["torch"]

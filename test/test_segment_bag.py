@@ -19,7 +19,7 @@ from fcn_road_seg import segmenter as segmenter_module
 from fcn_road_seg.backends import load_backend
 from fcn_road_seg.errors import DataError, OptionError
 from fcn_road_seg.grid import Camera, GridSpec, GroundGrid
-from fcn_road_seg.image import from_array
+from fcn_road_seg.image import Frame
 from fcn_road_seg.tools.kitti import CameraModel
 from fcn_road_seg.segmenter import Segmenter
 
@@ -74,7 +74,7 @@ def test_segment_bag_outputs_equal_the_core(
     topics = read_bag(segmented["output"])
     for i, name in enumerate(ROAD_NAMES):
         stamp, _, img = topics[bags.IMAGE_TOPIC][i]
-        want = core.segment(from_array(cv2.imread(str(road_dir / "image_2" / name)), "bgr8"))
+        want = core.segment(Frame(cv2.imread(str(road_dir / "image_2" / name)), "bgr8"))
         for topic, array, encoding in zip(
             SEG_TOPICS, (want.mask, want.confidence, want.overlay), ("mono8", "mono8", "bgr8")
         ):
@@ -182,7 +182,7 @@ def test_compressed_images_other_topics_and_skipped_frames(
     ]
     before, after = read_bag(tmp_path / "in"), read_bag(tmp_path / "out")
     assert after["/chatter"][0][:2] == before["/chatter"][0][:2]
-    want = segmenter.segment(from_array(png, "bgr8"))
+    want = segmenter.segment(Frame(png, "bgr8"))
     overlays = after["/seg/overlay"]
     assert [s for s, _, _ in overlays] == [stamps[0], stamps[2]]
     assert (
@@ -245,7 +245,9 @@ def test_segment_bag_command_line(
     )
     with pytest.raises(SystemExit):
         segment_bag.main([bag, str(tmp_path / "x"), "--threshold", "2"])
-    assert "threshold must be a number in [0, 1]" in capsys.readouterr().err
+    assert (
+        "argument --threshold: must be a finite number in [0, 1], got 2" in capsys.readouterr().err
+    )
 
 
 def test_a_corrupt_message_is_skipped_and_listed_or_stops_with_strict(

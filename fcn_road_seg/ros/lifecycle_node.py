@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import torch
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from ..errors import RoadSegError
@@ -24,6 +23,7 @@ class RoadSegLifecycleNode(RoadSeg, LifecycleNode):
 
     def __init__(self, **kwargs: Any) -> None:
         LifecycleNode.__init__(self, NODE_NAME, **kwargs)
+        self._reset()
         self._params = declare_parameters(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -67,19 +67,16 @@ class RoadSegLifecycleNode(RoadSeg, LifecycleNode):
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop and release whatever the current state holds."""
-        self._stop()
         self._release_all()
         return TransitionCallbackReturn.SUCCESS
 
     def _release_all(self) -> None:
-        """``_release`` with the lifecycle publisher's destructor, then free cached GPU memory."""
+        """``_release`` with the lifecycle publisher's destructor (the model's memory too)."""
         self._release(self.destroy_lifecycle_publisher)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
     def destroy_node(self) -> None:
-        """Stop the worker if active, then destroy the node."""
-        self._stop()
+        """Stop the worker if active, release everything, then destroy the node."""
+        self._release_all()
         super().destroy_node()
 
 

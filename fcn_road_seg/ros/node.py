@@ -42,201 +42,42 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from .. import geometry
-from ..backends import BACKENDS, RESIZE_POLICIES, BackendOptions
-from ..bounds import CAMERA_ANGLE, CAMERA_HEIGHT, GRID_RESOLUTION, WORKSPACE_GB, Bounds
 from ..errors import ImageError, OptionError, RoadSegError
 from ..grid import (
-    TARGET_FRAME,
-    MOUNT,
-    OCCUPANCY_MODES,
     Camera,
-    GridSpec,
     GroundGrid,
     grid_spec,
     mount,
 )
-from ..image import MAX_PIXELS, MIN_SIDE
 from ..latest import Latest
-from ..segmenter import Segmenter, check_setting, make_segmenter
+from ..options import OPTIONS, RUNTIME, Option, check_setting, problems
+from ..segmenter import Segmenter, segmenter_from_options
 from ..stats import Stats, health
 from ..throttle import ReasonThrottle
 
 NODE_NAME = "road_segmentation"
-RUNTIME = ("threshold", "overlay_alpha", "overlay_color")
-CHOICES = {
-    "backend": BACKENDS,
-    "resize_policy": RESIZE_POLICIES,
-    "trt_rebuild": ("never", "if-stale"),
-    "grid_occupancy": OCCUPANCY_MODES,
-}
 LOG_PERIOD_S = 5.0
 OUTPUT_DEPTH = 5
-_UNIT = {"floating_point_range": [FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)]}
-_GRID = GridSpec()
 
 
-def _range(bounds: Bounds) -> dict[str, list[FloatingPointRange]]:
-    """The descriptor range of a double parameter checked by ``bounds``."""
-    return {
-        "floating_point_range": [
-            FloatingPointRange(from_value=bounds.low, to_value=bounds.high, step=0.0)
+def descriptor(option: Option) -> ParameterDescriptor:
+    """The parameter's descriptor from its option: description, range, choices, read-only."""
+    extra: dict[str, Any] = {}
+    if option.bounds is not None and option.kind == "float":
+        low, high = option.bounds.low, option.bounds.high
+        extra["floating_point_range"] = [
+            FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)
         ]
-    }
-
-
-_ANGLE = _range(CAMERA_ANGLE)
-#: double parameters and their bounds, also checked at startup (a range descriptor lets NaN in)
-BOUNDED = {
-    "trt_workspace_gb": WORKSPACE_GB,
-    "camera_height": CAMERA_HEIGHT,
-    "camera_pitch": CAMERA_ANGLE,
-    "camera_roll": CAMERA_ANGLE,
-    "grid_resolution": GRID_RESOLUTION,
-}
-
-#: name -> (default, description, extra ParameterDescriptor fields); all but RUNTIME are read-only
-PARAMETERS: dict[str, tuple[Any, str, dict]] = {
-    "model_path": (
-        "",
-        "Model file: .pt checkpoint, .onnx or TensorRT .engine; '' = the model shipped "
-        "in the package",
-        {},
-    ),
-    "backend": (
-        "auto",
-        "Inference backend: auto | tensorrt | torch | onnxruntime | openvino (auto: TensorRT for "
-        ".onnx on a GPU; on a CPU the fastest of OpenVINO, ONNX Runtime and torch, measured)",
-        {},
-    ),
-    "device": ("auto", "torch device: auto (CUDA when available) | cpu | cuda | cuda:N", {}),
-    "network_size": (
-        "auto",
-        "Size the network runs at: auto (the model's working size, from its file) | "
-        "native (each frame's own size) | HxW, e.g. 188x624",
-        {},
-    ),
-    "resize_policy": (
-        "letterbox",
-        "How frames meet a fixed-shape model exported at another size than its "
-        "working size: letterbox (keep aspect, pad) | stretch",
-        {},
-    ),
-    "precision": (
-        "auto",
-        "Network precision: torch auto | fp32 | fp16 | bf16; TensorRT auto | fp32 | fp16 | int8",
-        {},
-    ),
-    "torch_compile": (False, "torch.compile the network (torch backend)", {}),
-    "cpu_threads": (
-        0,
-        "CPU threads of ONNX Runtime and OpenVINO (0 = their default)",
-        {"integer_range": [IntegerRange(from_value=0, to_value=256, step=1)]},
-    ),
-    "onnx_threads": (
-        0,
-        "Former name of cpu_threads, used when cpu_threads is 0",
-        {"integer_range": [IntegerRange(from_value=0, to_value=256, step=1)]},
-    ),
-    "trt_rebuild": (
-        "never",
-        "TensorRT .engine files: never | if-stale (rebuild from the ONNX named in its metadata)",
-        {},
-    ),
-    "trt_workspace_gb": (
-        4.0,
-        "TensorRT builder workspace in GiB (engines built at startup from an .onnx)",
-        _range(WORKSPACE_GB),
-    ),
-    "trt_timing_cache": ("", "TensorRT timing cache file ('' = none)", {}),
-    "warmup_size": (
-        [375, 1242],
-        "[height, width] of the blank frames run at startup; [0, 0] = no warm-up",
-        {},
-    ),
-    "threshold": (0.5, "A pixel is road when P(road) >= threshold; changeable at run time", _UNIT),
-    "overlay_alpha": (
-        0.5,
-        "Blend weight of overlay_color over road pixels; changeable at run time",
-        _UNIT,
-    ),
-    "overlay_color": (
-        [0, 255, 0],
-        "[R, G, B] (0..255) painted over road pixels in the overlay; changeable at run time",
-        {},
-    ),
-    "publish_confidence": (True, "Advertise road_seg/confidence (mono8, 255 * P(road))", {}),
-    "publish_overlay": (
-        True,
-        "Advertise road_seg/overlay (the input with road pixels tinted)",
-        {},
-    ),
-    "publish_grid": (
-        True,
-        "Advertise road_seg/grid (nav_msgs/OccupancyGrid of drivable road in target_frame; "
-        "needs camera_info)",
-        {},
-    ),
-    "use_compressed": (
-        False,
-        "Subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image",
-        {},
-    ),
-    "max_pixels": (
-        MAX_PIXELS,
-        f"Largest width x height accepted (bigger frames are rejected as bad messages, "
-        f"compressed ones before decoding); each side must also be >= {MIN_SIDE}",
-        {"integer_range": [IntegerRange(from_value=MIN_SIDE**2, to_value=1 << 31, step=1)]},
-    ),
-    "target_frame": (
-        TARGET_FRAME,
-        "Frame of road_seg/grid; the ground is its z = 0 plane (x forward, y left)",
-        {},
-    ),
-    "grid_use_tf": (
-        False,
-        "Look the camera up in target_frame with tf2 (else: camera_height, camera_pitch, "
-        "camera_roll, with target_frame on the ground under the camera)",
-        {},
-    ),
-    "image_rectified": (
-        False,
-        "The image is rectified (e.g. image_rect): the grid projects through camera_info's P "
-        "and ignores D. false: it is the raw image camera_info describes (image_raw), and the "
-        "grid follows D's distortion (plumb_bob, rational_polynomial, equidistant)",
-        {},
-    ),
-    "camera_height": (
-        MOUNT[0],
-        "Camera height over the ground (m), without tf (KITTI: 1.65)",
-        _range(CAMERA_HEIGHT),
-    ),
-    "camera_pitch": (MOUNT[1], "Camera pitch (rad, positive = looking down), without tf", _ANGLE),
-    "camera_roll": (
-        MOUNT[2],
-        "Camera roll (rad, positive = clockwise seen from behind), without tf",
-        _ANGLE,
-    ),
-    "grid_resolution": (
-        _GRID.resolution,
-        "Grid cell size (m)",
-        _range(GRID_RESOLUTION),
-    ),
-    "grid_x_range": (
-        list(_GRID.x_range),
-        "[min, max] of the grid along target_frame's x (forward), m",
-        {},
-    ),
-    "grid_y_range": (
-        list(_GRID.y_range),
-        "[min, max] of the grid along target_frame's y (left), m",
-        {},
-    ),
-    "grid_occupancy": (
-        "binary",
-        "Cell values: binary (road 0, other 100) | scaled (round(100 (1 - P))); unseen cells -1",
-        {},
-    ),
-}
+    elif option.bounds is not None and option.kind == "int":
+        low, high = int(option.bounds.low), int(option.bounds.high)
+        extra["integer_range"] = [IntegerRange(from_value=low, to_value=high, step=1)]
+    if option.choices:
+        extra["additional_constraints"] = f"one of: {', '.join(option.choices)}"
+    elif option.length is not None:
+        extra["additional_constraints"] = f"{option.length} values" + (
+            f", each in [{option.bounds.low:g}, {option.bounds.high:g}]" if option.bounds else ""
+        )
+    return ParameterDescriptor(description=option.help, read_only=not option.runtime, **extra)
 
 
 def _plain(value: Any) -> Any:
@@ -275,50 +116,17 @@ def make_grid(header: Header, fields: dict) -> OccupancyGrid:
 
 
 def declare_parameters(node: Node) -> dict[str, Any]:
-    """Declare every parameter of PARAMETERS on ``node``; returns their values, checked."""
-    for name, (default, description, extra) in PARAMETERS.items():
-        descriptor = ParameterDescriptor(
-            description=description, read_only=name not in RUNTIME, **extra
-        )
-        node.declare_parameter(name, default, descriptor)
-    values = {name: _plain(node.get_parameter(name).value) for name in PARAMETERS}
-    for name, choices in CHOICES.items():
-        if values[name] not in choices:
-            raise ValueError(
-                f"parameter {name} must be one of {', '.join(choices)}, got '{values[name]}'"
-            )
-    size = values["warmup_size"]
-    if len(size) != 2 or min(size) < 0:
-        raise ValueError(f"parameter warmup_size must be [height, width] >= 0, got {size}")
-    for name, bounds in BOUNDED.items():
-        reason = bounds.problem(values[name])
-        if reason:
-            raise ValueError(f"parameter {name} {reason}")
+    """Declare every option of ``options.OPTIONS`` on ``node``; returns their values, checked.
+
+    ValueError naming the first invalid parameter: nothing is loaded before every one is valid.
+    """
+    for name, option in OPTIONS.items():
+        node.declare_parameter(name, option.default, descriptor(option))
+    values = {name: _plain(node.get_parameter(name).value) for name in OPTIONS}
+    bad = problems(values)
+    if bad:
+        raise ValueError(f"parameter {bad[0]}")
     return values
-
-
-def build_segmenter(p: dict[str, Any]) -> Segmenter:
-    """The per-frame core from the node's parameters (ModelError or ValueError if impossible)."""
-    options = BackendOptions(
-        p["precision"],
-        p["torch_compile"],
-        p["cpu_threads"] or p["onnx_threads"],
-        p["trt_rebuild"],
-        p["trt_workspace_gb"],
-        p["trt_timing_cache"],
-    )
-    return make_segmenter(
-        p["model_path"] or None,
-        p["backend"],
-        p["device"],
-        p["resize_policy"],
-        p["network_size"],
-        p["threshold"],
-        p["overlay_color"],
-        p["overlay_alpha"],
-        p["max_pixels"],
-        options,
-    )
 
 
 def build_grid(p: dict[str, Any]) -> tuple[GroundGrid, np.ndarray]:
@@ -349,41 +157,59 @@ class RoadSeg:
 
     ``load`` builds the core and warms it up, ``open`` creates the publishers (with the factory it
     is given: plain or lifecycle), ``start`` subscribes and starts the worker, ``stop`` undoes
-    ``start`` and ``release`` undoes ``open`` and ``load``.
+    ``start`` and ``release`` undoes ``open`` and ``load``. Every field is set in ``_reset``; each
+    phase is all or nothing, and ``stop`` and ``release`` may be called in any state, repeatedly.
     """
 
-    _params: dict[str, Any]
-    _segmenter: Segmenter | None = None
-    _worker: threading.Thread | None = None
-    _outputs: dict[str, Any] = {}  # replaced, never changed in place
-    _grid_pub: Any = None
-    _diagnostics: Any = None
-    _tf_buffer: Any = None
-    _tf_listener: Any = None
+    _params: dict[str, Any]  # declared and checked before anything is loaded
+
+    def _reset(self) -> None:
+        """Every field of the node's state, empty: nothing loaded, opened or started."""
+        self._segmenter: Segmenter | None = None
+        self._grid: GroundGrid | None = None
+        self._mount: np.ndarray | None = None
+        self._camera: Camera | None = None  # the newest usable camera_info
+        self._throttle = ReasonThrottle(LOG_PERIOD_S)
+        self._selection = ""  # how backend: auto chose the backend, with each time
+        self._backend_info = ""
+        self._warnings: list[str] = []
+        self._outputs: dict[str, Any] = {}  # replaced, never changed in place
+        self._grid_pub: Any = None
+        self._diagnostics: Any = None
+        self._tf_buffer: Any = None
+        self._tf_listener: Any = None
+        self._inputs: list[Any] = []
+        self._slot: Latest[tuple[Any, float]] = Latest()
+        self._stats = Stats()
+        self._diag_timer: Any = None
+        self._worker: threading.Thread | None = None
 
     def _load(self) -> str:
         """Build the grid core and the segmenter and warm up; returns a log line about them.
 
-        All or nothing: nothing is kept when any step fails. The model's warnings (an INT8
-        companion not used, ...) are logged and shown in /diagnostics.
+        All or nothing: nothing is kept when any step fails (a model that loaded is closed
+        again). The model's warnings (an INT8 companion not used, ...) are logged and shown in
+        /diagnostics.
         """
         p = self._params
         grid, camera_from_ground = build_grid(p)
-        segmenter = build_segmenter(p)
+        segmenter = segmenter_from_options(p)
+        try:
+            size = p["warmup_size"]
+            warmup = segmenter.backend.warmup(*size) if min(size) > 0 else 0.0
+        except BaseException:
+            segmenter.close()
+            raise
         backend = segmenter.backend
-        warmup = backend.warmup(*p["warmup_size"]) if min(p["warmup_size"]) > 0 else 0.0
         self._grid, self._mount, self._segmenter = grid, camera_from_ground, segmenter
-        self._camera: Camera | None = None
-        self._throttle = ReasonThrottle(LOG_PERIOD_S)
-        self._selection = backend.selection  # how backend: auto chose it, with each time
+        self._selection = backend.selection
         self._backend_info = backend.describe()
         self._warnings = list(segmenter.warnings)
         for warning in self._warnings:
             self.get_logger().warning(warning)
         return (
             f"{self._backend_info}; model {p['model_path'] or 'the default model'}; "
-            f"warm-up {warmup:.2f} s at "
-            f"{p['warmup_size'][0]}x{p['warmup_size'][1]}"
+            f"warm-up {warmup:.2f} s at {size[0]}x{size[1]}"
             + (f"; {self._selection}" if self._selection else "")
         )
 
@@ -440,7 +266,7 @@ class RoadSeg:
 
             self._tf_buffer = Buffer()
             self._tf_listener = TransformListener(self._tf_buffer, self)
-        self._slot: Latest[tuple[Any, float]] = Latest()
+        self._slot = Latest()
         self._stats = Stats()
         self._diag_timer = self.create_timer(1.0, self._on_diagnostics_timer)
         self._worker = threading.Thread(target=self._work, name="road_seg_worker", daemon=True)
@@ -454,24 +280,28 @@ class RoadSeg:
 
     def _stop(self) -> None:
         """Stop the worker (it finishes the frame in hand), the subscriptions and the timer."""
-        if self._worker is None:
-            return
-        self._slot.close()
-        self._worker.join()
-        self._worker = None
+        if self._worker is not None:
+            self._slot.close()
+            self._worker.join()
+            self._worker = None
         for subscription in self._inputs:
             self.destroy_subscription(subscription)
-        self.destroy_timer(self._diag_timer)
+        self._inputs = []
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
 
     def _release(self, destroy_publisher: Callable[[Any], Any]) -> None:
-        """Destroy the publishers and drop the model; a no-op for what is not there."""
+        """Destroy the publishers, close the model (and its device memory), reset the state."""
+        self._stop()
         for publisher in [*self._outputs.values(), self._grid_pub, self._diagnostics]:
             if publisher is not None:
                 destroy_publisher(publisher)
-        self._outputs, self._grid_pub, self._diagnostics = {}, None, None
         if self._tf_listener is not None:
             self._tf_listener.unregister()
-        self._segmenter = self._tf_buffer = self._tf_listener = None
+        if self._segmenter is not None:
+            self._segmenter.close()
+        self._reset()
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         """Apply run-time settings, or reject the whole set with the reason."""
@@ -604,16 +434,21 @@ class RoadSegNode(RoadSeg, Node):
 
     def __init__(self, **kwargs: Any) -> None:
         Node.__init__(self, NODE_NAME, **kwargs)
+        self._reset()
         self._params = declare_parameters(self)
-        loaded = self._load()
-        self._open(self.create_publisher, self.destroy_publisher)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._start()
+        try:
+            loaded = self._load()
+            self._open(self.create_publisher, self.destroy_publisher)
+            self.add_on_set_parameters_callback(self._on_set_parameters)
+            self._start()
+        except BaseException:  # nothing half-built stays behind (the caller destroys the node)
+            self._release(self.destroy_publisher)
+            raise
         self.get_logger().info(f"ready: {loaded}")
 
     def destroy_node(self) -> None:
-        """Stop the worker (it finishes the frame in hand), then destroy the node."""
-        self._stop()
+        """Stop the worker (it finishes the frame in hand), release all, destroy the node."""
+        self._release(self.destroy_publisher)
         super().destroy_node()
 
 

@@ -112,7 +112,7 @@ def run_demo(
         f"from {frames} on {IMAGE_TOPIC} and {INFO_TOPIC} "
         f"(calibration {calib or frames / 'calib'}; rosbag2 version {BAG_VERSION}, sqlite3)"
     )
-    segmenter = make_segmenter(model_path, device=device)
+    segmenter = make_segmenter(model_path=model_path, device=device)
     print(
         f"model {model_path}{' (UNTRAINED)' if untrained else ''}: {segmenter.backend.describe()}"
     )

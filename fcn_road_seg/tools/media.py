@@ -347,7 +347,7 @@ def run(args: argparse.Namespace) -> dict:
     wanted = wanted_outputs(args, source.still)
     segmenter = segmenter_from_args(args)
     print(
-        f"{source.description}; model {args.model or default_model_path()}: "
+        f"{source.description}; model {args.model_path or default_model_path()}: "
         f"{segmenter.backend.describe()}"
     )
     tmp = temp_dir_for(out)

@@ -43,16 +43,11 @@ from .bags import (
 )
 from ..bounds import FPS
 from ..errors import DataError, ImageError, run_cli
-from .exports import SHEET_COLUMNS, SHEET_TILES, THUMB_WIDTH, OverlayExports, stamp_label, to_bgr
-from ..grid import Camera, GroundGrid, add_grid_arguments, grid_from_args, picture
+from ..grid import Camera, GroundGrid, grid_from_args, picture
 from ..model import default_model_path
-from ..segmenter import (
-    OUTPUTS,
-    Segmenter,
-    add_segmenter_arguments,
-    check_setting,
-    segmenter_from_args,
-)
+from ..options import GRID, add_arguments
+from ..segmenter import OUTPUTS, Segmenter, add_segmenter_arguments, segmenter_from_args
+from .exports import SHEET_COLUMNS, SHEET_TILES, THUMB_WIDTH, OverlayExports, stamp_label, to_bgr
 
 
 def check_input(
@@ -303,7 +298,7 @@ def _segment_bag(args: argparse.Namespace) -> None:
             raise DataError(f"--grid options: {exc}") from exc
         info_topic = args.camera_info_topic or f"{args.topic.rsplit('/', 1)[0]}/camera_info"
         grid = BagGrid(core, mount, args.target_frame, info_topic, args.image_rectified)
-    print(f"model {args.model or default_model_path()}: {segmenter.backend.describe()}")
+    print(f"model {args.model_path or default_model_path()}: {segmenter.backend.describe()}")
     print_segment_summary(
         segment_bag(
             args.input,
@@ -376,14 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--camera-info-topic",
         help="CameraInfo topic for --grid (default: camera_info beside --topic)",
     )
-    add_grid_arguments(p)
+    add_arguments(p, GRID)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    for name in ("threshold", "overlay_color", "overlay_alpha"):
-        reason = check_setting(name, getattr(args, name))
-        if reason:
-            p.error(reason)
-    return run_cli(_segment_bag, args)
+    return run_cli(_segment_bag, p.parse_args(argv))
 
 
 if __name__ == "__main__":
