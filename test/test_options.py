@@ -217,3 +217,22 @@ def test_backend_options_from_values() -> None:
     )
     assert backend_options({**values, "cpu_threads": 1}).threads == 1
     assert backend_options(defaults()) == BackendOptions()
+
+
+def test_the_readme_parameter_table_is_the_schema() -> None:
+    """README.md's parameter table lists each option once, with its default and run-time flag."""
+    readme = (SEG_YAML.parent.parent / "README.md").read_text()
+    table = readme[readme.index("| Parameter | Type | Default | Run time | Description |") :]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        if not line.startswith("| `"):
+            break
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        rows[cells[0].strip("`")] = (cells[2].strip("`"), cells[3])
+    rows.pop("qos_overrides.<topic>.{subscription,publisher}.{reliability,depth,history}")
+    assert set(rows) == set(OPTIONS)
+    for name, (default, runtime) in rows.items():
+        want = OPTIONS[name].default
+        shown = {True: "true", False: "false"}.get(want, want) if isinstance(want, bool) else want
+        assert default == ('""' if want == "" else str(shown)), name
+        assert runtime == ("yes" if name in RUNTIME else "no"), name
