@@ -157,9 +157,8 @@ def backends(
     h, w = padded(size)
     model = load_checkpoint_model(checkpoint)
     onnx32 = workdir / f"fcn_{h}x{w}.onnx"
-    with contextlib.redirect_stdout(
-        sys.stderr
-    ):  # the exporter's progress lines stay out of the table
+    # the exporter's progress lines stay out of the table
+    with contextlib.redirect_stdout(sys.stderr):
         export_onnx(model, onnx32, (h, w))
     found = [
         ("torch cpu fp32", lambda: load_backend(checkpoint, "torch", "cpu")),
@@ -175,9 +174,8 @@ def backends(
     except ImportError:
         return found
     onnx16 = workdir / f"fcn_{h}x{w}_fp16.onnx"
-    with contextlib.redirect_stdout(
-        sys.stderr
-    ):  # strongly typed FP16: what TensorRT 10 and 11 both build
+    # strongly typed FP16: what TensorRT 10 and 11 both build
+    with contextlib.redirect_stdout(sys.stderr):
         export_onnx(model, onnx16, (h, w), fp16=True)
     found.append((f"tensorrt fp16 ({h}x{w})", lambda: load_backend(onnx16, "tensorrt", "cuda")))
     return found
@@ -260,14 +258,12 @@ def naive_pipeline(msg: Any, logits: np.ndarray) -> dict[str, float]:
     """
     mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
     t = [time.perf_counter()]
-    bgr = (
-        np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3).copy()
-    )  # imgmsg_to_cv2
+    # imgmsg_to_cv2
+    bgr = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3).copy()
     t.append(time.perf_counter())
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    x = (
-        ((rgb.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)[None].copy()
-    )  # NCHW network input
+    # NCHW network input
+    x = ((rgb.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)[None].copy()
     t.append(time.perf_counter())
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     p = e[0, 1] / e[0].sum(axis=0)

@@ -25,10 +25,8 @@ NUM_CLASSES = 2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 STRIDE = 32
-POOL3_END, POOL4_END = (
-    17,
-    24,
-)  # indices just past pool3 and pool4 in torchvision's VGG16 ``features``
+# indices just past pool3 and pool4 in torchvision's VGG16 ``features``
+POOL3_END, POOL4_END = (17, 24)
 POOL4_SCALE, POOL3_SCALE = 0.01, 0.0001  # FCN-8s "at-once" skip scaling
 INPUT, OUTPUT = "image", "prob"  # RoadProbability's I/O names in every exported model and engine
 
@@ -75,9 +73,8 @@ class FCN8s(nn.Module):
             "fc_channels": fc_channels,
             "fc6_kernel": fc6_kernel,
         }
-        self.features = make_layers(
-            cfgs["D"], batch_norm=False
-        )  # torchvision's VGG16 layout and key names
+        # torchvision's VGG16 layout and key names
+        self.features = make_layers(cfgs["D"], batch_norm=False)
         self.fc6 = nn.Conv2d(512, fc_channels, fc6_kernel, padding=fc6_kernel // 2)
         self.fc7 = nn.Conv2d(fc_channels, fc_channels, 1)
         self.drop = nn.Dropout2d(dropout)
@@ -237,9 +234,8 @@ def load_torch_file(path: str | os.PathLike, what: str) -> Any:
         raise ModelError(f"{what} {path} is empty (0 bytes)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        Exception
-    ) as exc:  # zip/pickle/IO errors in many types; their text gives unhelpful advice
+    except Exception as exc:
+        # zip/pickle/IO errors in many types; their text gives unhelpful advice
         with open(path, "rb") as f:
             zipped = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
         reason = "truncated or corrupt" if zipped else "not a PyTorch file"

@@ -17,9 +17,8 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-KITTI_FRAMES = (
-    ROOT / "data" / "kitti" / "image_2"
-)  # five real 1242x375 KITTI Road frames shipped with the project
+# five real 1242x375 KITTI Road frames shipped with the project
+KITTI_FRAMES = ROOT / "data" / "kitti" / "image_2"
 
 
 def shared_path(*parts: str) -> Path:

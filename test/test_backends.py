@@ -169,9 +169,8 @@ def test_fit_and_unfit_round_trips() -> None:
     assert stretched.shape == (1, 160, 576, 3) and how == Fit((375, 1242), (160, 576))
     prob = torch.rand(1, 160, 576)
     assert unfit(prob, how).shape == (375, 1242)
-    assert (
-        unfit(prob, Fit((100, 200), (100, 200))).data_ptr() == prob.data_ptr()
-    )  # crop only, no copy
+    # crop only, no copy
+    assert unfit(prob, Fit((100, 200), (100, 200))).data_ptr() == prob.data_ptr()
     constant = torch.full((1, 160, 576), 0.25)
     assert torch.allclose(unfit(constant, how), torch.tensor(0.25))
 
@@ -230,9 +229,8 @@ def test_load_backend_picks_by_file_type(
     assert (
         isinstance(onnx_backend, OnnxBackend) and "CPUExecutionProvider" in onnx_backend.describe()
     )
-    assert (
-        backend_for(small_onnx, "tensorrt") == "tensorrt"
-    )  # TensorRT builds its engine from the ONNX model
+    # TensorRT builds its engine from the ONNX model
+    assert backend_for(small_onnx, "tensorrt") == "tensorrt"
     assert (
         backend_for("model.engine", "auto") == backend_for("model.plan", "tensorrt") == "tensorrt"
     )
@@ -457,9 +455,8 @@ def test_cpu_and_gpu_fitting_agree() -> None:
 def test_missing_onnxruntime_is_a_clear_error(
     small_onnx: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(
-        __import__("sys").modules, "onnxruntime", None
-    )  # import now raises ImportError
+    # import now raises ImportError
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)
     with pytest.raises(ModelError, match="ONNX Runtime is not installed: pip install onnxruntime"):
         load_backend(small_onnx, "onnxruntime", "cpu")
 

@@ -33,9 +33,8 @@ def test_perfectly_calibrated_bins_give_zero_ece() -> None:
     assert stats["ECE"] == pytest.approx(0.0, abs=1e-12) and stats["MCE"] == pytest.approx(
         0.0, abs=1e-12
     )
-    assert stats["Brier"] == pytest.approx(
-        (0.75**2 + 3 * 0.25**2) / 4
-    )  # same in both bins: 0.1875
+    # same in both bins: 0.1875
+    assert stats["Brier"] == pytest.approx((0.75**2 + 3 * 0.25**2) / 4)
     assert [b["count"] for b in stats["bins"] if b["count"]] == [4, 4]
 
 

@@ -17,9 +17,8 @@ def test_checkpoint_write_is_atomic(tmp_path: Path) -> None:
     target = tmp_path / "checkpoint_last.pt"
     save_checkpoint({"step": 1}, target)
     with pytest.raises(Exception):
-        save_checkpoint(
-            {"step": 2, "unpicklable": lambda: None}, target
-        )  # fails half-way through writing
+        # fails half-way through writing
+        save_checkpoint({"step": 2, "unpicklable": lambda: None}, target)
     assert torch.load(target, weights_only=True) == {"step": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "checkpoint_last.pt"

@@ -122,6 +122,7 @@ def test_layout_lane_files_and_testing_images(tmp_path: Path) -> None:
 
 def test_devkit_channel_rule_pixel_by_pixel() -> None:
     """valid = red > 0, road = blue > 0: each colour against its hand-derived label."""
+    # odd colours
     colours = np.array(
         [
             [
@@ -136,7 +137,7 @@ def test_devkit_channel_rule_pixel_by_pixel() -> None:
             ]
         ],
         np.uint8,
-    )  # odd colours
+    )
     assert data.decode_target(colours).tolist() == [[1, 0, 255, 255, 1, 0, 255, 255]]
 
 
@@ -159,9 +160,8 @@ def test_blue_pixels_are_ignored_and_odd_colours_warn_once_per_file(tmp_path: Pa
         and "RGB(0, 255, 0) x 5" in warnings[0]
         and "RGB(128, 0, 255) x 1" in warnings[0]
     )
-    assert (
-        data.load_sample(data.list_samples(root)[1])[1][3, 3] == 1
-    )  # decoded by the rule, not an error
+    # decoded by the rule, not an error
+    assert data.load_sample(data.list_samples(root)[1])[1][3, 3] == 1
 
 
 def test_check_samples_finds_a_bad_file_before_training(tmp_path: Path) -> None:

@@ -142,9 +142,8 @@ def test_cli_writes_metrics_json_and_submission(
     pngs = sorted(p.name for p in sub.iterdir())
     assert pngs == ["um_road_000001.png", "um_road_000002.png", "uu_road_000005.png"]
     conf = cv2.imread(str(sub / "uu_road_000005.png"), cv2.IMREAD_UNCHANGED)
-    assert (
-        conf.shape == (18, 40) and conf.dtype == np.uint8 and (conf == 128).all()
-    )  # round(0.5 * 255)
+    # round(0.5 * 255)
+    assert conf.shape == (18, 40) and conf.dtype == np.uint8 and (conf == 128).all()
 
 
 def test_cli_resized_seeded_split_and_testing(
@@ -261,9 +260,8 @@ def test_cli_bev_metrics_and_missing_calibration(
     err = capsys.readouterr().err
     assert "--bev needs each frame's calibration: 3 of 3 files are missing" in err
     assert str(root / "training" / "calib" / "um_000001.txt") in err
-    calib = level_road_calib(
-        f=20.0, cx=18.0, cy=2.0
-    )  # maps the devkit's view onto the fixture's 20 x 36 frames
+    # maps the devkit's view onto the fixture's 20 x 36 frames
+    calib = level_road_calib(f=20.0, cx=18.0, cy=2.0)
     for stem in ("um_000001", "um_000002", "uu_000005"):
         write_calib(root / "training" / "calib" / f"{stem}.txt", calib)
     out = tmp_path / "eval"

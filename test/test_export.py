@@ -98,9 +98,8 @@ def test_default_export_is_fixed_384x1248_and_matches_torch_on_real_frames(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fcn.onnx", "fcn.onnx.json"]
 
 
-@pytest.mark.filterwarnings(
-    "ignore::DeprecationWarning"
-)  # torch deprecates the TorchScript exporter
+# torch deprecates the TorchScript exporter
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
 def test_dynamic_export_with_either_exporter(
     tiny_model: Path, tmp_path: Path, exporter: str

@@ -18,9 +18,8 @@ from fcn_road_seg.tools.kitti import read_calib
 
 from conftest import distorted_pixel, level_road_calib
 
-CALIB = (
-    Path(__file__).parent / "data" / "um_000000_calib.txt"
-)  # the real KITTI Road calibration of um_000000
+# the real KITTI Road calibration of um_000000
+CALIB = Path(__file__).parent / "data" / "um_000000_calib.txt"
 K = np.array([[500.0, 0.0, 320.0, 0.0], [0.0, 500.0, 240.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
 
 
@@ -75,16 +74,13 @@ def test_devkit_bev_shape_and_cell_centres() -> None:
 def test_kitti_bev_takes_the_devkit_pixel_on_a_synthetic_calibration() -> None:
     height, width = 375, 1242
     bev = devkit.KittiBev(devkit.kitti_road_homography(level_road_calib()), (height, width))
-    index = np.arange(height * width, dtype=np.float32).reshape(
-        height, width
-    )  # every pixel its own value
+    # every pixel its own value
+    index = np.arange(height * width, dtype=np.float32).reshape(height, width)
     out = bev.transform(index, outside=-1)
     for row, col in [(799, 200), (799, 0), (0, 399), (400, 123)]:
         x, z = -10 + 0.025 + 0.05 * col, 46 - 0.025 - 0.05 * row
-        u, v = (
-            600 + 700 * x / z,
-            180 + 700 * 1.6 / z,
-        )  # 1-based in the devkit: pixel (floor(v) - 1, floor(u) - 1)
+        # 1-based in the devkit: pixel (floor(v) - 1, floor(u) - 1)
+        u, v = (600 + 700 * x / z, 180 + 700 * 1.6 / z)
         if 1 <= u <= width and 1 <= v <= height:
             assert out[row, col] == (math.floor(v) - 1) * width + math.floor(u) - 1, (row, col)
         else:

@@ -84,9 +84,10 @@ def test_folder_with_a_corrupt_image_is_skipped_and_listed(
         f"skipped frame #5 (uu_000099): cannot read image {image_dir / 'uu_000099.png'}" in printed
     )
     assert "wrote" in printed and "5 frames" in printed
+    # KITTI submission names
     assert sorted(p.name for p in (out / "confidence").iterdir()) == sorted(
         p.name.replace("_0", "_road_0", 1) for p in KITTI
-    )  # KITTI submission names
+    )
     assert len(list((out / "overlays").iterdir())) == len(list((out / "masks").iterdir())) == 5
 
 

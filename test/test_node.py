@@ -654,9 +654,8 @@ def test_lifecycle_publishes_only_while_active(
             and node._segmenter is not None
         )
         spin_until(executor, lambda: False, 2.0, lambda: publisher.publish(msg))
-        assert (
-            not masks and publisher.get_subscription_count() == 0
-        )  # inactive: not even subscribed
+        # inactive: not even subscribed
+        assert not masks and publisher.get_subscription_count() == 0
         node.trigger_activate()
         assert spin_until(executor, lambda: masks, 30.0, lambda: publisher.publish(msg))
         node.trigger_deactivate()

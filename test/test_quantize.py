@@ -82,18 +82,16 @@ def test_int8_export_is_quantized_and_agrees_with_fp32(model_dir: Path) -> None:
     graph = onnx.load(str(int8)).graph
     quantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
     convs = [n for n in graph.node if n.op_type in ("Conv", "ConvTranspose")]
-    assert len(convs) == 21 and all(
-        n.input[1] in quantized for n in convs
-    )  # every weight int8 (QDQ)
+    # every weight int8 (QDQ)
+    assert len(convs) == 21 and all(n.input[1] in quantized for n in convs)
     frame = kitti_frame()
     want = load_backend(model_dir / "m.pt", "torch", "cpu").probability(frame)
     got = OnnxBackend(int8, torch.device("cpu"))
     got.set_network_size("auto")
     p = got.probability(frame)
     assert p.shape == want.shape == (375, 1242)
-    assert (
-        np.corrcoef(p.flatten().numpy(), want.flatten().numpy())[0, 1] > 0.9
-    )  # the same map, coarsely
+    # the same map, coarsely
+    assert np.corrcoef(p.flatten().numpy(), want.flatten().numpy())[0, 1] > 0.9
 
 
 def test_tensorrt_int8_is_symmetric_int8_on_the_convs(
@@ -141,11 +139,8 @@ def test_auto_on_cpu_runs_the_int8_companion(model_dir: Path) -> None:
     assert int8_companion(pt) == model_dir / "m.int8.onnx"
     assert fastest_for(pt, "auto", "cpu") == (model_dir / "m.int8.onnx", "onnxruntime", None)
     assert fastest_for(pt, "torch", "cpu") == (pt, "torch", None)  # asked for torch: torch
-    assert fastest_for(pt, "auto", "cpu", BackendOptions(precision="fp32")) == (
-        pt,
-        "torch",
-        None,
-    )  # torch settings: torch
+    # torch settings: torch
+    assert fastest_for(pt, "auto", "cpu", BackendOptions(precision="fp32")) == (pt, "torch", None)
     backend = load_backend(int8_companion(pt), "onnxruntime", "cpu")  # auto: test_selection.py
     assert isinstance(backend, OnnxBackend) and backend.input_size == (96, 320)
     backend.set_network_size("auto")

@@ -68,9 +68,8 @@ def test_segment_bag_copies_input_unchanged(
 def test_segment_bag_outputs_equal_the_core(
     segmented: dict[str, Any], tiny_model: Path, road_dir: Path
 ) -> None:
-    core = Segmenter(
-        load_backend(tiny_model, "torch", "cpu")
-    )  # a fresh core on the same checkpoint
+    # a fresh core on the same checkpoint
+    core = Segmenter(load_backend(tiny_model, "torch", "cpu"))
     topics = read_bag(segmented["output"])
     for i, name in enumerate(ROAD_NAMES):
         stamp, _, img = topics[bags.IMAGE_TOPIC][i]
@@ -81,9 +80,8 @@ def test_segment_bag_outputs_equal_the_core(
             out_stamp, _, msg = topics[topic][i]
             assert out_stamp == stamp and msg.header == img.header and msg.encoding == encoding
             np.testing.assert_array_equal(msg.data.reshape(array.shape), array)
-    assert (
-        0 < np.count_nonzero(want.mask) < want.mask.size
-    )  # the tiny model's maps are not constant
+    # the tiny model's maps are not constant
+    assert 0 < np.count_nonzero(want.mask) < want.mask.size
 
 
 def test_segment_bag_exports(segmented: dict[str, Any], converted: dict[str, Any]) -> None:

@@ -408,9 +408,8 @@ def test_a_workspace_that_is_no_finite_size_is_refused(
 def test_missing_tensorrt_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from fcn_road_seg.backends.tensorrt_common import import_tensorrt
 
-    monkeypatch.setitem(
-        __import__("sys").modules, "tensorrt", None
-    )  # import now raises ImportError
+    # import now raises ImportError
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)
     monkeypatch.setattr(torch.version, "cuda", "12.8")
     with pytest.raises(
         ModelError,

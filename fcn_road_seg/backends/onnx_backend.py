@@ -128,9 +128,8 @@ class OnnxBackend(Backend):
             self.session = ort.InferenceSession(
                 str(model_path), options, providers=self._providers(ort, device)
             )
-        except (
-            Exception
-        ) as exc:  # onnxruntime raises its own exception types for unreadable models
+        except Exception as exc:
+            # onnxruntime raises its own exception types for unreadable models
             raise ModelError(f"cannot load ONNX model {model_path}: {exc}") from exc
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         problems = io_problems(inputs, outputs)
@@ -180,9 +179,8 @@ class OnnxBackend(Backend):
         index = self.device.index or 0
         binding.bind_input(INPUT, "cuda", index, np.uint8, tuple(image.shape), image.data_ptr())
         binding.bind_output(OUTPUT, "cuda", index, np.float32, tuple(prob.shape), prob.data_ptr())
-        torch.cuda.current_stream(
-            self.device
-        ).synchronize()  # ONNX Runtime reads on its own stream
+        # ONNX Runtime reads on its own stream
+        torch.cuda.current_stream(self.device).synchronize()
         self.session.run_with_iobinding(binding)  # returns once the outputs are written
         return prob
 

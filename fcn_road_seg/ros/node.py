@@ -321,8 +321,11 @@ class RoadSeg:
         self._slot.put((msg, time.monotonic()))
 
     def _log(self, level: str, text: str) -> None:
-        """Log ``text`` at ``level`` ('warning', 'error') unless its reason was logged less than
-        LOG_PERIOD_S ago (``ReasonThrottle``: one fault does not hide another)."""
+        """Log ``text`` at ``level`` ('warning', 'error'), at most once per reason per period.
+
+        ``ReasonThrottle`` drops a repeat of a reason logged less than LOG_PERIOD_S ago, so one
+        fault does not hide another.
+        """
         line = self._throttle.admit(text)
         if line is not None:
             getattr(self.get_logger(), level)(line)
@@ -363,9 +366,8 @@ class RoadSeg:
             except ImageError as exc:
                 self._stats.bad_message()
                 self._log("error", f"bad image message: {exc}")
-            except (
-                Exception
-            ) as exc:  # keep serving frames; a shutting-down context ends the worker
+            except Exception as exc:
+                # keep serving frames; a shutting-down context ends the worker
                 if not self.context.ok():
                     return
                 self._log("error", f"segmentation failed: {exc!r}")
@@ -424,11 +426,9 @@ class RoadSeg:
 
 
 class RoadSegNode(RoadSeg, Node):
-    """Subscribes to ``image`` (and ``camera_info``), publishes the ``road_seg/`` topics.
+    """Subscribes to ``image`` (and ``camera_info``), publishes ``road_seg/{mask,...,grid}``.
 
-    They are ``road_seg/{mask,confidence,overlay,grid}``.
-
-    Raises ``ModelError`` for a missing or incompatible model and ``ValueError`` or rclpy's
+    The outputs are ``road_seg/mask``, ``confidence``, ``overlay`` and ``grid``. Raises ``ModelError`` for a missing or incompatible model and ``ValueError`` or rclpy's
     ``ParameterException`` for invalid parameters.
     """
 

