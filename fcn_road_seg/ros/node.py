@@ -426,9 +426,10 @@ class RoadSeg:
 
 
 class RoadSegNode(RoadSeg, Node):
-    """Subscribes to ``image`` (and ``camera_info``), publishes ``road_seg/{mask,...,grid}``.
+    """Subscribes to ``image`` (and ``camera_info``), publishes the ``road_seg/`` topics.
 
-    The outputs are ``road_seg/mask``, ``confidence``, ``overlay`` and ``grid``. Raises ``ModelError`` for a missing or incompatible model and ``ValueError`` or rclpy's
+    The outputs are ``road_seg/mask``, ``confidence``, ``overlay`` and ``grid``. Raises
+    ``ModelError`` for a missing or incompatible model and ``ValueError`` or rclpy's
     ``ParameterException`` for invalid parameters.
     """
 
