@@ -28,7 +28,8 @@ def modules_with_main() -> list[str]:
 
 def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
     """``python -m module args`` from the repository root."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         capture_output=True,

@@ -360,7 +360,7 @@ def test_network_size_and_max_pixels_parameters(
     )
     assert (
         dict((v.key, v.value) for v in diagnostics[-1].status[0].values)["network size"]
-        == "64x160 (stretch)"
+        == "64x160 (93x310 -> 64x160)"  # the size asked for, and each frame size seen
     )
     big = image_msg(cv2.resize(frame_bgr, (640, 186)), "bgr8", 6, 0)
     assert spin_until(
@@ -410,8 +410,8 @@ def test_network_size_and_max_pixels_parameters(
         (["-p", "threshold:=2.0"], "out of range"),
         (
             ["-p", "grid_x_range:=[0.0, 5000.0]"],
-            "cannot start: parameter grid_x_range must be a finite number in [-1000, 1000] m, "
-            "got 5000.0",
+            "cannot start: parameter grid_x_range must be 2 finite numbers, each in "
+            "[-1000, 1000] m, got [0.0, 5000.0]",
         ),
     ],
 )
