@@ -124,3 +124,15 @@ def test_default_model_matches_its_stored_golden_maps(default_model: Path) -> No
     assert 0.15 < (mask > 0).mean() < 0.6  # the golden itself is a plausible road mask
     assert (result.mask != mask).mean() < 1e-3
     assert (np.abs(result.confidence.astype(int) - confidence) > 2).mean() < 1e-3
+
+
+def test_native_size_runs_the_default_model_on_a_cpu(default_model: Path) -> None:
+    """``network_size: native`` with the shipped model on a CPU (once refused: the INT8 companion
+    was fixed at 188x624): ``auto`` runs its dynamic INT8 companion at the frame's own size."""
+    backend = load_backend(default_model, "auto", "cpu", network_size="native")
+    assert backend.name in ("onnxruntime", "openvino")
+    assert backend.network_input(375, 1242)[0] is None  # no resize: each frame's own size
+    bgr = cv2.imread(str(ROOT / "data" / "kitti" / "image_2" / "um_000005.png"))
+    maps = backend.infer(Frame(bgr, "bgr8"))
+    assert maps.mask.shape == (375, 1242) and set(np.unique(maps.mask)) <= {0, 255}
+    assert backend.frame_sizes[375, 1242] == (375, 1242)  # the network saw the frame as it is
