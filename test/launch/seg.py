@@ -1,7 +1,8 @@
 """launch_testing: seg.launch.py starts the node on a small model; a KITTI frame in, its mask out.
 
-Skipped where launch_testing (ROS 2) cannot be imported. Run it with ``colcon test`` or, in a
-sourced workspace where fcn_road_seg is installed, ``python -m pytest test/test_seg_launch.py``.
+Skipped where launch_testing (ROS 2) cannot be imported. ``test_launch_tests.py`` runs it in a
+process of its own under ``colcon test``; alone, in a sourced workspace where fcn_road_seg is
+installed: ``python -m pytest test/launch/seg.py``.
 """
 
 from __future__ import annotations
@@ -31,9 +32,15 @@ from fcn_road_seg.backends import load_backend  # noqa: E402
 from fcn_road_seg.ros.node import make_image  # noqa: E402
 from fcn_road_seg.segmenter import Segmenter  # noqa: E402
 
-from conftest import close_probe, open_probe, spin_until, write_launch_params, write_tiny_model  # noqa: E402
+from conftest import (  # noqa: E402
+    ROOT,
+    close_probe,
+    open_probe,
+    spin_until,
+    write_launch_params,
+    write_tiny_model,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 KITTI_DIRS = [
     ROOT / "data" / "kitti" / "image_2",
     ROOT.parent / "shared" / "data" / "kitti_road_samples" / "testing" / "image_2",

@@ -2,9 +2,9 @@
 
 Deactivated, it publishes nothing.
 
-Skipped where launch_testing (ROS 2) cannot be imported. Run it with ``colcon test`` or, in a
-sourced workspace where fcn_road_seg is installed,
-``python -m pytest test/test_lifecycle_launch.py``.
+Skipped where launch_testing (ROS 2) cannot be imported. ``test_launch_tests.py`` runs it in a
+process of its own under ``colcon test``; alone, in a sourced workspace where fcn_road_seg is
+installed: ``python -m pytest test/launch/lifecycle.py``.
 """
 
 from __future__ import annotations
