@@ -217,6 +217,20 @@ def write_launch_params(path: Path, **updates: Any) -> Path:
     return path
 
 
+def seg_launch_description(**arguments: str) -> Any:
+    """The installed seg.launch.py with launch ``arguments``, then launch_testing's ReadyToTest."""
+    import launch
+    import launch_testing.actions
+    from ament_index_python.packages import get_package_share_directory
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+    path = Path(get_package_share_directory("fcn_road_seg")) / "launch" / "seg.launch.py"
+    include = launch.actions.IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(str(path)), launch_arguments=arguments.items()
+    )
+    return launch.LaunchDescription([include, launch_testing.actions.ReadyToTest()])
+
+
 # --------------------------------------------------------------------------- bags
 # Shared by test_bags.py, test_kitti2bag.py and test_segment_bag.py.
 

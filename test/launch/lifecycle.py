@@ -19,12 +19,9 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import launch  # noqa: E402
-import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 import numpy as np  # noqa: E402
-from ament_index_python.packages import get_package_share_directory  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
-from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
@@ -32,7 +29,14 @@ from std_msgs.msg import Header  # noqa: E402
 from fcn_road_seg import image  # noqa: E402
 from fcn_road_seg.ros.node import make_image  # noqa: E402
 
-from conftest import close_probe, open_probe, spin_until, write_launch_params, write_tiny_model  # noqa: E402
+from conftest import (  # noqa: E402
+    close_probe,
+    open_probe,
+    seg_launch_description,
+    spin_until,
+    write_launch_params,
+    write_tiny_model,
+)
 
 NAMESPACE = "lifecycle_launch_test"
 NODE = f"/{NAMESPACE}/road_segmentation"
@@ -47,20 +51,14 @@ def generate_test_description() -> tuple[launch.LaunchDescription, dict[str, Any
     tmp = tempfile.TemporaryDirectory(prefix="fcn_road_seg_lifecycle_test_")
     model = write_tiny_model(Path(tmp.name) / "tiny.pt")
     params = write_launch_params(Path(tmp.name) / "params.yaml", device="cpu", warmup_size=[0, 0])
-    launch_file = Path(get_package_share_directory("fcn_road_seg")) / "launch" / "seg.launch.py"
-    seg_launch = launch.actions.IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(str(launch_file)),
-        launch_arguments={
-            "model_path": str(model),
-            "params_file": str(params),
-            "image_topic": IMAGE_TOPIC,
-            "namespace": NAMESPACE,
-            "lifecycle": "true",
-        }.items(),
+    description = seg_launch_description(
+        model_path=str(model),
+        params_file=str(params),
+        image_topic=IMAGE_TOPIC,
+        namespace=NAMESPACE,
+        lifecycle="true",
     )
-    return launch.LaunchDescription([seg_launch, launch_testing.actions.ReadyToTest()]), {
-        "tmp": tmp
-    }
+    return description, {"tmp": tmp}
 
 
 class TestLifecycle(unittest.TestCase):

@@ -18,12 +18,9 @@ from typing import Any  # noqa: E402
 
 import cv2  # noqa: E402
 import launch  # noqa: E402
-import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 import numpy as np  # noqa: E402
-from ament_index_python.packages import get_package_share_directory  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
-from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
@@ -36,6 +33,7 @@ from conftest import (  # noqa: E402
     ROOT,
     close_probe,
     open_probe,
+    seg_launch_description,
     spin_until,
     write_launch_params,
     write_tiny_model,
@@ -81,17 +79,13 @@ def generate_test_description() -> tuple[launch.LaunchDescription, dict[str, Any
         warmup_size=[96, 320],
         qos_overrides={IMAGE_TOPIC: {"subscription": {"reliability": "reliable"}}},
     )
-    launch_file = Path(get_package_share_directory("fcn_road_seg")) / "launch" / "seg.launch.py"
-    seg_launch = launch.actions.IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(str(launch_file)),
-        launch_arguments={
-            "model_path": str(model),
-            "params_file": str(params),
-            "image_topic": IMAGE_TOPIC,
-            "namespace": NAMESPACE,
-        }.items(),
+    description = seg_launch_description(
+        model_path=str(model),
+        params_file=str(params),
+        image_topic=IMAGE_TOPIC,
+        namespace=NAMESPACE,
     )
-    return launch.LaunchDescription([seg_launch, launch_testing.actions.ReadyToTest()]), {
+    return description, {
         "tmp": tmp,
         "model": model,
     }
