@@ -19,7 +19,6 @@ import argparse
 import collections
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -31,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from latency import machine  # noqa: E402
+from openvino_shapes import time_once  # noqa: E402
 
 from fcn_road_seg.backends import Backend, load_backend  # noqa: E402
 from fcn_road_seg.image import Frame, read_rgb_folder  # noqa: E402
@@ -76,13 +76,6 @@ def count_macs(net: nn.Module, height: int, width: int) -> int:
     return total
 
 
-def time_infer(backend: Backend, frame: Frame, samples: list[float]) -> None:
-    """Append the ms of one ``infer`` to ``samples``."""
-    start = time.perf_counter()
-    backend.infer(frame)
-    samples.append(1e3 * (time.perf_counter() - start))
-
-
 def layer_times(backend: Backend) -> list[tuple[str, float]]:
     """(OpenVINO layer type and kernel, ms) of the last inference, the slowest first."""
     request = next(iter(backend._requests.values()))  # the one shape this run compiled
@@ -111,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     samples: dict[str, list[float]] = {name: [] for name in rows}
     for _ in range(args.rounds):
         for name, backend in rows.items():
-            time_infer(backend, frame, samples[name])
+            samples[name].append(time_once(backend, frame))
     print(f"# {machine()}; {args.rounds} rounds on {height}x{width}, {args.model}")
     print("| row | network input | GMAC | ms / frame (median) | GMAC/s |")
     print("|---|---|---|---|---|")

@@ -217,18 +217,38 @@ def write_launch_params(path: Path, **updates: Any) -> Path:
     return path
 
 
-def seg_launch_description(**arguments: str) -> Any:
-    """The installed seg.launch.py with launch ``arguments``, then launch_testing's ReadyToTest."""
+def seg_launch_test(
+    namespace: str, image_topic: str, params: dict[str, Any], **arguments: str
+) -> tuple[Any, dict[str, Any]]:
+    """A launch test's description: seg.launch.py in ``namespace`` on a tiny model.
+
+    The params file is the installed one with ``params``; ``arguments`` are further launch
+    arguments. Returns the LaunchDescription (ending in ReadyToTest) and the test's context:
+    ``tmp`` (the folder of model and params, kept alive by being there) and ``model``.
+    """
+    import tempfile
+
     import launch
     import launch_testing.actions
     from ament_index_python.packages import get_package_share_directory
     from launch.launch_description_sources import PythonLaunchDescriptionSource
 
+    tmp = tempfile.TemporaryDirectory(prefix=f"fcn_road_seg_{namespace}_")
+    model = write_tiny_model(Path(tmp.name) / "tiny.pt")
+    params_file = write_launch_params(Path(tmp.name) / "params.yaml", **params)
     path = Path(get_package_share_directory("fcn_road_seg")) / "launch" / "seg.launch.py"
     include = launch.actions.IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(str(path)), launch_arguments=arguments.items()
+        PythonLaunchDescriptionSource(str(path)),
+        launch_arguments={
+            "model_path": str(model),
+            "params_file": str(params_file),
+            "image_topic": image_topic,
+            "namespace": namespace,
+            **arguments,
+        }.items(),
     )
-    return launch.LaunchDescription([include, launch_testing.actions.ReadyToTest()])
+    description = launch.LaunchDescription([include, launch_testing.actions.ReadyToTest()])
+    return description, {"tmp": tmp, "model": model}
 
 
 # --------------------------------------------------------------------------- bags

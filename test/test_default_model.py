@@ -16,7 +16,7 @@ from fcn_road_seg.model import default_model_path
 from fcn_road_seg.training import data
 from fcn_road_seg.training.evaluate import evaluate_backend
 
-from conftest import ROOT
+from conftest import ROOT, kitti_frame
 
 #: measured 94.49 % on the seeded KITTI validation split (46 frames) through the default CPU path
 #: (INT8): see README
@@ -132,7 +132,6 @@ def test_native_size_runs_the_default_model_on_a_cpu(default_model: Path) -> Non
     backend = load_backend(default_model, "auto", "cpu", network_size="native")
     assert backend.name in ("onnxruntime", "openvino")
     assert backend.network_input(375, 1242)[0] is None  # no resize: each frame's own size
-    bgr = cv2.imread(str(ROOT / "data" / "kitti" / "image_2" / "um_000005.png"))
-    maps = backend.infer(Frame(bgr, "bgr8"))
+    maps = backend.infer(Frame(kitti_frame(), "bgr8"))
     assert maps.mask.shape == (375, 1242) and set(np.unique(maps.mask)) <= {0, 255}
     assert backend.frame_sizes[375, 1242] == (375, 1242)  # the network saw the frame as it is

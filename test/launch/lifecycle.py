@@ -13,9 +13,7 @@ import pytest
 
 pytest.importorskip("launch_testing")
 
-import tempfile  # noqa: E402
 import unittest  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import launch  # noqa: E402
@@ -32,10 +30,8 @@ from fcn_road_seg.ros.node import make_image  # noqa: E402
 from conftest import (  # noqa: E402
     close_probe,
     open_probe,
-    seg_launch_description,
+    seg_launch_test,
     spin_until,
-    write_launch_params,
-    write_tiny_model,
 )
 
 NAMESPACE = "lifecycle_launch_test"
@@ -48,17 +44,9 @@ TIMEOUT_S = 120.0
 @pytest.mark.launch_test
 def generate_test_description() -> tuple[launch.LaunchDescription, dict[str, Any]]:
     """seg.launch.py lifecycle:=true (autostart) in a namespace with a tiny model on the CPU."""
-    tmp = tempfile.TemporaryDirectory(prefix="fcn_road_seg_lifecycle_test_")
-    model = write_tiny_model(Path(tmp.name) / "tiny.pt")
-    params = write_launch_params(Path(tmp.name) / "params.yaml", device="cpu", warmup_size=[0, 0])
-    description = seg_launch_description(
-        model_path=str(model),
-        params_file=str(params),
-        image_topic=IMAGE_TOPIC,
-        namespace=NAMESPACE,
-        lifecycle="true",
+    return seg_launch_test(
+        NAMESPACE, IMAGE_TOPIC, {"device": "cpu", "warmup_size": [0, 0]}, lifecycle="true"
     )
-    return description, {"tmp": tmp}
 
 
 class TestLifecycle(unittest.TestCase):

@@ -11,7 +11,6 @@ import pytest
 
 pytest.importorskip("launch_testing")
 
-import tempfile  # noqa: E402
 import unittest  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -33,10 +32,8 @@ from conftest import (  # noqa: E402
     ROOT,
     close_probe,
     open_probe,
-    seg_launch_description,
+    seg_launch_test,
     spin_until,
-    write_launch_params,
-    write_tiny_model,
 )
 
 KITTI_DIRS = [
@@ -70,25 +67,13 @@ def generate_test_description() -> tuple[launch.LaunchDescription, dict[str, Any
 
     The params file is derived from the installed one.
     """
-    tmp = tempfile.TemporaryDirectory(prefix="fcn_road_seg_launch_test_")
-    model = write_tiny_model(Path(tmp.name) / "tiny.pt")
-    params = write_launch_params(
-        Path(tmp.name) / "params.yaml",
-        device="cpu",
-        threshold=THRESHOLD,
-        warmup_size=[96, 320],
-        qos_overrides={IMAGE_TOPIC: {"subscription": {"reliability": "reliable"}}},
-    )
-    description = seg_launch_description(
-        model_path=str(model),
-        params_file=str(params),
-        image_topic=IMAGE_TOPIC,
-        namespace=NAMESPACE,
-    )
-    return description, {
-        "tmp": tmp,
-        "model": model,
+    params = {
+        "device": "cpu",
+        "threshold": THRESHOLD,
+        "warmup_size": [96, 320],
+        "qos_overrides": {IMAGE_TOPIC: {"subscription": {"reliability": "reliable"}}},
     }
+    return seg_launch_test(NAMESPACE, IMAGE_TOPIC, params)
 
 
 def image_msg(pixels: np.ndarray, encoding: str, sec: int) -> Image:
