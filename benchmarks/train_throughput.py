@@ -1,7 +1,8 @@
 """Training throughput (images/s of forward + backward + optimizer step) of train.py's FCN-8s step.
 
-Runs on CPU (fp32, small sizes to stay short) and, when present, on CUDA (fp32, bf16 and fp16
-autocast, channels_last) for the full head (fc 4096, 7x7 fc6) and a light head (fc 512, 3x3 fc6).
+Runs on CPU (fp32, and bf16 autocast where the CPU has native bf16; small sizes to stay short)
+and, when present, on CUDA (fp32, bf16 and fp16 autocast, channels_last) for the full head
+(fc 4096, 7x7 fc6) and a light head (fc 512, 3x3 fc6).
 Batches are random tensors: the data loader is not timed.
 
     .venv/bin/python benchmarks/train_throughput.py                 # CPU (+ CUDA if available)
@@ -21,7 +22,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fcn_road_seg.training.train import amp_for, make_model, make_optimizer, to_device, train_step  # noqa: E402
+from fcn_road_seg.training.train import (  # noqa: E402
+    amp_for,
+    cpu_has_bf16,
+    make_model,
+    make_optimizer,
+    to_device,
+    train_step,
+)
 
 HEADS = {"full 4096/7": (4096, 7), "light 512/3": (512, 3)}
 
@@ -85,9 +93,11 @@ def rows(args: argparse.Namespace) -> list[tuple[torch.device, tuple[int, int], 
     plan = []
     if not args.no_cpu:
         plan += [
-            (torch.device("cpu"), hw, head, "none", args.cpu_batch)
+            (torch.device("cpu"), hw, head, amp, args.cpu_batch)
             for hw in args.cpu_sizes
             for head in HEADS
+            for amp in ("none", "bf16")
+            if amp == "none" or cpu_has_bf16()
         ]
     if torch.cuda.is_available():
         plan += [

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from fcn_road_seg.errors import OptionError
 from fcn_road_seg.training import data
 from fcn_road_seg.training import evaluate as ev
 from fcn_road_seg.training import train as tr
@@ -317,9 +318,23 @@ def test_lr_schedule() -> None:
     assert f(70, 100, 0, "constant", 0.01) == 1.0
 
 
-def test_amp_and_scaler_only_on_cuda() -> None:
-    dtype, scaler = tr.amp_for("fp16", torch.device("cpu"))
+def test_amp_auto_is_fp32_on_a_cpu_and_fp16_needs_cuda() -> None:
+    dtype, scaler = tr.amp_for("auto", torch.device("cpu"))
     assert dtype is None and not scaler.is_enabled()
+    with pytest.raises(OptionError, match="--amp fp16 needs CUDA"):
+        tr.amp_for("fp16", torch.device("cpu"))
+
+
+def test_amp_bf16_on_a_cpu_follows_its_native_bf16() -> None:
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+    if not flags:
+        pytest.skip("no /proc/cpuinfo to read the CPU's flags from")
+    if "avx512_bf16" in flags or "amx_bf16" in flags:
+        dtype, scaler = tr.amp_for("bf16", torch.device("cpu"))
+        assert dtype == torch.bfloat16 and not scaler.is_enabled()
+    else:
+        with pytest.raises(OptionError, match="no native bf16"):
+            tr.amp_for("bf16", torch.device("cpu"))
 
 
 def torchrun(args: list[str]) -> subprocess.CompletedProcess:

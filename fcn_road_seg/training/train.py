@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..atomic import atomic_path
-from ..errors import DataError, RoadSegError, one_line
+from ..errors import DataError, OptionError, RoadSegError, one_line
 from ..model import FCN8s, read_checkpoint
 
 from . import data
@@ -60,7 +60,7 @@ LOG_FIELDS = (
     "images_per_s",
     "seconds",
 )
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_DTYPES = {"auto": None, "none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -217,8 +217,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument(
         "--amp",
         choices=tuple(AMP_DTYPES),
-        default="bf16",
-        help="autocast dtype on CUDA (fp16 adds a GradScaler); CPU always trains in fp32",
+        default="auto",
+        help="autocast dtype: auto = bf16 on CUDA, fp32 on a CPU; bf16 on a CPU with native bf16 "
+        "(AVX-512 BF16 or AMX) trains about 2x faster; fp16 (CUDA only) adds a GradScaler",
     )
     p.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
@@ -385,9 +386,23 @@ def train_step(
 
 
 def amp_for(name: str, device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
-    """Autocast dtype (CUDA only) and a GradScaler that is enabled for fp16 only."""
-    dtype = AMP_DTYPES[name] if device.type == "cuda" else None
+    """Autocast dtype for ``--amp`` on ``device``, and a GradScaler enabled for fp16 only."""
+    if name == "auto":
+        name = "bf16" if device.type == "cuda" else "none"
+    dtype = AMP_DTYPES[name]
+    if device.type == "cpu" and dtype == torch.float16:
+        raise OptionError("--amp fp16 needs CUDA; on a CPU use --amp bf16 or none")
+    if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_bf16():
+        raise OptionError(
+            "--amp bf16: this CPU has no native bf16 (AVX-512 BF16 or AMX), where it would be "
+            "slower than fp32; use --amp none"
+        )
     return dtype, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX), as torch.cpu reports it."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def train_one_epoch(
@@ -526,6 +541,7 @@ def summary_writer(out: Path, enabled: bool) -> Any:
 def train(args: argparse.Namespace) -> TrainState:
     """The whole run; returns the final counters and per-epoch history."""
     run = init_distributed(args.device)
+    amp_dtype, scaler = amp_for(args.amp, run.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed + run.rank)
@@ -560,7 +576,6 @@ def train(args: argparse.Namespace) -> TrainState:
         init_from(model, args.init_from)
     optimizer = make_optimizer(model, args.opt, args.lr, args.weight_decay)
     scheduler = make_scheduler(args, optimizer, steps)
-    amp_dtype, scaler = amp_for(args.amp, run.device)
     state = TrainState()
     if args.resume:
         state = resume(args.resume, model, optimizer, scheduler, scaler, run, args.seed)
