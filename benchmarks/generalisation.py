@@ -53,37 +53,42 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def scaled(path: str, args: argparse.Namespace, factor: float, root: str) -> str:
-    """``HxW`` for ``factor`` x the model's working height on ``root``'s frames, aspect kept."""
-    height = load_backend(path, args.backend, args.device).working_height
-    if height is None:
-        raise SystemExit(f"--scale: {path} records no working height")
-    h, w = data.read_image(data.split(root, "val")[0].image).shape[:2]
-    lines = round(height * factor)
-    return f"{lines}x{round(w * lines / h)}"
+def sizings(
+    args: argparse.Namespace, working_height: int | None, shapes: dict[str, tuple[int, int]]
+) -> list[tuple[str, dict[str, str]]]:
+    """(label, network_size per dataset): the working scale, ``--stretch``, each ``--scale``."""
+    out = [("working scale", dict.fromkeys(shapes, "auto"))]
+    if args.stretch:
+        out.append((f"stretched {args.stretch}", dict.fromkeys(shapes, args.stretch)))
+    if args.scale and working_height is None:
+        raise SystemExit("--scale: the model records no working height")
+    for factor in args.scale:
+        lines = round(working_height * factor)
+        out.append(
+            (
+                f"{factor:g} x working scale",
+                {root: f"{lines}x{round(w * lines / h)}" for root, (h, w) in shapes.items()},
+            )
+        )
+    return out
 
 
 def rows(args: argparse.Namespace) -> list[dict[str, object]]:
     """One row per model, sizing and dataset."""
+    val = {root: data.split(root, "val") for root in args.data_path}
+    shapes = {root: data.read_image(samples[0].image).shape[:2] for root, samples in val.items()}
     out = []
     for spec in args.model:
         name, _, path = spec.partition("=")
-        sizings = [
-            ("working scale", {root: "auto" for root in args.data_path}),
-            *(
-                [(f"stretched {args.stretch}", dict.fromkeys(args.data_path, args.stretch))]
-                if args.stretch
-                else []
-            ),
-            *(
-                (f"{f:g} x working scale", {r: scaled(path, args, f, r) for r in args.data_path})
-                for f in args.scale
-            ),
-        ]
-        for sizing, size_of in sizings:
-            for root in args.data_path:
-                backend = load_backend(path, args.backend, args.device, network_size=size_of[root])
-                samples = data.split(root, "val")
+        backends = {"auto": load_backend(path, args.backend, args.device)}
+        for sizing, size_of in sizings(args, backends["auto"].working_height, shapes):
+            for root, samples in val.items():
+                size = size_of[root]
+                if size not in backends:
+                    backends[size] = load_backend(
+                        path, args.backend, args.device, network_size=size
+                    )
+                backend = backends[size]
                 m = evaluate_backend(backend, samples, args.workers, progress=False).compute()
                 m = m[URBAN]
                 out.append(

@@ -60,7 +60,7 @@ LOG_FIELDS = (
     "images_per_s",
     "seconds",
 )
-AMP_DTYPES = {"auto": None, "none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -216,7 +216,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
     p.add_argument(
         "--amp",
-        choices=tuple(AMP_DTYPES),
+        choices=("auto", *AMP_DTYPES),
         default="auto",
         help="autocast dtype: auto = bf16 on CUDA, fp32 on a CPU; bf16 on a CPU with native bf16 "
         "(AVX-512 BF16 or AMX) trains about 2x faster; fp16 (CUDA only) adds a GradScaler",
