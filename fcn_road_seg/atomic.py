@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from .errors import DataError
 
@@ -76,12 +76,20 @@ def remove_leftovers(folder: Path) -> list[Path]:
     return removed
 
 
-def check_target(target: str | os.PathLike, what: str = "output") -> Path:
+def check_target(
+    target: str | os.PathLike,
+    what: str = "output",
+    *,
+    folder: bool | None = None,
+    inputs: Iterable[str | os.PathLike] = (),
+) -> Path:
     """``target`` as a Path once it is known that it can be written; call it before any work.
 
     DataError naming it when it names no file of its own (``""``, ``.``, ``..``, ``/``), when a
     folder above it is a file, or when its folder cannot be written (``/proc``, ``/sys``, read-only
-    or no permission). The leftovers of dead writers in its folder are removed.
+    or no permission). With ``folder`` True (False) it must not be an existing file (folder); it
+    must not be any of ``inputs``, which a write would destroy. The leftovers of dead writers in
+    its folder are removed.
     """
     path, absolute = Path(target), Path(os.path.abspath(target))
     if path.name in ("", "..") or absolute == Path.cwd() or absolute in Path.cwd().parents:
@@ -89,16 +97,25 @@ def check_target(target: str | os.PathLike, what: str = "output") -> Path:
             f"{what} '{target}' must name a file or folder of its own, not the current folder "
             "or one above it"
         )
-    folder = absolute.parent
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    for source in inputs:
+        if absolute.resolve() == Path(os.path.abspath(source)).resolve():
+            raise DataError(
+                f"{what} {target} is an input of this run; writing it would destroy it"
+            )
+    if folder is False and path.is_dir():
+        raise DataError(f"{what} {target} is a folder; give a file name")
+    if folder is True and path.exists() and not path.is_dir():
+        raise DataError(f"{what} {target} is a file; give a folder")
+    parent = absolute.parent
+    existing = next(p for p in (parent, *parent.parents) if p.exists())
     if not existing.is_dir():
         raise DataError(f"cannot write {what} {target}: {existing} is a file, not a folder")
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".probe.", dir=existing))
     except OSError as exc:
         raise DataError(f"cannot write {what} {target}: {exc.strerror} in {existing}") from exc
-    if existing == folder:
-        remove_leftovers(folder)
+    if existing == parent:
+        remove_leftovers(parent)
     return path
 
 

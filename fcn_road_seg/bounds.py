@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -55,6 +55,27 @@ class Bounds:
         return value
 
 
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``low`` (argparse names the flag)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+def check_range(parser: argparse.ArgumentParser, flag: str, pair: Any) -> None:
+    """``parser.error`` naming ``flag`` when its ``MIN MAX`` pair has MIN > MAX."""
+    if pair is not None and pair[0] > pair[1]:
+        parser.error(f"argument {flag}: MIN must not exceed MAX, got {pair[0]:g} {pair[1]:g}")
+
+
 #: camera height over the ground without tf (the node's camera_height, --camera-height)
 CAMERA_HEIGHT = Bounds(0.01, 100.0, "m")
 #: camera pitch and roll without tf
@@ -69,3 +90,15 @@ FPS = Bounds(0.1, 1000.0, "Hz")
 WORKSPACE_GB = Bounds(0.25, 1024.0, "GiB")
 #: the share of each category held out for validation by a seeded split
 VAL_FRACTION = Bounds(0.0, 0.99)
+#: probabilities of an augmentation, and dropout (1 would zero every activation)
+PROBABILITY = Bounds(0.0, 1.0)
+DROPOUT = Bounds(0.0, 0.99)
+#: optimiser settings: learning rate, weight decay, warmup length (epochs) and start factor
+LEARNING_RATE = Bounds(0.0, 1.0)
+WEIGHT_DECAY = Bounds(0.0, 1.0)
+WARMUP_EPOCHS = Bounds(0.0, 1000.0)
+WARMUP_FACTOR = Bounds(1e-6, 1.0)
+#: random scale and width/height factors of the training augmentation
+SCALE_FACTOR = Bounds(0.05, 20.0)
+#: colour jitter strengths: brightness, contrast, saturation and hue (torchvision's hue limit)
+JITTER = Bounds(0.0, 0.5)

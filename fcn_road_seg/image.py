@@ -192,17 +192,18 @@ def check_size(height: int, width: int, max_pixels: int = MAX_PIXELS) -> None:
     and width x height at most ``max_pixels``."""
     if min(height, width) < MIN_SIDE:
         raise ImageError(
-            f"image of {width}x{height} is too small: each side must be at least {MIN_SIDE} pixels"
+            f"image of {height}x{width} (HxW) is too small: each side must be at least "
+            f"{MIN_SIDE} pixels"
         )
     if max(height, width) > MAX_ASPECT * min(height, width):
         raise ImageError(
-            f"image of {width}x{height} is too elongated: the longer side may be at most "
+            f"image of {height}x{width} (HxW) is too elongated: the longer side may be at most "
             f"{MAX_ASPECT} times the shorter"
         )
     if width * height > max_pixels:
         raise ImageError(
-            f"image of {width}x{height} = {width * height} pixels is larger than max_pixels = "
-            f"{max_pixels}"
+            f"image of {height}x{width} (HxW) = {width * height} pixels is larger than "
+            f"max_pixels = {max_pixels}"
         )
 
 

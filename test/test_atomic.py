@@ -160,3 +160,22 @@ def test_folders_are_written_whole(tmp_path: Path) -> None:
     assert [p.name for p in target.iterdir()] == ["a.txt"] and [
         p.name for p in tmp_path.iterdir()
     ] == ["folder"]
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path: Path) -> None:
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"weights")
+    with pytest.raises(DataError, match=r"-o .*m\.pt is an input of this run"):
+        check_target(tmp_path / "sub" / ".." / "m.pt", "-o", inputs=[model])
+    assert model.read_bytes() == b"weights"
+
+
+def test_a_file_output_that_is_a_folder_and_the_reverse_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(DataError, match=r"-o .*adir is a folder; give a file name"):
+        check_target(tmp_path / "adir", "-o", folder=False)
+    with pytest.raises(DataError, match=r"--output-dir .*afile is a file; give a folder"):
+        check_target(tmp_path / "afile", "--output-dir", folder=True)
+    assert check_target(tmp_path / "adir", "--output-dir", folder=True) == tmp_path / "adir"
+    assert check_target(tmp_path / "afile", "-o", folder=False) == tmp_path / "afile"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -151,3 +152,42 @@ def test_calibrate_command_writes_t_and_diagrams(
     assert load_backend(out, "torch", "cpu").temperature == ckpt["temperature"]
     assert (tmp_path / "diag" / "reliability_after.png").stat().st_size > 5000
     assert f"T = {ckpt['temperature']:.4f} on 3 frames" in capsys.readouterr().out
+
+
+def test_calibrate_checks_outputs_and_splits_before_fitting(
+    tempered: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from test_data import make_road
+
+    root = make_road(tmp_path / "road", ["um_000000", "um_000001"], size=(40, 60))
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "none.txt").write_text("")
+    before = tempered.read_bytes()
+    common = [str(tempered), "--data-path", str(root), "--no-progress"]
+    # the default output is the input: a diagram folder that cannot be made must fail first
+    assert cal.main([*common, "--diagram-dir", str(tmp_path / "afile" / "d")]) == 1
+    assert "cannot write --diagram-dir" in capsys.readouterr().err
+    assert tempered.read_bytes() == before
+    assert cal.main([*common, "--split", str(tmp_path / "none.txt")]) == 1
+    assert f"--data-path {root}: empty validation split" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        cal.main([*common, "--val-fraction", "1.5"])
+    assert info.value.code == 2 and "argument --val-fraction" in capsys.readouterr().err
+    assert tempered.read_bytes() == before
+
+
+def test_calibrate_warns_of_ground_truth_in_unknown_colours(
+    tempered: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from test_data import make_road
+
+    root = make_road(tmp_path / "road", ["um_000000", "um_000001"], size=(40, 60))
+    grey = np.full((40, 60, 3), 77, np.uint8)
+    gt = root / "training" / "gt_image_2" / "um_road_000001.png"
+    assert cv2.imwrite(str(gt), grey)
+    (tmp_path / "val.txt").write_text("um_000000\num_000001\n")
+    args = [str(tempered), "--data-path", str(root), "--split", str(tmp_path / "val.txt")]
+    assert cal.main([*args, "-o", str(tmp_path / "c.pt"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {gt}: 2400 pixels in colours other than road" in err
+    assert "RGB(77, 77, 77) x 2400" in err

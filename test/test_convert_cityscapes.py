@@ -49,3 +49,34 @@ def test_bad_scale_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     cityscapes(tmp_path / "cs")
     assert main([str(tmp_path / "cs"), str(tmp_path / "o"), "--scale", "0", "--no-progress"]) == 1
     assert "--scale" in capsys.readouterr().err
+
+
+def test_a_failed_run_leaves_an_existing_dataset_and_no_new_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    existing = tmp_path / "ds"
+    existing.mkdir()
+    (existing / "train.txt").write_text("um_000000\n")
+    assert main([str(tmp_path / "none"), str(existing), "--no-progress"]) == 1
+    assert f"output {existing} is not empty" in capsys.readouterr().err
+    assert (existing / "train.txt").read_text() == "um_000000\n"
+    assert main([str(tmp_path / "none"), str(tmp_path / "new"), "--no-progress"]) == 1
+    assert "no Cityscapes frames under" in capsys.readouterr().err
+    cityscapes(tmp_path / "cs")
+    broken = next((tmp_path / "cs" / "gtFine" / "val").rglob("*.png"))
+    broken.write_bytes(b"not a png")  # the second split fails after the first was written
+    assert main([str(tmp_path / "cs"), str(tmp_path / "new"), "--no-progress"]) == 1
+    assert "cannot read" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cs", "ds"]
+
+
+def test_a_scale_that_leaves_no_pixel_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    cityscapes(tmp_path / "cs")
+    assert (
+        main([str(tmp_path / "cs"), str(tmp_path / "o"), "--scale", "0.1", "--no-progress"]) == 1
+    )
+    err = capsys.readouterr().err
+    assert "--scale 0.1 makes" in err and "aachen_000000_000019_leftImg8bit.png 0x0 pixels" in err
+    assert not (tmp_path / "o").exists()

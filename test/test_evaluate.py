@@ -365,3 +365,9 @@ def test_cli_outputs_and_options_are_checked_before_the_model_loads(
     assert "argument --val-fraction: must be a finite number in [0, 0.99]" in (
         capsys.readouterr().err
     )
+    args = [*fixture_args(root, tmp_path / "none.pt"), "--output", str(tmp_path / "afile")]
+    assert ev.main(args) == 1  # an existing file where metrics.json's folder should be
+    assert f"--output {tmp_path / 'afile'} is a file; give a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        ev.main(["--data-path", str(root), "--model", "x.pt", "--workers", "-1"])
+    assert "argument --workers: must be at least 0, got -1" in capsys.readouterr().err

@@ -247,8 +247,15 @@ def test_an_existing_model_survives_a_failed_export(
     "extra, message",
     [
         (["--opset", "16"], "opset 16 is too old"),
-        (["--height", "0"], "must be positive"),
+        (["--height", "5000"], "--height and --width must be at most 4096, got 5000"),
         (["--check-images", "{empty}"], "no images"),
+        (["--check-images", "{empty}/none"], "--check-images {empty}/none is not a folder"),
+        (["--int8"], "--int8 needs --calib-dir"),
+        (["--int8", "--calib-dir", "{empty}/none"], "--calib-dir {empty}/none is not a folder"),
+        (
+            ["--int8", "--dynamic", "--calib-dir", "{empty}", "--calib-method", "percentile"],
+            "--calib-method percentile needs frames of one shape",
+        ),
     ],
 )
 def test_bad_arguments_are_clear_errors(
@@ -258,7 +265,32 @@ def test_bad_arguments_are_clear_errors(
     empty.mkdir()
     out = tmp_path / "x.onnx"
     assert main([str(tiny_model), "-o", str(out), *[e.format(empty=empty) for e in extra]]) == 1
-    assert message in capsys.readouterr().err and not out.exists()
+    assert message.format(empty=empty) in capsys.readouterr().err and not out.exists()
+
+
+def test_an_output_that_would_replace_the_checkpoint_is_refused(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    before = tiny_model.read_bytes()
+    assert main([str(tiny_model), "-o", str(tiny_model), "--no-check"]) == 1
+    assert "an ONNX model's name must end in .onnx" in capsys.readouterr().err
+    renamed = tmp_path / "m.onnx"
+    renamed.write_bytes(before)
+    assert main([str(renamed), "-o", str(renamed), "--no-check"]) == 1
+    assert f"-o {renamed} is an input of this run" in capsys.readouterr().err
+    (tmp_path / "folder.onnx").mkdir()
+    assert main([str(tiny_model), "-o", str(tmp_path / "folder.onnx"), "--no-check"]) == 1
+    assert "is a folder; give a file name" in capsys.readouterr().err
+    assert tiny_model.read_bytes() == before and renamed.read_bytes() == before
+
+
+@pytest.mark.parametrize("flag", ["--height", "--calib-frames", "--check-frames"])
+def test_counts_and_sides_are_checked_by_the_parser(
+    tiny_model: Path, flag: str, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([str(tiny_model), flag, "0"])
+    assert info.value.code == 2 and f"argument {flag}: must be at least" in capsys.readouterr().err
 
 
 def test_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -48,3 +48,21 @@ def test_different_models_and_a_bad_alpha_are_refused(
     )
     assert "--alpha must be in [0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_an_output_that_names_an_input_or_a_folder_is_refused_before_loading(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    save(tmp_path / "a.pt", 1)
+    save(tmp_path / "b.pt", 2)
+    before = (tmp_path / "a.pt").read_bytes()
+    a, b = str(tmp_path / "a.pt"), str(tmp_path / "b.pt")
+    assert main([a, b, "--alpha", "0.3", "-o", a]) == 1
+    assert f"-o {a} is an input of this run" in capsys.readouterr().err
+    assert (tmp_path / "a.pt").read_bytes() == before
+    (tmp_path / "out").mkdir()
+    (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")  # never read: the output is first
+    assert (
+        main([a, str(tmp_path / "corrupt.pt"), "--alpha", "0.3", "-o", str(tmp_path / "out")]) == 1
+    )
+    assert "is a folder; give a file name" in capsys.readouterr().err

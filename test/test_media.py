@@ -116,6 +116,20 @@ def test_glob_single_image_and_default_outputs(
     assert [p.name for p in (single / "masks").iterdir()] == ["uu_000002.png"]
 
 
+def test_an_existing_name_with_glob_characters_is_taken_as_written(tmp_path: Path) -> None:
+    folder = tmp_path / "br"
+    folder.mkdir()
+    for name in ("a[1].png", "a1.png"):
+        (folder / name).write_bytes(b"")
+    assert media.image_files(str(folder / "a[1].png")) is None  # a file: open_source reads it
+    assert media.image_files(str(folder / "a[12].png")) == [folder / "a1.png"]  # a glob
+    (tmp_path / "dir[x]").mkdir()
+    (tmp_path / "dir[x]" / "f.png").write_bytes(b"")
+    assert media.image_files(str(tmp_path / "dir[x]")) == [tmp_path / "dir[x]" / "f.png"]
+    source = media.open_source(str(folder / "a[1].png"))
+    assert source.total == 1 and next(source.frames).name == "a[1]"
+
+
 def test_existing_output_needs_overwrite(
     tmp_path: Path, tiny_model: Path, image_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -268,7 +282,7 @@ def test_an_image_whose_header_claims_60000x60000_is_listed_not_decoded(
         (
             "dot.png",
             lambda p: cv2.imwrite(str(p), np.zeros((1, 1, 3), np.uint8)),
-            "dot: image of 1x1 is too small",
+            "dot: image of 1x1 (HxW) is too small",
         ),
     ],
 )

@@ -537,6 +537,12 @@ def test_outputs_are_checked_before_the_model_loads(
         (str(tmp_path / "afile" / "seg"), f"{tmp_path / 'afile'} is a file, not a folder"),
         ("/proc/x", "cannot write output /proc/x: No such file or directory in /proc"),
     ]
+    cases.append(
+        (
+            str(converted["bag"] / "seg"),
+            f"output {converted['bag'] / 'seg'} is inside the input bag",
+        )
+    )
     for output, words in cases:
         assert segment_bag.main([str(converted["bag"]), output, "--model", "none.pt"]) == 1
         err = capsys.readouterr().err

@@ -469,3 +469,75 @@ def test_split_files_need_a_single_dataset(
     split = ["--train-split", str(two_datasets[0] / "train.txt")]
     assert tr.main([*paths, *split, "--output-dir", str(tmp_path), *TINY]) == 1
     assert "need exactly one --data-path" in capsys.readouterr().err
+
+
+def test_an_earlier_run_in_the_output_dir_is_kept_unless_overwrite(
+    synthetic_road: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    args = synthetic_args(synthetic_road, out, "--epochs", "1", "--no-calibrate")
+    assert tr.main(args) == 0
+    first = (out / "checkpoint_last.pt").read_bytes()
+    assert tr.main([*args, "--seed", "5"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"--output-dir {out} holds an earlier run (checkpoint_last.pt, model_best_fp16.pt" in err
+    )
+    assert f"--resume {out / 'checkpoint_last.pt'}" in err
+    assert (out / "checkpoint_last.pt").read_bytes() == first
+    assert tr.main([*args, "--seed", "5", "--overwrite"]) == 0
+    assert (out / "checkpoint_last.pt").read_bytes() != first
+
+
+@pytest.mark.parametrize(
+    "flag, value, words",
+    [
+        ("--lr", "nan", "must be a finite number in [0, 1]"),
+        ("--batch-size", "0", "must be at least 1, got 0"),
+        ("--dropout", "1.5", "must be a finite number in [0, 0.99]"),
+        ("--fc-channels", "0", "must be at least 1, got 0"),
+        ("--workers", "-1", "must be at least 0, got -1"),
+        ("--val-fraction", "1.5", "must be a finite number in [0, 0.99]"),
+        ("--hflip-prob", "2", "must be a finite number in [0, 1]"),
+        ("--epochs", "0", "must be at least 1, got 0"),
+        ("--max-steps", "-1", "must be at least 1, got -1"),
+    ],
+)
+def test_bad_numbers_are_refused_by_the_parser_naming_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture, flag: str, value: str, words: str
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        tr.main(["--data-path", str(tmp_path), flag, value])
+    assert info.value.code == 2
+    assert f"argument {flag}: {words}" in capsys.readouterr().err
+
+
+def test_a_reversed_range_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        tr.main(["--data-path", str(tmp_path), "--scale-range", "1.4", "0.7"])
+    assert (
+        "argument --scale-range: MIN must not exceed MAX, got 1.4 0.7" in capsys.readouterr().err
+    )
+
+
+def test_frames_in_both_splits_are_warned_of(
+    synthetic_road: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "val.txt").write_text("uu_000000\num_000001\nuu_000010\n")  # 2 training frames
+    args = tr.get_args_parser().parse_args(
+        [
+            *synthetic_args(synthetic_road, tmp_path / "run"),
+            "--val-split",
+            str(tmp_path / "val.txt"),
+        ]
+    )
+    _, val = tr.make_datasets(args)
+    assert [s.stem for s in val[data.dataset_name(synthetic_road)]] == [
+        "uu_000000",
+        "um_000001",
+        "uu_000010",
+    ]
+    assert (
+        f"warning: {synthetic_road}: 2 frames are in both the training and the validation split "
+        "(e.g. um_000001)" in capsys.readouterr().err
+    )

@@ -87,6 +87,8 @@ def _open_backend(
     An INT8 companion that cannot be opened (a truncated file, a graph its metadata does not
     describe) gives way to the checkpoint, with a warning in ``Backend.warnings``.
     """
+    if Path(model_path).is_dir():
+        raise ModelError(f"model {model_path} is a folder, not a model file")
     if not Path(model_path).is_file():
         raise ModelError(f"model file not found: {model_path}")
     chosen, kind, warning = fastest_for(model_path, backend, device, options)

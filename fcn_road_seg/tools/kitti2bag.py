@@ -29,7 +29,7 @@ from .bags import (
     refuse_existing,
     typestore,
 )
-from ..bounds import FPS
+from ..bounds import FPS, int_at_least
 from ..errors import DataError, ImageError, run_cli
 from .kitti import LAYOUTS, KittiFrame, camera_model, kitti_frames, parse_stamp
 
@@ -121,14 +121,6 @@ def kitti2bag(
     }
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def start_time(text: str) -> int:
     """argparse type: integer ns since the epoch, or a UTC 'YYYY-MM-DD HH:MM:SS[.ns]' timestamp."""
     try:
@@ -192,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(default '{DEFAULT_START}')",
     )
     p.add_argument(
-        "--limit", type=positive_int, metavar="N", help="convert only the first N frames"
+        "--limit", type=int_at_least(1), metavar="N", help="convert only the first N frames"
     )
     p.add_argument(
         "--calib",

@@ -72,12 +72,15 @@ class Source:
 
 
 def image_files(spec: str) -> list[Path] | None:
-    """The images a folder or glob names (sorted), or None when ``spec`` is neither."""
-    if any(c in spec for c in "*?["):
-        return sorted(Path(p) for p in glob.glob(spec) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+    """The images a folder or glob names (sorted), or None when ``spec`` is neither.
+
+    An existing path is taken as it is written, even with ``*?[`` in its name.
+    """
     path = Path(spec)
     if path.is_dir():
         return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not path.exists() and any(c in spec for c in "*?["):
+        return sorted(Path(p) for p in glob.glob(spec) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
     return None
 
 

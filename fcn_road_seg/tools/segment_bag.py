@@ -137,6 +137,15 @@ class BagGrid:
         return make_grid(hdr, self.grid.fields(cells))
 
 
+def refuse_inside(src: Path, *outputs: Path | None) -> None:
+    """DataError for an output inside the input bag (it would become part of that bag); then
+    ``refuse_existing`` for them all."""
+    for out in outputs:
+        if out is not None and out.resolve().is_relative_to(src.resolve()):
+            raise DataError(f"output {out} is inside the input bag {src}; write it elsewhere")
+    refuse_existing(*outputs)
+
+
 def segment_bag(
     input_bag: str | os.PathLike,
     output_bag: str | os.PathLike,
@@ -169,7 +178,7 @@ def segment_bag(
         name: Path(p) if p else None
         for name, p in (("video", video), ("frames_dir", frames_dir), ("contact_sheet", sheet))
     }
-    refuse_existing(dst, *outputs.values())
+    refuse_inside(src, dst, *outputs.values())
     namespace = "/" + namespace.strip("/")
     start, skipped, core_ms, frames, copied = time.perf_counter(), [], 0.0, 0, 0
     no_grid: list[dict[str, Any]] = []
@@ -286,8 +295,9 @@ def print_segment_summary(summary: dict[str, Any]) -> None:
 
 def _segment_bag(args: argparse.Namespace) -> None:
     """segment_bag's body: load the model, segment, print the summary."""
-    refuse_existing(
-        *(Path(p) for p in (args.output, args.video, args.frames_dir, args.contact_sheet) if p)
+    refuse_inside(
+        Path(args.input),
+        *(Path(p) for p in (args.output, args.video, args.frames_dir, args.contact_sheet) if p),
     )
     segmenter = segmenter_from_args(args)
     grid = None

@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, check_target
 from ..backends import Fit, fit, parse_network_size, unfit
-from ..errors import RoadSegError, one_line
+from ..bounds import VAL_FRACTION
+from ..errors import DataError, OptionError, run_cli
 from ..model import FCN8s, read_checkpoint, scaled_size, working_height_of
 
 from . import data
@@ -173,7 +174,7 @@ def fit_temperature(
     """
     triples = [(z.float(), t, t != data.IGNORE_INDEX) for z, t in pairs]
     if not any(bool(v.any()) for _, _, v in triples):
-        raise ValueError("no valid pixels to fit a temperature on")
+        raise DataError("no valid (road or non-road) ground-truth pixels to fit a temperature on")
     lo, hi = LOG_T_RANGE
     g = (math.sqrt(5) - 1) / 2
     a, b = hi - g * (hi - lo), lo + g * (hi - lo)
@@ -304,7 +305,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "dataset's val.txt, else a seeded split)",
     )
     p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--val-fraction", type=VAL_FRACTION.parse, default=0.2)
     p.add_argument(
         "--network-size",
         default="auto",
@@ -321,54 +322,65 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    try:
-        model, meta = read_checkpoint(args.checkpoint)
-        size = (
-            working_height_of(meta)
-            if args.network_size == "auto"
-            else parse_network_size(args.network_size)
+def write_calibration_json(result: dict[str, Any], path: Path) -> None:
+    """T, the calibration before and after, and ECE per dataset, as JSON (atomically)."""
+    report = {k: result[k] for k in ("temperature", "frames", "before", "after")}
+    with atomic_path(path) as tmp:
+        tmp.write_text(
+            json.dumps({**report, "datasets": ece_per_dataset(result)}, indent=2) + "\n"
         )
-        size = None if size == "native" else size
-        if args.split and len(args.data_path) > 1:
-            raise RoadSegError("--split needs exactly one --data-path")
-        samples = [
-            s
-            for path in args.data_path
-            for s in data.split(path, "val", args.split, args.val_fraction, args.split_seed)
-        ]
-        result = calibrate(model, samples, size, not args.no_progress)
-        output = write_calibrated(args.checkpoint, args.output or args.checkpoint, result)
-    except (RoadSegError, ValueError) as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 1
-    if args.diagram_dir:
-        out = Path(args.diagram_dir)
+
+
+def validation_samples(args: argparse.Namespace) -> list[data.Sample]:
+    """The validation frames of every --data-path, each split non-empty; odd colours warned of."""
+    if args.split and len(args.data_path) > 1:
+        raise OptionError("--split needs exactly one --data-path")
+    samples = []
+    for path in args.data_path:
+        part = data.split(path, "val", args.split, args.val_fraction, args.split_seed)
+        if not part:
+            raise DataError(
+                f"--data-path {path}: empty validation split "
+                f"({args.split or 'its val.txt or --val-fraction'} selects no frame)"
+            )
+        samples += part
+    for warning in data.check_samples(samples):
+        print(f"warning: {warning}", file=sys.stderr)
+    return samples
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``fcn-road-calibrate CHECKPOINT --data-path DIR``: returns the exit status."""
+    return run_cli(_calibrate, get_args_parser().parse_args(argv))
+
+
+def _calibrate(args: argparse.Namespace) -> None:
+    """Check the outputs, fit T, write the diagrams, then the calibrated checkpoint."""
+    output = check_target(args.output or args.checkpoint, "-o", folder=False)
+    diagrams = args.diagram_dir and check_target(args.diagram_dir, "--diagram-dir", folder=True)
+    samples = validation_samples(args)
+    model, meta = read_checkpoint(args.checkpoint)
+    size = (
+        working_height_of(meta)
+        if args.network_size == "auto"
+        else parse_network_size(args.network_size)
+    )
+    result = calibrate(model, samples, None if size == "native" else size, not args.no_progress)
+    if diagrams:
         for key in ("before", "after"):
             reliability_diagram(
                 result[key],
-                out / f"reliability_{key}.png",
+                diagrams / f"reliability_{key}.png",
                 f"{key} (T = {1.0 if key == 'before' else result['temperature']:.3f})",
             )
-        with atomic_path(out / "calibration.json") as tmp:
-            tmp.write_text(
-                json.dumps(
-                    {
-                        **{k: result[k] for k in ("temperature", "frames", "before", "after")},
-                        "datasets": ece_per_dataset(result),
-                    },
-                    indent=2,
-                )
-                + "\n"
-            )
+        write_calibration_json(result, diagrams / "calibration.json")
+    write_calibrated(args.checkpoint, output, result)
     b, a = result["before"], result["after"]
     print(
         f"T = {result['temperature']:.4f} on {result['frames']} frames: "
         f"ECE {100 * b['ECE']:.2f} % -> "
         f"{100 * a['ECE']:.2f} %, Brier {b['Brier']:.4f} -> {a['Brier']:.4f}; wrote {output}"
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, check_target
 from ..errors import DataError, run_cli
 
 from .data import GT_DIR, IMAGE_DIR, gt_name
@@ -69,41 +69,55 @@ def frames(root: Path, split: str) -> list[tuple[Path, Path, str]]:
 
 
 def write_png(path: Path, pixels: np.ndarray) -> None:
-    """A PNG written atomically; DataError naming the file if OpenCV cannot encode it."""
+    """A PNG (in a folder being built); DataError naming the file if OpenCV cannot encode it."""
     ok, buf = cv2.imencode(".png", pixels)
     if not ok:
         raise DataError(f"cannot encode {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.tobytes())
+    path.write_bytes(buf.tobytes())
+
+
+def read_frame(image_path: Path, labels_path: Path, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """The BGR frame and its labelIds, both resized by ``scale``; DataError naming the file."""
+    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+    labels = cv2.imread(str(labels_path), cv2.IMREAD_UNCHANGED)
+    if image is None or labels is None or labels.ndim != 2:
+        raise DataError(f"cannot read {image_path} or its labels {labels_path}")
+    if labels.shape != image.shape[:2]:
+        raise DataError(f"{labels_path} is not the size of {image_path}")
+    if scale == 1:
+        return image, labels
+    h, w = round(image.shape[0] * scale), round(image.shape[1] * scale)
+    if min(h, w) < 1:
+        raise DataError(f"--scale {scale:g} makes {image_path} {h}x{w} pixels")
+    image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    return image, cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
 def convert(root: Path, out: Path, scale: float = 1.0, progress: bool = True) -> dict[str, int]:
-    """Convert the train and val splits of ``root`` into ``out``; returns frames per split."""
+    """Convert the train and val splits of ``root`` into the new folder ``out``.
+
+    Returns frames per split. The folder is built beside ``out`` and renamed when complete, so a
+    failed or interrupted run leaves nothing under its name.
+    """
     if not 0 < scale <= 1:
         raise DataError(f"--scale must be in (0, 1], got {scale}")
-    counts = {}
-    for split, listing in SPLITS.items():
-        todo = frames(root, split)
-        for image_path, labels_path, stem in tqdm(todo, desc=split, disable=not progress):
-            image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-            labels = cv2.imread(str(labels_path), cv2.IMREAD_UNCHANGED)
-            if image is None or labels is None or labels.ndim != 2:
-                raise DataError(f"cannot read {image_path} or its labels {labels_path}")
-            if labels.shape != image.shape[:2]:
-                raise DataError(f"{labels_path} is not the size of {image_path}")
-            if scale != 1:
-                size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-                labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
-            write_png(out / "training" / IMAGE_DIR / f"{stem}.png", image)
-            write_png(out / "training" / GT_DIR / gt_name(stem), kitti_colours(labels))
-        with atomic_path(out / listing) as tmp:
-            tmp.write_text("".join(f"{stem}\n" for *_, stem in todo))
-        counts[split] = len(todo)
-    if not any(counts.values()):
+    check_target(out, "output", folder=True)
+    if out.is_dir() and any(out.iterdir()):
+        raise DataError(f"output {out} is not empty; give a new folder")
+    todo = {split: frames(root, split) for split in SPLITS}
+    if not any(todo.values()):
         raise DataError(f"no Cityscapes frames under {root}/leftImg8bit/{{train,val}}")
-    return counts
+    with atomic_path(out, directory=True) as tmp:
+        for split, listing in SPLITS.items():
+            for image_path, labels_path, stem in tqdm(
+                todo[split], desc=split, disable=not progress
+            ):
+                image, labels = read_frame(image_path, labels_path, scale)
+                write_png(tmp / "training" / IMAGE_DIR / f"{stem}.png", image)
+                write_png(tmp / "training" / GT_DIR / gt_name(stem), kitti_colours(labels))
+            (tmp / listing).write_text("".join(f"{stem}\n" for *_, stem in todo[split]))
+    return {split: len(found) for split, found in todo.items()}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -113,7 +127,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "fcn-road-train --data-path",
     )
     p.add_argument("root", type=Path, help="Cityscapes folder holding leftImg8bit/ and gtFine/")
-    p.add_argument("output", type=Path, help="new KITTI-layout folder")
+    p.add_argument("output", type=Path, help="new KITTI-layout folder (absent or empty)")
     p.add_argument("--scale", type=float, default=1.0, help="resize factor in (0, 1]")
     p.add_argument("--no-progress", action="store_true")
     return p

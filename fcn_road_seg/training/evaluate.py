@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from ..atomic import atomic_path, check_target
 from ..backends import BACKENDS, Backend, load_backend
-from ..bounds import VAL_FRACTION
-from ..errors import DataError, RoadSegError, one_line
+from ..bounds import VAL_FRACTION, int_at_least
+from ..errors import DataError, run_cli
 from ..image import Frame
 from ..model import scaled_size
 
@@ -262,7 +262,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="with --bev: calibration folder (default <data-path>/training/calib) or one file "
         "for every frame",
     )
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int_at_least(0), default=2)
     parser.add_argument("--output", default=None, help="folder for metrics.json")
     parser.add_argument(
         "--submission-dir",
@@ -279,7 +279,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]] | None:
     """
     for name in ("output", "submission_dir"):
         if getattr(args, name):
-            check_target(getattr(args, name), f"--{name.replace('_', '-')}")
+            check_target(getattr(args, name), f"--{name.replace('_', '-')}", folder=True)
     if args.testing:
         samples = data.testing_samples(args.data_path)
     else:
@@ -357,12 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.testing and args.bev:
         print("error: --bev needs ground truth; --testing has none", file=sys.stderr)
         return 2
-    try:
-        run(args)
-    except RoadSegError as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 1
-    return 0
+    return run_cli(run, args)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, check_target
 from ..backends import fit
 from ..metadata import sha256_file, write_sidecar
 from ..backends.onnx_backend import OnnxBackend
-from ..errors import ModelError, run_cli
+from ..bounds import int_at_least
+from ..errors import DataError, ModelError, OptionError, run_cli
 from ..image import read_rgb_folder
 from ..model import (
     INPUT,
@@ -99,13 +100,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--height",
-        type=int,
+        type=int_at_least(32),
         default=None,
         help=f"input height (default: the checkpoint's working size, else {DEFAULT_SIZE[0]})",
     )
     p.add_argument(
         "--width",
-        type=int,
+        type=int_at_least(32),
         default=None,
         help=f"input width (default: the checkpoint's working size, else {DEFAULT_SIZE[1]})",
     )
@@ -137,7 +138,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--calib-frames",
-        type=int,
+        type=int_at_least(1),
         default=32,
         metavar="N",
         help="calibration frames per --calib-dir (default 32)",
@@ -176,7 +177,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--check-frames",
-        type=int,
+        type=int_at_least(1),
         default=3,
         metavar="N",
         help="frames used by the check (default 3)",
@@ -375,8 +376,6 @@ def write_int8(
 
     Calibrated with frames from every ``--calib-dir``.
     """
-    if args.fp16 or not args.calib_dir:
-        raise ModelError("--int8 needs --calib-dir and an fp32 model (no --fp16)")
     frames = calibration_frames(args, size, height)
     fp32 = tmp.with_name(tmp.name + ".fp32.onnx")
     try:
@@ -391,21 +390,45 @@ def write_int8(
     )
 
 
+def check_args(args: argparse.Namespace) -> Path:
+    """The output path, once it and every input folder and size are known to be good.
+
+    Before the model is loaded: an OptionError or DataError naming the option otherwise.
+    """
+    suffix = ".int8.onnx" if args.int8 else ".onnx"
+    output = args.output or Path(args.checkpoint).with_name(Path(args.checkpoint).stem + suffix)
+    if not str(output).endswith(".onnx"):
+        raise OptionError(f"-o {output}: an ONNX model's name must end in .onnx")
+    for size in (args.height, args.width):
+        if size is not None and size > MAX_DYNAMIC_SIDE:
+            raise OptionError(
+                f"--height and --width must be at most {MAX_DYNAMIC_SIDE}, got {size}"
+            )
+    if args.int8 and (args.fp16 or not args.calib_dir):
+        raise OptionError("--int8 needs --calib-dir and an fp32 model (no --fp16)")
+    if args.int8 and args.dynamic and args.calib_method != "minmax":
+        raise OptionError(
+            f"--calib-method {args.calib_method} needs frames of one shape (ONNX Runtime's "
+            "histogram calibrator); with --dynamic use minmax"
+        )
+    for flag, folder in [("--calib-dir", d) for d in args.calib_dir or ()] + [
+        ("--check-images", args.check_images)
+    ]:
+        if folder is not None and not Path(folder).is_dir():
+            raise DataError(f"{flag} {folder} is not a folder")
+    return check_target(output, "-o", folder=False, inputs=[args.checkpoint])
+
+
 def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:
     """Export, check and write the model and its sidecar atomically.
 
     Returns the path and the check's result.
     """
-    suffix = ".int8.onnx" if args.int8 else ".onnx"
-    output = Path(
-        args.output or Path(args.checkpoint).with_name(Path(args.checkpoint).stem + suffix)
-    )
+    output = check_args(args)
     model, meta = read_checkpoint(args.checkpoint)
     default = working_size_of(meta) or DEFAULT_SIZE
     args.height = default[0] if args.height is None else args.height
     args.width = default[1] if args.width is None else args.width
-    if args.height < 1 or args.width < 1 or args.check_frames < 1:
-        raise ModelError("--height, --width and --check-frames must be positive")
     size = (args.height, args.width)
     result = None
     with atomic_path(output) as tmp:

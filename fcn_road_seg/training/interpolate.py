@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, check_target
 from ..errors import DataError, run_cli
 from ..model import read_checkpoint
 
@@ -55,6 +55,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def _interpolate(args: argparse.Namespace) -> None:
+    check_target(args.output, "-o", folder=False, inputs=(args.a, args.b))
     ckpt = interpolate(args.a, args.b, args.alpha)
     with atomic_path(args.output) as tmp:
         torch.save(ckpt, tmp)

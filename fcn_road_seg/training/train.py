@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
 import time
@@ -23,12 +22,25 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, check_target
+from ..bounds import (
+    DROPOUT,
+    JITTER,
+    LEARNING_RATE,
+    PROBABILITY,
+    SCALE_FACTOR,
+    VAL_FRACTION,
+    WARMUP_EPOCHS,
+    WARMUP_FACTOR,
+    WEIGHT_DECAY,
+    check_range,
+    int_at_least,
+)
 from ..errors import DataError, OptionError, RoadSegError, one_line
 from ..model import FCN8s, read_checkpoint
 
 from . import data
-from .calibration import calibrate, ece_per_dataset, write_calibrated
+from .calibration import calibrate, write_calibrated, write_calibration_json
 from .checkpoint import (
     TrainState,
     all_rng_states,
@@ -60,6 +72,8 @@ LOG_FIELDS = (
     "images_per_s",
     "seconds",
 )
+#: files of a run in --output-dir that a new run would replace
+RUN_FILES = ("checkpoint_last.pt", "model_best_fp16.pt", "log.csv")
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -97,11 +111,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--split-seed", type=int, default=0, help="seed of the per-category train/val split"
     )
     p.add_argument(
-        "--val-fraction", type=float, default=0.2, help="validation fraction of the seeded split"
+        "--val-fraction",
+        type=VAL_FRACTION.parse,
+        default=0.2,
+        help="validation fraction of the seeded split",
     )
     p.add_argument(
         "--size",
-        type=int,
+        type=int_at_least(32),
         nargs=2,
         default=(320, 960),
         metavar=("H", "W"),
@@ -109,7 +126,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--base-size",
-        type=int,
+        type=int_at_least(32),
         nargs=2,
         default=None,
         metavar=("H", "W"),
@@ -117,7 +134,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--working-height",
-        type=int,
+        type=int_at_least(32),
         default=None,
         metavar="H",
         help="the working scale: resize every frame to H rows with its own aspect ratio before "
@@ -126,7 +143,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--scale-range",
-        type=float,
+        type=SCALE_FACTOR.parse,
         nargs=2,
         default=(0.75, 1.25),
         metavar=("MIN", "MAX"),
@@ -134,23 +151,25 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--aspect-range",
-        type=float,
+        type=SCALE_FACTOR.parse,
         nargs=2,
         default=(1.0, 1.0),
         metavar=("MIN", "MAX"),
         help="random width/height factor range, drawn log-uniformly (1 1 disables)",
     )
-    p.add_argument("--hflip-prob", type=float, default=0.5, help="horizontal flip probability")
+    p.add_argument(
+        "--hflip-prob", type=PROBABILITY.parse, default=0.5, help="horizontal flip probability"
+    )
     p.add_argument(
         "--camera-jitter",
-        type=float,
+        type=PROBABILITY.parse,
         default=0.0,
         metavar="P",
         help="probability of each of gamma, blur, sensor noise and JPEG re-encoding (0 disables)",
     )
     p.add_argument(
         "--color-jitter",
-        type=float,
+        type=JITTER.parse,
         nargs=4,
         default=(0.3, 0.3, 0.3, 0.02),
         metavar=("B", "C", "S", "H"),
@@ -158,7 +177,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--val-size",
-        type=int,
+        type=int_at_least(32),
         nargs=2,
         default=None,
         metavar=("H", "W"),
@@ -176,17 +195,23 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="start from this fcn_road_seg checkpoint's weights (e.g. the shipped KITTI model), "
         "with its model config; --weights is then only recorded",
     )
-    p.add_argument("--fc-channels", type=int, default=4096, help="fc6/fc7 width (4096 = original)")
-    p.add_argument("--fc6-kernel", type=int, default=7, help="fc6 kernel size (7 = original)")
-    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument(
+        "--fc-channels", type=int_at_least(1), default=4096, help="fc6/fc7 width (4096 = original)"
+    )
+    p.add_argument(
+        "--fc6-kernel", type=int_at_least(1), default=7, help="fc6 kernel size (7 = original)"
+    )
+    p.add_argument("--dropout", type=DROPOUT.parse, default=0.5)
     p.add_argument(
         "--opt",
         choices=("adam", "adamw"),
         default="adamw",
         help="adam: L2 weight decay (as KittiSeg); adamw: decoupled weight decay",
     )
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--wd", "--weight-decay", type=float, default=1e-4, dest="weight_decay")
+    p.add_argument("--lr", type=LEARNING_RATE.parse, default=1e-4)
+    p.add_argument(
+        "--wd", "--weight-decay", type=WEIGHT_DECAY.parse, default=1e-4, dest="weight_decay"
+    )
     p.add_argument(
         "--lr-scheduler",
         choices=("poly", "cosine", "constant"),
@@ -194,24 +219,35 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="decay after warmup, stepped every iteration over epochs x steps-per-epoch",
     )
     p.add_argument(
-        "--lr-warmup-epochs", type=float, default=1.0, help="linear warmup length in epochs"
+        "--lr-warmup-epochs",
+        type=WARMUP_EPOCHS.parse,
+        default=1.0,
+        help="linear warmup length in epochs",
     )
     p.add_argument(
-        "--lr-warmup-factor", type=float, default=0.01, help="warmup start lr = factor x lr"
+        "--lr-warmup-factor",
+        type=WARMUP_FACTOR.parse,
+        default=0.01,
+        help="warmup start lr = factor x lr",
     )
-    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--epochs", type=int_at_least(1), default=60)
     p.add_argument(
         "--max-steps",
-        type=int,
+        type=int_at_least(1),
         default=None,
         help="stop after this many steps in total (the LR schedule still spans "
         "--epochs); a stop inside an epoch writes checkpoint_last.pt there, "
         "unvalidated, for --resume to finish the epoch",
     )
-    p.add_argument("--batch-size", type=int, default=8, help="images per process and step")
-    p.add_argument("--val-batch-size", type=int, default=4)
     p.add_argument(
-        "--workers", type=int, default=4, help="data loader processes per training process"
+        "--batch-size", type=int_at_least(1), default=8, help="images per process and step"
+    )
+    p.add_argument("--val-batch-size", type=int_at_least(1), default=4)
+    p.add_argument(
+        "--workers",
+        type=int_at_least(0),
+        default=4,
+        help="data loader processes per training process",
     )
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
     p.add_argument(
@@ -222,10 +258,19 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "(AVX-512 BF16 or AMX) trains about 2x faster; fp16 (CUDA only) adds a GradScaler",
     )
     p.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+        "--threads",
+        type=int_at_least(1),
+        default=None,
+        help="torch CPU threads (default: torch's choice)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", default="out/train")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run's checkpoints and logs in --output-dir (without it, a "
+        "folder holding a run is refused unless --resume continues it)",
+    )
     p.add_argument(
         "--resume",
         default=None,
@@ -267,6 +312,13 @@ def make_datasets(
             raise DataError(
                 f"{path}: empty split ({len(part['train'])} training, {len(part['val'])} "
                 "validation images)"
+            )
+        both = sorted({s.stem for s in part["train"]} & {s.stem for s in part["val"]})
+        if both:
+            print(
+                f"warning: {path}: {len(both)} frames are in both the training and the "
+                f"validation split (e.g. {both[0]}); validation will not show generalisation",
+                file=sys.stderr,
             )
         name = data.dataset_name(path)
         if name in val:
@@ -538,14 +590,27 @@ def summary_writer(out: Path, enabled: bool) -> Any:
     return SummaryWriter(str(out / "tensorboard"))
 
 
+def check_output_dir(args: argparse.Namespace) -> Path:
+    """``--output-dir``, writable and holding no earlier run unless --resume or --overwrite."""
+    out = check_target(args.output_dir, "--output-dir", folder=True)
+    earlier = [name for name in RUN_FILES if (out / name).exists()]
+    if earlier and not (args.resume or args.overwrite):
+        raise OptionError(
+            f"--output-dir {out} holds an earlier run ({', '.join(earlier)}): give --resume "
+            f"{out / 'checkpoint_last.pt'} to continue it, --overwrite to replace it, or "
+            "another --output-dir"
+        )
+    return out
+
+
 def train(args: argparse.Namespace) -> TrainState:
     """The whole run; returns the final counters and per-epoch history."""
+    out = check_output_dir(args)
     run = init_distributed(args.device)
     amp_dtype, scaler = amp_for(args.amp, run.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed + run.rank)
-    out = Path(args.output_dir)
     train_set, val_samples = make_datasets(args)
     val_size = args.working_height or args.val_size
     loader = make_train_loader(train_set, args, run)
@@ -707,16 +772,7 @@ def calibrate_best(path: Path, samples: Sequence[data.Sample], args: argparse.Na
     model, _ = read_checkpoint(path)
     result = calibrate(model, samples, args.working_height or working_size(args), args.progress)
     write_calibrated(path, path, result)
-    with atomic_path(Path(args.output_dir) / "calibration.json") as tmp:
-        tmp.write_text(
-            json.dumps(
-                {
-                    **{k: result[k] for k in ("temperature", "frames", "before", "after")},
-                    "datasets": ece_per_dataset(result),
-                },
-                indent=2,
-            )
-        )
+    write_calibration_json(result, Path(args.output_dir) / "calibration.json")
     print(
         f"calibrated {path}: T = {result['temperature']:.4f}, validation ECE "
         f"{100 * result['before']['ECE']:.2f} % -> {100 * result['after']['ECE']:.2f} %",
@@ -725,12 +781,22 @@ def calibrate_best(path: Path, samples: Sequence[data.Sample], args: argparse.Na
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    for flag in ("--scale-range", "--aspect-range"):
+        check_range(parser, flag, getattr(args, flag[2:].replace("-", "_")))
     try:
         train(args)
     except RoadSegError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: {args.output_dir} keeps the last finished epoch's checkpoint_last.pt "
+            "(continue with --resume)",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 
