@@ -85,14 +85,16 @@ def check_target(
 ) -> Path:
     """``target`` as a Path once it is known that it can be written; call it before any work.
 
-    DataError naming it when it names no file of its own (``""``, ``.``, ``..``, ``/``), when a
-    folder above it is a file, or when its folder cannot be written (``/proc``, ``/sys``, read-only
-    or no permission). With ``folder`` True (False) it must not be an existing file (folder); it
-    must not be any of ``inputs``, which a write would destroy. The leftovers of dead writers in
-    its folder are removed.
+    ``folder``: None for a file or a folder that a write replaces whole, False for a file, True
+    for a folder that files are written into (it may be the current folder). DataError naming it
+    when a replaced target names no file of its own (``""``, ``.``, ``..``, ``/``), when it is
+    one of ``inputs`` (a write would destroy it), a folder where a file is wanted or the reverse,
+    when a folder above it is a file, or when it cannot be written (``/proc``, ``/sys``, read-only
+    or no permission). The leftovers of dead writers in its folder are removed.
     """
     path, absolute = Path(target), Path(os.path.abspath(target))
-    if path.name in ("", "..") or absolute == Path.cwd() or absolute in Path.cwd().parents:
+    replaced = path.name in ("", "..") or absolute == Path.cwd() or absolute in Path.cwd().parents
+    if replaced and folder is not True:
         raise DataError(
             f"{what} '{target}' must name a file or folder of its own, not the current folder "
             "or one above it"
@@ -106,7 +108,7 @@ def check_target(
         raise DataError(f"{what} {target} is a folder; give a file name")
     if folder is True and path.exists() and not path.is_dir():
         raise DataError(f"{what} {target} is a file; give a folder")
-    parent = absolute.parent
+    parent = absolute if folder is True else absolute.parent
     existing = next(p for p in (parent, *parent.parents) if p.exists())
     if not existing.is_dir():
         raise DataError(f"cannot write {what} {target}: {existing} is a file, not a folder")

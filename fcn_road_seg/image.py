@@ -319,8 +319,18 @@ def read_rgb_folder(folder: str | Path, count: int) -> list[np.ndarray]:
 
     Errors name the file.
     """
+    return [
+        cv2.cvtColor(read_image(path), cv2.COLOR_BGR2RGB) for path in image_paths(folder, count)
+    ]
+
+
+def image_paths(folder: str | Path, count: int) -> list[Path]:
+    """``count`` image files of ``folder``, evenly spaced in name order; ImageError naming it
+    when it is no folder or holds none."""
+    if not Path(folder).is_dir():
+        raise ImageError(f"{folder} is not a folder of images")
     paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     paths = paths[:: max(1, len(paths) // max(1, count))][:count]
     if not paths:
         raise ImageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    return [cv2.cvtColor(read_image(path), cv2.COLOR_BGR2RGB) for path in paths]
+    return paths

@@ -179,3 +179,12 @@ def test_a_file_output_that_is_a_folder_and_the_reverse_are_refused(tmp_path: Pa
         check_target(tmp_path / "afile", "--output-dir", folder=True)
     assert check_target(tmp_path / "adir", "--output-dir", folder=True) == tmp_path / "adir"
     assert check_target(tmp_path / "afile", "-o", folder=False) == tmp_path / "afile"
+
+
+def test_the_current_folder_may_be_written_into_but_not_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert check_target(".", "--output-dir", folder=True) == Path(".")
+    with pytest.raises(DataError, match="must name a file or folder of its own"):
+        check_target(".", "--output")

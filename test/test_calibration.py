@@ -168,6 +168,14 @@ def test_calibrate_checks_outputs_and_splits_before_fitting(
     assert cal.main([*common, "--diagram-dir", str(tmp_path / "afile" / "d")]) == 1
     assert "cannot write --diagram-dir" in capsys.readouterr().err
     assert tempered.read_bytes() == before
+    assert cal.main([str(tmp_path), "--data-path", str(root)]) == 1
+    assert f"the output (the default -o, the checkpoint itself) {tmp_path} is a folder" in (
+        capsys.readouterr().err
+    )
+    assert cal.main([*common, "--network-size", "0x"]) == 1
+    assert (
+        "--network-size: network_size '0x' is not auto, native or HxW" in capsys.readouterr().err
+    )
     assert cal.main([*common, "--split", str(tmp_path / "none.txt")]) == 1
     assert f"--data-path {root}: empty validation split" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:

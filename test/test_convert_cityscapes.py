@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import cv2
@@ -58,7 +59,7 @@ def test_a_failed_run_leaves_an_existing_dataset_and_no_new_folder(
     existing.mkdir()
     (existing / "train.txt").write_text("um_000000\n")
     assert main([str(tmp_path / "none"), str(existing), "--no-progress"]) == 1
-    assert f"output {existing} is not empty" in capsys.readouterr().err
+    assert f"output {existing} exists and is not an empty folder" in capsys.readouterr().err
     assert (existing / "train.txt").read_text() == "um_000000\n"
     assert main([str(tmp_path / "none"), str(tmp_path / "new"), "--no-progress"]) == 1
     assert "no Cityscapes frames under" in capsys.readouterr().err
@@ -80,3 +81,16 @@ def test_a_scale_that_leaves_no_pixel_is_named(
     err = capsys.readouterr().err
     assert "--scale 0.1 makes" in err and "aachen_000000_000019_leftImg8bit.png 0x0 pixels" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_one_split_alone_and_an_output_linked_to_an_empty_folder(tmp_path: Path) -> None:
+    cityscapes(tmp_path / "cs")
+    for tree in ("leftImg8bit", "gtFine"):
+        shutil.rmtree(tmp_path / "cs" / tree / "train")  # only val was downloaded
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "disk")
+    assert main([str(tmp_path / "cs"), str(tmp_path / "link"), "--no-progress"]) == 0
+    assert (tmp_path / "link").is_symlink()
+    assert (tmp_path / "disk" / "train.txt").read_text() == ""
+    assert (tmp_path / "disk" / "val.txt").read_text() == "bonn_000000000019\n"
+    assert [s.stem for s in data.split(tmp_path / "link", "val")] == ["bonn_000000000019"]

@@ -248,10 +248,10 @@ def test_an_existing_model_survives_a_failed_export(
     [
         (["--opset", "16"], "opset 16 is too old"),
         (["--height", "5000"], "--height and --width must be at most 4096, got 5000"),
-        (["--check-images", "{empty}"], "no images"),
-        (["--check-images", "{empty}/none"], "--check-images {empty}/none is not a folder"),
+        (["--check-images", "{empty}"], "--check-images: no images"),
+        (["--check-images", "{empty}/none"], "--check-images: {empty}/none is not a folder"),
         (["--int8"], "--int8 needs --calib-dir"),
-        (["--int8", "--calib-dir", "{empty}/none"], "--calib-dir {empty}/none is not a folder"),
+        (["--int8", "--calib-dir", "{empty}/none"], "--calib-dir: {empty}/none is not a folder"),
         (
             ["--int8", "--dynamic", "--calib-dir", "{empty}", "--calib-method", "percentile"],
             "--calib-method percentile needs frames of one shape",
@@ -282,6 +282,9 @@ def test_an_output_that_would_replace_the_checkpoint_is_refused(
     assert main([str(tiny_model), "-o", str(tmp_path / "folder.onnx"), "--no-check"]) == 1
     assert "is a folder; give a file name" in capsys.readouterr().err
     assert tiny_model.read_bytes() == before and renamed.read_bytes() == before
+    (tmp_path / "empty").mkdir()  # checked before the (missing) checkpoint is read
+    assert main([str(tmp_path / "none.pt"), "--check-images", str(tmp_path / "empty")]) == 1
+    assert "--check-images: no images" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag", ["--height", "--calib-frames", "--check-frames"])
@@ -305,6 +308,11 @@ def test_check_parity_reports_the_numbers() -> None:
     with pytest.raises(ModelError, match=r"masks differ on 0.0200 %.*<= 0.0100 % of mask pixels"):
         check_parity(Parity(2, "real", 1e-5, 2e-4), "fp32")
     check_parity(Parity(2, "real", 1e-2, 1e-3), "fp16")
+    with pytest.raises(
+        ModelError,
+        match=r"allowed max \|dP\| <= 0.5 .*--no-check and compare fcn-road-eval's MaxF",
+    ):
+        check_parity(Parity(5, "real", 0.673, 0.0075), "int8")
 
 
 def test_sidecar_is_json_with_provenance(tiny_model: Path, tmp_path: Path) -> None:

@@ -481,12 +481,20 @@ def test_an_earlier_run_in_the_output_dir_is_kept_unless_overwrite(
     assert tr.main([*args, "--seed", "5"]) == 1
     err = capsys.readouterr().err
     assert (
-        f"--output-dir {out} holds an earlier run (checkpoint_last.pt, model_best_fp16.pt" in err
+        f"--output-dir {out} holds an earlier run (checkpoint_last.pt, checkpoint_best.pt, "
+        "model_best_fp16.pt" in err
     )
     assert f"--resume {out / 'checkpoint_last.pt'}" in err
     assert (out / "checkpoint_last.pt").read_bytes() == first
-    assert tr.main([*args, "--seed", "5", "--overwrite"]) == 0
+    stale = {name: (out / name).stat().st_mtime_ns for name in ("log.csv", "curves.png")}
+    (out / "tensorboard").mkdir()
+    (out / "tensorboard" / "events.old").write_text("")
+    # the new run stops before its first epoch ends: nothing of the old run may remain
+    assert tr.main([*args, "--seed", "5", "--overwrite", "--max-steps", "1"]) == 0
+    assert "--overwrite: deleted the earlier run's checkpoint_last.pt" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint_last.pt"]
     assert (out / "checkpoint_last.pt").read_bytes() != first
+    assert all(not (out / name).exists() for name in stale)
 
 
 @pytest.mark.parametrize(
@@ -501,6 +509,7 @@ def test_an_earlier_run_in_the_output_dir_is_kept_unless_overwrite(
         ("--hflip-prob", "2", "must be a finite number in [0, 1]"),
         ("--epochs", "0", "must be at least 1, got 0"),
         ("--max-steps", "-1", "must be at least 1, got -1"),
+        ("--fc6-kernel", "4", "must be odd, got 4"),
     ],
 )
 def test_bad_numbers_are_refused_by_the_parser_naming_the_flag(

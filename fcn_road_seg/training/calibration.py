@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ..atomic import atomic_path, check_target
 from ..backends import Fit, fit, parse_network_size, unfit
 from ..bounds import VAL_FRACTION
-from ..errors import DataError, OptionError, run_cli
+from ..errors import DataError, ModelError, OptionError, run_cli
 from ..model import FCN8s, read_checkpoint, scaled_size, working_height_of
 
 from . import data
@@ -356,15 +356,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _calibrate(args: argparse.Namespace) -> None:
     """Check the outputs, fit T, write the diagrams, then the calibrated checkpoint."""
-    output = check_target(args.output or args.checkpoint, "-o", folder=False)
+    what = "-o" if args.output else "the output (the default -o, the checkpoint itself)"
+    output = check_target(args.output or args.checkpoint, what, folder=False)
     diagrams = args.diagram_dir and check_target(args.diagram_dir, "--diagram-dir", folder=True)
+    try:
+        given = None if args.network_size == "auto" else parse_network_size(args.network_size)
+    except ModelError as exc:
+        raise OptionError(f"--network-size: {exc}") from None
+    if not Path(args.checkpoint).is_file():
+        raise ModelError(f"model file not found: {args.checkpoint}")
     samples = validation_samples(args)
     model, meta = read_checkpoint(args.checkpoint)
-    size = (
-        working_height_of(meta)
-        if args.network_size == "auto"
-        else parse_network_size(args.network_size)
-    )
+    size = working_height_of(meta) if given is None else given
     result = calibrate(model, samples, None if size == "native" else size, not args.no_progress)
     if diagrams:
         for key in ("before", "after"):

@@ -102,13 +102,15 @@ def convert(root: Path, out: Path, scale: float = 1.0, progress: bool = True) ->
     """
     if not 0 < scale <= 1:
         raise DataError(f"--scale must be in (0, 1], got {scale}")
-    check_target(out, "output", folder=True)
-    if out.is_dir() and any(out.iterdir()):
-        raise DataError(f"output {out} is not empty; give a new folder")
+    check_target(out, "output")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"output {out} exists and is not an empty folder; give a new folder")
     todo = {split: frames(root, split) for split in SPLITS}
     if not any(todo.values()):
         raise DataError(f"no Cityscapes frames under {root}/leftImg8bit/{{train,val}}")
-    with atomic_path(out, directory=True) as tmp:
+    # a link to an empty folder is followed: the dataset is built on the disk it points to
+    with atomic_path(out.resolve() if out.is_symlink() else out, directory=True) as tmp:
+        tmp.mkdir()
         for split, listing in SPLITS.items():
             for image_path, labels_path, stem in tqdm(
                 todo[split], desc=split, disable=not progress

@@ -30,8 +30,8 @@ from ..backends import fit
 from ..metadata import sha256_file, write_sidecar
 from ..backends.onnx_backend import OnnxBackend
 from ..bounds import int_at_least
-from ..errors import DataError, ModelError, OptionError, run_cli
-from ..image import read_rgb_folder
+from ..errors import DataError, ImageError, ModelError, OptionError, run_cli
+from ..image import image_paths, read_rgb_folder
 from ..model import (
     INPUT,
     OUTPUT,
@@ -68,6 +68,14 @@ TOLERANCES = {
     "fp16": Tolerance(2e-2, 2e-3),
     "int8": Tolerance(0.5, 1e-2),
 }
+
+
+#: what to do when an INT8 graph fails the check: it judges single pixels, the user judges MaxF
+INT8_HINT = (
+    ". Try other --calib-dir frames or --keep-fp32 nodes; or export with --no-check and compare "
+    "fcn-road-eval's MaxF with --model the .onnx and with --model the checkpoint --backend "
+    "torch on your validation set"
+)
 
 
 @dataclass(frozen=True)
@@ -299,6 +307,7 @@ def check_parity(result: Parity, precision: str) -> None:
         raise ModelError(
             f"ONNX parity check FAILED ({precision}): {result.report()}; allowed max |dP| <= "
             f"{tol.max_abs:g} and <= {100 * tol.mask_fraction:.4f} % of mask pixels"
+            + (INT8_HINT if precision == "int8" else "")
         )
 
 
@@ -397,8 +406,11 @@ def check_args(args: argparse.Namespace) -> Path:
     """
     suffix = ".int8.onnx" if args.int8 else ".onnx"
     output = args.output or Path(args.checkpoint).with_name(Path(args.checkpoint).stem + suffix)
+    what = "-o" if args.output else "the output (the default -o)"
     if not str(output).endswith(".onnx"):
         raise OptionError(f"-o {output}: an ONNX model's name must end in .onnx")
+    if args.opset < MIN_OPSET:
+        raise OptionError(f"--opset {args.opset} is too old: use {MIN_OPSET} or later")
     for size in (args.height, args.width):
         if size is not None and size > MAX_DYNAMIC_SIDE:
             raise OptionError(
@@ -414,9 +426,12 @@ def check_args(args: argparse.Namespace) -> Path:
     for flag, folder in [("--calib-dir", d) for d in args.calib_dir or ()] + [
         ("--check-images", args.check_images)
     ]:
-        if folder is not None and not Path(folder).is_dir():
-            raise DataError(f"{flag} {folder} is not a folder")
-    return check_target(output, "-o", folder=False, inputs=[args.checkpoint])
+        if folder is not None:
+            try:
+                image_paths(folder, 1)
+            except ImageError as exc:
+                raise DataError(f"{flag}: {exc}") from None
+    return check_target(output, what, folder=False, inputs=[args.checkpoint])
 
 
 def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:

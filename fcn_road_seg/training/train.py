@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
+import shutil
 import sys
 import time
 import warnings
@@ -25,6 +27,7 @@ from tqdm import tqdm
 from ..atomic import atomic_path, check_target
 from ..bounds import (
     DROPOUT,
+    HUE_JITTER,
     JITTER,
     LEARNING_RATE,
     PROBABILITY,
@@ -72,8 +75,16 @@ LOG_FIELDS = (
     "images_per_s",
     "seconds",
 )
-#: files of a run in --output-dir that a new run would replace
-RUN_FILES = ("checkpoint_last.pt", "model_best_fp16.pt", "log.csv")
+#: what a run writes in --output-dir (a new run refuses, or with --overwrite deletes, them)
+RUN_FILES = (
+    "checkpoint_last.pt",
+    "checkpoint_best.pt",
+    "model_best_fp16.pt",
+    "log.csv",
+    "curves.png",
+    "calibration.json",
+    "tensorboard",
+)
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -268,8 +279,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace an earlier run's checkpoints and logs in --output-dir (without it, a "
-        "folder holding a run is refused unless --resume continues it)",
+        help="delete an earlier run's checkpoints, logs, curves and TensorBoard events in "
+        "--output-dir before training (without it, a folder holding a run is refused unless "
+        "--resume continues it)",
     )
     p.add_argument(
         "--resume",
@@ -594,12 +606,22 @@ def check_output_dir(args: argparse.Namespace) -> Path:
     """``--output-dir``, writable and holding no earlier run unless --resume or --overwrite."""
     out = check_target(args.output_dir, "--output-dir", folder=True)
     earlier = [name for name in RUN_FILES if (out / name).exists()]
-    if earlier and not (args.resume or args.overwrite):
+    if not earlier or args.resume:
+        return out
+    if not args.overwrite:
         raise OptionError(
             f"--output-dir {out} holds an earlier run ({', '.join(earlier)}): give --resume "
             f"{out / 'checkpoint_last.pt'} to continue it, --overwrite to replace it, or "
             "another --output-dir"
         )
+    if int(os.environ.get("RANK", "0")) == 0:  # one process deletes, before any rendezvous
+        for name in earlier:
+            path = out / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        print(f"--overwrite: deleted the earlier run's {', '.join(earlier)} in {out}")
     return out
 
 
@@ -785,17 +807,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for flag in ("--scale-range", "--aspect-range"):
         check_range(parser, flag, getattr(args, flag[2:].replace("-", "_")))
+    if HUE_JITTER.problem(args.color_jitter[3]):
+        parser.error(f"argument --color-jitter: H {HUE_JITTER.problem(args.color_jitter[3])}")
+    if args.fc6_kernel % 2 == 0:
+        parser.error(f"argument --fc6-kernel: must be odd, got {args.fc6_kernel}")
     try:
         train(args)
     except RoadSegError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(
-            f"interrupted: {args.output_dir} keeps the last finished epoch's checkpoint_last.pt "
-            "(continue with --resume)",
-            file=sys.stderr,
-        )
+        if int(os.environ.get("RANK", "0")) == 0:
+            last = Path(args.output_dir) / "checkpoint_last.pt"
+            print(
+                f"interrupted: {last} holds the last finished epoch (--resume {last} continues)"
+                if last.is_file()
+                else "interrupted: no epoch finished, no checkpoint written",
+                file=sys.stderr,
+            )
         return 130
     return 0
 
