@@ -68,7 +68,8 @@ def test_default_export_is_fixed_384x1248_and_matches_torch_on_real_frames(
     )
     printed = capsys.readouterr().out
     numbers = re.search(
-        r"parity on 1 real frame\(s\): max \|dP\| = (\S+), masks differ on (\S+) %", printed
+        r"parity on 1 real frame\(s\) at 384x1248: max \|dP\| = (\S+), masks differ on (\S+) %",
+        printed,
     )
     assert numbers, printed
     assert float(numbers[1]) <= 1e-4 and float(numbers[2]) <= 0.01
@@ -194,7 +195,7 @@ def test_failed_parity_check_leaves_no_file(
         == 1
     )
     assert re.search(
-        r"parity check FAILED \(fp32\): parity on 1 random frame\(s\): max \|dP\| = \S+",
+        r"parity check FAILED \(fp32\): parity on 1 random frame\(s\) at \S+: max \|dP\| = \S+",
         capsys.readouterr().err,
     )
     assert list(tmp_path.iterdir()) == []
@@ -331,3 +332,15 @@ def test_sidecar_is_json_with_provenance(tiny_model: Path, tmp_path: Path) -> No
     # tied both ways: the checkpoint's SHA-256 and the written file's own
     assert meta["checkpoint_sha256"] == hashlib.sha256(tiny_model.read_bytes()).hexdigest()
     assert meta["onnx_sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def test_a_dynamic_model_is_checked_at_its_working_scale(tiny_model: Path, tmp_path: Path) -> None:
+    """As the runtime runs it: a 375x1242 KITTI frame at 64 rows is 64x208 (1242 * 64 / 375 =
+    211.97, to the nearest multiple of 8), not the frame's own 375x1242."""
+    ckpt = torch.load(tiny_model, weights_only=True)
+    torch.save({**ckpt, "working_height": 64, "working_size": [64, 208]}, tmp_path / "w.pt")
+    frames = Path(__file__).resolve().parents[1] / "data" / "kitti" / "image_2"
+    out = tmp_path / "w.onnx"
+    args = [str(tmp_path / "w.pt"), "-o", str(out), "--dynamic", "--check-images", str(frames)]
+    assert main([*args, "--check-frames", "2"]) == 0
+    assert json.loads((tmp_path / "w.onnx.json").read_text())["parity"]["sizes"] == ["64x208"]

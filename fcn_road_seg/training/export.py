@@ -86,11 +86,13 @@ class Parity:
     source: str
     max_abs: float
     mask_fraction: float
+    sizes: tuple[str, ...] = ()  # the network input sizes (HxW) the frames ran at
 
     def report(self) -> str:
         """One line with the numbers."""
+        at = f" at {', '.join(self.sizes)}" if self.sizes else ""
         return (
-            f"parity on {self.frames} {self.source} frame(s): max |dP| = {self.max_abs:.3g}, "
+            f"parity on {self.frames} {self.source} frame(s){at}: max |dP| = {self.max_abs:.3g}, "
             f"masks differ on {100 * self.mask_fraction:.4f} % of pixels"
         )
 
@@ -280,24 +282,28 @@ def parity(
     images: Sequence[np.ndarray],
     source: str = "given",
     temperature: float = 1.0,
+    height: int | None = None,
 ) -> Parity:
     """Run ONNX Runtime (CPU) and the fp32 torch model on the same fitted uint8 images.
 
-    Compares their P(road).
+    Compares their P(road). Each image is fitted as the runtime fits it: letterboxed into a fixed
+    input; for a dynamic one, at the working scale (``height`` rows, its aspect ratio kept) when
+    the model has one, else as it is.
     """
     backend = OnnxBackend(onnx_path, torch.device("cpu"))
     net = RoadProbability(model, temperature).eval()
-    worst, differing, pixels = 0.0, 0, 0
+    worst, differing, pixels, sizes = 0.0, 0, 0, set()
     with torch.inference_mode():
         for rgb in images:
-            image, _ = fit(
-                torch.from_numpy(np.ascontiguousarray(rgb))[None], backend.input_size, "letterbox"
-            )
+            size = backend.input_size or (scaled_size(*rgb.shape[:2], height) if height else None)
+            policy = "letterbox" if backend.input_size else "stretch"
+            image, _ = fit(torch.from_numpy(np.ascontiguousarray(rgb))[None], size, policy)
             got, want = backend._forward(image).numpy(), net(image).numpy()
             worst = max(worst, float(np.abs(got - want).max()))
             differing += int(((got >= 0.5) != (want >= 0.5)).sum())
             pixels += want.size
-    return Parity(len(images), source, worst, differing / pixels)
+            sizes.add(f"{image.shape[1]}x{image.shape[2]}")
+    return Parity(len(images), source, worst, differing / pixels, tuple(sorted(sizes)))
 
 
 def check_parity(result: Parity, precision: str) -> None:
@@ -460,9 +466,8 @@ def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:
                 if args.check_images
                 else random_images(size, args.check_frames)
             )
-            result = parity(
-                tmp, model, images, "real" if args.check_images else "random", temperature
-            )
+            source = "real" if args.check_images else "random"
+            result = parity(tmp, model, images, source, temperature, working_height_of(meta))
             print(result.report())
             check_parity(result, precision_of(args))
         write_sidecar(output, metadata(args, model, result, meta, sha256_file(tmp)))
