@@ -24,6 +24,11 @@ class Dist:
         return self.rank == 0
 
 
+def launcher_rank() -> int:
+    """This process's rank as torchrun set it (0 without torchrun), before any process group."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_distributed(device: str) -> Dist:
     """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: then one process group.
 
@@ -33,7 +38,7 @@ def init_distributed(device: str) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Dist(0, 1, want)
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local = launcher_rank(), int(os.environ.get("LOCAL_RANK", "0"))
     if want.type == "cuda":
         torch.cuda.set_device(local)
         want = torch.device("cuda", local)

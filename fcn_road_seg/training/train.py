@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 import shutil
 import sys
 import time
@@ -54,7 +53,7 @@ from .checkpoint import (
     training_checkpoint,
     working_size,
 )
-from .distributed import Dist, init_distributed, mean_over_processes
+from .distributed import Dist, init_distributed, launcher_rank, mean_over_processes
 from .evaluate import eval_loader, evaluate
 from .metrics import URBAN
 from .sampling import make_train_loader, seed_everything
@@ -614,7 +613,7 @@ def check_output_dir(args: argparse.Namespace) -> Path:
             f"{out / 'checkpoint_last.pt'} to continue it, --overwrite to replace it, or "
             "another --output-dir"
         )
-    if int(os.environ.get("RANK", "0")) == 0:  # one process deletes, before any rendezvous
+    if launcher_rank() == 0:  # one process deletes, before any rendezvous
         for name in earlier:
             path = out / name
             if path.is_dir() and not path.is_symlink():
@@ -802,22 +801,27 @@ def calibrate_best(path: Path, samples: Sequence[data.Sample], args: argparse.Na
     )
 
 
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``parser.error`` for what one flag's type cannot check: ranges, the hue, an even kernel."""
+    check_range(parser, "--scale-range", args.scale_range)
+    check_range(parser, "--aspect-range", args.aspect_range)
+    if reason := HUE_JITTER.problem(args.color_jitter[3]):
+        parser.error(f"argument --color-jitter: H {reason}")
+    if args.fc6_kernel % 2 == 0:
+        parser.error(f"argument --fc6-kernel: must be odd, got {args.fc6_kernel}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = get_args_parser()
     args = parser.parse_args(argv)
-    for flag in ("--scale-range", "--aspect-range"):
-        check_range(parser, flag, getattr(args, flag[2:].replace("-", "_")))
-    if HUE_JITTER.problem(args.color_jitter[3]):
-        parser.error(f"argument --color-jitter: H {HUE_JITTER.problem(args.color_jitter[3])}")
-    if args.fc6_kernel % 2 == 0:
-        parser.error(f"argument --fc6-kernel: must be odd, got {args.fc6_kernel}")
+    check_args(parser, args)
     try:
         train(args)
     except RoadSegError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        if int(os.environ.get("RANK", "0")) == 0:
+        if launcher_rank() == 0:
             last = Path(args.output_dir) / "checkpoint_last.pt"
             print(
                 f"interrupted: {last} holds the last finished epoch (--resume {last} continues)"
