@@ -93,11 +93,13 @@ VAL_FRACTION = Bounds(0.0, 0.99)
 #: probabilities of an augmentation, and dropout (1 would zero every activation)
 PROBABILITY = Bounds(0.0, 1.0)
 DROPOUT = Bounds(0.0, 0.99)
-#: optimiser settings: learning rate, weight decay, warmup length (epochs) and start factor
+#: optimiser settings: learning rate, weight decay, warmup length (epochs) and start factor,
+#: the weight average's horizon (epochs, 0 = off)
 LEARNING_RATE = Bounds(0.0, 1.0)
 WEIGHT_DECAY = Bounds(0.0, 1.0)
 WARMUP_EPOCHS = Bounds(0.0, 1000.0)
 WARMUP_FACTOR = Bounds(0.0, 1.0)
+EMA_EPOCHS = Bounds(0.0, 1000.0)
 #: random scale and width/height factors of the training augmentation
 SCALE_FACTOR = Bounds(0.05, 20.0)
 #: colour jitter strengths: brightness, contrast and saturation; hue (torchvision's limit)

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.optim.swa_utils import AveragedModel
 
 from ..atomic import atomic_path
 from ..errors import RoadSegError
@@ -89,9 +90,10 @@ def training_checkpoint(
     args: argparse.Namespace,
     rng: list[dict[str, Any]],
     metrics: dict[str, float] | None,
+    ema: AveragedModel | None = None,
 ) -> dict[str, Any]:
-    """``checkpoint_last.pt``: what ``--resume`` needs, the model's metadata and, at the end of an
-    epoch, its validation metrics."""
+    """``checkpoint_last.pt``: what ``--resume`` needs (with ``--ema-epochs`` the average too),
+    the model's metadata and, at the end of an epoch, its validation metrics."""
     ckpt = {
         "model": model.state_dict(),
         "model_config": dict(model.config),
@@ -102,6 +104,7 @@ def training_checkpoint(
         **model_metadata(args),
         "rng": rng,
         **asdict(state),
+        **({} if ema is None else {"ema": ema.state_dict()}),
     }
     return ckpt if metrics is None else {**ckpt, "metrics": metrics}
 
@@ -152,8 +155,10 @@ def resume(
     scaler: torch.amp.GradScaler,
     run: Dist,
     seed: int,
+    ema: AveragedModel | None = None,
 ) -> TrainState:
-    """Model, optimizer, scheduler, scaler, counters and RNGs from ``checkpoint_last.pt``.
+    """Model, optimizer, scheduler, scaler, counters, RNGs and the weight average (when
+    ``ema`` is given) from ``checkpoint_last.pt``.
 
     Exact (bitwise on CPU) for the same arguments and number of processes, any ``--workers``;
     not for another batch size or process count, nor on CUDA beyond its kernels' determinism.
@@ -164,6 +169,10 @@ def resume(
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
+        if ema is not None:
+            if "ema" not in ckpt:
+                raise RoadSegError("it holds no weight average (trained without --ema-epochs)")
+            ema.load_state_dict(ckpt["ema"])
         state = TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState) if f.name in ckpt})
         rng = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]  # older: rank 0's
     except Exception as exc:

@@ -21,11 +21,13 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from ..atomic import atomic_path, check_target
 from ..bounds import (
     DROPOUT,
+    EMA_EPOCHS,
     HUE_JITTER,
     JITTER,
     LEARNING_RATE,
@@ -54,6 +56,7 @@ from .checkpoint import (
     working_size,
 )
 from .distributed import Dist, init_distributed, launcher_rank, mean_over_processes
+from .ema import make_ema
 from .evaluate import eval_loader, evaluate
 from .metrics import URBAN
 from .sampling import make_train_loader, seed_everything
@@ -239,6 +242,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         type=WARMUP_FACTOR.parse,
         default=0.01,
         help="warmup start lr = factor x lr",
+    )
+    p.add_argument(
+        "--ema-epochs",
+        type=EMA_EPOCHS.parse,
+        default=0.0,
+        help="validate, keep and export an exponential moving average of the weights over about "
+        "this many epochs instead of the last step's weights (0 = off)",
     )
     p.add_argument("--epochs", type=int_at_least(1), default=60)
     p.add_argument(
@@ -480,9 +490,10 @@ def train_one_epoch(
     max_steps: int | None,
     writer: Any,
     progress: bool,
+    ema: AveragedModel | None = None,
 ) -> tuple[float, float]:
-    """Train until the loader ends or ``max_steps``, counting into ``state``; returns
-    (images/s over all ranks, seconds)."""
+    """Train until the loader ends or ``max_steps``, counting into ``state`` and ``ema``;
+    returns (images/s over all ranks, seconds)."""
     model.train()
     loss_sum, images_seen, start = 0.0, 0, time.perf_counter()
     bar = tqdm(
@@ -492,6 +503,8 @@ def train_one_epoch(
         images, targets = to_device(images, targets, run.device)
         loss = train_step(model, images, targets, optimizer, scaler, amp_dtype)
         scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         state.step += 1
         state.epoch_batches += 1
         value = loss.item()
@@ -662,9 +675,11 @@ def train(args: argparse.Namespace) -> TrainState:
         init_from(model, args.init_from)
     optimizer = make_optimizer(model, args.opt, args.lr, args.weight_decay)
     scheduler = make_scheduler(args, optimizer, steps)
+    ema = make_ema(model, args.ema_epochs, steps)
+    kept = model if ema is None else ema.module  # validated, saved as the best, exported
     state = TrainState()
     if args.resume:
-        state = resume(args.resume, model, optimizer, scheduler, scaler, run, args.seed)
+        state = resume(args.resume, model, optimizer, scheduler, scaler, run, args.seed, ema)
     net = (
         nn.parallel.DistributedDataParallel(
             model, [run.device] if run.device.type == "cuda" else None
@@ -700,6 +715,7 @@ def train(args: argparse.Namespace) -> TrainState:
             args.max_steps,
             writer,
             args.progress,
+            ema,
         )
         state.epoch_finished = state.epoch_batches >= steps
         if not state.epoch_finished:  # --max-steps inside the epoch: no validation
@@ -708,7 +724,7 @@ def train(args: argparse.Namespace) -> TrainState:
                 last = out / "checkpoint_last.pt"
                 save_checkpoint(
                     training_checkpoint(
-                        model, optimizer, scheduler, scaler, state, args, rng, None
+                        model, optimizer, scheduler, scaler, state, args, rng, None, ema
                     ),
                     last,
                 )
@@ -719,9 +735,7 @@ def train(args: argparse.Namespace) -> TrainState:
                 )
             break
         loss = state.epoch_loss_sum / state.epoch_batches
-        results = validate(
-            model, val_loaders, val_samples, run, val_size, amp_dtype, args.progress
-        )
+        results = validate(kept, val_loaders, val_samples, run, val_size, amp_dtype, args.progress)
         metrics = results["mean"]
         row = {
             "epoch": epoch,
@@ -746,13 +760,13 @@ def train(args: argparse.Namespace) -> TrainState:
         if run.main:
             save_checkpoint(
                 training_checkpoint(
-                    model, optimizer, scheduler, scaler, state, args, rng, metrics
+                    model, optimizer, scheduler, scaler, state, args, rng, metrics, ema
                 ),
                 out / "checkpoint_last.pt",
             )
             if best:
                 link_checkpoint(out / "checkpoint_last.pt", out / "checkpoint_best.pt")
-                save_checkpoint(slim_checkpoint(model, metrics, args), out / "model_best_fp16.pt")
+                save_checkpoint(slim_checkpoint(kept, metrics, args), out / "model_best_fp16.pt")
             write_log(state.history, out, fields)
             plot_curves(state.history, out / "curves.png")
             if writer is not None:
