@@ -165,8 +165,12 @@ class Lens:
                 f"{DISTORTION_MODELS[self.model]} coefficients in D, got {self.d.size}"
             )
         k = self.k
-        if not (np.isfinite(k).all() and np.isfinite(self.d).all() and k[0, 0] > 0 < k[1, 1]):
-            raise ValueError("camera_info has distortion but no usable K (fx, fy <= 0)")
+        if not np.isfinite(self.d).all():
+            raise ValueError(f"camera_info D has a value that is not finite: {self.d.tolist()}")
+        if not (np.isfinite(k).all() and k[0, 0] > 0 < k[1, 1]):
+            raise ValueError(
+                "camera_info has distortion but no usable K (not finite, or fx, fy <= 0)"
+            )
 
     def project(self, points: np.ndarray) -> np.ndarray:
         """N x 2 raw-image pixels of N x 3 points in the camera's optical frame (z > 0)."""

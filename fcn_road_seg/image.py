@@ -221,8 +221,14 @@ def compressed_size(buf: np.ndarray, max_pixels: int) -> tuple[int, int] | None:
         with Image.open(io.BytesIO(buf.tobytes())) as im:
             return im.height, im.width
     except Image.DecompressionBombError as exc:
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        if claimed is None or int(claimed.group(1)) > max_pixels:
+            raise ImageError(
+                f"compressed image claims more pixels than max_pixels = {max_pixels} ({exc})"
+            ) from exc
         raise ImageError(
-            f"compressed image claims more pixels than max_pixels = {max_pixels} ({exc})"
+            f"compressed image claims {claimed.group(1)} pixels, within max_pixels = {max_pixels} "
+            f"but more than Pillow reads a header of ({2 * Image.MAX_IMAGE_PIXELS})"
         ) from exc
     except (UnidentifiedImageError, OSError, ValueError):
         return None
@@ -311,7 +317,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     return bgr
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def read_rgb_folder(folder: str | Path, count: int) -> list[np.ndarray]:

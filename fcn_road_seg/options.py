@@ -26,9 +26,10 @@ from .bounds import (
     WORKSPACE_GB,
     Bounds,
 )
-from .errors import ModelError, OptionError
+from .device import device_problem
+from .errors import ImageError, ModelError, OptionError
 from .grid import MOUNT, OCCUPANCY_MODES, TARGET_FRAME, GridSpec
-from .image import MAX_PIXELS, MIN_SIDE
+from .image import MAX_PIXELS, MIN_SIDE, check_size
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 REBUILDS = ("never", "if-stale")
@@ -208,6 +209,7 @@ SEGMENTER = (
         "auto",
         "torch device: auto (the first CUDA GPU when there is one) | cpu | cuda | cuda:N",
         flag="--device",
+        text_problem=device_problem,
     ),
     Option(
         "network_size",
@@ -435,11 +437,26 @@ def defaults(options: Iterable[Option] = OPTIONS.values()) -> dict[str, Any]:
 
 def problems(values: Mapping[str, Any]) -> list[str]:
     """``"<name> must be ..."`` for each invalid value among the known options in ``values``."""
-    return [
+    found = [
         f"{name} {reason}"
         for name, value in values.items()
         if name in OPTIONS and (reason := OPTIONS[name].problem(value))
     ]
+    warmup = _warmup_problem(values) if not found else None
+    return found + ([warmup] if warmup else [])
+
+
+def _warmup_problem(values: Mapping[str, Any]) -> str | None:
+    """Why ``warmup_size`` is no frame the node would accept under ``max_pixels``; None when it
+    is one or [0, 0] (no warm-up)."""
+    size = values.get("warmup_size")
+    if size is None or list(size) == [0, 0]:
+        return None
+    try:
+        check_size(int(size[0]), int(size[1]), int(values.get("max_pixels", MAX_PIXELS)))
+    except ImageError as exc:
+        return f"warmup_size {list(size)}: {exc}; [0, 0] = no warm-up"
+    return None
 
 
 def check_setting(name: str, value: Any) -> str | None:

@@ -219,6 +219,10 @@ def test_unusable_lenses_say_why(model: str, d: list[float], message: str) -> No
         geometry.Lens(WIDE, np.array(d, float), model)
     with pytest.raises(ValueError, match="no usable K"):
         geometry.Lens(np.zeros((3, 3)), np.array(LENSES["plumb_bob"]), "plumb_bob")
+    with pytest.raises(
+        ValueError, match=r"camera_info D has a value that is not finite: \[0.1, nan"
+    ):
+        geometry.Lens(WIDE, np.array([0.1, np.nan, 0, 0, 0]), "plumb_bob")
 
 
 def _spoiled(key: str, index: int | None, value: float) -> dict:

@@ -456,3 +456,17 @@ def test_read_image_names_a_file_that_is_no_image(tmp_path: Path) -> None:
         image.read_image(tmp_path / "x.jpg")
     with pytest.raises(ImageError, match="cannot read image .*none.png: No such file"):
         image.read_image(tmp_path / "none.png")
+
+
+def test_a_header_pillow_will_not_read_within_max_pixels_says_so() -> None:
+    """A PNG claiming 20000x20000 = 400 MP: over the default max_pixels it is that refusal;
+    under a max_pixels of 500 MP it is Pillow's header limit (2 x 89478485 pixels), named."""
+    blob = np.frombuffer(png_claiming(20000, 20000), np.uint8)
+    with pytest.raises(ImageError, match="claims more pixels than max_pixels = 16777216"):
+        image.compressed_size(blob, image.MAX_PIXELS)
+    with pytest.raises(
+        ImageError,
+        match=r"claims 400000000 pixels, within max_pixels = 500000000 but more than Pillow "
+        r"reads a header of \(178956970\)",
+    ):
+        image.compressed_size(blob, 500_000_000)

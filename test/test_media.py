@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 from pathlib import Path
 
 import cv2
@@ -153,7 +154,7 @@ def test_existing_output_needs_overwrite(
             lambda d: (d / "fake.mp4").write_bytes(b"not a video") and d / "fake.mp4",
             "cannot open video {}",
         ),
-        (lambda d: (d / "empty").mkdir() or d / "empty", "no images (.png, .jpg, .jpeg) in {}"),
+        (lambda d: (d / "empty").mkdir() or d / "empty", "no images (.png, .jpg, .jpeg, .ppm, .bmp, .webp, .tif, .tiff) in {}"),
     ],
 )
 def test_bad_inputs_name_the_file(
@@ -178,15 +179,20 @@ def test_a_failing_model_leaves_nothing(
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
 
 
+def mjpeg_clip(path: Path, frames: list[np.ndarray]) -> Path:
+    """An MJPEG AVI of ``frames`` (each a JPEG of its own, easy to spoil or count)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, SIZE)
+    for bgr in frames:
+        writer.write(bgr)
+    writer.release()
+    return path
+
+
 def test_a_corrupt_frame_in_the_middle_of_a_video_is_listed(
     tmp_path: Path, tiny_model: Path, small_frames: list[np.ndarray], capsys: pytest.CaptureFixture
 ) -> None:
     """An MJPEG AVI whose third JPEG is wiped: frames 0, 1, 3, 4 segmented, frame 2 listed."""
-    clip = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, SIZE)
-    for bgr in small_frames:
-        writer.write(bgr)
-    writer.release()
+    clip = mjpeg_clip(tmp_path / "clip.avi", small_frames)
     data = bytearray(clip.read_bytes())
     starts = [i for i in range(len(data) - 2) if data[i : i + 3] == b"\xff\xd8\xff"]
     assert len(starts) == len(small_frames)
@@ -198,7 +204,7 @@ def test_a_corrupt_frame_in_the_middle_of_a_video_is_listed(
         f"{i:06d}.png" for i in (0, 1, 3, 4)
     ]
     assert (
-        f"skipped frame #2 (000002): {clip}: frame 2 could not be decoded"
+        f"skipped frame #2 (000002): {clip} frame 2 could not be decoded"
         in capsys.readouterr().out
     )
 
@@ -282,7 +288,7 @@ def test_an_image_whose_header_claims_60000x60000_is_listed_not_decoded(
         (
             "dot.png",
             lambda p: cv2.imwrite(str(p), np.zeros((1, 1, 3), np.uint8)),
-            "dot: image of 1x1 (HxW) is too small",
+            "{}: image of 1x1 (HxW) is too small",
         ),
     ],
 )
@@ -326,3 +332,101 @@ def test_leftovers_of_a_killed_run_go_at_start(
     (stale / "masks" / "a.png").write_bytes(b"x" * 4096)
     assert run(tiny_model, str(image_dir), "-o", str(tmp_path / "out"), "--masks") == 0
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("claimed", [2, 40], ids=["fewer", "more"])
+def test_a_video_is_read_to_its_end_whatever_its_header_says(
+    tmp_path: Path, small_frames: list[np.ndarray], claimed: int
+) -> None:
+    """5 frames in an AVI whose headers (avih total frames, strh length) claim 2 or 40: all 5
+    are read, and none listed as undecodable."""
+    clip = mjpeg_clip(tmp_path / "clip.avi", small_frames)
+    data = bytearray(clip.read_bytes())
+    for chunk, offset in ((b"avih", 16), (b"strh", 32)):
+        struct.pack_into("<I", data, data.index(chunk) + 8 + offset, claimed)
+    clip.write_bytes(bytes(data))
+    source = media.open_source(str(clip))
+    assert source.total == claimed
+    items = list(source.frames)
+    assert [(i.index, i.bgr is not None) for i in items] == [(k, True) for k in range(5)]
+
+
+def test_two_images_with_one_name_are_refused_before_any_work(
+    tmp_path: Path, tiny_model: Path, image_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """frame.png and frame.jpg would both write masks/frame.png: refused, naming both."""
+    twin = image_dir / f"{KITTI[0].stem}.jpg"
+    assert cv2.imwrite(str(twin), cv2.imread(str(KITTI[0])))
+    out = tmp_path / "out"
+    assert run(tiny_model, str(image_dir), "-o", str(out)) == 1
+    err = capsys.readouterr().err
+    assert f"{twin} and {image_dir / KITTI[0].name} would both be written as" in err  # sorted
+    assert not out.exists()
+
+
+def test_overwrite_onto_an_input_file_of_a_glob_or_folder_is_refused(
+    tmp_path: Path, tiny_model: Path, image_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    victim = image_dir / KITTI[1].name
+    before = victim.read_bytes()
+    for spec in (str(image_dir / "*.png"), str(image_dir)):
+        assert run(tiny_model, spec, "-o", str(victim), "--overwrite", "--masks") == 1
+        assert f"--overwrite would replace {victim}, which holds the input {victim}" in (
+            capsys.readouterr().err
+        )
+        assert victim.is_file() and victim.read_bytes() == before
+
+
+def test_the_contact_sheet_takes_the_next_good_frame_for_an_unreadable_one(
+    tmp_path: Path, tiny_model: Path, small_frames: list[np.ndarray]
+) -> None:
+    """30 images, only #2, #7, #12, #17, #22 and #27 readable: the sheet's tiles
+    (linspace(0, 29, 24) rounded: 0, 1, 3, 4, 5, 6, 8, ...) fall to them, one tile each."""
+    folder = tmp_path / "sheet"
+    folder.mkdir()
+    good = {2, 7, 12, 17, 22, 27}
+    for i in range(30):
+        path = folder / f"f{i:02d}.png"
+        if i in good:
+            assert cv2.imwrite(str(path), small_frames[i % len(small_frames)])
+        else:
+            path.write_bytes(b"")
+    out = tmp_path / "out"
+    assert run(tiny_model, str(folder), "-o", str(out), "--contact-sheet") == 0
+    sheet = cv2.imread(str(out / "contact_sheet.png"))
+    cell_h = 22 + round(SIZE[1] * 320 / SIZE[0])  # label band + a 320-wide thumbnail
+    assert sheet.shape == (2 * cell_h, 4 * 320, 3)  # 6 tiles in rows of 4
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("99999999999999999999", "camera index 99999999999999999999 is out of range (0-9999)"),
+        ("\u00b2", "input not found: \u00b2"),
+    ],
+)
+def test_camera_indices_that_are_not_are_clear_errors(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture, spec: str, message: str
+) -> None:
+    assert run(tiny_model, spec, "-o", str(tmp_path / "out")) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_an_existing_file_named_like_a_camera_index_is_the_file(
+    tmp_path: Path, small_frames: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    mjpeg_clip(tmp_path / "clip.avi", small_frames).rename(tmp_path / "7")
+    source = media.open_source("7")
+    assert source.description.startswith("video 7 (") and not source.live
+
+
+@pytest.mark.parametrize("suffix", [".bmp", ".webp", ".tif"])
+def test_other_image_formats_are_images_not_videos(
+    tmp_path: Path, small_frames: list[np.ndarray], suffix: str
+) -> None:
+    path = tmp_path / f"picture{suffix}"
+    assert cv2.imwrite(str(path), small_frames[0])
+    source = media.open_source(str(path))
+    assert source.still and source.total == 1
+    assert next(source.frames).bgr.shape == small_frames[0].shape

@@ -129,6 +129,30 @@ def test_check_setting_rejects_with_the_reason(name: str, value: object, reason:
             "grid_x_range must be 2 finite numbers, each in [-1000, 1000] m, got [0.0, 2000.0]",
         ),
         ({"publish_grid": "yes"}, "publish_grid must be true or false, got 'yes'"),
+        ({"device": "xpu"}, "device must be auto, cpu, cuda or cuda:N, got 'xpu'"),
+        ({"device": "mps"}, "device must be auto, cpu, cuda or cuda:N, got 'mps'"),
+        ({"device": "meta"}, "device must be auto, cpu, cuda or cuda:N, got 'meta'"),
+        ({"device": "cpu:3"}, "device must be auto, cpu, cuda or cuda:N, got 'cpu:3'"),
+        (
+            {"warmup_size": [1, 1]},
+            "warmup_size [1, 1]: image of 1x1 (HxW) is too small: each side must be at least 2 "
+            "pixels; [0, 0] = no warm-up",
+        ),
+        (
+            {"warmup_size": [0, 5]},
+            "warmup_size [0, 5]: image of 0x5 (HxW) is too small: each side must be at least 2 "
+            "pixels; [0, 0] = no warm-up",
+        ),
+        (
+            {"warmup_size": [2, 8192]},
+            "warmup_size [2, 8192]: image of 2x8192 (HxW) is too elongated: the longer side may "
+            "be at most 32 times the shorter; [0, 0] = no warm-up",
+        ),
+        (
+            {"warmup_size": [375, 1242], "max_pixels": 100_000},
+            "warmup_size [375, 1242]: image of 375x1242 (HxW) = 465750 pixels is larger than "
+            "max_pixels = 100000; [0, 0] = no warm-up",
+        ),
         ({"target_frame": 3}, "target_frame must be a string, got 3"),
     ],
 )
@@ -236,3 +260,13 @@ def test_the_readme_parameter_table_is_the_schema() -> None:
         shown = {True: "true", False: "false"}.get(want, want) if isinstance(want, bool) else want
         assert default == ('""' if want == "" else str(shown)), name
         assert runtime == ("yes" if name in RUNTIME else "no"), name
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1"])
+def test_the_devices_this_package_runs_on_pass(device: str) -> None:
+    assert problems({"device": device}) == []
+
+
+@pytest.mark.parametrize("size", [[0, 0], [2, 64], [375, 1242], [4096, 4096]])
+def test_warmup_sizes_of_frames_the_node_accepts_pass(size: list[int]) -> None:
+    assert problems({"warmup_size": size}) == []

@@ -126,11 +126,11 @@ class OverlayExports:
             self.frames_tmp.mkdir()
         self.writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
-        self.sheet_indices = (
-            set(range(0, LIVE_TILE_EVERY * SHEET_TILES, LIVE_TILE_EVERY))
+        self.sheet_indices = (  # ascending; one not segmented passes its tile to the next
+            list(range(0, LIVE_TILE_EVERY * SHEET_TILES, LIVE_TILE_EVERY))
             if total is None
-            else set(
-                np.linspace(0, total - 1, min(total, SHEET_TILES)).round().astype(int).tolist()
+            else sorted(
+                set(np.linspace(0, total - 1, min(total, SHEET_TILES)).round().astype(int))
             )
         )
         self.tiles: list[tuple[str, np.ndarray]] = []
@@ -143,13 +143,16 @@ class OverlayExports:
         """Export overlay frame ``index`` (PNG ``<name>.png``, tile ``label``).
 
         The video takes the first frame's size. ``beside`` (e.g. the grid's bird's-eye picture)
-        goes to the right of the overlay in the contact sheet's tile.
+        goes to the right of the overlay in the contact sheet's tile. A frame at or after a tile's
+        index that was never added (unreadable) takes that tile.
         """
         if self.video_tmp:
             self._video_frame(bgr)
         if self.frames_tmp:
             write_png(self.frames_tmp / f"{name}.png", bgr)
-        if self.sheet_tmp and index in self.sheet_indices:
+        due = [i for i in self.sheet_indices if i <= index]
+        if self.sheet_tmp and due:
+            del self.sheet_indices[: len(due)]
             tile = bgr if beside is None else side_by_side(bgr, beside)
             self.tiles.append((label, thumbnail(tile, self.tile_width)))
 
@@ -171,7 +174,9 @@ class OverlayExports:
     def finish(self) -> None:
         """Close the video and write the contact sheet (renames follow when the stack closes)."""
         self.release()
-        if self.sheet_tmp and self.tiles:
+        if self.sheet_tmp and not self.tiles:
+            raise DataError(f"no frame was added for the contact sheet {self.sheet_tmp}")
+        if self.sheet_tmp:
             ok, png = cv2.imencode(
                 ".png", contact_sheet(self.tiles, self.columns, self.tile_width)
             )

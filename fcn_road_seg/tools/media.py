@@ -33,25 +33,27 @@ from ..atomic import check_target, fsync_tree, temp_dir_for
 from ..bounds import FPS
 from ..errors import DataError, ImageError, run_cli
 from .exports import OverlayExports, write_png
-from ..image import MAX_PIXELS, Frame, read_image
+from ..image import IMAGE_SUFFIXES, MAX_PIXELS, Frame, read_image
 from ..model import default_model_path
 from ..segmenter import Segmenter, add_segmenter_arguments, segmenter_from_args
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 KITTI_STEM = re.compile(r"^(um|umm|uu)_(\d{6})$")
 DEFAULT_FPS = 10.0
 MAX_BAD_VIDEO_FRAMES = (
     25  # consecutive undecodable frames after which a video is taken to have ended
 )
 MAX_REASONS = 3  # reasons quoted when no frame at all could be segmented
+MAX_CAMERA_INDEX = 9999
 
 
 @dataclass
 class Item:
-    """One input frame: its index, a file name stem, the BGR pixels or why there are none."""
+    """One input frame: its index, output name stem, where it is from (for messages), the BGR
+    pixels or why there are none."""
 
     index: int
     name: str
+    where: str
     bgr: np.ndarray | None
     reason: str = ""
 
@@ -69,6 +71,7 @@ class Source:
     frames: Iterator[Item] = field(repr=False)
     live: bool = False
     still: bool = False
+    paths: tuple[Path, ...] = ()  # the files read (for the output checks)
 
 
 def image_files(spec: str) -> list[Path] | None:
@@ -84,12 +87,24 @@ def image_files(spec: str) -> list[Path] | None:
     return None
 
 
+def check_unique_names(paths: Sequence[Path]) -> None:
+    """DataError naming two images whose outputs would share a name (the file name without
+    its suffix), before any work: one would overwrite the other."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if (other := seen.setdefault(path.stem, path)) is not path:
+            raise DataError(
+                f"{other} and {path} would both be written as {path.stem}.png: outputs are named "
+                "by the file name without its suffix; segment them in separate runs"
+            )
+
+
 def _read_images(paths: Sequence[Path], max_pixels: int) -> Iterator[Item]:
     for i, path in enumerate(paths):
         try:
-            yield Item(i, path.stem, read_image(path, max_pixels))
+            yield Item(i, path.stem, str(path), read_image(path, max_pixels))
         except ImageError as exc:
-            yield Item(i, path.stem, None, str(exc))
+            yield Item(i, path.stem, str(path), None, str(exc))
 
 
 def _rate(capture: cv2.VideoCapture, fps: float | None) -> float:
@@ -98,25 +113,38 @@ def _rate(capture: cv2.VideoCapture, fps: float | None) -> float:
     return fps or (own if FPS.problem(own) is None else DEFAULT_FPS)
 
 
-def _read_video(capture: cv2.VideoCapture, spec: str, total: int | None) -> Iterator[Item]:
-    """Frames of an open capture; an undecodable frame before the end is listed, not fatal."""
-    index, bad_run = 0, 0
+def _read_video(capture: cv2.VideoCapture, spec: str, live: bool = False) -> Iterator[Item]:
+    """Frames of an open capture until the decoder has none left, whatever the header's frame
+    count says. An undecodable frame with a good one after it is listed, not fatal; a run of
+    ``MAX_BAD_VIDEO_FRAMES`` failures is the end, and is not listed. A camera ends at its first
+    failure."""
+    index, pending = 0, []
     try:
-        while total is None or index < total:
+        while len(pending) < MAX_BAD_VIDEO_FRAMES:
             ok, bgr = capture.read()
+            where = f"{spec} frame {index}"
             if ok:
-                bad_run = 0
-                yield Item(index, f"{index:06d}", bgr)
-            elif total is None or bad_run >= MAX_BAD_VIDEO_FRAMES:
+                yield from pending
+                pending = []
+                yield Item(index, f"{index:06d}", where, bgr)
+            elif live:
                 return
             else:
-                bad_run += 1
-                yield Item(
-                    index, f"{index:06d}", None, f"{spec}: frame {index} could not be decoded"
+                pending.append(
+                    Item(index, f"{index:06d}", where, None, f"{where} could not be decoded")
                 )
             index += 1
     finally:
         capture.release()
+
+
+def camera_index(spec: str) -> int | None:
+    """The camera index ``spec`` names (ASCII digits that are not an existing file), else None."""
+    if not re.fullmatch(r"[0-9]+", spec) or Path(spec).exists():
+        return None
+    if int(spec) > MAX_CAMERA_INDEX:
+        raise DataError(f"camera index {spec} is out of range (0-{MAX_CAMERA_INDEX}), and no file")
+    return int(spec)
 
 
 def open_source(spec: str, fps: float | None = None, max_pixels: int = MAX_PIXELS) -> Source:
@@ -124,13 +152,13 @@ def open_source(spec: str, fps: float | None = None, max_pixels: int = MAX_PIXEL
 
     DataError naming it. Images claiming more than ``max_pixels`` are listed, never decoded.
     """
-    if spec.isdigit():
-        capture = cv2.VideoCapture(int(spec))
+    if (camera := camera_index(spec)) is not None:
+        capture = cv2.VideoCapture(camera)
         if not capture.isOpened():
             raise DataError(f"cannot open camera {spec}")
         rate = _rate(capture, fps)
         return Source(
-            f"camera {spec}", None, rate, _read_video(capture, f"camera {spec}", None), live=True
+            f"camera {spec}", None, rate, _read_video(capture, f"camera {spec}", True), live=True
         )
     files = image_files(spec)
     if files is None and Path(spec).suffix.lower() in IMAGE_SUFFIXES:
@@ -138,12 +166,14 @@ def open_source(spec: str, fps: float | None = None, max_pixels: int = MAX_PIXEL
     if files is not None:
         if not files:
             raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {spec}")
+        check_unique_names(files)
         return Source(
             f"{len(files)} images from {spec}",
             len(files),
             fps or DEFAULT_FPS,
             _read_images(files, max_pixels),
             still=True,
+            paths=tuple(files),
         )
     if not Path(spec).is_file():
         raise DataError(f"input not found: {spec}")
@@ -153,11 +183,13 @@ def open_source(spec: str, fps: float | None = None, max_pixels: int = MAX_PIXEL
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     total = count if count > 0 else None
     rate = _rate(capture, fps)
+    frames = f"{count} frames by its header" if total else "frame count unknown"
     return Source(
-        f"video {spec} ({count} frames at {rate:g} FPS)",
+        f"video {spec} ({frames}, {rate:g} FPS)",
         total,
         rate,
-        _read_video(capture, spec, total),
+        _read_video(capture, spec),
+        paths=(Path(spec),),
     )
 
 
@@ -236,7 +268,7 @@ def segment_source(
                 except ImageError as exc:
                     if strict:
                         raise DataError(f"{exc} (--strict)") from exc
-                    item.reason = item.reason or f"{item.name}: {exc}"
+                    item.reason = item.reason or f"{item.where}: {exc}"
                     skipped.append(item)
                     continue
                 core_ms += result.timings["segment"]
@@ -294,6 +326,15 @@ def publish(tmp: Path, out: Path, overwrite: bool) -> None:
         old.unlink()
 
 
+def check_not_an_input(out: Path, spec: str, paths: Sequence[Path]) -> None:
+    """DataError when replacing ``out`` would delete the input or one of its files."""
+    target = Path(os.path.abspath(out))
+    for path in (Path(spec), *paths):
+        inside = Path(os.path.abspath(path))
+        if target in (inside, *inside.parents):
+            raise DataError(f"--overwrite would replace {out}, which holds the input {path}")
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fcn-road-segment",
@@ -341,12 +382,11 @@ def run(args: argparse.Namespace) -> dict:
     out = check_target(args.output, "--output")
     if (out.exists() or out.is_symlink()) and not args.overwrite:
         raise DataError(f"refusing to overwrite existing output: {out} (pass --overwrite)")
-    inside = Path(os.path.abspath(args.input))
-    if args.overwrite and Path(os.path.abspath(out)) in (inside, *inside.parents):
-        raise DataError(f"--overwrite would replace {out}, which holds the input {args.input}")
     if args.show and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise DataError("--show needs a display (DISPLAY is not set)")
     source = open_source(args.input, args.fps, args.max_pixels)
+    if args.overwrite:
+        check_not_an_input(out, args.input, source.paths)
     wanted = wanted_outputs(args, source.still)
     segmenter = segmenter_from_args(args)
     print(
