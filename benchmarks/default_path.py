@@ -87,7 +87,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def rows_for(model: Path, workdir: Path) -> list[tuple[str, Callable[[], Backend]]]:
-    """(label, factory) of each way to run ``model`` on the CPU: baseline first, default last."""
+    """(label, factory) of each way to run ``model`` on the CPU: baseline first; last the default,
+    then the default with test-time flip."""
     net, meta = read_checkpoint(model)
     size = working_size_of(meta)
     if size is None:
@@ -119,6 +120,9 @@ def rows_for(model: Path, workdir: Path) -> list[tuple[str, Callable[[], Backend
                 (f"openvino int8, {ws}", lambda: load_backend(companion, "openvino", "cpu"))
             )
         rows.append((f"auto (default), {ws}", lambda: measured_auto(model, workdir)))
+        rows.append(
+            (f"auto + test_time_flip, {ws}", lambda: measured_auto(model, workdir, flip=True))
+        )
     return rows
 
 
@@ -262,10 +266,12 @@ def openvino_rows(onnx32: Path, ws: str) -> list[tuple[str, Callable[[], Backend
     ]
 
 
-def measured_auto(model: Path, workdir: Path) -> Backend:
-    """``backend: auto``, its candidates measured afresh (a new cache folder); prints the times."""
+def measured_auto(model: Path, workdir: Path, flip: bool = False) -> Backend:
+    """``backend: auto``, its candidates measured afresh (a new cache folder); prints the times.
+
+    ``flip``: with ``test_time_flip``."""
     os.environ["FCN_ROAD_SEG_CACHE"] = str(workdir / "cache")
-    backend = load_backend(model, "auto", "cpu")
+    backend = load_backend(model, "auto", "cpu", flip=flip)
     print(f"note: {backend.selection}")
     return backend
 

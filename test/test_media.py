@@ -154,7 +154,10 @@ def test_existing_output_needs_overwrite(
             lambda d: (d / "fake.mp4").write_bytes(b"not a video") and d / "fake.mp4",
             "cannot open video {}",
         ),
-        (lambda d: (d / "empty").mkdir() or d / "empty", "no images (.png, .jpg, .jpeg, .ppm, .bmp, .webp, .tif, .tiff) in {}"),
+        (
+            lambda d: (d / "empty").mkdir() or d / "empty",
+            "no images (.png, .jpg, .jpeg, .ppm, .bmp, .webp, .tif, .tiff) in {}",
+        ),
     ],
 )
 def test_bad_inputs_name_the_file(

@@ -16,8 +16,10 @@ from rosbags.typesys import Stores, get_typestore
 from fcn_road_seg.backends import Backend
 from fcn_road_seg.tools.bags import make_image
 from fcn_road_seg.errors import ImageError
+from fcn_road_seg.image import Frame
 from fcn_road_seg.model import RoadProbability, load_checkpoint_model
-from fcn_road_seg.segmenter import Segmenter
+from fcn_road_seg.options import defaults
+from fcn_road_seg.segmenter import Segmenter, segmenter_from_options
 
 from conftest import (
     AGREEMENT,
@@ -343,3 +345,41 @@ def test_the_models_warnings_are_printed_once_by_the_tools(
     )
     assert core.warnings == [warning]
     assert capsys.readouterr().err == f"WARNING: {warning}\n"
+
+
+class RedChannel(Backend):
+    """A backend whose P(road) is each pixel's red value / 255: it commutes with a mirror."""
+
+    name = "red"
+
+    def __init__(self) -> None:
+        super().__init__(torch.device("cpu"))
+
+    def _forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Red / 255 of the 1 x H x W x 3 RGB input."""
+        return image[..., 0].float() / 255
+
+
+def test_test_time_flip_averages_p_with_the_mirrored_runs_mirrored_back() -> None:
+    """A map fixed whatever the image, [[0.9, 0.1], [0.6, 0.4]], mirrored and mirrored back
+    is [[0.1, 0.9], [0.4, 0.6]]: the flip gives their mean, 0.5 everywhere; a network that
+    commutes with the mirror (P = red / 255) is left as it was."""
+    fixed = FixedProbability(PROB)
+    fixed.flip = True
+    frame = Frame(np.zeros((2, 2, 3), np.uint8), "rgb8")
+    np.testing.assert_allclose(fixed.probability(frame).numpy(), np.full((2, 2), 0.5))
+    assert fixed.infer(frame, 0.5).mask.all()  # 0.5 >= threshold 0.5
+    red = RedChannel()
+    red.flip = True
+    pixels = np.zeros((2, 3, 3), np.uint8)
+    pixels[..., 0] = [[0, 51, 255], [102, 0, 204]]
+    np.testing.assert_allclose(
+        red.probability(Frame(pixels, "rgb8")).numpy(), [[0, 0.2, 1], [0.4, 0, 0.8]], atol=1e-6
+    )
+    assert "and mirrored (test-time flip)" in red.network_size_text()
+
+
+def test_the_flip_option_reaches_the_backend(tiny_model: Path) -> None:
+    values = {**defaults(), "model_path": str(tiny_model), "backend": "torch", "device": "cpu"}
+    assert segmenter_from_options(values).backend.flip is False
+    assert segmenter_from_options({**values, "test_time_flip": True}).backend.flip is True

@@ -249,6 +249,7 @@ class Backend(abc.ABC):
         self.network_size: int | tuple[int, int] | None = None  # see set_network_size
         self.frame_sizes: dict[tuple[int, int], tuple[int, int]] = {}  # frame -> network input
         self.pinned = PinnedBuffers() if device.type == "cuda" else None
+        self.flip = False  # test-time flip: also run the mirrored input, average P(road)
         #: one line each about how the model was opened (for logs and /diagnostics)
         self.warnings: list[str] = []
 
@@ -303,6 +304,14 @@ class Backend(abc.ABC):
     def _forward(self, image: torch.Tensor) -> torch.Tensor:
         """1 x H x W x 3 uint8 RGB on ``self.device`` -> 1 x H x W float P(road)."""
 
+    def _network(self, image: torch.Tensor) -> torch.Tensor:
+        """``_forward``, and with ``flip`` the mean of it and of the mirrored image's P mirrored
+        back (one more network run; the fitted input is mirrored, so a letterbox stays aligned)."""
+        prob = self._forward(image)
+        if self.flip:
+            prob = (prob + self._forward(image.flip(2)).flip(-1)) / 2
+        return prob
+
     def _sync(self) -> None:
         """Wait for queued device work (only used when timing stages)."""
         if self.device.type == "cuda":
@@ -318,7 +327,7 @@ class Backend(abc.ABC):
             if timings is not None:
                 self._sync()
                 t1 = time.perf_counter()
-            prob = self._forward(image)
+            prob = self._network(image)
             if timings is not None:
                 self._sync()
                 t2 = time.perf_counter()
@@ -337,7 +346,7 @@ class Backend(abc.ABC):
         """
         with torch.inference_mode():
             image, how = self._fit(frame)
-            return unfit(self._forward(image), how)
+            return unfit(self._network(image), how)
 
     def warmup(self, height: int, width: int, iterations: int = 3) -> float:
         """Run a few blank frames of the given size (autotuning, lazy init).
@@ -362,6 +371,8 @@ class Backend(abc.ABC):
             text = "each frame's own size"
         else:
             text = f"{rule[0]}x{rule[1]}"
+        if self.flip:
+            text += ", and mirrored (test-time flip)"
         if self.input_size is not None:
             text += f", in a fixed {self.input_size[0]}x{self.input_size[1]} input"
             text += f" ({self.resize_policy} where the frame's size differs)"

@@ -76,6 +76,7 @@ def _opened(
     """``_open_backend`` at ``network_size``."""
     backend_ = _open_backend(model_path, backend, device, resize_policy, options)
     backend_.set_network_size(network_size)
+    backend_.flip = options.flip
     return backend_
 
 

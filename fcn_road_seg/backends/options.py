@@ -20,6 +20,7 @@ class BackendOptions:
     rebuild: str = "never"  # TensorRT .engine files: never | if-stale
     workspace_gb: float = 4.0  # TensorRT builder workspace
     timing_cache: str = ""  # TensorRT timing cache file ("" = none)
+    flip: bool = False  # every backend: also run the mirrored frame and average P(road)
 
     def for_backend(self, kind: str) -> dict:
         """The constructor keywords of backend ``kind``."""

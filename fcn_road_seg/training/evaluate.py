@@ -262,6 +262,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="with --bev: calibration folder (default <data-path>/training/calib) or one file "
         "for every frame",
     )
+    parser.add_argument(
+        "--flip",
+        action="store_true",
+        help="test-time flip: also run each frame mirrored and average P(road)",
+    )
     parser.add_argument("--workers", type=int_at_least(0), default=2)
     parser.add_argument("--output", default=None, help="folder for metrics.json")
     parser.add_argument(
@@ -292,7 +297,9 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]] | None:
     for warning in data.check_samples(samples):
         print(f"warning: {warning}", file=sys.stderr)
     network_size = f"{args.size[0]}x{args.size[1]}" if args.size else args.network_size
-    backend = load_backend(args.model, args.backend, args.device, network_size=network_size)
+    backend = load_backend(
+        args.model, args.backend, args.device, network_size=network_size, flip=args.flip
+    )
     for warning in backend.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     bev = None
