@@ -383,3 +383,15 @@ def test_the_flip_option_reaches_the_backend(tiny_model: Path) -> None:
     values = {**defaults(), "model_path": str(tiny_model), "backend": "torch", "device": "cpu"}
     assert segmenter_from_options(values).backend.flip is False
     assert segmenter_from_options({**values, "test_time_flip": True}).backend.flip is True
+
+
+def test_test_time_flip_keeps_a_letterboxed_frame_aligned() -> None:
+    """A fixed 2 x 4 input holding a 2 x 2 frame top-left (letterbox, padded on the right): the
+    fixed map M = [[0, .2, .4, .6], [.8, 1, 0, 0]] and M mirrored, [[.6, .4, .2, 0],
+    [0, 0, 1, .8]], average to [[.3, .3, .3, .3], [.4, .5, .5, .4]]; the frame's 2 x 2 is its
+    left half."""
+    fixed = FixedProbability(np.array([[0, 0.2, 0.4, 0.6], [0.8, 1, 0, 0]]))
+    fixed.input_size = (2, 4)
+    fixed.flip = True
+    prob = fixed.probability(Frame(np.zeros((2, 2, 3), np.uint8), "rgb8"))
+    np.testing.assert_allclose(prob.numpy(), [[0.3, 0.3], [0.4, 0.5]], atol=1e-6)
