@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from fcn_road_seg.errors import OptionError
+from fcn_road_seg.model import read_checkpoint
 from fcn_road_seg.training import data
 from fcn_road_seg.training import evaluate as ev
 from fcn_road_seg.training import train as tr
@@ -559,27 +560,33 @@ def test_ema_is_validated_kept_and_resumed(
     synthetic_road: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """--ema-epochs 1 over 2 steps per epoch: decay 0.5, so after the epoch the average is
-    (w1 + w2) / 2 of the raw weights after steps 1 and 2; the best model holds it, and a stop
+    (w1 + w2) / 2 of the raw weights after steps 1 and 2; both best files hold it, and a stop
     after step 1 resumed gives bitwise the same average."""
     whole, part, resumed = tmp_path / "whole", tmp_path / "part", tmp_path / "resumed"
     assert tr.main(synthetic_args(synthetic_road, whole, *EMA_RUN)) == 0
     assert tr.main(synthetic_args(synthetic_road, part, *EMA_RUN, "--max-steps", "1")) == 0
     resume_from = ["--resume", str(part / "checkpoint_last.pt")]
     assert tr.main(synthetic_args(synthetic_road, resumed, *EMA_RUN, *resume_from)) == 0
-    w1 = torch.load(part / "checkpoint_last.pt", weights_only=True)["model"]
+    w1 = torch.load(part / "checkpoint_last.pt", weights_only=True)["raw_model"]
     last = torch.load(whole / "checkpoint_last.pt", weights_only=True)
     best = torch.load(whole / "model_best_fp16.pt", weights_only=True)["model"]
     again = torch.load(resumed / "checkpoint_last.pt", weights_only=True)["ema"]
+    read, _ = read_checkpoint(whole / "checkpoint_best.pt")
     assert int(last["ema"]["n_averaged"]) == 2
-    for k, w2 in last["model"].items():
+    for k, w2 in last["raw_model"].items():
         average = last["ema"][f"module.{k}"]
         torch.testing.assert_close(average, (w1[k] + w2) / 2)
+        assert torch.equal(last["model"][k], average), k
+        assert torch.equal(read.state_dict()[k], average), k
         assert torch.equal(best[k], average.half()), k
         assert torch.equal(again[f"module.{k}"], average), k
-    assert not torch.equal(best["score_fr.weight"], last["model"]["score_fr.weight"].half())
+    assert not torch.equal(best["score_fr.weight"], last["raw_model"]["score_fr.weight"].half())
     plain = tmp_path / "plain"
     assert tr.main(synthetic_args(synthetic_road, plain, *RESUME_RUN, "--max-steps", "1")) == 0
     capsys.readouterr()
     later = ["--resume", str(plain / "checkpoint_last.pt")]
     assert tr.main(synthetic_args(synthetic_road, tmp_path / "x", *EMA_RUN, *later)) == 1
     assert "holds no weight average (trained without --ema-epochs)" in capsys.readouterr().err
+    plain_args = [*RESUME_RUN, *resume_from]
+    assert tr.main(synthetic_args(synthetic_road, tmp_path / "y", *plain_args)) == 1
+    assert "holds a weight average: pass --ema-epochs" in capsys.readouterr().err

@@ -92,10 +92,12 @@ def training_checkpoint(
     metrics: dict[str, float] | None,
     ema: AveragedModel | None = None,
 ) -> dict[str, Any]:
-    """``checkpoint_last.pt``: what ``--resume`` needs (with ``--ema-epochs`` the average too),
-    the model's metadata and, at the end of an epoch, its validation metrics."""
+    """``checkpoint_last.pt``: what ``--resume`` needs, the model's metadata and, at the end of an
+    epoch, its validation metrics. With ``--ema-epochs`` its ``model`` is the average (what was
+    validated, and what every reader of the file gets), the raw weights are ``raw_model``."""
     ckpt = {
-        "model": model.state_dict(),
+        "model": (model if ema is None else ema.module).state_dict(),
+        **({} if ema is None else {"raw_model": model.state_dict(), "ema": ema.state_dict()}),
         "model_config": dict(model.config),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -104,7 +106,6 @@ def training_checkpoint(
         **model_metadata(args),
         "rng": rng,
         **asdict(state),
-        **({} if ema is None else {"ema": ema.state_dict()}),
     }
     return ckpt if metrics is None else {**ckpt, "metrics": metrics}
 
@@ -165,13 +166,17 @@ def resume(
     """
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt.get("raw_model", ckpt["model"]))
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
+        if (ema is None) != ("ema" not in ckpt):
+            raise RoadSegError(
+                "it holds no weight average (trained without --ema-epochs)"
+                if ema is not None
+                else "it holds a weight average: pass --ema-epochs as the run that wrote it did"
+            )
         if ema is not None:
-            if "ema" not in ckpt:
-                raise RoadSegError("it holds no weight average (trained without --ema-epochs)")
             ema.load_state_dict(ckpt["ema"])
         state = TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState) if f.name in ckpt})
         rng = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]  # older: rank 0's
