@@ -150,9 +150,8 @@ class OverlayExports:
             self._video_frame(bgr)
         if self.frames_tmp:
             write_png(self.frames_tmp / f"{name}.png", bgr)
-        due = [i for i in self.sheet_indices if i <= index]
-        if self.sheet_tmp and due:
-            del self.sheet_indices[: len(due)]
+        if self.sheet_tmp and self.sheet_indices and self.sheet_indices[0] <= index:
+            self.sheet_indices = [i for i in self.sheet_indices if i > index]
             tile = bgr if beside is None else side_by_side(bgr, beside)
             self.tiles.append((label, thumbnail(tile, self.tile_width)))
 

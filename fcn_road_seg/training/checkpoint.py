@@ -170,12 +170,12 @@ def resume(
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
-        if (ema is None) != ("ema" not in ckpt):
+        if ema is None and "ema" in ckpt:
             raise RoadSegError(
-                "it holds no weight average (trained without --ema-epochs)"
-                if ema is not None
-                else "it holds a weight average: pass --ema-epochs as the run that wrote it did"
+                "it holds a weight average: pass --ema-epochs as the run that wrote it did"
             )
+        if ema is not None and "ema" not in ckpt:
+            raise RoadSegError("it holds no weight average (trained without --ema-epochs)")
         if ema is not None:
             ema.load_state_dict(ckpt["ema"])
         state = TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState) if f.name in ckpt})

@@ -286,17 +286,18 @@ def parity(
 ) -> Parity:
     """Run ONNX Runtime (CPU) and the fp32 torch model on the same fitted uint8 images.
 
-    Compares their P(road). Each image is fitted as the runtime fits it: letterboxed into a fixed
-    input; for a dynamic one, at the working scale (``height`` rows, its aspect ratio kept) when
-    the model has one, else as it is.
+    Compares their P(road). Each image is fitted as the runtime fits it (``network_input``): at
+    the working scale (``height`` rows, its aspect ratio kept) when the model has one, else as
+    it is; into a fixed input resized or letterboxed.
     """
     backend = OnnxBackend(onnx_path, torch.device("cpu"))
+    backend.set_model_metadata({"working_height": height})
+    backend.set_network_size("auto")
     net = RoadProbability(model, temperature).eval()
     worst, differing, pixels, sizes = 0.0, 0, 0, set()
     with torch.inference_mode():
         for rgb in images:
-            size = backend.input_size or (scaled_size(*rgb.shape[:2], height) if height else None)
-            policy = "letterbox" if backend.input_size else "stretch"
+            size, policy = backend.network_input(*rgb.shape[:2])
             image, _ = fit(torch.from_numpy(np.ascontiguousarray(rgb))[None], size, policy)
             got, want = backend._forward(image).numpy(), net(image).numpy()
             worst = max(worst, float(np.abs(got - want).max()))
