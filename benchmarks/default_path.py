@@ -253,9 +253,9 @@ def openvino_rows(onnx32: Path, ws: str) -> list[tuple[str, Callable[[], Backend
     """OpenVINO on the fp32 export, in fp32 and in each lower precision this CPU runs."""
     if not importlib.util.find_spec("openvino"):
         return []
-    from fcn_road_seg.backends.openvino_backend import PRECISIONS, import_openvino
+    from fcn_road_seg.backends.openvino_backend import PRECISIONS, shared_core
 
-    found = import_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    found = shared_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     return [
         (
             f"openvino {precision}, {ws}",

@@ -6,6 +6,7 @@ Runs wherever ``openvino`` installs (the ``openvino`` extra, part of ``test``).
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,7 +27,7 @@ ov = pytest.importorskip("openvino", reason="needs OpenVINO: pip install 'fcn_ro
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from fcn_road_seg.backends.openvino_backend import OpenVinoBackend  # noqa: E402
+from fcn_road_seg.backends.openvino_backend import OpenVinoBackend, shared_core  # noqa: E402
 
 CPU = torch.device("cpu")
 #: fp32 torch on the 46 frames of the seeded KITTI validation split (README: the default model)
@@ -116,7 +117,7 @@ def test_precision_is_openvinos_inference_precision(fixed_onnx: Path) -> None:
     assert model.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
     with pytest.raises(ModelError, match="unknown precision 'int8' for backend 'openvino'"):
         load_backend(fixed_onnx, "openvino", "cpu", precision="int8")
-    capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    capabilities = shared_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     if "BF16" in capabilities:
         [model] = compiled(load_backend(fixed_onnx, "openvino", "cpu", precision="bf16"))
         assert model.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16
@@ -161,6 +162,34 @@ def test_bad_files_and_settings_are_model_errors(tmp_path: Path, fixed_onnx: Pat
     engine.write_bytes(b"0")
     with pytest.raises(ModelError, match="backend 'openvino' cannot run .*m.engine"):
         load_backend(engine, "openvino", "cpu")
+
+
+#: two backends freed first-made-first, then a signal with a Python handler: it must be handled
+_FREED_IN_ORDER = """
+import gc, os, signal, sys
+from fcn_road_seg.backends import load_backend
+first = load_backend(sys.argv[1], "openvino", "cpu")
+second = load_backend(sys.argv[1], "openvino", "cpu")
+del first
+gc.collect()
+del second
+gc.collect()
+signal.signal(signal.SIGUSR1, lambda *_: print("handled", flush=True))
+os.kill(os.getpid(), signal.SIGUSR1)
+"""
+
+
+def test_backends_freed_in_any_order_leave_signals_working(fixed_onnx: Path) -> None:
+    """OpenVINO's CPU plugin swaps the thread's signal stack per Core and unmaps it with the Core:
+    one Core per backend, freed first-made-first, killed the process (SIGSEGV, silent) at its next
+    signal, as in a CI run at a child's exit. Backends share one Core, so a signal is handled."""
+    result = subprocess.run(
+        [sys.executable, "-c", _FREED_IN_ORDER, str(fixed_onnx)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (result.returncode, result.stdout) == (0, "handled\n"), result.stderr[-2000:]
 
 
 def test_missing_openvino_is_a_clear_error(

@@ -5,11 +5,13 @@ OpenVINO reads the same QDQ INT8 file ONNX Runtime runs and executes it with int
 own compiled model, kept for the backend's life: measured faster than one dynamic-shape compile
 (see BENCHMARKS.md). Past ``static_shapes`` shapes, a stream of ever new sizes runs on one
 dynamic compile instead of compiling again and again. A fixed-shape model compiles once, at
-start-up. Compile times are logged and shown by ``describe``.
+start-up. Compile times are logged and shown by ``describe``. Every backend shares the process's
+one ``openvino.Core`` (``shared_core``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
@@ -44,6 +46,24 @@ def import_openvino() -> Any:
             "'fcn_road_seg[openvino]'; or use the onnxruntime or torch backend"
         ) from exc
     return openvino
+
+
+def shared_core() -> Any:
+    """The process's one ``openvino.Core``, made on first use and kept to the end.
+
+    OpenVINO's CPU plugin gives the calling thread a new signal stack for each Core and unmaps it
+    when that Core goes, restoring the one it replaced. Cores freed in another order than they
+    were made leave the thread on an unmapped stack, and its next signal (Ctrl-C, a child's exit
+    under a SIGCHLD handler) kills the process with SIGSEGV, printing nothing. One Core never
+    frees its stack before the process ends.
+    """
+    return _core_of(import_openvino())
+
+
+@functools.cache
+def _core_of(openvino: Any) -> Any:
+    """``openvino``'s Core, one per process (see ``shared_core``)."""
+    return openvino.Core()
 
 
 def onnx_for(model_path: str | Path) -> Path:
@@ -84,11 +104,10 @@ class OpenVinoBackend(Backend):
         precision: str = "auto",
         static_shapes: int = STATIC_SHAPES,
     ) -> None:
-        ov = import_openvino()
         if device.type != "cpu":
             raise ModelError(f"backend 'openvino' runs on the CPU (device 'cpu'), not '{device}'")
         self.model_path = Path(model_path)
-        self.core = ov.Core()
+        self.core = shared_core()
         self.config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = threads
