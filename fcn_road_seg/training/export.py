@@ -282,16 +282,16 @@ def parity(
     images: Sequence[np.ndarray],
     source: str = "given",
     temperature: float = 1.0,
-    height: int | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> Parity:
     """Run ONNX Runtime (CPU) and the fp32 torch model on the same fitted uint8 images.
 
     Compares their P(road). Each image is fitted as the runtime fits it (``network_input``): at
-    the working scale (``height`` rows, its aspect ratio kept) when the model has one, else as
-    it is; into a fixed input resized or letterboxed.
+    the working scale of the model's metadata ``meta`` (its aspect ratio kept) when it has one,
+    else as it is; into a fixed input resized or letterboxed.
     """
     backend = OnnxBackend(onnx_path, torch.device("cpu"))
-    backend.set_model_metadata({"working_height": height})
+    backend.set_model_metadata(meta)
     backend.set_network_size("auto")
     net = RoadProbability(model, temperature).eval()
     worst, differing, pixels, sizes = 0.0, 0, 0, set()
@@ -468,7 +468,7 @@ def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:
                 else random_images(size, args.check_frames)
             )
             source = "real" if args.check_images else "random"
-            result = parity(tmp, model, images, source, temperature, working_height_of(meta))
+            result = parity(tmp, model, images, source, temperature, meta)
             print(result.report())
             check_parity(result, precision_of(args))
         write_sidecar(output, metadata(args, model, result, meta, sha256_file(tmp)))
