@@ -172,6 +172,20 @@ def test_check_samples_finds_a_bad_file_before_training(tmp_path: Path) -> None:
         data.check_samples(data.list_samples(root))
 
 
+def test_a_set_without_an_evaluated_pixel_is_an_error_before_training(tmp_path: Path) -> None:
+    """Ground truth all black (outside the evaluation area) in every file of a split: no loss or
+    metric exists on it (validation raised KeyError 'URBAN' after the first epoch)."""
+    root = make_road(tmp_path, ["um_000000", "um_000001", "uu_000002"])
+    samples = data.list_samples(root)
+    for s in samples[1:]:
+        write_rgb(s.target, np.zeros((12, 20, 3), np.uint8))
+    assert data.check_samples(samples, evaluated={"val": samples[:2]}) == []  # one pixel will do
+    with pytest.raises(
+        DataError, match=f"val: no pixel of its 2 ground-truth files .*{samples[1].target}"
+    ):
+        data.check_samples(samples, evaluated={"train": samples[:1], "val": samples[1:]})
+
+
 def test_real_kitti_ground_truth_decodes_with_blue_ignored(kitti_road_root: Path) -> None:
     samples = data.list_samples(kitti_road_root)
     assert len(samples) == 231

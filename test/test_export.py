@@ -252,6 +252,8 @@ def test_an_existing_model_survives_a_failed_export(
         (["--check-images", "{empty}"], "--check-images: no images"),
         (["--check-images", "{empty}/none"], "--check-images: {empty}/none is not a folder"),
         (["--int8"], "--int8 needs --calib-dir"),
+        (["--calib-dir", "{empty}"], "--calib-dir and --keep-fp32 are for --int8 exports only"),
+        (["--keep-fp32", "score_fr"], "--calib-dir and --keep-fp32 are for --int8 exports only"),
         (["--int8", "--calib-dir", "{empty}/none"], "--calib-dir: {empty}/none is not a folder"),
         (
             ["--int8", "--dynamic", "--calib-dir", "{empty}", "--calib-method", "percentile"],

@@ -323,3 +323,46 @@ def test_bf16_on_cpu(model_dir: Path) -> None:
 def test_fp16_on_cpu_is_refused(model_dir: Path) -> None:
     with pytest.raises(ModelError, match="precision 'fp16' needs CUDA"):
         load_backend(model_dir / "m.pt", "torch", "cpu", precision="fp16")
+
+
+def test_fixed_int8_calibrates_each_frame_as_the_runtime_fits_it(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 4:3 frame for a fixed 96x320 input: the runtime letterboxes it (96x128 of image, the
+    rest mean colour), so calibration must see that, not the frame stretched to 96x320."""
+    from fcn_road_seg.backends.base import PAD_RGB
+    from fcn_road_seg.training import export
+
+    small = tmp_path / "small"
+    small.mkdir()
+    path = sorted(FRAMES.glob("*.png"))[0]
+    cv2.imwrite(str(small / path.name), cv2.resize(cv2.imread(str(path)), (240, 180)))
+    seen = []
+    monkeypatch.setattr(export, "quantize_int8", lambda fp32, out, frames, *a: seen.extend(frames))
+    monkeypatch.setattr(export, "write_sidecar", lambda *a: None)
+    out = tmp_path / "f.int8.onnx"
+    args = [str(model_dir / "m.pt"), "--int8", "-o", str(out), "--no-check"]
+    assert export.main([*args, "--calib-dir", str(small), "--calib-frames", "1"]) == 0
+    (frame,) = seen
+    runtime = OnnxBackend(model_dir / "m.int8.onnx", torch.device("cpu"))
+    runtime.set_network_size("auto")
+    assert runtime.network_input(180, 240) == ((96, 320), "letterbox")
+    assert frame.shape == (1, 96, 320, 3)
+    assert (frame[0, :, 128:] == np.array(PAD_RGB, np.uint8)).all()
+
+
+def test_an_unknown_keep_fp32_node_is_an_error(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A misspelt --keep-fp32 name left every node quantized, and the sidecar said it was kept."""
+    from fcn_road_seg.training.export import main as export_main
+
+    out = tmp_path / "k.int8.onnx"
+    args = [str(model_dir / "m.pt"), "--int8", "-o", str(out), "--no-check"]
+    args += ["--calib-dir", str(FRAMES), "--calib-frames", "1", "--keep-fp32", "no_such_conv"]
+    assert export_main(args) == 1
+    err = capsys.readouterr().err
+    assert (
+        "--keep-fp32: no Conv or ConvTranspose node is named no_such_conv; the graph's are" in err
+    )
+    assert not out.exists() and not out.with_name(out.name + ".json").exists()

@@ -9,6 +9,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -590,3 +591,58 @@ def test_ema_is_validated_kept_and_resumed(
     plain_args = [*RESUME_RUN, *resume_from]
     assert tr.main(synthetic_args(synthetic_road, tmp_path / "y", *plain_args)) == 1
     assert "holds a weight average: pass --ema-epochs" in capsys.readouterr().err
+
+
+def test_a_validation_split_without_an_evaluated_pixel_stops_before_training(
+    synthetic_road: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """All-black ground truth in the validation split: one line before the first step (it was a
+    KeyError 'URBAN' traceback after an epoch of training)."""
+    root = tmp_path / "data_road"
+    shutil.copytree(synthetic_road, root)
+    for stem in (root / "val.txt").read_text().split():
+        gt = root / "training" / "gt_image_2" / data.gt_name(stem)
+        assert cv2.imwrite(str(gt), np.zeros((36, 52, 3), np.uint8))
+    out = tmp_path / "run"
+    assert tr.main(synthetic_args(root, out, "--epochs", "1")) == 1
+    err = capsys.readouterr().err
+    assert f"--data-path {root}'s validation split: no pixel of its 4 ground-truth files" in err
+    assert "Traceback" not in err and not (out / "checkpoint_last.pt").exists()
+
+
+def test_an_interrupt_while_writing_the_best_model_leaves_the_epoch_to_redo(
+    synthetic_road: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while epoch 1 writes model_best_fp16.pt: checkpoint_last.pt must not have moved on
+    to that epoch, or --resume goes on without ever writing its best model (the run ended with no
+    model_best_fp16.pt, or with a stale one, unless a later epoch beat it)."""
+    out = tmp_path / "run"
+    save = tr.save_checkpoint
+
+    def interrupted(obj: dict, path: Path) -> None:
+        if path.name == "model_best_fp16.pt":
+            raise KeyboardInterrupt
+        save(obj, path)
+
+    monkeypatch.setattr(tr, "save_checkpoint", interrupted)
+    assert tr.main(synthetic_args(synthetic_road, out, *RESUME_RUN)) == 130
+    last = out / "checkpoint_last.pt"
+    if last.exists():  # what --resume would continue from: its best must be written
+        best_maxf = torch.load(last, weights_only=True)["best_maxf"]
+        slim = out / "model_best_fp16.pt"
+        assert slim.exists() and torch.load(slim)["metrics"]["MaxF"] == best_maxf
+
+
+def test_resume_refuses_other_optimizer_options(
+    synthetic_road: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The restored optimizer keeps the run's --lr: a new one was silently ignored."""
+    out = tmp_path / "run"
+    args = synthetic_args(synthetic_road, out, *RESUME_RUN, "--max-steps", "1")
+    assert tr.main(args) == 0
+    resume = ["--resume", str(out / "checkpoint_last.pt"), "--max-steps", "2"]
+    assert tr.main([*args, *resume, "--lr", "1e-2"]) == 1
+    assert "it was trained with --lr 0.001, this run has 0.01" in capsys.readouterr().err
+    assert tr.main([*args, *resume, "--fc-channels", "16"]) == 1
+    assert "its model config {'num_classes': 2, 'fc_channels': 8" in capsys.readouterr().err
+    assert tr.main([*args, *resume]) == 0

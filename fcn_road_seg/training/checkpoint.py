@@ -148,6 +148,10 @@ def all_rng_states(run: Dist) -> list[dict[str, Any]]:
     return states
 
 
+#: options the optimizer's restored state overrides: ``--resume`` refuses others than the run's
+RESUMED_OPTIONS = {"opt": "--opt", "lr": "--lr", "weight_decay": "--wd"}
+
+
 def resume(
     path: str,
     model: FCN8s,
@@ -157,15 +161,32 @@ def resume(
     run: Dist,
     seed: int,
     ema: AveragedModel | None = None,
+    args: argparse.Namespace | None = None,
 ) -> TrainState:
     """Model, optimizer, scheduler, scaler, counters, RNGs and the weight average (when
     ``ema`` is given) from ``checkpoint_last.pt``.
+
+    Refused for another model config, and for ``args`` whose optimizer options differ from the
+    checkpoint's (the restored optimizer and LR schedule would keep the checkpoint's silently).
 
     Exact (bitwise on CPU) for the same arguments and number of processes, any ``--workers``;
     not for another batch size or process count, nor on CUDA beyond its kernels' determinism.
     """
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if dict(ckpt.get("model_config", {})) != dict(model.config):
+            raise RoadSegError(
+                f"its model config {dict(ckpt.get('model_config', {}))} differs from this run's "
+                f"{dict(model.config)} (set --fc-channels and --fc6-kernel to match)"
+            )
+        saved = ckpt.get("args", {})
+        for name, flag in RESUMED_OPTIONS.items():
+            if args is not None and name in saved and saved[name] != getattr(args, name):
+                raise RoadSegError(
+                    f"it was trained with {flag} {saved[name]}, this run has "
+                    f"{getattr(args, name)}: the optimizer resumes with its own (give the "
+                    f"same {flag}, or start a new run from it with --init-from)"
+                )
         model.load_state_dict(ckpt.get("raw_model", ckpt["model"]))
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])

@@ -231,11 +231,12 @@ def group_by_dataset(samples: Sequence[Sample]) -> dict[str, list[Sample]]:
     return groups
 
 
-def _check_one(sample: Sample) -> str | None:
-    """Read ``sample`` whole (image, ground truth, sizes); a warning about odd colours, or None."""
+def _check_one(sample: Sample) -> tuple[str | None, bool]:
+    """Read ``sample`` whole (image, ground truth, sizes): a warning about odd colours (or None),
+    and whether any ground-truth pixel is inside the evaluation area."""
     image = read_image(sample.image)
     if sample.target is None:
-        return None
+        return None, False
     rgb = read_image(sample.target)
     if rgb.shape[:2] != image.shape[:2]:
         raise DataError(
@@ -243,18 +244,33 @@ def _check_one(sample: Sample) -> str | None:
             f"{sample.image} is {image.shape[1]}x{image.shape[0]}"
         )
     odd = unexpected_colours(rgb)
-    return None if odd is None else f"{sample.target}: {odd}"
+    return (None if odd is None else f"{sample.target}: {odd}"), bool((rgb[..., 0] > 0).any())
 
 
-def check_samples(samples: Sequence[Sample], threads: int = 4) -> list[str]:
+def check_samples(
+    samples: Sequence[Sample],
+    threads: int = 4,
+    evaluated: dict[str, Sequence[Sample]] | None = None,
+) -> list[str]:
     """Read every file of ``samples`` before training.
 
-    DataError for the first bad one, warnings for odd colours.
+    DataError for the first bad one, or for a set of ``evaluated`` (its description -> samples,
+    all of them in ``samples``) whose ground truth has no pixel inside the evaluation area (no
+    loss or metric can be computed on it); warnings for odd colours.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(threads) as pool:
-        return [w for w in pool.map(_check_one, samples) if w is not None]
+        results = list(pool.map(_check_one, samples))
+    judged = {s for s, (_, valid) in zip(samples, results) if valid}
+    for what, group in (evaluated or {}).items():
+        if group and not judged.intersection(group):
+            raise DataError(
+                f"{what}: no pixel of its {len(group)} ground-truth files (e.g. "
+                f"{group[0].target}) is inside the evaluation area (all black or blue: red "
+                "channel 0): no loss or metric can be computed on it"
+            )
+    return [w for w, _ in results if w is not None]
 
 
 class KittiRoad(torch.utils.data.Dataset):

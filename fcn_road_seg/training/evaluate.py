@@ -289,12 +289,11 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]] | None:
         samples = data.testing_samples(args.data_path)
     else:
         samples = data.split(args.data_path, "val", args.split, args.val_fraction, args.split_seed)
+    what = args.split or f"the split of {args.data_path}"
     if not samples:
-        raise DataError(
-            f"no frames to evaluate: {args.split or 'the split of ' + str(args.data_path)} "
-            "selects none"
-        )
-    for warning in data.check_samples(samples):
+        raise DataError(f"no frames to evaluate: {what} selects none")
+    evaluated = None if args.testing else {f"the frames to evaluate ({what})": samples}
+    for warning in data.check_samples(samples, evaluated=evaluated):
         print(f"warning: {warning}", file=sys.stderr)
     network_size = f"{args.size[0]}x{args.size[1]}" if args.size else args.network_size
     backend = load_backend(

@@ -39,12 +39,11 @@ from ..model import (
     FCN8s,
     RoadProbability,
     read_checkpoint,
-    scaled_size,
     working_height_of,
     working_size_of,
 )
 
-from .quantize import CALIBRATION_METHODS, fitted_frames, quantize_int8
+from .quantize import CALIBRATION_METHODS, quantize_int8
 
 DEFAULT_SIZE = (384, 1248)
 DEFAULT_OPSET = 18
@@ -276,6 +275,21 @@ def random_images(size: tuple[int, int], count: int, seed: int = 0) -> list[np.n
     return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(count)]
 
 
+def runtime_backend(onnx_path: Path, meta: dict[str, Any] | None) -> OnnxBackend:
+    """ONNX Runtime on the CPU for ``onnx_path``, sizing frames as the runtime does with the
+    checkpoint's metadata ``meta`` (``network_size: auto``)."""
+    backend = OnnxBackend(onnx_path, torch.device("cpu"))
+    backend.set_model_metadata(meta)
+    backend.set_network_size("auto")
+    return backend
+
+
+def fitted(backend: OnnxBackend, rgb: np.ndarray) -> torch.Tensor:
+    """``rgb`` fitted as the runtime fits it to the input of ``backend`` (1 x H x W x 3 uint8)."""
+    size, policy = backend.network_input(*rgb.shape[:2])
+    return fit(torch.from_numpy(np.ascontiguousarray(rgb))[None], size, policy)[0]
+
+
 def parity(
     onnx_path: str | Path,
     model: FCN8s,
@@ -290,15 +304,12 @@ def parity(
     the working scale of the model's metadata ``meta`` (its aspect ratio kept) when it has one,
     else as it is; into a fixed input resized or letterboxed.
     """
-    backend = OnnxBackend(onnx_path, torch.device("cpu"))
-    backend.set_model_metadata(meta)
-    backend.set_network_size("auto")
+    backend = runtime_backend(onnx_path, meta)
     net = RoadProbability(model, temperature).eval()
     worst, differing, pixels, sizes = 0.0, 0, 0, set()
     with torch.inference_mode():
         for rgb in images:
-            size, policy = backend.network_input(*rgb.shape[:2])
-            image, _ = fit(torch.from_numpy(np.ascontiguousarray(rgb))[None], size, policy)
+            image = fitted(backend, rgb)
             got, want = backend._forward(image).numpy(), net(image).numpy()
             worst = max(worst, float(np.abs(got - want).max()))
             differing += int(((got >= 0.5) != (want >= 0.5)).sum())
@@ -366,18 +377,19 @@ def precision_of(args: argparse.Namespace) -> str:
     return "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
 
 
-def calibration_frames(args: argparse.Namespace, size: tuple[int, int], height: int | None):
-    """``--calib-frames`` frames of each ``--calib-dir``, fitted as the runtime fits them.
-
-    A dynamic model sees each frame at the working scale with its own aspect ratio (``height``
-    rows); a fixed one at ``size``.
-    """
-    frames = []
-    for folder in args.calib_dir:
-        for rgb in read_rgb_folder(folder, args.calib_frames):
-            shape = scaled_size(*rgb.shape[:2], height) if args.dynamic and height else size
-            frames += fitted_frames([rgb], shape)
-    return frames
+def calibration_frames(
+    args: argparse.Namespace, onnx_path: Path, meta: dict[str, Any]
+) -> list[np.ndarray]:
+    """``--calib-frames`` frames of each ``--calib-dir``, fitted as the runtime fits them to the
+    fp32 model at ``onnx_path`` (``network_input``, with the checkpoint's metadata ``meta``):
+    a dynamic model sees each frame at the working scale, a fixed one resized to its input where
+    the frame's working size is that input and letterboxed into it otherwise."""
+    backend = runtime_backend(onnx_path, meta)
+    return [
+        fitted(backend, rgb).numpy()
+        for folder in args.calib_dir
+        for rgb in read_rgb_folder(folder, args.calib_frames)
+    ]
 
 
 def write_int8(
@@ -386,16 +398,16 @@ def write_int8(
     args: argparse.Namespace,
     size: tuple[int, int],
     temperature: float,
-    height: int | None = None,
+    meta: dict[str, Any],
 ) -> None:
     """Export fp32 beside ``tmp`` (fixed at ``size``, or dynamic), then quantize it into ``tmp``.
 
     Calibrated with frames from every ``--calib-dir``.
     """
-    frames = calibration_frames(args, size, height)
     fp32 = tmp.with_name(tmp.name + ".fp32.onnx")
     try:
         export_onnx(model, fp32, size, args.dynamic, False, args.opset, args.exporter, temperature)
+        frames = calibration_frames(args, fp32, meta)
         quantize_int8(fp32, tmp, frames, args.keep_fp32, args.calib_method)
     finally:
         fp32.unlink(missing_ok=True)
@@ -423,6 +435,8 @@ def check_args(args: argparse.Namespace) -> Path:
             raise OptionError(
                 f"--height and --width must be at most {MAX_DYNAMIC_SIDE}, got {size}"
             )
+    if not args.int8 and (args.calib_dir or args.keep_fp32):
+        raise OptionError("--calib-dir and --keep-fp32 are for --int8 exports only")
     if args.int8 and (args.fp16 or not args.calib_dir):
         raise OptionError("--int8 needs --calib-dir and an fp32 model (no --fp16)")
     if args.int8 and args.dynamic and args.calib_method != "minmax":
@@ -456,7 +470,7 @@ def export(args: argparse.Namespace) -> tuple[Path, Parity | None]:
     with atomic_path(output) as tmp:
         temperature = float(meta.get("temperature", 1.0))
         if args.int8:
-            write_int8(model, tmp, args, size, temperature, working_height_of(meta))
+            write_int8(model, tmp, args, size, temperature, meta)
         else:
             export_onnx(
                 model, tmp, size, args.dynamic, args.fp16, args.opset, args.exporter, temperature

@@ -93,6 +93,13 @@ def quantize_int8(
     prepared = Path(output).with_name(Path(output).name + ".pre.onnx")
     try:
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        nodes = conv_nodes(prepared)
+        unknown = [n for n in keep_fp32 if n not in {name for name, _ in nodes}]
+        if unknown:  # quantize_static would quantize them silently
+            raise ModelError(
+                f"--keep-fp32: no Conv or ConvTranspose node is named {', '.join(unknown)}; "
+                f"the graph's are {', '.join(name for name, _ in nodes)}"
+            )
         quantize_static(
             str(prepared),
             str(output),

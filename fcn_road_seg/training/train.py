@@ -323,7 +323,7 @@ def make_datasets(
     """Training dataset (augmented, every --data-path) and the validation samples per dataset."""
     if (args.train_split or args.val_split) and len(args.data_path) > 1:
         raise DataError("--train-split and --val-split need exactly one --data-path")
-    train, val = [], {}
+    train, val, evaluated = [], {}, {}
     for path in args.data_path:
         part = {
             which: data.split(path, which, stems, args.val_fraction, args.split_seed)
@@ -346,9 +346,11 @@ def make_datasets(
             raise DataError(f"--data-path {path}: a dataset named {name!r} was already given")
         train += part["train"]
         val[name] = part["val"]
+        for which, group in (("training", part["train"]), ("validation", part["val"])):
+            evaluated[f"--data-path {path}'s {which} split"] = group
     start = time.perf_counter()
     every = [*train, *(s for group in val.values() for s in group)]
-    for warning in data.check_samples(every):
+    for warning in data.check_samples(every, evaluated=evaluated):
         print(f"warning: {warning}", file=sys.stderr)
     print(
         f"checked {len(every)} frames and their ground truth in "
@@ -679,7 +681,7 @@ def train(args: argparse.Namespace) -> TrainState:
     kept = model if ema is None else ema.module  # validated, saved as the best, exported
     state = TrainState()
     if args.resume:
-        state = resume(args.resume, model, optimizer, scheduler, scaler, run, args.seed, ema)
+        state = resume(args.resume, model, optimizer, scheduler, scaler, run, args.seed, ema, args)
     net = (
         nn.parallel.DistributedDataParallel(
             model, [run.device] if run.device.type == "cuda" else None
@@ -758,15 +760,17 @@ def train(args: argparse.Namespace) -> TrainState:
         state.best_maxf = max(state.best_maxf, metrics["MaxF"])
         rng = all_rng_states(run)
         if run.main:
-            save_checkpoint(
-                training_checkpoint(
-                    model, optimizer, scheduler, scaler, state, args, rng, metrics, ema
-                ),
-                out / "checkpoint_last.pt",
+            # the best files first: an interrupt before checkpoint_last.pt moves on leaves it at
+            # the epoch before, which --resume redoes and so writes them again
+            ckpt = training_checkpoint(
+                model, optimizer, scheduler, scaler, state, args, rng, metrics, ema
             )
             if best:
-                link_checkpoint(out / "checkpoint_last.pt", out / "checkpoint_best.pt")
+                save_checkpoint(ckpt, out / "checkpoint_best.pt")
                 save_checkpoint(slim_checkpoint(kept, metrics, args), out / "model_best_fp16.pt")
+                link_checkpoint(out / "checkpoint_best.pt", out / "checkpoint_last.pt")
+            else:
+                save_checkpoint(ckpt, out / "checkpoint_last.pt")
             write_log(state.history, out, fields)
             plot_curves(state.history, out / "curves.png")
             if writer is not None:
