@@ -119,3 +119,24 @@ def test_the_shipped_frames_get_their_recording_days_calibration(
     cells = np.asarray(topics["/road_seg/grid"][0][2].data).reshape(400, 800)
     # 0.05 m cells, x 0..40 m ahead, y -10..10 m: 8 to 30 m straight ahead is in view
     assert (cells[190:210, 160:600] != -1).all() and (cells[:, :60] == -1).all()
+
+
+def test_a_bad_model_or_out_is_named_before_the_earlier_outputs_go(
+    frames: Path, tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped --model deleted the previous run's segmented bag, video and sheet before the
+    model failed to load; an --out that is a file gave a FileExistsError traceback."""
+    out = tmp_path / "demo"
+    args = ["--out", str(out), "--frames", str(frames), "--device", "cpu", "--no-progress"]
+    assert demo.main([*args, "--model", str(tiny_model)]) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    capsys.readouterr()
+    assert demo.main([*args, "--model", str(tmp_path / "typo.pt")]) == 1
+    assert "typo.pt" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    check_outputs(out)
+    (tmp_path / "afile").write_text("mine")
+    assert demo.main(["--out", str(tmp_path / "afile"), "--frames", str(frames)]) == 1
+    err = capsys.readouterr().err
+    assert f"--out {tmp_path / 'afile'} is a file" in err and "Traceback" not in err
+    assert (tmp_path / "afile").read_text() == "mine"

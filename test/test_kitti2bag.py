@@ -197,3 +197,35 @@ def test_the_output_is_checked_first(road_dir: Path, capsys: pytest.CaptureFixtu
         pytest.skip("/proc is not mounted here")
     assert kitti2bag.main([str(road_dir), "/proc/bag", "--no-progress"]) == 1
     assert "error: cannot write output /proc/bag: No such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("start", ["2100-01-01 00:00:00", "1960-01-01 00:00:00", "3" + "0" * 19])
+def test_a_start_that_no_ros_header_holds_is_refused(
+    road_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, start: str
+) -> None:
+    """--start 2100-01-01 (Time.sec is an int32) died in serialize_cdr with a struct.error
+    traceback; 1960 wrote negative stamps, which ROS refuses to play."""
+    with pytest.raises(SystemExit) as info:
+        kitti2bag.main([str(road_dir), str(tmp_path / "bag"), "--start", start])
+    assert info.value.code == 2
+    assert "argument --start: " in (err := capsys.readouterr().err)
+    assert "outside the times a ROS 2 header holds" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stamps_that_run_past_2038_are_refused(road_dir: Path, tmp_path: Path) -> None:
+    start = parse_stamp("2038-01-19 03:14:07.9")  # fine, but the last of 3 frames at 10 Hz is not
+    with pytest.raises(DataError, match=r"--start/--rate: the last stamp \(3 frames at 10 Hz\)"):
+        kitti2bag.kitti2bag(road_dir, tmp_path / "bag", start_ns=start, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_raw_timestamp_past_2038_names_the_file_and_line(tmp_path: Path) -> None:
+    data = tmp_path / "2100_01_01_drive_0001_sync" / "image_02" / "data"
+    data.mkdir(parents=True)
+    assert cv2.imwrite(str(data / "0000000000.png"), np.zeros((8, 8, 3), np.uint8))
+    stamps = data.parent / "timestamps.txt"
+    stamps.write_text("2100-01-01 00:00:00.000000000\n")
+    with pytest.raises(DataError, match=f"{stamps}:1: 2100-01-01 00:00:00.000000000 is outside"):
+        kitti2bag.kitti2bag(data.parents[1], tmp_path / "bag", progress=False)
+    assert not (tmp_path / "bag").exists()

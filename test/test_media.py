@@ -433,3 +433,25 @@ def test_other_image_formats_are_images_not_videos(
     source = media.open_source(str(path))
     assert source.still and source.total == 1
     assert next(source.frames).bgr.shape == small_frames[0].shape
+
+
+def test_overwrite_refuses_an_input_reached_through_a_symlinked_folder(
+    tmp_path: Path, tiny_model: Path, image_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """'link -> images', then '-o images --overwrite' deleted every input image."""
+    (tmp_path / "link").symlink_to(image_dir)
+    assert run(tiny_model, str(tmp_path / "link"), "-o", str(image_dir), "--overwrite") == 1
+    assert "which holds the input" in capsys.readouterr().err
+    assert sorted(p.name for p in image_dir.iterdir()) == [p.name for p in KITTI]
+
+
+def test_two_images_with_one_confidence_name_are_refused(
+    tmp_path: Path, tiny_model: Path, image_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """um_000005.png and um_road_000005.png both became confidence/um_road_000005.png: one of
+    the two maps was silently lost."""
+    (image_dir / "um_road_000005.png").write_bytes((image_dir / "uu_000002.png").read_bytes())
+    assert run(tiny_model, str(image_dir), "-o", str(tmp_path / "out"), "--confidence") == 1
+    err = capsys.readouterr().err
+    assert "um_000005.png and " in err and "both be written as um_road_000005.png" in err
+    assert not (tmp_path / "out").exists()

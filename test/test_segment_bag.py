@@ -561,3 +561,51 @@ def test_leftovers_of_a_killed_run_go_at_start(
     args = [str(converted["bag"]), str(tmp_path / "other"), "--model", str(tiny_model)]
     assert segment_bag.main([*args, "--device", "cpu", "--no-progress"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other"]
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--video", "v.mp4", "--contact-sheet", "v.mp4"],  # the sheet was silently lost
+        ["--video", "x.mp4", "--frames-dir", "x.mp4"],  # traceback, the frames left behind
+        ["--video", "seg/v.mp4"],  # inside the output bag: traceback, seg/v.mp4 left behind
+    ],
+)
+def test_overlapping_outputs_are_refused_before_any_work(
+    converted: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str]
+) -> None:
+    flags = [str(tmp_path / f) if "." in f else f for f in flags]
+    args = [str(converted["bag"]), str(tmp_path / "seg"), "--model", "none.pt", *flags]
+    assert segment_bag.main([*args, "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: outputs ") and "overlap" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("ns", ["", "/", "my seg!", "/2d", "a//b"])
+def test_a_namespace_that_gives_no_ros_topic_names_is_refused(
+    converted: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture, ns: str
+) -> None:
+    """--ns '' wrote //mask, --ns 'my seg!' wrote '/my seg!/mask': bags ROS cannot play."""
+    args = [str(converted["bag"]), str(tmp_path / "seg"), "--model", "none.pt", f"--ns={ns}"]
+    assert segment_bag.main([*args, "--no-progress"]) == 1
+    assert f"error: --ns {ns!r} is not a ROS 2 namespace" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_input_bag_is_checked_before_the_model_loads(
+    converted: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A missing bag was reported as 'model file not found'; a wrong topic after the load."""
+    cases = [
+        ([str(tmp_path / "none"), str(tmp_path / "seg")], "input bag not found"),
+        ([str(converted["bag"]), str(tmp_path / "seg"), "--topic", "/x"], "topic /x is not in it"),
+        (
+            [str(converted["bag"]), str(tmp_path / "seg"), "--grid", "--camera-info-topic", "/c"],
+            "--grid needs sensor_msgs/CameraInfo on /c",
+        ),
+    ]
+    for args, words in cases:
+        assert segment_bag.main([*args, "--model", "none.pt", "--no-progress"]) == 1
+        assert words in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import geometry
+from ..atomic import check_target
 from .bags import BAG_VERSION, IMAGE_TOPIC, INFO_TOPIC, SEG_NAMESPACE
 from ..errors import DataError, run_cli
 from ..grid import MOUNT, TARGET_FRAME, GridSpec, GroundGrid
@@ -40,13 +41,15 @@ NAMES = (INPUT_BAG, OUTPUT_BAG, VIDEO, SHEET, UNTRAINED)
 SEED = 0
 
 
-def clear_previous(out: Path) -> None:
-    """Remove the demo's own earlier outputs in ``out``, nothing else.
+def clear_previous(out: Path, keep: Path | None = None) -> None:
+    """Remove the demo's own earlier outputs in ``out`` but ``keep``, nothing else.
 
     Temporaries of an interrupted run are removed too.
     """
     for name in NAMES:
         for path in [out / name, *out.glob(f".{name}.*.partial*")]:
+            if path == keep:
+                continue
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             elif path.exists() or path.is_symlink():
@@ -103,16 +106,19 @@ def run_demo(
         )
     if calib is None and not (frames / "calib").is_dir():
         calib = CALIB
+    if not Path(calib or frames / "calib").exists():
+        raise DataError(f"calibration file not found: {calib}")
+    check_target(out, "--out", folder=True)
     out.mkdir(parents=True, exist_ok=True)
-    clear_previous(out)
     model_path, untrained = pick_model(out, model)
+    segmenter = make_segmenter(model_path=model_path, device=device)  # before the old outputs go
+    clear_previous(out, keep=out / UNTRAINED if untrained else None)
     converted = kitti2bag(frames, out / INPUT_BAG, progress=progress, calib=calib)
     print(
         f"wrote {converted['bag']}: {converted['frames']} KITTI frames "
         f"from {frames} on {IMAGE_TOPIC} and {INFO_TOPIC} "
         f"(calibration {calib or frames / 'calib'}; rosbag2 version {BAG_VERSION}, sqlite3)"
     )
-    segmenter = make_segmenter(model_path=model_path, device=device)
     print(
         f"model {model_path}{' (UNTRAINED)' if untrained else ''}: {segmenter.backend.describe()}"
     )

@@ -28,6 +28,9 @@ from ..errors import DataError
 LAYOUTS = ("road", "raw")
 RAW_CALIB = "calib_cam_to_cam.txt"
 _STAMP = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.(\d{1,9}))?")
+#: the last stamp a ROS 2 header holds (builtin_interfaces/Time.sec is an int32; ROS refuses
+#: negative times): 2038-01-19 03:14:07.999999999 UTC
+MAX_STAMP_NS = (2**31 - 1) * 10**9 + 10**9 - 1
 
 
 @dataclass(frozen=True)
@@ -61,14 +64,30 @@ def parse_stamp(text: str) -> int:
             f"not a KITTI timestamp (YYYY-MM-DD HH:MM:SS.nnnnnnnnn): {text.strip()!r}"
         )
     seconds = calendar.timegm(datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S").timetuple())
-    return seconds * 10**9 + int((match[2] or "").ljust(9, "0"))
+    return check_stamp(seconds * 10**9 + int((match[2] or "").ljust(9, "0")), text.strip())
+
+
+def check_stamp(stamp_ns: int, text: str) -> int:
+    """``stamp_ns`` when a ROS 2 header can hold it (1970 to 2038-01-19 UTC), else ValueError."""
+    if not 0 <= stamp_ns <= MAX_STAMP_NS:
+        raise ValueError(
+            f"{text} is outside the times a ROS 2 header holds "
+            "(1970-01-01 00:00:00 to 2038-01-19 03:14:07.999999999 UTC)"
+        )
+    return stamp_ns
 
 
 def synthetic_stamps(count: int, start_ns: int, rate_hz: float) -> list[int]:
     """``count`` stamps at ``rate_hz`` from ``start_ns``, rounded to whole ns without drift."""
     FPS.check("rate", rate_hz)
     period = Fraction(10**9) / Fraction(str(rate_hz))
-    return [start_ns + round(i * period) for i in range(count)]
+    stamps = [start_ns + round(i * period) for i in range(count)]
+    if stamps:
+        try:
+            check_stamp(stamps[-1], f"the last stamp ({count} frames at {rate_hz:g} Hz)")
+        except ValueError as exc:
+            raise DataError(f"--start/--rate: {exc}") from exc
+    return stamps
 
 
 def read_calib(path: Path) -> dict[str, np.ndarray]:

@@ -31,7 +31,7 @@ from .bags import (
 )
 from ..bounds import FPS, int_at_least
 from ..errors import DataError, ImageError, run_cli
-from .kitti import LAYOUTS, KittiFrame, camera_model, kitti_frames, parse_stamp
+from .kitti import LAYOUTS, KittiFrame, camera_model, check_stamp, kitti_frames, parse_stamp
 
 DEFAULT_START = (
     "2011-09-26 00:00:00"  # road layout: stamps start on the first KITTI recording day (UTC)
@@ -124,7 +124,7 @@ def kitti2bag(
 def start_time(text: str) -> int:
     """argparse type: integer ns since the epoch, or a UTC 'YYYY-MM-DD HH:MM:SS[.ns]' timestamp."""
     try:
-        return int(text) if text.isdigit() else parse_stamp(text)
+        return check_stamp(int(text), f"{text} ns") if text.isdigit() else parse_stamp(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 

@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -87,15 +87,16 @@ def image_files(spec: str) -> list[Path] | None:
     return None
 
 
-def check_unique_names(paths: Sequence[Path]) -> None:
-    """DataError naming two images whose outputs would share a name (the file name without
-    its suffix), before any work: one would overwrite the other."""
+def check_unique_names(paths: Sequence[Path], name: Callable[[str], str] = str) -> None:
+    """DataError naming two images whose outputs would share a name (``name`` of the file name
+    without its suffix), before any work: one would overwrite the other."""
     seen: dict[str, Path] = {}
     for path in paths:
-        if (other := seen.setdefault(path.stem, path)) is not path:
+        if (other := seen.setdefault(name(path.stem), path)) is not path:
             raise DataError(
-                f"{other} and {path} would both be written as {path.stem}.png: outputs are named "
-                "by the file name without its suffix; segment them in separate runs"
+                f"{other} and {path} would both be written as {name(path.stem)}.png: outputs are "
+                "named by the file name without its suffix (KITTI names get _road_ in "
+                "confidence/); segment them in separate runs"
             )
 
 
@@ -327,12 +328,17 @@ def publish(tmp: Path, out: Path, overwrite: bool) -> None:
 
 
 def check_not_an_input(out: Path, spec: str, paths: Sequence[Path]) -> None:
-    """DataError when replacing ``out`` would delete the input or one of its files."""
-    target = Path(os.path.abspath(out))
+    """DataError when replacing ``out`` would delete the input or one of its files.
+
+    Paths are compared as written and with links resolved (``out`` itself as a name: replacing a
+    link replaces the link), so an input reached through a symlinked folder is found too.
+    """
+    absolute = Path(os.path.abspath(out))
+    targets = {absolute, Path(os.path.realpath(absolute.parent)) / absolute.name}
     for path in (Path(spec), *paths):
-        inside = Path(os.path.abspath(path))
-        if target in (inside, *inside.parents):
-            raise DataError(f"--overwrite would replace {out}, which holds the input {path}")
+        for inside in {Path(os.path.abspath(path)), Path(os.path.realpath(path))}:
+            if targets & {inside, *inside.parents}:
+                raise DataError(f"--overwrite would replace {out}, which holds the input {path}")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -388,6 +394,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.overwrite:
         check_not_an_input(out, args.input, source.paths)
     wanted = wanted_outputs(args, source.still)
+    if wanted.confidence:
+        check_unique_names(source.paths, confidence_name)
     segmenter = segmenter_from_args(args)
     print(
         f"{source.description}; model {args.model_path or default_model_path()}: "

@@ -12,6 +12,7 @@ import argparse
 import bisect
 import contextlib
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -137,12 +138,38 @@ class BagGrid:
         return make_grid(hdr, self.grid.fields(cells))
 
 
+#: a ROS 2 topic namespace: "/"-separated tokens of letters, digits and "_", none starting with
+#: a digit (rcl's topic name rules)
+_NAMESPACE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def output_namespace(namespace: str) -> str:
+    """``namespace`` as ``/a/b`` (outer slashes optional); DataError naming --ns when its topics
+    would not be valid ROS 2 names (the bag could not be played)."""
+    name = namespace.strip("/")
+    if not _NAMESPACE.fullmatch(name):
+        raise DataError(
+            f"--ns {namespace!r} is not a ROS 2 namespace: give '/'-separated names of letters, "
+            "digits and '_', none starting with a digit (e.g. /road_seg)"
+        )
+    return "/" + name
+
+
 def refuse_inside(src: Path, *outputs: Path | None) -> None:
-    """DataError for an output inside the input bag (it would become part of that bag); then
+    """DataError for an output inside the input bag (it would become part of that bag), or two
+    outputs that are the same path or one inside the other (one would destroy the other); then
     ``refuse_existing`` for them all."""
-    for out in outputs:
-        if out is not None and out.resolve().is_relative_to(src.resolve()):
+    given = [out for out in outputs if out is not None]
+    for i, out in enumerate(given):
+        if out.resolve().is_relative_to(src.resolve()):
             raise DataError(f"output {out} is inside the input bag {src}; write it elsewhere")
+        for other in given[:i]:
+            a, b = out.resolve(), other.resolve()
+            if a.is_relative_to(b) or b.is_relative_to(a):
+                raise DataError(
+                    f"outputs {other} and {out} overlap (the same path, or one inside the other); "
+                    "give each its own"
+                )
     refuse_existing(*outputs)
 
 
@@ -179,7 +206,7 @@ def segment_bag(
         for name, p in (("video", video), ("frames_dir", frames_dir), ("contact_sheet", sheet))
     }
     refuse_inside(src, dst, *outputs.values())
-    namespace = "/" + namespace.strip("/")
+    namespace = output_namespace(namespace)
     start, skipped, core_ms, frames, copied = time.perf_counter(), [], 0.0, 0, 0
     no_grid: list[dict[str, Any]] = []
     with open_bag(src) as reader, contextlib.ExitStack() as stack:
@@ -294,12 +321,11 @@ def print_segment_summary(summary: dict[str, Any]) -> None:
 
 
 def _segment_bag(args: argparse.Namespace) -> None:
-    """segment_bag's body: load the model, segment, print the summary."""
-    refuse_inside(
-        Path(args.input),
-        *(Path(p) for p in (args.output, args.video, args.frames_dir, args.contact_sheet) if p),
-    )
-    segmenter = segmenter_from_args(args)
+    """segment_bag's body: check the input and outputs, load the model, segment, print the
+    summary."""
+    src = Path(args.input)
+    outputs = (args.output, args.video, args.frames_dir, args.contact_sheet)
+    refuse_inside(src, *(Path(p) for p in outputs if p))
     grid = None
     if args.grid:
         try:
@@ -308,6 +334,11 @@ def _segment_bag(args: argparse.Namespace) -> None:
             raise DataError(f"--grid options: {exc}") from exc
         info_topic = args.camera_info_topic or f"{args.topic.rsplit('/', 1)[0]}/camera_info"
         grid = BagGrid(core, mount, args.target_frame, info_topic, args.image_rectified)
+    with open_bag(src) as reader:  # the input, before the model loads
+        check_input(reader, src, args.topic, output_namespace(args.ns))
+        if grid:
+            grid.read_cameras(reader, src)
+    segmenter = segmenter_from_args(args)
     print(f"model {args.model_path or default_model_path()}: {segmenter.backend.describe()}")
     print_segment_summary(
         segment_bag(
