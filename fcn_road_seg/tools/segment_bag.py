@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from rosbags.rosbag2 import Reader
@@ -176,7 +176,7 @@ def refuse_inside(src: Path, *outputs: Path | None) -> None:
 def segment_bag(
     input_bag: str | os.PathLike,
     output_bag: str | os.PathLike,
-    segmenter: Segmenter,
+    segmenter: Segmenter | Callable[[], Segmenter],
     topic: str = IMAGE_TOPIC,
     namespace: str = SEG_NAMESPACE,
     storage: str = "sqlite3",
@@ -194,8 +194,9 @@ def segment_bag(
     ``<namespace>/grid`` with ``grid`` (frames without a usable camera_info get none, listed;
     the contact sheet then shows each grid's bird's-eye picture beside its overlay).
 
-    A corrupt or unsegmentable image message is skipped and listed (the copy keeps it as it was),
-    or, with ``strict``, stops the run with nothing written.
+    ``segmenter`` may be a function that loads one: it is called once the input, the outputs and
+    the cameras are checked. A corrupt or unsegmentable image message is skipped and listed (the
+    copy keeps it as it was), or, with ``strict``, stops the run with nothing written.
 
     Returns a summary: frames segmented, messages copied, skipped frames with their reasons,
     seconds, frames per second end to end and the core's mean milliseconds per frame.
@@ -213,6 +214,8 @@ def segment_bag(
         image_ids, compressed, total = check_input(reader, src, topic, namespace)
         if grid:
             grid.read_cameras(reader, src)
+        if not isinstance(segmenter, Segmenter):
+            segmenter = segmenter()
         writer = stack.enter_context(bag_writer(dst, storage))
         copies = {c.id: copy_connection(writer, c) for c in reader.connections}
         seg_conns = {
@@ -321,11 +324,8 @@ def print_segment_summary(summary: dict[str, Any]) -> None:
 
 
 def _segment_bag(args: argparse.Namespace) -> None:
-    """segment_bag's body: check the input and outputs, load the model, segment, print the
+    """segment_bag's body: segment (the model loaded once the input is checked), print the
     summary."""
-    src = Path(args.input)
-    outputs = (args.output, args.video, args.frames_dir, args.contact_sheet)
-    refuse_inside(src, *(Path(p) for p in outputs if p))
     grid = None
     if args.grid:
         try:
@@ -334,17 +334,18 @@ def _segment_bag(args: argparse.Namespace) -> None:
             raise DataError(f"--grid options: {exc}") from exc
         info_topic = args.camera_info_topic or f"{args.topic.rsplit('/', 1)[0]}/camera_info"
         grid = BagGrid(core, mount, args.target_frame, info_topic, args.image_rectified)
-    with open_bag(src) as reader:  # the input, before the model loads
-        check_input(reader, src, args.topic, output_namespace(args.ns))
-        if grid:
-            grid.read_cameras(reader, src)
-    segmenter = segmenter_from_args(args)
-    print(f"model {args.model_path or default_model_path()}: {segmenter.backend.describe()}")
+
+    def load() -> Segmenter:
+        """The model of ``args``, described."""
+        segmenter = segmenter_from_args(args)
+        print(f"model {args.model_path or default_model_path()}: {segmenter.backend.describe()}")
+        return segmenter
+
     print_segment_summary(
         segment_bag(
             args.input,
             args.output,
-            segmenter,
+            load,
             args.topic,
             args.ns,
             args.storage,

@@ -11,7 +11,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.distributed as dist
@@ -148,6 +148,16 @@ def all_rng_states(run: Dist) -> list[dict[str, Any]]:
     return states
 
 
+def config_mismatch(config: Mapping[str, Any], model: FCN8s) -> str | None:
+    """What differs between a checkpoint's model ``config`` and ``model``'s, None when nothing."""
+    if dict(config) == dict(model.config):
+        return None
+    return (
+        f"its model config {dict(config)} differs from this run's {dict(model.config)} "
+        "(set --fc-channels, --fc6-kernel, --dropout to match)"
+    )
+
+
 #: options the optimizer's restored state overrides: ``--resume`` refuses others than the run's
 RESUMED_OPTIONS = {"opt": "--opt", "lr": "--lr", "weight_decay": "--wd"}
 
@@ -174,11 +184,8 @@ def resume(
     """
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        if dict(ckpt.get("model_config", {})) != dict(model.config):
-            raise RoadSegError(
-                f"its model config {dict(ckpt.get('model_config', {}))} differs from this run's "
-                f"{dict(model.config)} (set --fc-channels and --fc6-kernel to match)"
-            )
+        if mismatch := config_mismatch(ckpt.get("model_config", {}), model):
+            raise RoadSegError(mismatch)
         saved = ckpt.get("args", {})
         for name, flag in RESUMED_OPTIONS.items():
             if args is not None and name in saved and saved[name] != getattr(args, name):

@@ -48,6 +48,7 @@ from .calibration import calibrate, write_calibrated, write_calibration_json
 from .checkpoint import (
     TrainState,
     all_rng_states,
+    config_mismatch,
     link_checkpoint,
     resume,
     save_checkpoint,
@@ -382,11 +383,8 @@ def init_from(model: FCN8s, path: str) -> None:
         source, _ = read_checkpoint(path)
     except RoadSegError as exc:
         raise DataError(f"--init-from: {one_line(exc)}") from exc
-    if dict(source.config) != dict(model.config):
-        raise DataError(
-            f"--init-from {path}: its model config {dict(source.config)} differs from this "
-            f"run's {dict(model.config)} (set --fc-channels, --fc6-kernel, --dropout to match)"
-        )
+    if mismatch := config_mismatch(source.config, model):
+        raise DataError(f"--init-from {path}: {mismatch}")
     model.load_state_dict(source.state_dict())
 
 
