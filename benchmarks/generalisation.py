@@ -17,11 +17,10 @@ threshold.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Sequence
 
+from fcn_road_seg.atomic import write_json
 from fcn_road_seg.backends import BACKENDS, load_backend
 from fcn_road_seg.training import data
 from fcn_road_seg.training.evaluate import evaluate_backend
@@ -126,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = rows(args)
     print(table(result))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
     return 0
 
 

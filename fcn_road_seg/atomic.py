@@ -10,12 +10,14 @@ complete-looking but empty file under the final name.
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from .errors import DataError
 
@@ -174,3 +176,21 @@ def atomic_path(target: str | os.PathLike, directory: bool = False) -> Iterator[
         else:
             tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_json(target: str | os.PathLike, report: Any) -> Path:
+    """Write ``report`` as indented, strictly valid JSON, atomically: NaN and inf become null."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(_finite(report), indent=2, allow_nan=False) + "\n")
+    return Path(target)

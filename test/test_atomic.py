@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from fcn_road_seg.atomic import atomic_path, check_target, remove_leftovers, temp_dir_for
+from fcn_road_seg.atomic import (
+    atomic_path,
+    check_target,
+    remove_leftovers,
+    temp_dir_for,
+    write_json,
+)
 from fcn_road_seg.errors import DataError
 
 from conftest import ROOT
@@ -188,3 +194,15 @@ def test_the_current_folder_may_be_written_into_but_not_replaced(
     assert check_target(".", "--output-dir", folder=True) == Path(".")
     with pytest.raises(DataError, match="must name a file or folder of its own"):
         check_target(".", "--output")
+
+
+def test_json_reports_hold_null_where_a_metric_is_undefined(tmp_path: Path) -> None:
+    """Python's json writes NaN, which no strict JSON reader (jq, JavaScript) accepts."""
+    target = write_json(
+        tmp_path / "metrics.json",
+        {"FPR": float("nan"), "bins": [1.5, float("inf"), (float("-inf"), 2)], "n": 3},
+    )
+    assert target.read_text() == (
+        '{\n  "FPR": null,\n  "bins": [\n    1.5,\n    null,\n    [\n      null,\n      2\n'
+        '    ]\n  ],\n  "n": 3\n}\n'
+    )

@@ -71,6 +71,19 @@ def test_fit_resizes_back_like_the_runtime() -> None:
     assert cal.fit_temperature([(z[0, 0], labels)]) == pytest.approx(0.5, rel=0.05)
 
 
+def test_a_temperature_at_the_search_edge_is_flagged() -> None:
+    """Labels that ignore z: the NLL falls as T grows, so the fit stops at T = e^3."""
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(200, 200, generator=g) * 4
+    labels = (torch.rand(200, 200, generator=g) < 0.5).to(torch.uint8)
+    temperature = cal.fit_temperature([(z, labels)])
+    assert temperature == pytest.approx(math.exp(3.0), rel=1e-3)
+    assert "T = 20.1 is at the end of its search range [0.0498, 20.1]" in cal.edge_warning(
+        temperature
+    )
+    assert cal.edge_warning(2.5) is None and cal.edge_warning(0.05) is not None
+
+
 @pytest.fixture(scope="module")
 def tempered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint with T = 3 and working size 64x96."""

@@ -11,7 +11,6 @@ copy.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..atomic import atomic_path, check_target
+from ..atomic import atomic_path, check_target, write_json
 from ..backends import Fit, fit, parse_network_size, unfit
 from ..bounds import VAL_FRACTION
 from ..errors import DataError, ModelError, OptionError, run_cli
@@ -191,6 +190,18 @@ def fit_temperature(
     return math.exp((lo + hi) / 2)
 
 
+def edge_warning(temperature: float, margin: float = 0.01) -> str | None:
+    """Why a fitted T within ``margin`` (in log T) of ``LOG_T_RANGE``'s ends cannot be trusted."""
+    lo, hi = LOG_T_RANGE
+    if lo + margin < math.log(temperature) < hi - margin:
+        return None
+    return (
+        f"the fitted temperature T = {temperature:.3g} is at the end of its search range "
+        f"[{math.exp(lo):.3g}, {math.exp(hi):.3g}]: the NLL's minimum lies beyond it, so the "
+        "calibration is only partly corrected (are the labels or the model what they should be?)"
+    )
+
+
 @torch.inference_mode()
 def logit_maps(
     model: FCN8s,
@@ -240,6 +251,8 @@ def calibrate(
     over all samples and, in ``datasets``, per dataset."""
     pairs = logit_maps(model, samples, network_size, progress)
     temperature = fit_temperature(pairs)
+    if warning := edge_warning(temperature):
+        print(f"warning: {warning}", file=sys.stderr)
     groups: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
     for sample, pair in zip(samples, pairs):
         groups.setdefault(sample.dataset, []).append(pair)
@@ -325,10 +338,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def write_calibration_json(result: dict[str, Any], path: Path) -> None:
     """T, the calibration before and after, and ECE per dataset, as JSON (atomically)."""
     report = {k: result[k] for k in ("temperature", "frames", "before", "after")}
-    with atomic_path(path) as tmp:
-        tmp.write_text(
-            json.dumps({**report, "datasets": ece_per_dataset(result)}, indent=2) + "\n"
-        )
+    write_json(path, {**report, "datasets": ece_per_dataset(result)})
 
 
 def validation_samples(args: argparse.Namespace) -> list[data.Sample]:

@@ -9,7 +9,6 @@ images give KITTI submission files.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ..atomic import atomic_path, check_target
+from ..atomic import atomic_path, check_target, write_json
 from ..backends import BACKENDS, Backend, load_backend
 from ..bounds import VAL_FRACTION, int_at_least
 from ..errors import DataError, run_cli
@@ -341,8 +340,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]] | None:
         }
         if bev is not None:
             report["bev"] = {"view": bev.describe(), "metrics": bev_metrics}
-        with atomic_path(target) as tmp:
-            tmp.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(target, report)
         diagram = reliability_diagram(
             calibration, Path(args.output) / "reliability.png", Path(args.model).name
         )
