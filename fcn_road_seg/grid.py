@@ -26,6 +26,8 @@ UNKNOWN = -1
 TARGET_FRAME = "base_footprint"
 #: camera height (m), pitch and roll (rad) without tf: KITTI's camera 2, 1.65 m high and level
 MOUNT = (1.65, 0.0, 0.0)
+#: the most cells (grid) or pixels (image) along one side that cv2.remap takes (< SHRT_MAX)
+MAX_SIDE = 32766
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,11 @@ class GridSpec:
         if not all(math.isfinite(c) for c in cells) or cells[0] * cells[1] > 4096 * 4096:
             raise ValueError(
                 f"a grid of {cells[1]:.3g}x{cells[0]:.3g} cells is too large; use coarser cells"
+            )
+        if max(self.shape) > MAX_SIDE:
+            raise ValueError(
+                f"a grid of {self.shape[1]}x{self.shape[0]} cells is too long: each side may have "
+                f"at most {MAX_SIDE} cells; use coarser cells"
             )
         if min(self.shape) < 1:
             raise ValueError(
@@ -107,6 +114,11 @@ class Camera:
             )
         if info.height <= 0 or info.width <= 0:
             raise ValueError(f"camera_info size {info.width}x{info.height} is not positive")
+        if max(info.height, info.width) > MAX_SIDE:
+            raise ValueError(
+                f"camera_info size {info.width}x{info.height} is too large for the grid: each "
+                f"side may have at most {MAX_SIDE} pixels"
+            )
         d = np.asarray(info.d, np.float64).reshape(-1)
         distorted = not rectified and d.any()
         lens = geometry.Lens(k, d, str(info.distortion_model)) if distorted else None
@@ -249,8 +261,9 @@ def picture(cells: np.ndarray, spec: GridSpec) -> np.ndarray:
     out = cv2.cvtColor(grey.T[::-1, ::-1], cv2.COLOR_GRAY2BGR)
     out[(cells == UNKNOWN).T[::-1, ::-1]] = PICTURE_UNKNOWN
     x_min, x_max = spec.x_range
+    columns = spec.shape[1]  # its far edge: x_min + columns * resolution, x_max rounded to a cell
     first = np.ceil(x_min / PICTURE_TICK_M) * PICTURE_TICK_M
     for x in np.arange(first, x_max, PICTURE_TICK_M):
         if x > x_min:
-            out[round((x_max - x) / spec.resolution)] = PICTURE_TICK
+            out[min(columns - 1, columns - round((x - x_min) / spec.resolution))] = PICTURE_TICK
     return out

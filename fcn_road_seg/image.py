@@ -41,6 +41,8 @@ class Conversion:
     8 bits first (``SCALE_16_TO_8``), then ``code`` (None: none) makes ``target`` pixels.
     ``planar``: a full-size Y plane and a half-height VU plane (NV21), rows of ``step`` bytes each.
     ``even``: the sides that must be even (4:2:2 and 4:2:0 chroma covers two pixels).
+    ``min_side``: the fewest rows and columns ``code`` converts (OpenCV's demosaicing makes a
+    frame with a side under 3 all black).
     """
 
     channels: int
@@ -49,10 +51,12 @@ class Conversion:
     target: str = "bgr8"
     planar: bool = False
     even: tuple[str, ...] = ()
+    min_side: int = 1
 
 
 _UYVY = Conversion(2, 1, cv2.COLOR_YUV2BGR_UYVY, even=("width",))
 _YUYV = Conversion(2, 1, cv2.COLOR_YUV2BGR_YUY2, even=("width",))
+BAYER_MIN_SIDE = 3  # OpenCV's bilinear demosaicing needs a 3x3 neighbourhood
 #: sensor_msgs' Bayer names give the colours of the top-left 2x2 cell; OpenCV names its codes by
 #: the second row's second and third pixels, so bayer_rggb is OpenCV's BayerBG (as in cv_bridge)
 BAYER_CODES = {
@@ -74,7 +78,7 @@ CONVERSIONS: dict[str, Conversion] = {
     "yuv422_yuy2": _YUYV,  # sensor_msgs' older name of yuyv
     "nv21": Conversion(1, 1, cv2.COLOR_YUV2BGR_NV21, planar=True, even=("width", "height")),
     **{
-        f"bayer_{pattern}{bits}": Conversion(1, bits // 8, code)
+        f"bayer_{pattern}{bits}": Conversion(1, bits // 8, code, min_side=BAYER_MIN_SIDE)
         for pattern, code in BAYER_CODES.items()
         for bits in (8, 16)
     },
@@ -135,6 +139,11 @@ def convert(samples: np.ndarray, encoding: str, bigendian: bool = False) -> Fram
     ``mono8``) pixels.
     """
     conv = CONVERSIONS[encoding]
+    if min(samples.shape[:2]) < conv.min_side:
+        raise ImageError(
+            f"{encoding} needs at least {conv.min_side} rows and columns to demosaic, got "
+            f"{samples.shape[1]}x{samples.shape[0]}"
+        )
     if conv.depth == 2:
         if samples.dtype == np.uint8:
             samples = samples.view(">u2" if bigendian else "<u2")

@@ -234,6 +234,30 @@ def test_the_grid_picture_is_seen_from_above_forward_up_left_left() -> None:
     assert (pic[20] == PICTURE_TICK).all() and (pic[[19, 21]] != PICTURE_TICK).any(axis=2).all()
 
 
+def test_a_camera_info_too_wide_for_remap_is_refused() -> None:
+    """cv2.remap takes at most 32766 pixels along a side: refused with the size, not an
+    OpenCV assertion on every frame."""
+    info = camera_info(
+        header(0),
+        CameraModel(k=P[:, :3].ravel(), r=np.eye(3).ravel(), p=P.ravel(), d=np.zeros(5)),
+        32767,
+        1024,
+    )
+    with pytest.raises(ValueError, match="camera_info size 32767x1024 is too large for the grid"):
+        Camera.from_info(info)
+
+
+def test_the_picture_ticks_a_grid_whose_range_is_not_a_whole_number_of_cells() -> None:
+    """x 9.99..30 m in 0.1 m cells: 200 columns, x 9.99..29.99. The 10 m line falls in the
+    nearest cell (the picture's last row), the 20 m line at the boundary 100 cells on (row 100,
+    as the 10 m line of a 0..20 m grid lies at row 20)."""
+    spec = GridSpec(0.1, (9.99, 30.0), (-1.0, 1.0))
+    pic = picture(np.zeros(spec.shape, np.int8), spec)
+    assert pic.shape == (200, 20, 3)
+    ticks = np.flatnonzero((pic == PICTURE_TICK).all(axis=(1, 2)))
+    assert ticks.tolist() == [100, 199]
+
+
 @pytest.mark.parametrize(
     "index, value", [(10, -1.0), (10, 0.0), (0, float("nan")), (5, -500.0), (3, float("inf"))]
 )
@@ -268,6 +292,12 @@ def test_fields_describe_the_grid_for_occupancygrid() -> None:
         ((0.05, (0, 40), (-float("inf"), 10)), "must be finite numbers"),
         ((0.05, (0, 40), (float("nan"), 10)), "must be finite numbers"),
         ((1e-320, (0, 40), (-10, 10)), "too large"),
+        # 8 million cells, but 40000 along x: more than cv2.remap takes along one side
+        (
+            (0.01, (0, 400), (-1, 1)),
+            "a grid of 40000x200 cells is too long: each side may have at most 32766 cells",
+        ),
+        ((0.01, (-1000, 1000), (0, 0.05)), "a grid of 200000x5 cells is too long"),
     ],
 )
 def test_degenerate_grids_are_refused_with_the_reason(args: tuple, words: str) -> None:

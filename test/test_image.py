@@ -399,6 +399,27 @@ def test_converted_encodings_reject_bad_layouts(
         image.from_msg(msg)
 
 
+@pytest.mark.parametrize("encoding", ["bayer_rggb8", "bayer_grbg16"])
+@pytest.mark.parametrize("height, width", [(2, 64), (64, 2), (2, 2)])
+def test_a_bayer_mosaic_too_small_to_demosaic_is_refused(
+    encoding: str, height: int, width: int
+) -> None:
+    """OpenCV demosaics a mosaic with a side under 3 into all-black pixels: refused instead."""
+    depth = 2 if encoding.endswith("16") else 1
+    msg = rosbags_image(np.full((height, width, depth), 200, np.uint8), encoding)
+    with pytest.raises(
+        ImageError,
+        match=f"{encoding} needs at least 3 rows and columns to demosaic, got {width}x{height}",
+    ):
+        image.from_msg(msg)
+
+
+def test_a_3x3_bayer_mosaic_of_one_grey_is_that_grey() -> None:
+    """The smallest mosaic demosaiced: every sample 100 gives every colour 100."""
+    frame = image.from_msg(rosbags_image(np.full((3, 3, 1), 100, np.uint8), "bayer_rggb8"))
+    assert frame.pixels.tolist() == [[[100, 100, 100]] * 3] * 3
+
+
 def test_compressed_depth_is_refused_naming_its_format() -> None:
     msg = CompressedImage(
         header=rosbags_header(),
