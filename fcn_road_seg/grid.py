@@ -101,7 +101,9 @@ class Camera:
 
         The image is raw (``image_raw``, as camera_info describes it) unless ``rectified``: then a
         non-zero D is its lens (K, D and ``distortion_model``). A rectified image (or D = 0) is
-        projected through P alone. ValueError when unusable.
+        projected through P alone. Binning and the ROI are applied as image_geometry does: the
+        image is the ROI (all zeros: the whole sensor) divided by the binning (0 means 1).
+        ValueError when unusable.
         """
         p = np.asarray(info.p, np.float64).reshape(3, 4)
         k = np.asarray(info.k, np.float64).reshape(3, 3)
@@ -114,21 +116,51 @@ class Camera:
             )
         if info.height <= 0 or info.width <= 0:
             raise ValueError(f"camera_info size {info.width}x{info.height} is not positive")
-        if max(info.height, info.width) > MAX_SIDE:
-            raise ValueError(
-                f"camera_info size {info.width}x{info.height} is too large for the grid: each "
-                f"side may have at most {MAX_SIDE} pixels"
-            )
         d = np.asarray(info.d, np.float64).reshape(-1)
         distorted = not rectified and d.any()
-        lens = geometry.Lens(k, d, str(info.distortion_model)) if distorted else None
-        return cls(p, int(info.height), int(info.width), lens)
+        reduce, height, width = _binned_roi(info, cropped_rectified=rectified and d.any())
+        if max(height, width) > MAX_SIDE:
+            raise ValueError(
+                f"camera_info size {width}x{height} is too large for the grid: each "
+                f"side may have at most {MAX_SIDE} pixels"
+            )
+        lens = geometry.Lens(reduce @ k, d, str(info.distortion_model)) if distorted else None
+        return cls(reduce @ p, height, width, lens)
 
     def key(self) -> tuple:
         """A hashable identity, to tell when the lookup maps must be rebuilt."""
         lens = self.lens
         optics = () if lens is None else (lens.k.tobytes(), lens.d.tobytes(), lens.model)
         return (self.projection.tobytes(), self.height, self.width, *optics)
+
+
+def _binned_roi(info: Any, cropped_rectified: bool) -> tuple[np.ndarray, int, int]:
+    """The 3x3 map from sensor pixels to image pixels, and the image's height and width.
+
+    image_geometry's rule: pixel' = (pixel - ROI offset) / binning, and the image is the ROI's
+    size divided by the binning. ``cropped_rectified``: the ROI would have to be rectified too
+    (a rectified image of a distorted lens), which is refused.
+    """
+    bx, by = max(1, int(info.binning_x)), max(1, int(info.binning_y))
+    roi = info.roi
+    x, y, w, h = (int(v) for v in (roi.x_offset, roi.y_offset, roi.width, roi.height))
+    if not (x or y or w or h):
+        x, y, w, h = 0, 0, int(info.width), int(info.height)
+    elif cropped_rectified:
+        raise ValueError(
+            "camera_info has a roi, but the image is rectified (image_rectified) and D is not "
+            "zero: the rectified roi is not supported; publish the rectified camera_info "
+            "(D = 0) or the raw image"
+        )
+    if w <= 0 or h <= 0 or x + w > info.width or y + h > info.height:
+        raise ValueError(
+            f"camera_info roi {w}x{h} at ({x}, {y}) does not lie inside the "
+            f"{info.width}x{info.height} sensor"
+        )
+    if w // bx < 1 or h // by < 1:
+        raise ValueError(f"camera_info binning {bx}x{by} leaves no pixel of the {w}x{h} roi")
+    reduce = np.array([[1 / bx, 0, -x / bx], [0, 1 / by, -y / by], [0, 0, 1]])
+    return reduce, h // by, w // bx
 
 
 def occupancy(

@@ -123,6 +123,67 @@ def test_camera_from_a_camera_info_message_uses_p_or_else_k() -> None:
         Camera.from_info(info)
 
 
+def roi_info(binning: int, roi: tuple[int, int, int, int], d: Any = None) -> Any:
+    """A CameraInfo of the 640x480 sensor, read out through ``roi`` (x, y, w, h) and binned."""
+    cm = CameraModel(
+        k=P[:, :3].ravel(), r=np.eye(3).ravel(), p=P.ravel(), d=np.zeros(5) if d is None else d
+    )
+    info = camera_info(header(0), cm, WIDTH, HEIGHT)
+    info.binning_x = info.binning_y = binning
+    info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = roi
+    return info
+
+
+def test_binning_and_roi_give_the_reduced_camera_as_image_geometry_does() -> None:
+    """A 400x280 roi at (100, 200), binned 2x2: a 200x140 image, f 250 and the centre moved to
+    ((320 - 100) / 2, (240 - 200) / 2) = (110, 20), by hand."""
+    camera = Camera.from_info(roi_info(2, (100, 200, 400, 280)))
+    assert (camera.width, camera.height) == (200, 140)
+    assert camera.projection.tolist() == [[250, 0, 110, 0], [0, 250, 20, 0], [0, 0, 1, 0]]
+    # binning 0 and an all-zero roi mean the whole sensor, as in sensor_msgs
+    assert np.array_equal(Camera.from_info(roi_info(0, (0, 0, 0, 0))).projection, P)
+
+
+def test_a_binned_cropped_image_lands_in_the_same_cells_as_the_full_one() -> None:
+    """The ray-cast road mask cropped to the roi and binned 2x2 gives the cells the full frame
+    gives, wherever the cropped frame sees the ground."""
+    full = painted_road_mask()
+    x0, y0, w, h = 80, 240, 480, 240
+    reduced = full[y0 : y0 + h : 2, x0 : x0 + w : 2]
+    grid = GroundGrid(GridSpec(0.1, (0.0, 20.0), (-5.0, 5.0)))
+    grid.update(
+        Camera.from_info(roi_info(2, (x0, y0, w, h))),
+        geometry.camera_from_mount(CAM_HEIGHT, PITCH, 0.0),
+    )
+    cells = grid.occupancy(reduced, reduced)
+    expected = make_grid().occupancy(full, full)
+    x, y = grid.spec.cell_centres()
+    road_edge = (abs(x - ROAD[0]) < 0.3) | (abs(x - ROAD[1]) < 0.3) | (abs(abs(y) - 2) < 0.3)
+    seen = (cells != -1) & ~road_edge
+    assert seen.sum() > 2000 and (cells[seen] == expected[seen]).all()
+    with pytest.raises(ValueError, match="the frame is 640x480 but camera_info says 240x120"):
+        grid.occupancy(full, full)
+
+
+@pytest.mark.parametrize(
+    "binning, roi, d, words",
+    [
+        (
+            1,
+            (600, 0, 100, 480),
+            None,
+            "camera_info roi 100x480 at \\(600, 0\\) does not lie inside",
+        ),
+        (1, (0, 0, 0, 10), None, "camera_info roi 0x10 at \\(0, 0\\) does not lie inside"),
+        (8, (0, 0, 4, 480), None, "camera_info binning 8x8 leaves no pixel of the 4x480 roi"),
+        (1, (0, 0, 320, 240), [-0.3, 0, 0, 0, 0], "the rectified roi is not supported"),
+    ],
+)
+def test_an_unusable_roi_or_binning_says_why(binning: int, roi: tuple, d: Any, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        Camera.from_info(roi_info(binning, roi, d), rectified=True)
+
+
 # --- raw (distorted) images --------------------------------------------------------------------
 K = P[:, :3]
 #: a strongly distorted (barrel) lens of the 640x480 camera: sensor_msgs' plumb_bob k1 k2 p1 p2 k3
@@ -175,6 +236,22 @@ def test_a_raw_image_is_projected_through_its_distortion() -> None:
         assert known[inner].sum() > 1500 and (outer & known).sum() > 1000
         wrong[rectified] = (cells[inner & known] != 0).sum() + (cells[outer & known] != 100).sum()
     assert wrong[False] == 0 and wrong[True] > 50
+
+
+def test_a_cropped_raw_image_is_projected_through_the_lens_of_its_roi() -> None:
+    """The barrel lens's raw mask cropped to a roi: the cells the uncropped raw frame gives."""
+    mount = geometry.camera_from_mount(CAM_HEIGHT, PITCH, 0.0)
+    full = painted_raw_road_mask(BARREL)
+    spec = GridSpec(0.1, (0.0, 20.0), (-5.0, 5.0))
+    x0, y0, w, h = 40, 200, 560, 280
+    expected = GroundGrid(spec)
+    expected.update(Camera.from_info(raw_info(BARREL)), mount)
+    cropped = GroundGrid(spec)
+    cropped.update(Camera.from_info(roi_info(1, (x0, y0, w, h), np.array(BARREL))), mount)
+    cells = cropped.occupancy(full[y0 : y0 + h, x0 : x0 + w], full[y0 : y0 + h, x0 : x0 + w])
+    seen = cells != -1
+    assert seen.sum() > 2000
+    assert (cells[seen] != expected.occupancy(full, full)[seen]).sum() <= 0.002 * seen.sum()
 
 
 def test_no_distortion_or_a_rectified_image_gives_exactly_the_homography_grid() -> None:
