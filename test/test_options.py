@@ -110,6 +110,15 @@ def test_check_setting_rejects_with_the_reason(name: str, value: object, reason:
             {"network_size": "188x"},
             "network_size is not auto, native or HxW (e.g. 188x624)",
         ),
+        # int() alone would read these as 1880x624 and 188x624
+        (
+            {"network_size": "188_0x624"},
+            "network_size is not auto, native or HxW (e.g. 188x624)",
+        ),
+        (
+            {"network_size": "188 x 624"},
+            "network_size is not auto, native or HxW (e.g. 188x624)",
+        ),
         (
             {"network_size": "16x16"},
             "network_size each side must be in [32, 8192]",

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from ..errors import ModelError
+
+
+#: HxW in ASCII digits (int() would also take "1_88", " 188" and other scripts' digits)
+_HXW = re.compile(r"([0-9]+)[xX]([0-9]+)")
 
 
 def parse_network_size(text: str) -> tuple[int, int] | str:
@@ -12,12 +18,10 @@ def parse_network_size(text: str) -> tuple[int, int] | str:
     """
     if text == "native":
         return "native"
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ModelError(
-            f"network_size '{text}' is not auto, native or HxW (e.g. 188x624)"
-        ) from None
+    match = _HXW.fullmatch(text)
+    if match is None:
+        raise ModelError(f"network_size '{text}' is not auto, native or HxW (e.g. 188x624)")
+    h, w = int(match[1]), int(match[2])
     if min(h, w) < 32 or max(h, w) > 8192:
         raise ModelError(f"network_size '{text}': each side must be in [32, 8192]")
     return h, w
