@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -236,10 +237,22 @@ def load_torch_file(path: str | os.PathLike, what: str) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         # zip/pickle/IO errors in many types; their text gives unhelpful advice
-        with open(path, "rb") as f:
-            zipped = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
-        reason = "truncated or corrupt" if zipped else "not a PyTorch file"
-        raise ModelError(f"cannot read {what} {path}: {reason} ({type(exc).__name__})") from exc
+        raise ModelError(
+            f"cannot read {what} {path}: {_unreadable(path, exc)} ({type(exc).__name__})"
+        ) from exc
+
+
+def _unreadable(path: str | os.PathLike, exc: Exception) -> str:
+    """Why ``torch.load`` (weights only) failed on an existing, non-empty file, in a few words."""
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    if refused:  # an intact file holding a Python object (argparse.Namespace, numpy arrays)
+        return (
+            f"it holds Python objects ({refused[1]}) that are not loaded: only tensors and "
+            "plain values are, so that no code in the file runs; save those alone"
+        )
+    with open(path, "rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
+    return "truncated or corrupt" if zipped else "not a PyTorch file"
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[FCN8s, dict[str, Any]]:

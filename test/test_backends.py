@@ -213,6 +213,47 @@ def test_foreign_onnx_is_a_model_error_saying_what_is_wrong(tmp_path: Path) -> N
         )
 
 
+def half_size_model(path: Path) -> Path:
+    """An ONNX model with our names and types whose ``prob`` has symbolic sizes of its own: the
+    mean of the channels / 255 at every second row and column (half the input's size)."""
+    from onnx import TensorProto as T, helper
+
+    ints = {"axes": [3], "starts": [0, 0], "ends": [1 << 30, 1 << 30], "steps": [2, 2]}
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["image"], ["f"], to=T.FLOAT),
+            helper.make_node("ReduceMean", ["f", "axes"], ["m"], keepdims=0),
+            helper.make_node("Div", ["m", "k"], ["p"]),
+            helper.make_node("Slice", ["p", "starts", "ends", "sliced", "steps"], ["prob"]),
+        ],
+        "half",
+        [helper.make_tensor_value_info("image", T.UINT8, [1, "h", "w", 3])],
+        [helper.make_tensor_value_info("prob", T.FLOAT, [1, "h2", "w2"])],
+        [
+            *(helper.make_tensor(k, T.INT64, [len(v)], v) for k, v in ints.items()),
+            helper.make_tensor("sliced", T.INT64, [2], [1, 2]),
+            helper.make_tensor("k", T.FLOAT, [], [255.0]),
+        ],
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8), path
+    )
+    return path
+
+
+def test_a_model_whose_output_is_not_the_input_size_is_a_model_error(tmp_path: Path) -> None:
+    """Its 50x80 P(road) for a 100x160 frame came back as 50x80 mask and confidence maps, not
+    at the frame's size."""
+    backend = load_backend(half_size_model(tmp_path / "half.onnx"), "onnxruntime", "cpu")
+    frame = Frame(np.full((100, 160, 3), 51, np.uint8), "rgb8")
+    with pytest.raises(ModelError) as info:
+        backend.infer(frame)
+    assert str(info.value).startswith(
+        f"{tmp_path / 'half.onnx'} returned P(road) of shape [1, 50, 80] for a 100x160 image, "
+        "expected [1, 100, 160]"
+    )
+
+
 def test_input_size_from_the_model_shape() -> None:
     assert input_size([1, 384, 1248, 3]) == (384, 1248)
     assert input_size([1, "height", "width", 3]) is None

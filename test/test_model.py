@@ -245,6 +245,23 @@ def test_bad_checkpoints_are_one_clear_model_error(tmp_path: Path, make, message
     assert str(path) in text and message in text and "weights_only" not in text
 
 
+def test_a_checkpoint_holding_python_objects_is_not_called_corrupt(tmp_path: Path) -> None:
+    """An intact checkpoint with an ``args`` Namespace (as many training scripts save) was
+    reported as 'truncated or corrupt'."""
+    import argparse
+
+    from fcn_road_seg.model import read_checkpoint
+
+    path = _checkpoint(tmp_path / "args.pt", args=argparse.Namespace(lr=0.1))
+    with pytest.raises(ModelError) as info:
+        read_checkpoint(path)
+    assert str(info.value) == (
+        f"cannot read model {path}: it holds Python objects (argparse.Namespace) that are not "
+        "loaded: only tensors and plain values are, so that no code in the file runs; save "
+        "those alone (UnpicklingError)"
+    )
+
+
 def test_nan_weights_are_refused_at_load(tmp_path: Path) -> None:
     from fcn_road_seg.model import read_checkpoint
 

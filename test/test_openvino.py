@@ -164,6 +164,29 @@ def test_bad_files_and_settings_are_model_errors(tmp_path: Path, fixed_onnx: Pat
         load_backend(engine, "openvino", "cpu")
 
 
+@pytest.mark.parametrize(
+    "meta, words",
+    [
+        ({"temperature": -1.0}, "temperature -1.0 is not a positive number"),
+        ({"working_height": 5}, "working_height 5 is not an integer in [32, 8192]"),
+        ({"working_height": "188"}, "working_height '188' is not an integer in [32, 8192]"),
+        ({"working_size": [188]}, "working_size [188] is not [height, width]"),
+    ],
+)
+def test_metadata_with_unusable_values_is_a_model_error(
+    dynamic_onnx: Path, tmp_path: Path, meta: dict, words: str
+) -> None:
+    """OpenVINO took a sidecar's working_height 5 (and ran every frame at 5 rows), a string one
+    or a negative temperature, and crashed on working_size [188] (IndexError), where ONNX Runtime
+    refuses each with the file and the value."""
+    model = tmp_path / "m.onnx"
+    model.write_bytes(dynamic_onnx.read_bytes())
+    (tmp_path / "m.onnx.json").write_text(json.dumps({"dynamic": True, **meta}))
+    with pytest.raises(ModelError, match=r"model metadata .*m\.onnx\.json") as info:
+        load_backend(model, "openvino", "cpu")
+    assert words in str(info.value)
+
+
 #: two backends freed first-made-first, then a signal with a Python handler: it must be handled
 _FREED_IN_ORDER = """
 import gc, os, signal, sys

@@ -307,9 +307,22 @@ class Backend(abc.ABC):
     def _network(self, image: torch.Tensor) -> torch.Tensor:
         """``_forward``, and with ``flip`` the mean of it and of the mirrored image's P mirrored
         back (one more network run; the fitted input is mirrored, so a letterbox stays aligned)."""
-        prob = self._forward(image)
+        prob = self._checked(self._forward(image), image)
         if self.flip:
-            prob = (prob + self._forward(image.flip(2)).flip(-1)) / 2
+            prob = (prob + self._checked(self._forward(image.flip(2)), image).flip(-1)) / 2
+        return prob
+
+    def _checked(self, prob: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """``prob``, when it is 1 x H x W for the 1 x H x W x 3 ``image``; else a ModelError
+        naming the model (a graph that declares symbolic output sizes may return any)."""
+        expected = (1, *image.shape[1:3])
+        if tuple(prob.shape) != expected:
+            model = getattr(self, "model_path", None) or getattr(self, "engine_path", self.name)
+            raise ModelError(
+                f"{model} returned P(road) of shape {list(prob.shape)} for a "
+                f"{expected[1]}x{expected[2]} image, expected {list(expected)}: not an "
+                "fcn_road_seg model (export one with fcn-road-export)"
+            )
         return prob
 
     def _sync(self) -> None:

@@ -106,6 +106,22 @@ def sidecar_problems(
     return problems
 
 
+def checked_sidecar(path: Path, size: tuple[int, int] | None) -> dict[str, Any] | None:
+    """The metadata beside an ONNX model (None when there is none), checked against the file
+    (``sidecar_problems``) and for a usable temperature and working scale; a ModelError naming
+    the file otherwise."""
+    meta = read_sidecar(path)
+    if meta is None:
+        return None
+    problems = sidecar_problems(meta, path, size)
+    if problems:
+        raise ModelError(
+            f"{path} does not match its metadata {sidecar_path(path).name}: {'; '.join(problems)}"
+        )
+    check_metadata(meta, f"model metadata {sidecar_path(path)}")
+    return meta
+
+
 class OnnxBackend(Backend):
     """Runs an exported ONNX model with ONNX Runtime, on CPU or (onnxruntime-gpu) CUDA."""
 
@@ -142,15 +158,7 @@ class OnnxBackend(Backend):
                 f"{model_path} is not an fcn_road_seg ONNX model: {'; '.join(problems)} "
                 "(export one with fcn-road-export)"
             )
-        meta = read_sidecar(model_path)
-        if meta is not None:
-            problems = sidecar_problems(meta, self.model_path, size)
-            if problems:
-                raise ModelError(
-                    f"{model_path} does not match its metadata "
-                    f"{sidecar_path(model_path).name}: {'; '.join(problems)}"
-                )
-            check_metadata(meta, f"model metadata {sidecar_path(model_path)}")
+        meta = checked_sidecar(self.model_path, size)
         super().__init__(device, size, resize_policy)
         self.set_model_metadata(meta)
 

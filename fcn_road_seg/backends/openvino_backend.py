@@ -22,10 +22,9 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from ..metadata import read_sidecar, sidecar_path
 from .base import Backend
 from .companion import int8_companion
-from .onnx_backend import input_size, io_problems, sidecar_problems
+from .onnx_backend import checked_sidecar, input_size, io_problems
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +127,7 @@ class OpenVinoBackend(Backend):
                 f"{model_path} is not an fcn_road_seg ONNX model: {'; '.join(problems)} "
                 "(export one with fcn-road-export)"
             )
-        meta = read_sidecar(model_path)
-        problems = [] if meta is None else sidecar_problems(meta, Path(model_path), size)
-        if problems:
-            raise ModelError(
-                f"{model_path} does not match its metadata "
-                f"{sidecar_path(model_path).name}: {'; '.join(problems)}"
-            )
+        meta = checked_sidecar(self.model_path, size)
         super().__init__(device, size, resize_policy)
         self.set_model_metadata(meta)
         self.precision = precision
