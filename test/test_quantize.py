@@ -94,6 +94,29 @@ def test_int8_export_is_quantized_and_agrees_with_fp32(model_dir: Path) -> None:
     assert np.corrcoef(p.flatten().numpy(), want.flatten().numpy())[0, 1] > 0.9
 
 
+def int8_weights(path: Path) -> list[np.ndarray]:
+    """The int8 initializers of ``path``'s 4-D (convolution) weights."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    return [
+        numpy_helper.to_array(t)
+        for t in graph.initializer
+        if t.data_type == TensorProto.INT8 and len(t.dims) == 4
+    ]
+
+
+def test_cpu_int8_weights_cannot_saturate_a_cpu_without_vnni(model_dir: Path) -> None:
+    """vpmaddubsw (AVX2, AVX-512 without VNNI) adds two uint8 x int8 products in int16: with
+    weights in [-64, 64] the sum is at most 2 x 255 x 64 = 32640 <= 32767; full-range int8
+    weights (127) saturated and cost the shipped model 6 % of a frame's mask on an AVX2 CPU."""
+    weights = int8_weights(model_dir / "m.int8.onnx")
+    assert len(weights) >= 18  # every Conv; upsamplings of one size share theirs
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights) == 64
+    assert read_sidecar(model_dir / "m.int8.onnx")["int8"]["weight_bits"] == 7
+
+
 def test_tensorrt_int8_is_symmetric_int8_on_the_convs(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -129,6 +152,8 @@ def test_tensorrt_int8_is_symmetric_int8_on_the_convs(
     upsamplings = [n for n in graph.node if n.op_type == "ConvTranspose"]
     assert len(convs) == 18 and all(n.input[1] in dequantized for n in convs)
     assert len(upsamplings) == 3 and not any(n.input[1] in dequantized for n in upsamplings)
+    # TensorRT runs int8 on tensor cores without that saturation: the full range
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in int8_weights(out)) == 127
     assert OnnxBackend(out, torch.device("cpu")).probability(kitti_frame()).shape == (375, 1242)
     monkeypatch.setattr("fcn_road_seg.backends.companion._tensorrt_usable", lambda: True)
     assert backend_for(out, "auto", "cuda") == "tensorrt"

@@ -352,6 +352,7 @@ def metadata(
             "calib_dir": [str(d) for d in args.calib_dir],
             "calib_frames": args.calib_frames,
             "method": args.calib_method,
+            "weight_bits": 7,
             "keep_fp32": list(args.keep_fp32),
         }
         if args.int8

@@ -1,7 +1,11 @@
 """INT8 for CPUs: ONNX Runtime static quantization (QDQ, per-channel), calibrated on real frames.
 
 The fp32 graph (uint8 ``image`` in, ``prob`` out) is quantized with activations in uint8 and
-weights in int8 per output channel, which x86 CPUs with VNNI run as int8 dot products. Calibration
+weights in int8 per output channel, which x86 CPUs with VNNI run as int8 dot products. The weights
+use 7 bits of the 8 (``reduce_range``): x86 CPUs without VNNI (AVX2, AVX-512 alone) multiply with
+``vpmaddubsw``, whose int16 sum of two uint8 x int8 products saturates for full-range weights
+(2 x 255 x 127 > 32767); ONNX Runtime and OpenVINO both use it there. With 7 bits the sum stays
+below 32767 and every CPU computes the same numbers. Calibration
 frames are fitted to the network input exactly as the runtime fits them. Nodes named in
 ``keep_fp32`` (for example the score layers of the skips, or the last upsampling) stay in float.
 With ``tensorrt=True`` the Q/DQ is symmetric int8 instead, the form TensorRT builds.
@@ -108,6 +112,7 @@ def quantize_int8(
             per_channel=True,
             activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            reduce_range=not tensorrt,  # 7-bit weights: exact on CPUs without VNNI too
             op_types_to_quantize=["Conv"] if tensorrt else ["Conv", "ConvTranspose"],
             extra_options={"ActivationSymmetric": True, "QuantizeBias": False} if tensorrt else {},
             nodes_to_exclude=list(keep_fp32),
