@@ -19,7 +19,7 @@ from fcn_road_seg.backends.onnx_backend import OnnxBackend, input_size
 from fcn_road_seg.backends.torch_backend import TorchBackend
 from fcn_road_seg.errors import ModelError
 from fcn_road_seg.image import Frame
-from fcn_road_seg.model import load_checkpoint_model, untrained_model
+from fcn_road_seg.model import default_model_path, load_checkpoint_model, untrained_model
 from fcn_road_seg.training.export import export_onnx
 
 from conftest import KITTI_FRAMES, kitti_frame
@@ -666,3 +666,20 @@ def test_close_releases_the_network_and_is_idempotent(
     backend.close()
     gc.collect()
     assert held() is None
+
+
+def test_onnxruntime_refuses_a_precision_it_cannot_give(small_onnx: Path) -> None:
+    """precision fp16 or int8 with ONNX Runtime used to load and run the graph unchanged."""
+    for precision in ("fp16", "int8", "fp32"):
+        with pytest.raises(ModelError) as info:
+            load_backend(small_onnx, "onnxruntime", "cpu", precision=precision)
+        assert str(info.value) == (
+            f"precision {precision}: ONNX Runtime runs {small_onnx} as it was exported (no "
+            "metadata says how); use precision auto, backend openvino (fp32, bf16, fp16), or a "
+            "model exported at that precision"
+        )
+    companion = default_model_path().with_suffix(".int8.onnx")
+    with pytest.raises(ModelError, match=r"as it was exported \(int8\); use precision auto"):
+        load_backend(companion, "onnxruntime", "cpu", precision="fp16")
+    # the model's own precision is what it runs anyway
+    assert load_backend(companion, "onnxruntime", "cpu", precision="int8").name == "onnxruntime"

@@ -122,6 +122,17 @@ def checked_sidecar(path: Path, size: tuple[int, int] | None) -> dict[str, Any] 
     return meta
 
 
+def _check_precision(path: Path, precision: str) -> None:
+    """ONNX Runtime runs a model at the precision it was exported in: any other is a ModelError."""
+    own = (read_sidecar(path) or {}).get("precision")
+    if precision not in ("auto", own):
+        raise ModelError(
+            f"precision {precision}: ONNX Runtime runs {path} as it was exported "
+            f"({own or 'no metadata says how'}); use precision auto, backend openvino "
+            "(fp32, bf16, fp16), or a model exported at that precision"
+        )
+
+
 class OnnxBackend(Backend):
     """Runs an exported ONNX model with ONNX Runtime, on CPU or (onnxruntime-gpu) CUDA."""
 
@@ -133,9 +144,11 @@ class OnnxBackend(Backend):
         device: torch.device,
         resize_policy: str = "letterbox",
         threads: int = 0,
+        precision: str = "auto",
     ) -> None:
         ort = import_onnxruntime()
         self.model_path = Path(model_path)
+        _check_precision(self.model_path, precision)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         # no busy-waiting after a run: the frame's post-processing (and other nodes) need the cores

@@ -13,7 +13,8 @@ class BackendOptions:
     """Each backend's own settings, reachable from the node's parameters and every tool's flags."""
 
     # torch: auto | fp32 | fp16 | bf16; TensorRT: auto | fp32 | fp16 | int8;
-    # OpenVINO: auto | fp32 | bf16 | fp16 (what the ONNX model leaves in float)
+    # OpenVINO: auto | fp32 | bf16 | fp16 (what the ONNX model leaves in float);
+    # ONNX Runtime: auto, or the precision the model was exported in
     precision: str = "auto"
     compile: bool = False  # torch.compile the network (torch)
     threads: int = 0  # CPU threads of ONNX Runtime and OpenVINO (0 = their default)
@@ -26,9 +27,7 @@ class BackendOptions:
         """The constructor keywords of backend ``kind``."""
         if kind == "torch":
             return {"precision": self.precision, "compile": self.compile}
-        if kind == "onnxruntime":
-            return {"threads": self.threads}
-        if kind == "openvino":
+        if kind in ("onnxruntime", "openvino"):
             return {"threads": self.threads, "precision": self.precision}
         return {
             "precision": self.precision,
