@@ -26,6 +26,8 @@ NUM_CLASSES = 2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 STRIDE = 32
+#: the dtypes a checkpoint's float weights may have (loaded as float32)
+WEIGHT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # indices just past pool3 and pool4 in torchvision's VGG16 ``features``
 POOL3_END, POOL4_END = (17, 24)
 POOL4_SCALE, POOL3_SCALE = 0.01, 0.0001  # FCN-8s "at-once" skip scaling
@@ -276,6 +278,16 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[FCN8s, dict[str, Any]]:
     if not isinstance(config, Mapping):
         raise ModelError(
             f"checkpoint {path}: 'model_config' is a {type(config).__name__}, not a mapping"
+        )
+    odd = sorted(
+        f"{k} ({v.dtype}, {v.layout})"
+        for k, v in state.items()
+        if v.layout != torch.strided or (v.is_floating_point() and v.dtype not in WEIGHT_DTYPES)
+    )
+    if odd:
+        raise ModelError(
+            f"checkpoint {path}: weights that are not dense float16, bfloat16, float32 or float64 "
+            f"tensors: {', '.join(odd[:5])}{' ...' if len(odd) > 5 else ''}"
         )
     bad = sorted(
         k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()

@@ -276,6 +276,35 @@ def test_nan_weights_are_refused_at_load(tmp_path: Path) -> None:
         read_checkpoint(path)
 
 
+@pytest.mark.parametrize(
+    "convert, words",
+    [
+        (
+            lambda t: t.to(torch.float8_e4m3fn),
+            "score_fr.weight (torch.float8_e4m3fn, torch.strided)",
+        ),
+        (lambda t: t.to_sparse(), "score_fr.weight (torch.float32, torch.sparse_coo)"),
+    ],
+)
+def test_weights_of_an_odd_dtype_or_layout_are_refused_at_load(
+    tmp_path: Path, convert, words: str
+) -> None:
+    """float8 or sparse weights crashed the NaN check with a bare NotImplementedError."""
+    from fcn_road_seg.model import read_checkpoint
+
+    model = FCN8s(**LIGHT)
+    state = model.state_dict()
+    state["score_fr.weight"] = convert(state["score_fr.weight"])
+    path = tmp_path / "odd.pt"
+    torch.save({"model": state, "model_config": model.config}, path)
+    with pytest.raises(ModelError) as info:
+        read_checkpoint(path)
+    assert str(info.value) == (
+        f"checkpoint {path}: weights that are not dense float16, bfloat16, float32 or float64 "
+        f"tensors: {words}"
+    )
+
+
 def test_forward_backward_gives_finite_gradients_everywhere() -> None:
     """One training step's worth: every parameter gets a finite gradient, the loss is finite."""
     torch.manual_seed(0)

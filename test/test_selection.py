@@ -205,6 +205,36 @@ def test_an_unreadable_cache_file_is_measured_again(
     assert backend.name == "openvino" and json.loads(path.read_text())["chosen"] == "openvino int8"
 
 
+@pytest.mark.parametrize("drop", ["times_ms", "errors", "measured"])
+def test_a_cache_file_missing_an_entry_is_measured_again(
+    candidates: list[Candidate], tmp_path: Path, drop: str
+) -> None:
+    """A hand-edited choice whose key still matches but lacks an entry crashed with KeyError."""
+    select(
+        candidates,
+        opener(),
+        {},
+        scripted({"openvino": 9, "onnxruntime": 5, "torch": 7}),
+        tmp_path,
+        CPU,
+    )
+    [path] = tmp_path.iterdir()
+    choice = json.loads(path.read_text())
+    del choice[drop]
+    path.write_text(json.dumps(choice))
+    backend = select(
+        candidates,
+        opener(),
+        {},
+        scripted({"openvino": 1, "onnxruntime": 5, "torch": 7}),
+        tmp_path,
+        CPU,
+    )
+    assert backend.name == "openvino" and backend.selection.startswith(
+        "auto chose openvino int8 (measured now: openvino int8 1.0 ms"
+    )
+
+
 def test_a_candidate_that_cannot_run_is_named_and_skipped(
     candidates: list[Candidate], tmp_path: Path
 ) -> None:

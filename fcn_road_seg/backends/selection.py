@@ -175,9 +175,13 @@ def _read_choice(path: Path, key: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     try:
         choice = json.loads(path.read_text())
-        if choice["key"] == key and isinstance(choice["chosen"], str):
+        if choice["key"] != key:
+            return None
+        summary(choice["times_ms"], choice["errors"])  # what the log line will show
+        if isinstance(choice["chosen"], str) and isinstance(choice["measured"], str):
             return choice
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TypeError("'chosen' and 'measured' must be strings")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         log.warning("ignoring the unreadable backend choice %s (%s): measuring again", path, exc)
     return None
 
