@@ -10,6 +10,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -181,27 +182,34 @@ def test_a_changed_model_file_is_measured_again(int8_checkpoint: Path, tmp_path:
     )
 
 
-def test_an_unreadable_cache_file_is_measured_again(
-    candidates: list[Candidate], tmp_path: Path
-) -> None:
+def remeasured(candidates: list[Candidate], folder: Path, spoil: Callable[[Path], None]) -> Any:
+    """Select with onnxruntime fastest, ``spoil`` the cached choice, then select with openvino
+    fastest: the backend the second selection returns."""
     select(
         candidates,
         opener(),
         {},
         scripted({"openvino": 9, "onnxruntime": 5, "torch": 7}),
-        tmp_path,
+        folder,
         CPU,
     )
-    [path] = tmp_path.iterdir()
-    path.write_text("{ not json")
-    backend = select(
+    [path] = folder.iterdir()
+    spoil(path)
+    return select(
         candidates,
         opener(),
         {},
         scripted({"openvino": 1, "onnxruntime": 5, "torch": 7}),
-        tmp_path,
+        folder,
         CPU,
     )
+
+
+def test_an_unreadable_cache_file_is_measured_again(
+    candidates: list[Candidate], tmp_path: Path
+) -> None:
+    backend = remeasured(candidates, tmp_path, lambda path: path.write_text("{ not json"))
+    [path] = tmp_path.iterdir()
     assert backend.name == "openvino" and json.loads(path.read_text())["chosen"] == "openvino int8"
 
 
@@ -210,26 +218,13 @@ def test_a_cache_file_missing_an_entry_is_measured_again(
     candidates: list[Candidate], tmp_path: Path, drop: str
 ) -> None:
     """A hand-edited choice whose key still matches but lacks an entry crashed with KeyError."""
-    select(
-        candidates,
-        opener(),
-        {},
-        scripted({"openvino": 9, "onnxruntime": 5, "torch": 7}),
-        tmp_path,
-        CPU,
-    )
-    [path] = tmp_path.iterdir()
-    choice = json.loads(path.read_text())
-    del choice[drop]
-    path.write_text(json.dumps(choice))
-    backend = select(
-        candidates,
-        opener(),
-        {},
-        scripted({"openvino": 1, "onnxruntime": 5, "torch": 7}),
-        tmp_path,
-        CPU,
-    )
+
+    def without_entry(path: Path) -> None:
+        choice = json.loads(path.read_text())
+        del choice[drop]
+        path.write_text(json.dumps(choice))
+
+    backend = remeasured(candidates, tmp_path, without_entry)
     assert backend.name == "openvino" and backend.selection.startswith(
         "auto chose openvino int8 (measured now: openvino int8 1.0 ms"
     )
