@@ -309,8 +309,8 @@ def test_default_model_in_bev_on_the_real_calibrated_frame(
         progress=False,
         bev=meter,
     )
-    # a held-out frame (seed-0 split): 84.3 % in the camera view, 94.1 % in bird's-eye view
-    # (INT8, CPU)
+    # a held-out frame (seed-0 split): 84.1 % in the camera view, 92.6 % in bird's-eye view
+    # (INT8, CPU; fp32 torch: 84.2 % and 93.1 %)
     assert (
         camera.compute()["URBAN"]["MaxF"] > 0.82
         and meter.evaluator.compute()["URBAN"]["MaxF"] > 0.92

@@ -82,8 +82,9 @@ def test_int8_export_is_quantized_and_agrees_with_fp32(model_dir: Path) -> None:
     graph = onnx.load(str(int8)).graph
     quantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
     convs = [n for n in graph.node if n.op_type in ("Conv", "ConvTranspose")]
-    # every weight int8 (QDQ)
-    assert len(convs) == 21 and all(n.input[1] in quantized for n in convs)
+    # every weight int8 (QDQ) but the image-facing Conv's
+    assert len(convs) == 21 and all(n.input[1] in quantized for n in convs[1:])
+    assert convs[0].input[1] not in quantized
     frame = kitti_frame()
     want = load_backend(model_dir / "m.pt", "torch", "cpu").probability(frame)
     got = OnnxBackend(int8, torch.device("cpu"))
@@ -115,6 +116,19 @@ def test_cpu_int8_weights_cannot_saturate_a_cpu_without_vnni(model_dir: Path) ->
     assert len(weights) >= 18  # every Conv; upsamplings of one size share theirs
     assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights) == 64
     assert read_sidecar(model_dir / "m.int8.onnx")["int8"]["weight_bits"] == 7
+
+
+def test_the_cpu_int8_models_first_conv_stays_float(model_dir: Path) -> None:
+    """The image-facing Conv keeps its float weights; every other Conv's come from int8."""
+    import onnx
+
+    graph = onnx.load(str(model_dir / "m.int8.onnx")).graph
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    float_weights = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    assert convs[0].input[1] in float_weights and convs[0].input[1] not in dequantized
+    assert all(n.input[1] in dequantized for n in convs[1:])
+    assert read_sidecar(model_dir / "m.int8.onnx")["int8"]["first_conv"] == "float"
 
 
 def test_tensorrt_int8_is_symmetric_int8_on_the_convs(

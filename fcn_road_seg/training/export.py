@@ -353,6 +353,7 @@ def metadata(
             "calib_frames": args.calib_frames,
             "method": args.calib_method,
             "weight_bits": 7,
+            "first_conv": "float",
             "keep_fp32": list(args.keep_fp32),
         }
         if args.int8
