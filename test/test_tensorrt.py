@@ -364,6 +364,10 @@ def test_the_profile_is_tuned_for_the_working_size(tmp_path: Path) -> None:
     assert default_profile(model) == ((32, 32), (1600, 2400), (1600, 2400))
     args = get_args_parser().parse_args([str(model)])
     assert (args.min_size, args.opt_size, args.max_size) == ((32, 32), None, (1536, 2048))
+    # a working size that is no [height, width] was an IndexError before the builder started
+    write_sidecar(model, {"working_size": [188]})
+    with pytest.raises(ModelError, match=r"model metadata .*d\.onnx\.json.*working_size \[188\]"):
+        default_profile(model)
 
 
 def test_size_argument() -> None:

@@ -34,8 +34,8 @@ from ..bounds import WORKSPACE_GB
 from ..device import resolve_device
 from ..errors import ModelError, run_cli
 from ..image import read_rgb_folder
-from ..metadata import read_sidecar, write_sidecar
-from ..model import INPUT, OUTPUT, working_size_of
+from ..metadata import read_sidecar, sidecar_path, write_sidecar
+from ..model import INPUT, OUTPUT, check_metadata, working_size_of
 from .base import fit
 from .tensorrt_common import (
     ENGINE_FORMAT,
@@ -121,8 +121,12 @@ def plan_build(onnx: OnnxInfo, precision: str, features: TrtFeatures) -> BuildPl
 
 def default_profile(onnx_path: str | Path) -> tuple[tuple[int, int], ...]:
     """``DEFAULT_PROFILE`` tuned (OPT) for the working size in the ONNX model's metadata, the size
-    the runtime feeds it; the plain default when it records none."""
-    size = working_size_of(read_sidecar(onnx_path))
+    the runtime feeds it; the plain default when it records none. A ModelError naming the file
+    when its metadata values are unusable."""
+    meta = read_sidecar(onnx_path)
+    if meta is not None:
+        check_metadata(meta, f"model metadata {sidecar_path(onnx_path)}")
+    size = working_size_of(meta)
     if size is None:
         return DEFAULT_PROFILE
     smallest, _, largest = DEFAULT_PROFILE
