@@ -124,8 +124,10 @@ def checked_sidecar(path: Path, size: tuple[int, int] | None) -> dict[str, Any] 
 
 def _check_precision(path: Path, precision: str) -> None:
     """ONNX Runtime runs a model at the precision it was exported in: any other is a ModelError."""
+    if precision == "auto":
+        return
     own = (read_sidecar(path) or {}).get("precision")
-    if precision not in ("auto", own):
+    if precision != own:
         raise ModelError(
             f"precision {precision}: ONNX Runtime runs {path} as it was exported "
             f"({own or 'no metadata says how'}); use precision auto, backend openvino "

@@ -43,7 +43,7 @@ from ..model import (
     working_size_of,
 )
 
-from .quantize import CALIBRATION_METHODS, quantize_int8
+from .quantize import CALIBRATION_METHODS, CPU_SCHEME, quantize_int8
 
 DEFAULT_SIZE = (384, 1248)
 DEFAULT_OPSET = 18
@@ -352,8 +352,7 @@ def metadata(
             "calib_dir": [str(d) for d in args.calib_dir],
             "calib_frames": args.calib_frames,
             "method": args.calib_method,
-            "weight_bits": 7,
-            "first_conv": "float",
+            **CPU_SCHEME,
             "keep_fp32": list(args.keep_fp32),
         }
         if args.int8

@@ -26,6 +26,8 @@ from ..errors import ModelError
 from ..model import INPUT
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+#: what every CPU export does beyond the calibration (recorded in its metadata)
+CPU_SCHEME = {"weight_bits": 7, "first_conv": "float"}
 
 
 def fitted_frames(images: Sequence[np.ndarray], size: tuple[int, int]) -> list[np.ndarray]:
